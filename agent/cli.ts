@@ -1,0 +1,136 @@
+// Cli owns the `datasync` command line (DESIGN.md contract): parsing, exit codes, human/JSON output.
+// Each command loads its module lazily so `datasync check` does not pay for the streamer.
+import { Command, Option } from "commander";
+import { ConfigError, loadConfig, type Config } from "./config.js";
+
+const program = new Command();
+program.name("datasync").description("MySQL Data Sync as code: keep up to five replicas in sync with one primary").showHelpAfterError();
+
+function config(opts: { config?: string }): Config {
+  return loadConfig(opts.config);
+}
+
+/** Run a command body; config errors and unexpected failures exit non-zero with a clear message. */
+function run(fn: (...args: any[]) => Promise<number | void>, failCode = 2) {
+  return async (...args: any[]) => {
+    try {
+      const code = await fn(...args);
+      process.exitCode = code ?? 0;
+    } catch (err: any) {
+      if (err instanceof ConfigError) {
+        process.stderr.write(`datasync: ${err.message}\n`);
+      } else {
+        process.stderr.write(`datasync: ${err?.message ?? String(err)}\n`);
+        if (process.env.DATASYNC_DEBUG) process.stderr.write(`${err?.stack}\n`);
+      }
+      process.exitCode = failCode;
+    }
+  };
+}
+
+const configOpt = () => new Option("-c, --config <file>", "agent config file (JSON or YAML); default: env DATASYNC_CONFIG");
+
+program
+  .command("agent")
+  .description("run the sync agent in the foreground (JSON logs on stdout; SIGTERM/SIGINT stop cleanly)")
+  .addOption(configOpt())
+  .action(
+    run(async (opts) => {
+      const { runAgent } = await import("./main.js");
+      return runAgent(config(opts));
+    }, 1),
+  );
+
+program
+  .command("check")
+  .description("preflight: every rule, live against the source and each replica")
+  .addOption(configOpt())
+  .option("--json", "print the report as JSON")
+  .action(
+    run(async (opts) => {
+      const { preflight } = await import("./preflight.js");
+      const { formatReport } = await import("./report.js");
+      const report = await preflight(config(opts));
+      process.stdout.write(opts.json ? JSON.stringify(report, null, 2) + "\n" : formatReport(report));
+      return report.ok ? 0 : 1;
+    }),
+  );
+
+program
+  .command("status")
+  .description("per replica: checkpoint position, lag, snapshot progress")
+  .addOption(configOpt())
+  .option("--json", "print as JSON")
+  .action(
+    run(async (opts) => {
+      const { status, formatStatus } = await import("./status.js");
+      const st = await status(config(opts));
+      process.stdout.write(opts.json ? JSON.stringify(st, null, 2) + "\n" : formatStatus(st));
+      return 0;
+    }),
+  );
+
+program
+  .command("verify")
+  .description("chunked checksum comparison of source and replicas; exit 0 identical, 1 different, 2 could not run")
+  .addOption(configOpt())
+  .option("--replica <name>", "only this replica")
+  .option("--tables <list>", "only these tables (db.t,…)")
+  .option("--json", "print the result as JSON")
+  .action(
+    run(async (opts) => {
+      const { verifyCommand } = await import("./verify.js");
+      return verifyCommand(config(opts), opts);
+    }),
+  );
+
+program
+  .command("repair")
+  .description("make replicas equal to the source for the differing chunks")
+  .addOption(configOpt())
+  .option("--replica <name>", "only this replica")
+  .option("--tables <list>", "only these tables (db.t,…)")
+  .option("--dry-run", "print the SQL instead of running it")
+  .action(
+    run(async (opts) => {
+      const { repairCommand } = await import("./verify.js");
+      return repairCommand(config(opts), opts);
+    }),
+  );
+
+program
+  .command("resnapshot")
+  .description("mark a replica (or some tables) for a fresh online snapshot")
+  .addOption(configOpt())
+  .requiredOption("--replica <name>", "the replica")
+  .option("--tables <list>", "only these tables (db.t,…)")
+  .action(
+    run(async (opts) => {
+      const { resnapshotCommand } = await import("./checkpoint.js");
+      return resnapshotCommand(config(opts), opts);
+    }),
+  );
+
+program
+  .command("sandbox")
+  .description("the local sandbox: private servers, the agent, a workload, verification")
+  .option("--replicas <n>", "number of replicas (1-5)", "2")
+  .option("--duration <s>", "stop after S seconds (default: until Ctrl-C)")
+  .option("--keep", "leave the servers running and print how to connect")
+  .action(
+    run(async (opts) => {
+      const { sandbox } = await import("./sandbox.js");
+      return sandbox(opts);
+    }, 1),
+  );
+
+program
+  .command("plan")
+  .description("offline topology review of a Pulumi stack (see `datasync plan --help`)")
+  .allowUnknownOption(true)
+  .action(() => {
+    process.stderr.write("datasync: plan is run through bin/datasync.js (it loads the provider)\n");
+    process.exitCode = 2;
+  });
+
+await program.parseAsync(process.argv);

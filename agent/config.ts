@@ -1,0 +1,190 @@
+// Config owns the agent configuration: schema (DESIGN.md), loading from a file or DATASYNC_CONFIG,
+// validation once at start (every problem with the path of its key), and password resolution.
+import { readFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import YAML from "yaml";
+import { z } from "zod";
+import { checkDatabases, checkTopology, GROUP_RE, isLoopback, REPLICA_NAME_RE } from "./rules.js";
+
+export const TLS_MODES = ["disabled", "required", "verify-ca", "verify-identity"] as const;
+export type TlsMode = (typeof TLS_MODES)[number];
+
+const tlsSchema = z.strictObject({
+  mode: z.enum(TLS_MODES).optional(),
+  ca: z.string().min(1).optional(),
+  cert: z.string().min(1).optional(),
+  key: z.string().min(1).optional(),
+});
+
+const endpointFields = {
+  host: z.string().min(1),
+  port: z.number().int().min(1).max(65535).default(3306),
+  user: z.string().min(1).max(80),
+  password: z.string().optional(),
+  passwordEnv: z.string().min(1).optional(),
+  passwordFile: z.string().min(1).optional(),
+  tls: tlsSchema.optional(),
+};
+
+const oneSecret = (e: { password?: string; passwordEnv?: string; passwordFile?: string }) =>
+  [e.password, e.passwordEnv, e.passwordFile].filter((x) => x !== undefined).length <= 1;
+const secretMsg = { message: "give at most one of password, passwordEnv, passwordFile" };
+
+const sourceSchema = z
+  .strictObject({ ...endpointFields, serverId: z.number().int().min(1).max(4294967295).optional() })
+  .refine(oneSecret, secretMsg);
+
+const replicaSchema = z
+  .strictObject({
+    name: z.string().regex(REPLICA_NAME_RE, "a replica name is 1-63 letters, digits, '_', '.', '-', starting with a letter or digit"),
+    ...endpointFields,
+  })
+  .refine(oneSecret, secretMsg);
+
+export const configSchema = z.strictObject({
+  group: z.string().regex(GROUP_RE, "a group name matches [a-z0-9][a-z0-9-]{0,39}"),
+  source: sourceSchema,
+  replicas: z.array(replicaSchema).min(1, "declare at least one replica").max(5, "at most 5 replicas per primary"),
+  databases: z.array(z.string().min(1)).min(1, "list at least one database"),
+  tables: z
+    .strictObject({ include: z.array(z.string().min(1)).optional(), exclude: z.array(z.string().min(1)).optional() })
+    .optional(),
+  http: z.strictObject({ listen: z.string().regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$/, "host:port, e.g. 127.0.0.1:9464").default("127.0.0.1:9464") }).default({ listen: "127.0.0.1:9464" }),
+  readyLagSeconds: z.number().positive().max(86400).default(30),
+  /** extension: how source transactions are grouped into target transactions */
+  apply: z
+    .strictObject({
+      maxRows: z.number().int().min(1).max(1_000_000).default(20_000),
+      maxBytes: z.number().int().min(1024).max(1 << 30).default(16 << 20),
+      maxDelayMs: z.number().int().min(0).max(60_000).default(50),
+      queueBytes: z.number().int().min(1 << 20).max(1 << 30).default(64 << 20),
+    })
+    .default({ maxRows: 20_000, maxBytes: 16 << 20, maxDelayMs: 50, queueBytes: 64 << 20 }),
+  /** extension: heartbeat interval (moves checkpoints on an idle or filtered-out source) */
+  heartbeatSeconds: z.number().min(0.1).max(3600).default(1),
+  /** extension: online snapshot settings */
+  snapshot: z
+    .strictObject({
+      chunkRows: z.number().int().min(10).max(1_000_000).default(10_000),
+      rowsPerSecond: z.number().int().min(0).default(0),
+    })
+    .default({ chunkRows: 10_000, rowsPerSecond: 0 }),
+  logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace"]).default("info"),
+});
+
+export type RawConfig = z.input<typeof configSchema>;
+export type Config = z.output<typeof configSchema>;
+export type SourceConfig = Config["source"];
+export type ReplicaConfig = Config["replicas"][number];
+export type Endpoint = SourceConfig | ReplicaConfig;
+
+export class ConfigError extends Error {
+  readonly problems: string[];
+  constructor(problems: string[]) {
+    super(`invalid configuration:\n  - ${problems.join("\n  - ")}`);
+    this.name = "ConfigError";
+    this.problems = problems;
+  }
+}
+
+function pathOf(path: PropertyKey[]): string {
+  let s = "";
+  for (const p of path) s += typeof p === "number" ? `[${p}]` : s ? `.${String(p)}` : String(p);
+  return s || "(root)";
+}
+
+/** Validate a parsed object; throws ConfigError listing every problem with its key path. */
+export function validateConfig(raw: unknown): Config {
+  const r = configSchema.safeParse(raw);
+  if (!r.success) {
+    const problems = r.error.issues.map((i) => {
+      if (i.code === "unrecognized_keys") {
+        return `${pathOf(i.path)}: unknown key${i.keys.length > 1 ? "s" : ""} ${i.keys.map((k) => `"${k}"`).join(", ")}; remove ${i.keys.length > 1 ? "them" : "it"} (see the agent config in DESIGN.md/README)`;
+      }
+      if (i.code === "invalid_type" && /received undefined/.test(i.message)) {
+        return `${pathOf(i.path)}: required key is missing`;
+      }
+      return `${pathOf(i.path)}: ${i.message}`;
+    });
+    throw new ConfigError(problems);
+  }
+  const c = r.data;
+  const problems = [
+    ...checkTopology(c.source, c.replicas).map((f) => f.message),
+    ...checkDatabases(c.databases).map((f) => f.message),
+  ];
+  if (problems.length) throw new ConfigError(problems);
+  return deepFreeze(c);
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === "object") {
+    Object.values(o).forEach(deepFreeze);
+    Object.freeze(o);
+  }
+  return o;
+}
+
+/** Load from a file path (JSON or YAML) or from the DATASYNC_CONFIG env variable (JSON or YAML text). */
+export function loadConfig(file?: string, env: NodeJS.ProcessEnv = process.env): Config {
+  let text: string;
+  let origin: string;
+  if (file) {
+    try {
+      text = readFileSync(file, "utf8");
+    } catch (e: any) {
+      throw new ConfigError([`cannot read the config file ${file}: ${e.code ?? e.message}; pass an existing file with --config`]);
+    }
+    origin = file;
+  } else if (env.DATASYNC_CONFIG) {
+    text = env.DATASYNC_CONFIG;
+    origin = "DATASYNC_CONFIG";
+  } else {
+    throw new ConfigError(["no configuration: pass --config FILE or set DATASYNC_CONFIG to the config's JSON"]);
+  }
+  let raw: unknown;
+  try {
+    raw = /^\s*\{/.test(text) ? JSON.parse(text) : YAML.parse(text);
+  } catch (e: any) {
+    throw new ConfigError([`${origin} is neither valid JSON nor YAML: ${e.message.split("\n")[0]}`]);
+  }
+  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
+    throw new ConfigError([`${origin}: the configuration must be an object with group, source, replicas and databases`]);
+  }
+  return validateConfig(raw);
+}
+
+/** Resolve an endpoint's password (inline, env variable or file). Never logged. */
+export function resolvePassword(e: Endpoint, where: string, env: NodeJS.ProcessEnv = process.env): string {
+  if (e.password !== undefined) return e.password;
+  if (e.passwordEnv !== undefined) {
+    const v = env[e.passwordEnv];
+    if (v === undefined) throw new ConfigError([`${where}.passwordEnv: the environment variable ${e.passwordEnv} is not set; export it or use passwordFile`]);
+    return v;
+  }
+  if (e.passwordFile !== undefined) {
+    try {
+      return readFileSync(e.passwordFile, "utf8").replace(/\r?\n$/, "");
+    } catch (err: any) {
+      throw new ConfigError([`${where}.passwordFile: cannot read ${e.passwordFile} (${err.code ?? err.message}); point it at a readable file`]);
+    }
+  }
+  return "";
+}
+
+export function tlsModeOf(e: Endpoint): TlsMode {
+  return e.tls?.mode ?? (isLoopback(e.host) ? "disabled" : "verify-identity");
+}
+
+/** The binlog client id: configured, else derived from the group (stable across restarts), offset per replica. */
+export function baseServerId(c: Config): number {
+  if (c.source.serverId) return c.source.serverId;
+  const h = createHash("sha1").update(`datasync:${c.group}`).digest();
+  return 100_000 + (h.readUInt32BE(0) % 1_000_000_000);
+}
+
+/** A copy safe to print: passwords replaced. */
+export function redactConfig(c: Config): unknown {
+  const red = (e: any) => ({ ...e, password: e.password === undefined ? undefined : "***" });
+  return { ...c, source: red(c.source), replicas: c.replicas.map(red) };
+}

@@ -1,0 +1,214 @@
+// Preflight owns the live checks of DESIGN.md's rules against the real source and replicas: it reads
+// versions, settings, grants and table keys, and hands them to the pure rules in rules.ts.
+import type { Config, Endpoint } from "./config.js";
+import { connect, describeConnError, type Conn } from "./db.js";
+import {
+  BOOKKEEPING_SCHEMA,
+  checkBinlogSettings,
+  checkPrimaryKeys,
+  checkSourcePrivileges,
+  checkVersionParity,
+  makeTableFilter,
+  parseVersion,
+  type Flavor,
+  type RuleFailure,
+  type ServerVersion,
+  type Variables,
+} from "./rules.js";
+
+export interface ServerReport {
+  /** "source" or the replica's name */
+  name: string;
+  /** "source (127.0.0.1:3306)" */
+  label: string;
+  reachable: boolean;
+  version?: ServerVersion;
+  failures: RuleFailure[];
+  warnings: string[];
+}
+
+export interface PreflightReport {
+  ok: boolean;
+  source: ServerReport;
+  replicas: ServerReport[];
+}
+
+const VARS = [
+  "log_bin",
+  "binlog_format",
+  "binlog_row_image",
+  "binlog_row_metadata",
+  "binlog_transaction_compression",
+  "binlog_row_value_options",
+  "log_bin_compress",
+  "gtid_mode",
+  "lower_case_table_names",
+  "sql_generate_invisible_primary_key",
+  "server_id",
+];
+
+export async function readVariables(c: Conn): Promise<Variables> {
+  const [rows] = await c.query<any[]>(`SHOW GLOBAL VARIABLES WHERE Variable_name IN (${VARS.map(() => "?").join(",")})`, VARS);
+  const out: Variables = {};
+  for (const r of rows) out[String(r.Variable_name).toLowerCase()] = String(r.Value);
+  return out;
+}
+
+export async function readGrants(c: Conn): Promise<string[]> {
+  const [rows] = await c.query<any[]>("SHOW GRANTS");
+  return rows.map((r) => String(Object.values(r)[0]));
+}
+
+/** Base tables in the synced databases (filtered) without a primary key. */
+export async function tablesWithoutPrimaryKey(c: Conn, cfg: Pick<Config, "databases" | "tables">): Promise<string[]> {
+  if (cfg.databases.length === 0) return [];
+  const [rows] = await c.query<any[]>(
+    `SELECT t.TABLE_SCHEMA AS db, t.TABLE_NAME AS tbl FROM information_schema.TABLES t
+     WHERE t.TABLE_TYPE = 'BASE TABLE' AND t.TABLE_SCHEMA IN (?)
+       AND NOT EXISTS (SELECT 1 FROM information_schema.TABLE_CONSTRAINTS k
+                       WHERE k.TABLE_SCHEMA = t.TABLE_SCHEMA AND k.TABLE_NAME = t.TABLE_NAME AND k.CONSTRAINT_TYPE = 'PRIMARY KEY')
+     ORDER BY 1, 2`,
+    [cfg.databases],
+  );
+  const inScope = makeTableFilter({ databases: cfg.databases, include: cfg.tables?.include, exclude: cfg.tables?.exclude });
+  return rows.filter((r) => inScope(r.db, r.tbl)).map((r) => `${r.db}.${r.tbl}`);
+}
+
+export async function triggersInScope(c: Conn, databases: string[]): Promise<string[]> {
+  const [rows] = await c.query<any[]>(
+    "SELECT TRIGGER_SCHEMA AS db, TRIGGER_NAME AS name, EVENT_OBJECT_TABLE AS tbl FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA IN (?) ORDER BY 1, 2",
+    [databases],
+  );
+  return rows.map((r) => `${r.db}.${r.name} (on ${r.tbl})`);
+}
+
+/** Replica privileges: DDL and DML on each synced schema and on _datasync. */
+export function checkReplicaPrivileges(server: string, grants: string[], schemas: string[]): RuleFailure[] {
+  const NEED = ["SELECT", "INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "ALTER", "INDEX"];
+  const privsOn = (schema: string): Set<string> => {
+    const s = new Set<string>();
+    for (const g of grants) {
+      const m = /^GRANT\s+(.+?)\s+ON\s+(\S+)\s+TO/i.exec(g);
+      if (!m) continue;
+      const target = m[2].replace(/`/g, "");
+      const dbPart = target.split(".")[0];
+      const matches = target === "*.*" || dbPart === schema || (dbPart.includes("%") && new RegExp(`^${dbPart.replace(/[.*+?^${}()|[\]\\]/g, "\\$&").replace(/%/g, ".*").replace(/_/g, ".")}$`).test(schema));
+      if (!matches || !target.endsWith(".*")) continue;
+      for (const p of m[1].split(",").map((x) => x.trim().toUpperCase())) {
+        if (p === "ALL" || p === "ALL PRIVILEGES") NEED.forEach((n) => s.add(n));
+        else s.add(p);
+      }
+    }
+    return s;
+  };
+  const out: RuleFailure[] = [];
+  for (const schema of schemas) {
+    const have = privsOn(schema);
+    const missing = NEED.filter((n) => !have.has(n));
+    if (missing.length) {
+      out.push({
+        rule: 6,
+        code: "replica-privileges",
+        where: server,
+        message: `${server}: the sync user lacks ${missing.join(", ")} on \`${schema}\`; required DDL and DML on the synced schemas and ${BOOKKEEPING_SCHEMA}. Fix: GRANT ALL PRIVILEGES ON \`${schema}\`.* TO <user>.`,
+      });
+    }
+  }
+  return out;
+}
+
+function label(e: Endpoint, name: string): string {
+  return `${name} (${e.host}:${e.port})`;
+}
+
+export interface SourceFacts {
+  version: ServerVersion;
+  vars: Variables;
+}
+
+/** Live checks of the source. Never throws for rule failures; connection errors become a failure. */
+export async function preflightSource(cfg: Config): Promise<{ report: ServerReport; facts?: SourceFacts }> {
+  const report: ServerReport = { name: "source", label: label(cfg.source, "source"), reachable: false, failures: [], warnings: [] };
+  let c: Conn;
+  try {
+    c = await connect(cfg.source, "source");
+  } catch (err) {
+    report.failures.push({ rule: 0, code: "source-unreachable", where: report.label, message: describeConnError(err, "source", cfg.source) });
+    return { report };
+  }
+  try {
+    report.reachable = true;
+    const [[{ v }]] = await c.query<any[]>("SELECT VERSION() AS v");
+    const version = parseVersion(String(v))!;
+    report.version = version;
+    const vars = await readVariables(c);
+    report.failures.push(...checkBinlogSettings(report.label, vars, version.flavor));
+    report.failures.push(...checkSourcePrivileges(report.label, await readGrants(c), version.flavor));
+    report.failures.push(...checkPrimaryKeys(report.label, await tablesWithoutPrimaryKey(c, cfg)));
+    const trig = await triggersInScope(c, cfg.databases);
+    if (trig.length) {
+      report.warnings.push(
+        `${report.label}: trigger${trig.length > 1 ? "s" : ""} ${trig.join(", ")} ${trig.length > 1 ? "are" : "is"} held back from the replicas while syncing (their effects arrive as rows); install them on a replica when syncing ends, e.g. at cutover.`,
+      );
+    }
+    return { report, facts: { version, vars } };
+  } finally {
+    await c.end().catch(() => undefined);
+  }
+}
+
+/** Live checks of one replica against the source facts. */
+export async function preflightReplica(cfg: Config, index: number, source?: SourceFacts): Promise<ServerReport> {
+  const r = cfg.replicas[index];
+  const report: ServerReport = { name: r.name, label: label(r, `replica ${r.name}`), reachable: false, failures: [], warnings: [] };
+  let c: Conn;
+  try {
+    c = await connect(r, `replicas[${index}]`);
+  } catch (err) {
+    report.failures.push({ rule: 0, code: "replica-unreachable", where: report.label, message: describeConnError(err, `replica ${r.name}`, r) });
+    return report;
+  }
+  try {
+    report.reachable = true;
+    const [[{ v }]] = await c.query<any[]>("SELECT VERSION() AS v");
+    const version = parseVersion(String(v))!;
+    report.version = version;
+    if (source) {
+      report.failures.push(
+        ...checkVersionParity(
+          { where: "source", version: source.version.raw, flavor: source.version.flavor },
+          [{ where: report.label, version: version.raw, flavor: version.flavor }],
+        ),
+      );
+    }
+    const vars = await readVariables(c);
+    if (source?.vars.lower_case_table_names !== undefined && vars.lower_case_table_names !== source.vars.lower_case_table_names) {
+      report.failures.push({
+        rule: 6,
+        code: "lower-case-table-names",
+        where: report.label,
+        message: `${report.label}: lower_case_table_names is ${vars.lower_case_table_names}, the source has ${source.vars.lower_case_table_names}; they must be equal or table names would not match. Create the replica server with lower_case_table_names=${source.vars.lower_case_table_names}.`,
+      });
+    }
+    if (vars.sql_generate_invisible_primary_key !== undefined && /^(ON|1)$/i.test(vars.sql_generate_invisible_primary_key)) {
+      report.failures.push({
+        rule: 6,
+        code: "invisible-primary-key",
+        where: report.label,
+        message: `${report.label}: sql_generate_invisible_primary_key is ON, required OFF (tables created by the sync would get a key the source does not have). Set the server parameter sql_generate_invisible_primary_key=OFF.`,
+      });
+    }
+    report.failures.push(...checkReplicaPrivileges(report.label, await readGrants(c), [...cfg.databases, "_datasync"]));
+    return report;
+  } finally {
+    await c.end().catch(() => undefined);
+  }
+}
+
+export async function preflight(cfg: Config): Promise<PreflightReport> {
+  const { report: source, facts } = await preflightSource(cfg);
+  const replicas = await Promise.all(cfg.replicas.map((_, i) => preflightReplica(cfg, i, facts)));
+  return { ok: source.failures.length === 0 && replicas.every((r) => r.failures.length === 0), source, replicas };
+}
+
+export type { Flavor };
