@@ -1,2 +1,150 @@
+// Checkpoint owns the bookkeeping schema `_datasync` on each replica: the checkpoint row (written in
+// the same target transaction as the rows it covers), a pending-DDL marker, held-back trigger DDL and
+// quarantined tables. Nothing about a group is kept anywhere else.
+import mysql from "mysql2";
 import type { Config } from "./config.js";
-export async function resnapshotCommand(_c: Config, _o: any): Promise<number> { throw new Error("resnapshot: not built yet"); }
+import { connect, type Conn } from "./db.js";
+import type { Position } from "./reader.js";
+
+export const SCHEMA = "_datasync";
+
+const DDL = [
+  `CREATE DATABASE IF NOT EXISTS ${SCHEMA}`,
+  `CREATE TABLE IF NOT EXISTS ${SCHEMA}.checkpoints (
+     group_name VARCHAR(40) NOT NULL PRIMARY KEY,
+     source_id VARCHAR(128) NOT NULL DEFAULT '',
+     flavor VARCHAR(10) NOT NULL DEFAULT '',
+     binlog_file VARCHAR(255) NOT NULL,
+     binlog_pos BIGINT UNSIGNED NOT NULL,
+     gtid TEXT NULL,
+     source_ts BIGINT NOT NULL DEFAULT 0,
+     applied_txns BIGINT UNSIGNED NOT NULL DEFAULT 0,
+     applied_rows BIGINT UNSIGNED NOT NULL DEFAULT 0,
+     ddl_pending TEXT NULL,
+     state VARCHAR(20) NOT NULL DEFAULT 'streaming',
+     updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6)
+   ) ENGINE=InnoDB`,
+  `CREATE TABLE IF NOT EXISTS ${SCHEMA}.held_ddl (
+     id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
+     group_name VARCHAR(40) NOT NULL,
+     binlog_file VARCHAR(255) NOT NULL,
+     binlog_pos BIGINT UNSIGNED NOT NULL,
+     schema_name VARCHAR(64) NOT NULL,
+     statement MEDIUMTEXT NOT NULL,
+     created_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+     KEY (group_name)
+   ) ENGINE=InnoDB`,
+  `CREATE TABLE IF NOT EXISTS ${SCHEMA}.quarantine (
+     group_name VARCHAR(40) NOT NULL,
+     db VARCHAR(64) NOT NULL,
+     tbl VARCHAR(64) NOT NULL,
+     reason VARCHAR(255) NOT NULL,
+     created_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+     PRIMARY KEY (group_name, db, tbl)
+   ) ENGINE=InnoDB`,
+];
+
+export async function ensureBookkeeping(c: Conn): Promise<void> {
+  for (const sql of DDL) await c.query(sql);
+}
+
+export interface Checkpoint {
+  group: string;
+  sourceId: string;
+  flavor: string;
+  pos: Position;
+  sourceTs: number;
+  appliedTxns: number;
+  appliedRows: number;
+  ddlPending: DdlPending | null;
+  state: string;
+  updatedAt: string;
+}
+
+export interface DdlPending {
+  pos: Position;
+  fingerprint: string;
+  sql: string;
+  schema: string;
+}
+
+export async function readCheckpoint(c: Conn, group: string): Promise<Checkpoint | null> {
+  const [rows] = await c.query<any[]>(`SELECT * FROM ${SCHEMA}.checkpoints WHERE group_name = ?`, [group]);
+  if (rows.length === 0) return null;
+  const r = rows[0];
+  return {
+    group,
+    sourceId: r.source_id,
+    flavor: r.flavor,
+    pos: { file: r.binlog_file, pos: Number(r.binlog_pos), gtid: r.gtid || null },
+    sourceTs: Number(r.source_ts),
+    appliedTxns: Number(r.applied_txns),
+    appliedRows: Number(r.applied_rows),
+    ddlPending: r.ddl_pending ? (JSON.parse(r.ddl_pending) as DdlPending) : null,
+    state: r.state,
+    updatedAt: r.updated_at,
+  };
+}
+
+/** The statement that records a checkpoint; runs inside the target transaction it covers. */
+export function checkpointSql(
+  group: string,
+  sourceId: string,
+  flavor: string,
+  pos: Position,
+  sourceTs: number,
+  txns: number,
+  rows: number,
+  ddlPending: DdlPending | null = null,
+  state = "streaming",
+): string {
+  const e = mysql.escape;
+  return (
+    `INSERT INTO ${SCHEMA}.checkpoints (group_name, source_id, flavor, binlog_file, binlog_pos, gtid, source_ts, applied_txns, applied_rows, ddl_pending, state) ` +
+    `VALUES (${e(group)}, ${e(sourceId)}, ${e(flavor)}, ${e(pos.file)}, ${pos.pos}, ${e(pos.gtid ?? null)}, ${Math.round(sourceTs)}, ${txns}, ${rows}, ${e(ddlPending ? JSON.stringify(ddlPending) : null)}, ${e(state)}) ` +
+    `ON DUPLICATE KEY UPDATE source_id = VALUES(source_id), flavor = VALUES(flavor), binlog_file = VALUES(binlog_file), binlog_pos = VALUES(binlog_pos), gtid = VALUES(gtid), ` +
+    `source_ts = GREATEST(source_ts, VALUES(source_ts)), applied_txns = applied_txns + VALUES(applied_txns), applied_rows = applied_rows + VALUES(applied_rows), ddl_pending = VALUES(ddl_pending), state = VALUES(state)`
+  );
+}
+
+export async function loadQuarantine(c: Conn, group: string): Promise<Set<string>> {
+  const [rows] = await c.query<any[]>(`SELECT db, tbl FROM ${SCHEMA}.quarantine WHERE group_name = ?`, [group]);
+  return new Set(rows.map((r) => `${r.db}.${r.tbl}`));
+}
+
+export function quarantineSql(group: string, db: string, table: string, reason: string): string {
+  const e = mysql.escape;
+  return `INSERT INTO ${SCHEMA}.quarantine (group_name, db, tbl, reason) VALUES (${e(group)}, ${e(db)}, ${e(table)}, ${e(reason.slice(0, 255))}) ON DUPLICATE KEY UPDATE reason = VALUES(reason)`;
+}
+
+export function unquarantineSql(group: string, db: string, table: string): string {
+  const e = mysql.escape;
+  return `DELETE FROM ${SCHEMA}.quarantine WHERE group_name = ${e(group)} AND db = ${e(db)} AND tbl = ${e(table)}`;
+}
+
+export function heldDdlSql(group: string, pos: Position, schema: string, sql: string): string {
+  const e = mysql.escape;
+  return `INSERT INTO ${SCHEMA}.held_ddl (group_name, binlog_file, binlog_pos, schema_name, statement) VALUES (${e(group)}, ${e(pos.file)}, ${pos.pos}, ${e(schema)}, ${e(sql)})`;
+}
+
+/** `datasync resnapshot`: mark a replica (or tables) for a fresh snapshot; the agent picks it up at its next (re)start. */
+export async function resnapshotCommand(cfg: Config, opts: { replica: string; tables?: string }): Promise<number> {
+  const i = cfg.replicas.findIndex((r) => r.name === opts.replica);
+  if (i < 0) {
+    process.stderr.write(`datasync: no replica named "${opts.replica}" in the config; replicas are ${cfg.replicas.map((r) => r.name).join(", ")}\n`);
+    return 2;
+  }
+  const c = await connect(cfg.replicas[i], `replicas[${i}]`);
+  try {
+    await ensureBookkeeping(c);
+    const [res] = await c.query<any>(`UPDATE ${SCHEMA}.checkpoints SET state = 'resnapshot' WHERE group_name = ?`, [cfg.group]);
+    if (res.affectedRows === 0) {
+      process.stdout.write(`replica ${opts.replica}: no checkpoint for group ${cfg.group}; the agent will seed it at its next start.\n`);
+    } else {
+      process.stdout.write(`replica ${opts.replica}: marked for a new snapshot${opts.tables ? ` of ${opts.tables}` : ""}; the running agent picks it up within seconds (or at its next start).\n`);
+    }
+    return 0;
+  } finally {
+    await c.end();
+  }
+}

@@ -1,2 +1,191 @@
+// Main is the only wiring: it checks the source (fatal at start), starts one ReplicaSync per replica,
+// polls the source's binlog end (the heartbeat behind lag), serves HTTP, and stops cleanly on signals.
 import type { Config } from "./config.js";
-export async function runAgent(_c: Config): Promise<number> { throw new Error("agent: not built yet"); }
+import { baseServerId, redactConfig } from "./config.js";
+import { connect, type Conn } from "./db.js";
+import { startHttp, type HttpServer } from "./http.js";
+import { createLogger, type Logger } from "./log.js";
+import { Metrics } from "./metrics.js";
+import { preflightSource, type SourceFacts } from "./preflight.js";
+import type { Position } from "./reader.js";
+import { ReplicaSync, type ReplicaStatus } from "./replica.js";
+import { makeTableFilter } from "./rules.js";
+
+export class StartupError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "StartupError";
+  }
+}
+
+export interface AgentOptions {
+  logger?: Logger;
+  /** serve HTTP (default true) */
+  http?: boolean;
+}
+
+export class Agent {
+  readonly cfg: Config;
+  readonly log: Logger;
+  readonly metrics: Metrics;
+  readonly replicas: ReplicaSync[] = [];
+  #opts: AgentOptions;
+  #src: Conn | null = null;
+  #facts: SourceFacts | null = null;
+  #end: { pos: Position; at: number } | null = null;
+  #poll: NodeJS.Timeout | null = null;
+  #http: HttpServer | null = null;
+  #stopped = false;
+
+  constructor(cfg: Config, opts: AgentOptions = {}) {
+    this.cfg = cfg;
+    this.#opts = opts;
+    this.log = opts.logger ?? createLogger(cfg.logLevel);
+    this.metrics = new Metrics(cfg.group);
+  }
+
+  get httpAddress(): string | null {
+    return this.#http?.address ?? null;
+  }
+
+  /** Start-up checks and the replica pipelines. Throws StartupError for config and source problems. */
+  async start(): Promise<void> {
+    const cfg = this.cfg;
+    this.log.info({ config: redactConfig(cfg) }, "starting");
+    const { report, facts } = await preflightSource(cfg);
+    if (report.failures.length || !facts) {
+      throw new StartupError(`the source fails preflight:\n  - ${report.failures.map((f) => f.message).join("\n  - ")}`);
+    }
+    for (const w of report.warnings) this.log.warn(w);
+    this.#facts = facts;
+    this.#src = await connect(cfg.source, "source");
+    const sourceId = await this.#sourceId();
+    if (this.#opts.http !== false) {
+      try {
+        this.#http = await startHttp(cfg.http.listen, this);
+      } catch (err: any) {
+        await this.#src.end().catch(() => undefined);
+        throw new StartupError(`cannot listen on http.listen ${cfg.http.listen}: ${err.code ?? err.message}; choose a free address (http: { listen: "127.0.0.1:PORT" })`);
+      }
+      this.log.info({ listen: this.#http.address }, "http listening (/healthz, /readyz, /metrics)");
+    }
+    await this.#pollEnd();
+    this.#poll = setInterval(() => void this.#pollEnd(), Math.max(100, cfg.heartbeatSeconds * 1000));
+    const inScope = makeTableFilter({ databases: cfg.databases, include: cfg.tables?.include, exclude: cfg.tables?.exclude });
+    const ctx = {
+      facts,
+      sourceId,
+      serverIdBase: baseServerId(cfg),
+      end: () => this.#end,
+      currentPosition: () => this.#currentPosition(),
+      inScope,
+    };
+    cfg.replicas.forEach((_, i) => {
+      const r = new ReplicaSync(cfg, i, ctx, this.log, this.metrics);
+      this.replicas.push(r);
+      r.start();
+    });
+  }
+
+  async #sourceId(): Promise<string> {
+    const [[r]] = await this.#src!.query<any[]>("SELECT @@server_id AS id, @@hostname AS h");
+    let uuid = "";
+    if (this.#facts!.version.flavor === "mysql") {
+      const [[u]] = await this.#src!.query<any[]>("SELECT @@server_uuid AS u");
+      uuid = u.u;
+    }
+    return `${this.#facts!.version.flavor}:${uuid || r.id}@${r.h}`;
+  }
+
+  async #masterStatus(): Promise<any> {
+    const c = this.#src!;
+    try {
+      const [rows] = await c.query<any[]>("SHOW MASTER STATUS");
+      return rows[0];
+    } catch (e: any) {
+      // MySQL 8.4 renamed it
+      if (e?.errno !== 1064) throw e;
+      const [rows] = await c.query<any[]>("SHOW BINARY LOG STATUS");
+      return rows[0];
+    }
+  }
+
+  /** The source's current end; also the heartbeat that tells a caught-up replica from a lagging one. */
+  async #pollEnd(): Promise<void> {
+    if (this.#stopped) return;
+    try {
+      if (!this.#src) this.#src = await connect(this.cfg.source, "source");
+      const st = await this.#masterStatus();
+      if (st) {
+        const pos = { file: String(st.File), pos: Number(st.Position) };
+        if (!this.#end || this.#end.pos.file !== pos.file || this.#end.pos.pos !== pos.pos) this.#end = { pos, at: Date.now() };
+      }
+      for (const r of this.replicas) r.status();
+    } catch (err: any) {
+      this.metrics.errors.inc({ group: this.cfg.group, replica: "", kind: "source" });
+      this.log.warn({ err: err?.message }, "cannot read the source's binlog position; retrying");
+      const c = this.#src;
+      this.#src = null;
+      c?.destroy();
+    }
+  }
+
+  async #currentPosition(): Promise<Position> {
+    if (!this.#src) this.#src = await connect(this.cfg.source, "source");
+    const st = await this.#masterStatus();
+    if (!st) throw new Error("the source has no binary log (SHOW MASTER STATUS is empty); enable log_bin");
+    const file = String(st.File);
+    const pos = Number(st.Position);
+    let gtid: string | null = null;
+    if (this.#facts!.version.flavor === "mariadb") {
+      const [[g]] = await this.#src.query<any[]>("SELECT BINLOG_GTID_POS(?, ?) AS g", [file, pos]);
+      gtid = g.g || null;
+    } else if (st.Executed_Gtid_Set && /^(ON|1)$/i.test(this.#facts!.vars.gtid_mode ?? "")) {
+      gtid = String(st.Executed_Gtid_Set).replace(/\s/g, "");
+    }
+    return { file, pos, gtid };
+  }
+
+  status(): { group: string; ready: boolean; replicas: ReplicaStatus[] } {
+    const replicas = this.replicas.map((r) => r.status());
+    const ready = replicas.every((r) => r.connected && (r.snapshot === null || r.snapshot.done) && r.lagSeconds !== null && r.lagSeconds <= this.cfg.readyLagSeconds);
+    return { group: this.cfg.group, ready, replicas };
+  }
+
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    if (this.#poll) clearInterval(this.#poll);
+    await Promise.all(this.replicas.map((r) => r.stop()));
+    await this.#http?.close();
+    await this.#src?.end().catch(() => undefined);
+    this.log.info({ replicas: this.replicas.map((r) => ({ name: r.name, position: r.status().position })) }, "stopped; checkpoints saved");
+  }
+}
+
+/** `datasync agent`: run until SIGTERM/SIGINT. 0 on a clean stop, 1 on a start-up failure. */
+export async function runAgent(cfg: Config): Promise<number> {
+  const log = createLogger(cfg.logLevel);
+  const agent = new Agent(cfg, { logger: log });
+  try {
+    await agent.start();
+  } catch (err: any) {
+    const msg = err instanceof StartupError ? err.message : `start-up failed: ${err?.message ?? err}`;
+    log.fatal(msg);
+    log.flush?.();
+    process.stderr.write(`datasync: ${msg}\n`);
+    await agent.stop().catch(() => undefined);
+    return 1;
+  }
+  await new Promise<void>((resolve) => {
+    const onSignal = (sig: string) => {
+      log.info({ signal: sig }, "stopping: finishing in-flight transactions");
+      resolve();
+    };
+    process.once("SIGTERM", () => onSignal("SIGTERM"));
+    process.once("SIGINT", () => onSignal("SIGINT"));
+  });
+  await agent.stop();
+  log.flush?.();
+  return 0;
+}

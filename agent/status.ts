@@ -1,3 +1,119 @@
+// Status owns `datasync status`: per replica the checkpoint (from `_datasync`), the source's current
+// position, and the live lag/state from the running agent's /readyz when it answers.
 import type { Config } from "./config.js";
-export async function status(_c: Config): Promise<unknown> { throw new Error("status: not built yet"); }
-export function formatStatus(_s: unknown): string { return ""; }
+import { connect, describeConnError } from "./db.js";
+import { readCheckpoint } from "./checkpoint.js";
+import { comparePos, type Position } from "./reader.js";
+
+export interface ReplicaStatusRow {
+  name: string;
+  reachable: boolean;
+  error?: string;
+  checkpoint: Position | null;
+  checkpointUpdatedAt: string | null;
+  appliedTransactions: number | null;
+  state: string | null;
+  behindSource: boolean | null;
+  lagSeconds: number | null;
+  snapshot: unknown;
+  live: boolean;
+}
+
+export interface StatusReport {
+  group: string;
+  source: { position: Position | null; error?: string };
+  agent: { reachable: boolean; ready?: boolean; address: string };
+  replicas: ReplicaStatusRow[];
+}
+
+async function fetchLive(listen: string): Promise<any | null> {
+  const host = listen.replace(/^0\.0\.0\.0:/, "127.0.0.1:").replace(/^\[::\]:/, "[::1]:");
+  try {
+    const res = await fetch(`http://${host}/readyz`, { signal: AbortSignal.timeout(1500) });
+    return await res.json();
+  } catch {
+    return null;
+  }
+}
+
+export async function status(cfg: Config): Promise<StatusReport> {
+  const out: StatusReport = { group: cfg.group, source: { position: null }, agent: { reachable: false, address: cfg.http.listen }, replicas: [] };
+  try {
+    const c = await connect(cfg.source, "source");
+    try {
+      const [rows] = await c.query<any[]>("SHOW MASTER STATUS");
+      if (rows[0]) out.source.position = { file: rows[0].File, pos: Number(rows[0].Position) };
+    } finally {
+      await c.end();
+    }
+  } catch (err) {
+    out.source.error = describeConnError(err, "source", cfg.source);
+  }
+  const live = await fetchLive(cfg.http.listen);
+  if (live) {
+    out.agent.reachable = true;
+    out.agent.ready = live.ready;
+  }
+  for (let i = 0; i < cfg.replicas.length; i++) {
+    const r = cfg.replicas[i];
+    const row: ReplicaStatusRow = { name: r.name, reachable: false, checkpoint: null, checkpointUpdatedAt: null, appliedTransactions: null, state: null, behindSource: null, lagSeconds: null, snapshot: null, live: false };
+    try {
+      const c = await connect(r, `replicas[${i}]`);
+      try {
+        row.reachable = true;
+        const [s] = await c.query<any[]>("SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '_datasync'");
+        const cp = s.length ? await readCheckpoint(c, cfg.group) : null;
+        if (cp) {
+          row.checkpoint = cp.pos;
+          row.checkpointUpdatedAt = cp.updatedAt;
+          row.appliedTransactions = cp.appliedTxns;
+          row.state = cp.state;
+          if (out.source.position) row.behindSource = comparePos(cp.pos, out.source.position) < 0;
+        } else {
+          row.state = "no checkpoint (the agent has not synced this replica yet)";
+        }
+      } finally {
+        await c.end();
+      }
+    } catch (err) {
+      row.error = describeConnError(err, `replica ${r.name}`, r);
+    }
+    const l = live?.replicas?.find((x: any) => x.name === r.name);
+    if (l) {
+      row.live = true;
+      row.lagSeconds = l.lagSeconds;
+      row.state = l.state;
+      row.snapshot = l.snapshot;
+    } else if (row.behindSource === false) {
+      row.lagSeconds = 0;
+    }
+    out.replicas.push(row);
+  }
+  return out;
+}
+
+const fmt = (p: Position | null) => (p ? `${p.file}:${p.pos}${p.gtid ? ` gtid ${p.gtid}` : ""}` : "-");
+
+export function formatStatus(s: StatusReport): string {
+  const lines = [
+    `group ${s.group}`,
+    `source position: ${s.source.error ? `unavailable: ${s.source.error}` : fmt(s.source.position)}`,
+    `agent http ${s.agent.address}: ${s.agent.reachable ? (s.agent.ready ? "ready" : "not ready") : "not reachable (lag shown from checkpoints only)"}`,
+    "",
+  ];
+  const rows = [["replica", "state", "checkpoint", "lag", "applied tx", "updated"]];
+  for (const r of s.replicas) {
+    rows.push([
+      r.name,
+      r.error ? `unreachable` : (r.state ?? "-"),
+      fmt(r.checkpoint),
+      r.lagSeconds === null ? (r.behindSource ? "behind" : "-") : `${r.lagSeconds.toFixed(1)}s`,
+      r.appliedTransactions === null ? "-" : String(r.appliedTransactions),
+      r.checkpointUpdatedAt ?? "-",
+    ]);
+  }
+  const w = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  for (const r of rows) lines.push(r.map((c, i) => c.padEnd(w[i])).join("  ").trimEnd());
+  for (const r of s.replicas) if (r.error) lines.push(`  ${r.name}: ${r.error}`);
+  return lines.join("\n") + "\n";
+}

@@ -1,0 +1,32 @@
+// Metrics owns the Prometheus registry (prom-client) with the DESIGN.md metric names.
+import client from "prom-client";
+
+export class Metrics {
+  readonly registry = new client.Registry();
+  readonly lag: client.Gauge<"group" | "replica">;
+  readonly appliedTxns: client.Counter<"group" | "replica">;
+  readonly appliedRows: client.Counter<"group" | "replica">;
+  readonly up: client.Gauge<"group" | "replica">;
+  readonly snapshotRows: client.Counter<"group" | "replica">;
+  readonly errors: client.Counter<"group" | "replica" | "kind">;
+  readonly skipped: client.Counter<"group" | "replica" | "kind">;
+  readonly queueBytes: client.Gauge<"group" | "replica">;
+  readonly batches: client.Counter<"group" | "replica">;
+
+  constructor(group: string) {
+    const r = [this.registry];
+    this.registry.setDefaultLabels({});
+    client.collectDefaultMetrics({ register: this.registry, prefix: "datasync_process_" });
+    const l = ["group", "replica"] as const;
+    this.lag = new client.Gauge({ name: "datasync_replica_lag_seconds", help: "Age of the oldest source change the replica has not applied (0 when caught up)", labelNames: l, registers: r });
+    this.appliedTxns = new client.Counter({ name: "datasync_replica_applied_transactions_total", help: "Source transactions applied to the replica", labelNames: l, registers: r });
+    this.appliedRows = new client.Counter({ name: "datasync_replica_applied_rows_total", help: "Row changes applied to the replica", labelNames: l, registers: r });
+    this.up = new client.Gauge({ name: "datasync_replica_up", help: "1 when the replica is connected and syncing", labelNames: l, registers: r });
+    this.snapshotRows = new client.Counter({ name: "datasync_snapshot_rows_total", help: "Rows copied by the online snapshot", labelNames: l, registers: r });
+    this.errors = new client.Counter({ name: "datasync_errors_total", help: "Errors by kind", labelNames: ["group", "replica", "kind"], registers: r });
+    this.skipped = new client.Counter({ name: "datasync_skipped_statements_total", help: "Source statements not replicated, by kind (account = rule 5)", labelNames: ["group", "replica", "kind"], registers: r });
+    this.queueBytes = new client.Gauge({ name: "datasync_replica_queue_bytes", help: "Bytes of source transactions read but not yet applied", labelNames: l, registers: r });
+    this.batches = new client.Counter({ name: "datasync_replica_target_commits_total", help: "Target transactions committed on the replica", labelNames: l, registers: r });
+    void group;
+  }
+}

@@ -1,0 +1,321 @@
+// Reader owns one binlog connection to the source (zongji): it starts at a checkpoint (GTID or
+// file/position, or the current end), assembles events into whole source transactions, and hands each
+// to its consumer with the resume position that follows it. One reader per replica: each replica
+// advances on its own, and a full consumer pauses its reader (memory stays bounded).
+import ZongJi from "@vlasky/zongji";
+import { GtidSet, MariadbGtidPosition } from "@vlasky/zongji";
+import type { Flavor } from "./rules.js";
+
+export interface Position {
+  file: string;
+  pos: number;
+  /** MariaDB GTID position ("0-1-42,1-1-7") or MySQL GTID set ("uuid:1-42"); resumes by GTID when set */
+  gtid?: string | null;
+}
+
+export type Row = Record<string, unknown>;
+
+export interface RowChange {
+  op: "insert" | "update" | "delete";
+  db: string;
+  table: string;
+  /** insert/delete: the rows; update: the after images */
+  rows: Row[];
+  /** update: the before images, same order as rows */
+  before?: Row[];
+}
+
+export interface Txn {
+  /** resume point right after this transaction */
+  pos: Position;
+  /** source commit time, ms (the binlog has second resolution) */
+  ts: number;
+  /** when the agent read the commit, ms */
+  readAt: number;
+  changes: RowChange[];
+  rowCount: number;
+  /** a standalone DDL (or other non-DML query) with its default schema */
+  ddl?: { sql: string; schema: string };
+  /** DML that arrived as a statement (a session switched to STATEMENT format) */
+  statementDml?: { sql: string; schema: string };
+  /** approximate memory held by this transaction */
+  bytes: number;
+}
+
+export class PurgedPositionError extends Error {
+  readonly code = "purged";
+  constructor(pos: Position, detail: string) {
+    super(
+      `the source no longer has the binlog at the replica's checkpoint (${pos.gtid ? `GTID ${pos.gtid}` : `${pos.file}:${pos.pos}`}): it was purged (${detail}). ` +
+        "The replica needs a new snapshot: run `datasync resnapshot --config F --replica NAME`.",
+    );
+    this.name = "PurgedPositionError";
+  }
+}
+
+export function isPurgedError(err: any): boolean {
+  const m = String(err?.message ?? "");
+  return (
+    err?.errno === 1236 &&
+    /purged|could not find first log file|could not find GTID|not find.*GTID|GTID.*not.*(found|exist)|binary log.*not.*(found|exist)|requested.*not.*(found|exist)|missing transactions/i.test(m)
+  );
+}
+
+/** Compare binlog positions by file sequence number, then offset. */
+export function comparePos(a: { file: string; pos: number }, b: { file: string; pos: number }): number {
+  const fa = Number(/(\d+)$/.exec(a.file)?.[1] ?? 0);
+  const fb = Number(/(\d+)$/.exec(b.file)?.[1] ?? 0);
+  if (fa !== fb) return fa - fb;
+  if (a.file !== b.file) return a.file < b.file ? -1 : 1;
+  return a.pos - b.pos;
+}
+
+const DML_RE = /^\s*(?:\/\*.*?\*\/\s*)*(INSERT|UPDATE|DELETE|REPLACE|LOAD\s+DATA)\b/is;
+
+export interface ReaderOptions {
+  connection: Record<string, unknown>;
+  serverId: number;
+  flavor: Flavor;
+  start: Position;
+  /** databases whose row events are wanted (others are dropped before decoding) */
+  databases: string[];
+  /** db.table in scope */
+  inScope: (db: string, table: string) => boolean;
+  /** receives each committed transaction; returns false when the consumer is full (the reader pauses) */
+  onTxn: (t: Txn) => boolean;
+  onError: (err: Error) => void;
+  /** column metadata lookup for servers whose binlog carries no column names (MySQL 5.7): the replica's own schema */
+  tableInfo?: (db: string, table: string) => Promise<any[] | null>;
+}
+
+/** Approximate heap size of a value (strings are UTF-16, objects have overhead). */
+function sizeOf(v: unknown): number {
+  if (v === null || v === undefined) return 8;
+  if (typeof v === "string") return 16 + v.length * 2;
+  if (Buffer.isBuffer(v)) return 64 + v.length;
+  return 16;
+}
+
+function rowSize(r: Row): number {
+  let n = 64;
+  for (const k in r) n += 16 + sizeOf(r[k]);
+  return n;
+}
+
+export class BinlogReader {
+  #z: any = null;
+  #o: ReaderOptions;
+  #cur: Txn | null = null;
+  #mariaGtid: MariadbGtidPosition | null = null;
+  #mysqlGtid: GtidSet | null = null;
+  #pendingGtid: any;
+  #paused = false;
+  #stopped = false;
+  #failed = false;
+  /** the last commit seen (even when nothing in it was in scope) */
+  lastRead: Position;
+
+  constructor(o: ReaderOptions) {
+    this.#o = o;
+    this.lastRead = o.start;
+    if (o.start.gtid) {
+      if (o.flavor === "mariadb") this.#mariaGtid = MariadbGtidPosition.parse(o.start.gtid);
+      else this.#mysqlGtid = GtidSet.parse(o.start.gtid);
+    }
+  }
+
+  get paused(): boolean {
+    return this.#paused;
+  }
+
+  start(): Promise<void> {
+    const o = this.#o;
+    const z: any = new ZongJi({ ...o.connection, dateStrings: true, timezone: "Z", supportBigNumbers: true, bigNumberStrings: true, jsonStrings: true });
+    this.#z = z;
+    if (o.tableInfo) this.#overrideTableInfo(z, o.tableInfo);
+    return new Promise((resolve, reject) => {
+      let ready = false;
+      z.on("ready", () => {
+        ready = true;
+        resolve();
+      });
+      z.on("error", (err: Error) => {
+        if (this.#stopped || this.#failed) return;
+        this.#failed = true;
+        const e = isPurgedError(err) ? new PurgedPositionError(this.lastRead, (err as any).message) : err;
+        if (!ready) reject(e);
+        else o.onError(e);
+      });
+      z.on("binlog", (ev: any) => {
+        try {
+          this.#onEvent(ev);
+        } catch (err: any) {
+          if (this.#failed) return;
+          this.#failed = true;
+          o.onError(err);
+        }
+      });
+      const schema: Record<string, true> = {};
+      for (const d of o.databases) schema[d] = true;
+      const startOpts: any = {
+        serverId: o.serverId,
+        includeEvents: ["tablemap", "writerows", "updaterows", "deleterows", "query", "xid", "gtid", "mariadbgtid", "rotate"],
+        includeSchema: schema,
+      };
+      if (o.start.gtid) startOpts.gtidSet = o.start.gtid;
+      else {
+        startOpts.filename = o.start.file;
+        startOpts.position = o.start.pos;
+      }
+      z.start(startOpts);
+    });
+  }
+
+  // Where the binlog carries no column names, zongji asks INFORMATION_SCHEMA of the source for the
+  // table's *current* columns; after an ALTER that is the wrong schema for older events. The replica
+  // stands at the same stream position (DDL is applied in order), so its schema is the right one.
+  #overrideTableInfo(z: any, info: NonNullable<ReaderOptions["tableInfo"]>): void {
+    const original = z._fetchTableInfo.bind(z);
+    z._fetchTableInfo = (ev: any, next: () => void) => {
+      info(ev.schemaName, ev.tableName).then(
+        (rows) => {
+          if (!rows || rows.length === 0) return original(ev, next);
+          z.tableMap[ev.tableId] = { columnSchemas: rows, parentSchema: ev.schemaName, tableName: ev.tableName };
+          next();
+        },
+        () => original(ev, next),
+      );
+    };
+  }
+
+  #open(ts: number): Txn {
+    return { pos: this.lastRead, ts, readAt: 0, changes: [], rowCount: 0, bytes: 256 };
+  }
+
+  #onEvent(ev: any): void {
+    const name: string = ev.getEventName();
+    switch (name) {
+      case "mariadbgtid":
+      case "gtid":
+        this.#cur = this.#open(ev.timestamp);
+        this.#pendingGtid = name === "mariadbgtid" ? { domainId: ev.domainId, serverId: ev.serverId, seqNo: ev.seqNo } : ev.gtid;
+        return;
+      case "query": {
+        const sql: string = ev.query;
+        const head = sql.trimStart().slice(0, 12).toUpperCase();
+        if (head === "BEGIN" || head.startsWith("XA ") || head.startsWith("SAVEPOINT")) {
+          if (!this.#cur) this.#cur = this.#open(ev.timestamp);
+          return;
+        }
+        if (head === "COMMIT" || head === "ROLLBACK") {
+          this.#commit(ev);
+          return;
+        }
+        if (DML_RE.test(sql)) {
+          // Statement-format DML inside a transaction; reported by the applier if it is in scope.
+          if (!this.#cur) this.#cur = this.#open(ev.timestamp);
+          if (!this.#cur.statementDml) this.#cur.statementDml = { sql, schema: ev.schema ?? "" };
+          return;
+        }
+        // A standalone statement (DDL, account management, …) is its own transaction.
+        if (!this.#cur) this.#cur = this.#open(ev.timestamp);
+        this.#cur.ddl = { sql, schema: ev.schema ?? "" };
+        this.#commit(ev);
+        return;
+      }
+      case "writerows":
+      case "updaterows":
+      case "deleterows": {
+        const tm = ev.tableMap?.[ev.tableId];
+        if (!tm) return;
+        const db: string = tm.parentSchema;
+        const table: string = tm.tableName;
+        if (!this.#o.inScope(db, table)) return;
+        if (!this.#cur) this.#cur = this.#open(ev.timestamp);
+        const t = this.#cur;
+        const op = name === "writerows" ? "insert" : name === "updaterows" ? "update" : "delete";
+        let last = t.changes[t.changes.length - 1];
+        if (!last || last.op !== op || last.db !== db || last.table !== table) {
+          last = { op, db, table, rows: [], before: op === "update" ? [] : undefined };
+          t.changes.push(last);
+        }
+        if (op === "update") {
+          for (const r of ev.rows) {
+            last.before!.push(r.before);
+            last.rows.push(r.after);
+            t.bytes += rowSize(r.before) + rowSize(r.after);
+          }
+        } else {
+          for (const r of ev.rows) {
+            last.rows.push(r);
+            t.bytes += rowSize(r);
+          }
+        }
+        t.rowCount += ev.rows.length;
+        return;
+      }
+      case "xid":
+        this.#commit(ev);
+        return;
+      default:
+        return;
+    }
+  }
+
+  #commit(ev: any): void {
+    const t = this.#cur ?? this.#open(ev.timestamp);
+    this.#cur = null;
+    if (this.#pendingGtid) {
+      if (this.#o.flavor === "mariadb") {
+        this.#mariaGtid ??= new MariadbGtidPosition();
+        this.#mariaGtid.add(this.#pendingGtid);
+      } else {
+        this.#mysqlGtid ??= new GtidSet();
+        this.#mysqlGtid.add(this.#pendingGtid);
+      }
+      this.#pendingGtid = undefined;
+    }
+    const gtid = this.#mariaGtid ? this.#mariaGtid.toString() : this.#mysqlGtid ? this.#mysqlGtid.toString() : null;
+    const file: string = this.#z?.options?.filename ?? this.lastRead.file;
+    const pos = ev.nextPosition > 0 ? ev.nextPosition : this.lastRead.pos;
+    t.pos = { file, pos, gtid };
+    if (!t.ts) t.ts = ev.timestamp;
+    t.readAt = Date.now();
+    this.lastRead = t.pos;
+    if (!this.#o.onTxn(t)) this.pause();
+  }
+
+  pause(): void {
+    if (this.#paused || !this.#z?.connection) return;
+    this.#paused = true;
+    this.#z.connection.pause();
+  }
+
+  resume(): void {
+    if (!this.#paused) return;
+    this.#paused = false;
+    this.#z?.connection?.resume();
+  }
+
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    const z = this.#z;
+    if (!z) return;
+    // keep an error listener while stopping: zongji may emit teardown errors
+    z.on("error", () => undefined);
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, 2000);
+      z.once("stopped", () => {
+        clearTimeout(t);
+        resolve();
+      });
+      try {
+        z.stop();
+      } catch {
+        clearTimeout(t);
+        resolve();
+      }
+    });
+  }
+}

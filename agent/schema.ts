@@ -1,0 +1,77 @@
+// Schema owns what the applier knows about a replica's tables: columns in order, which are generated
+// (never written), the primary key, and whether other unique keys exist. Read from the replica itself,
+// cached until a DDL is applied.
+import type { Conn } from "./db.js";
+
+export interface TableMeta {
+  db: string;
+  table: string;
+  columns: string[];
+  /** columns that may be written (not generated) */
+  writable: string[];
+  writableSet: Set<string>;
+  /** data type per column, lower case */
+  types: Map<string, string>;
+  primaryKey: string[];
+  /** another UNIQUE key besides the primary key exists */
+  hasSecondaryUnique: boolean;
+}
+
+export class SchemaCache {
+  #conn: () => Conn;
+  #cache = new Map<string, TableMeta | null>();
+
+  constructor(conn: () => Conn) {
+    this.#conn = conn;
+  }
+
+  clear(): void {
+    this.#cache.clear();
+  }
+
+  /** null when the table does not exist on the replica */
+  async get(db: string, table: string): Promise<TableMeta | null> {
+    const key = `${db}\u0000${table}`;
+    if (this.#cache.has(key)) return this.#cache.get(key)!;
+    const meta = await loadTableMeta(this.#conn(), db, table);
+    this.#cache.set(key, meta);
+    return meta;
+  }
+}
+
+export async function loadTableMeta(c: Conn, db: string, table: string): Promise<TableMeta | null> {
+  const [cols] = await c.query<any[]>(
+    `SELECT COLUMN_NAME AS name, DATA_TYPE AS type, EXTRA AS extra, IS_GENERATED AS gen
+     FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION`,
+    [db, table],
+  ).catch(async (e) => {
+    // MySQL 5.7 has no IS_GENERATED column; EXTRA says VIRTUAL/STORED GENERATED there.
+    if (e?.errno !== 1054) throw e;
+    return c.query<any[]>(
+      `SELECT COLUMN_NAME AS name, DATA_TYPE AS type, EXTRA AS extra, 'NEVER' AS gen
+       FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION`,
+      [db, table],
+    );
+  });
+  if (cols.length === 0) return null;
+  const [keys] = await c.query<any[]>(
+    `SELECT INDEX_NAME AS idx, COLUMN_NAME AS col FROM information_schema.STATISTICS
+     WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND NON_UNIQUE = 0 ORDER BY INDEX_NAME, SEQ_IN_INDEX`,
+    [db, table],
+  );
+  const columns = cols.map((r) => String(r.name));
+  const generated = new Set(
+    cols.filter((r) => /GENERATED|VIRTUAL|PERSISTENT|STORED/i.test(String(r.extra)) || (r.gen && String(r.gen) !== "NEVER")).map((r) => String(r.name)),
+  );
+  const writable = columns.filter((c) => !generated.has(c));
+  return {
+    db,
+    table,
+    columns,
+    writable,
+    writableSet: new Set(writable),
+    types: new Map(cols.map((r) => [String(r.name), String(r.type).toLowerCase()])),
+    primaryKey: keys.filter((k) => k.idx === "PRIMARY").map((k) => String(k.col)),
+    hasSecondaryUnique: keys.some((k) => k.idx !== "PRIMARY"),
+  };
+}

@@ -1,0 +1,181 @@
+// Sqlgen owns turning row changes into SQL for a replica: multi-row upserts (never REPLACE: it deletes,
+// and deletes cascade), updates located by the old key (which carries key changes and the replica's own
+// cascades), deletes by key, generated columns never written, values escaped byte-exactly.
+import mysql from "mysql2";
+import { qualified, quoteId } from "./db.js";
+import type { Row, RowChange } from "./reader.js";
+import type { TableMeta } from "./schema.js";
+
+export function escapeValue(v: unknown, type: string | undefined): string {
+  if (v === null || v === undefined) return "NULL";
+  // zongji decodes YEAR 0000 as 1900 (a year MySQL cannot store), so 1900 can only mean 0000.
+  if (type === "year" && (v === 1900 || v === "1900")) return "0";
+  if (typeof v === "number") {
+    if (Number.isFinite(v)) return String(v);
+    return "NULL";
+  }
+  if (typeof v === "bigint") return v.toString();
+  if (Buffer.isBuffer(v)) return v.length === 0 ? "''" : `X'${v.toString("hex")}'`;
+  if (typeof v === "boolean") return v ? "1" : "0";
+  if (typeof v === "string") return mysql.escape(v);
+  if (v instanceof Date) return mysql.escape(v.toISOString().replace("T", " ").replace("Z", ""));
+  // JSON that arrived parsed (should not happen with jsonStrings): write it as JSON text
+  return mysql.escape(JSON.stringify(v));
+}
+
+export class ApplyError extends Error {
+  readonly transient: boolean;
+  readonly table?: string;
+  readonly sqlError?: string;
+  constructor(message: string, opts: { transient?: boolean; table?: string; sqlError?: string; cause?: unknown } = {}) {
+    super(message);
+    this.name = "ApplyError";
+    this.transient = opts.transient ?? false;
+    this.table = opts.table;
+    this.sqlError = opts.sqlError;
+    if (opts.cause) (this as any).cause = opts.cause;
+  }
+}
+
+function columnsOf(meta: TableMeta, row: Row, where: string): string[] {
+  const cols: string[] = [];
+  for (const c of meta.writable) if (c in row) cols.push(c);
+  for (const k in row) {
+    if (!meta.types.has(k)) {
+      throw new ApplyError(
+        `${where}: the source row has column \`${k}\` that the replica's table \`${meta.db}\`.\`${meta.table}\` lacks; the replica's schema diverged from the source. Resnapshot the table (datasync resnapshot --tables ${meta.db}.${meta.table}).`,
+        { table: `${meta.db}.${meta.table}` },
+      );
+    }
+  }
+  return cols;
+}
+
+export function keyOf(meta: TableMeta, row: Row): string {
+  let s = "";
+  for (const k of meta.primaryKey) {
+    const v = row[k];
+    s += (Buffer.isBuffer(v) ? `x${v.toString("hex")}` : v === null || v === undefined ? "\u0000" : `v${String(v)}`) + "\u0001";
+  }
+  return s;
+}
+
+function whereKey(meta: TableMeta, row: Row): string {
+  return meta.primaryKey.map((k) => `${quoteId(k)} <=> ${escapeValue(row[k], meta.types.get(k))}`).join(" AND ");
+}
+
+export interface Statement {
+  sql: string;
+  table: string;
+  rows: number;
+  /** an UPDATE whose no-match must become an upsert of `fallback` */
+  fallback?: string;
+}
+
+const MAX_STMT_BYTES = 1 << 20;
+
+/** Builds the statements of one target transaction, merging consecutive changes of the same kind and table. */
+export class StatementBuilder {
+  readonly out: Statement[] = [];
+  #kind: "upsert" | "delete" | null = null;
+  #meta: TableMeta | null = null;
+  #cols: string[] = [];
+  #parts: string[] = [];
+  #bytes = 0;
+  rows = 0;
+
+  #flush(): void {
+    if (!this.#kind || !this.#meta || this.#parts.length === 0) {
+      this.#kind = null;
+      return;
+    }
+    const m = this.#meta;
+    const t = qualified(m.db, m.table);
+    if (this.#kind === "upsert") {
+      const cols = this.#cols.map(quoteId).join(", ");
+      const upd = this.#cols.filter((c) => !m.primaryKey.includes(c)).map((c) => `${quoteId(c)} = VALUES(${quoteId(c)})`);
+      // a table of key columns only: a no-op assignment keeps ON DUPLICATE KEY valid
+      const onDup = upd.length ? upd.join(", ") : `${quoteId(m.primaryKey[0])} = ${quoteId(m.primaryKey[0])}`;
+      this.out.push({ sql: `INSERT INTO ${t} (${cols}) VALUES ${this.#parts.join(",")} ON DUPLICATE KEY UPDATE ${onDup}`, table: `${m.db}.${m.table}`, rows: this.#parts.length });
+    } else {
+      const pk = m.primaryKey.length === 1 ? quoteId(m.primaryKey[0]) : `(${m.primaryKey.map(quoteId).join(", ")})`;
+      this.out.push({ sql: `DELETE FROM ${t} WHERE ${pk} IN (${this.#parts.join(",")})`, table: `${m.db}.${m.table}`, rows: this.#parts.length });
+    }
+    this.#kind = null;
+    this.#parts = [];
+    this.#bytes = 0;
+  }
+
+  finish(): Statement[] {
+    this.#flush();
+    return this.out;
+  }
+
+  #upsertRow(meta: TableMeta, row: Row, where: string): void {
+    const cols = columnsOf(meta, row, where);
+    if (this.#kind !== "upsert" || this.#meta !== meta || this.#cols.length !== cols.length || this.#bytes > MAX_STMT_BYTES) {
+      this.#flush();
+      this.#kind = "upsert";
+      this.#meta = meta;
+      this.#cols = cols;
+    }
+    const tuple = `(${cols.map((c) => escapeValue(row[c], meta.types.get(c))).join(",")})`;
+    this.#parts.push(tuple);
+    this.#bytes += tuple.length;
+  }
+
+  #deleteRow(meta: TableMeta, row: Row): void {
+    if (this.#kind !== "delete" || this.#meta !== meta || this.#bytes > MAX_STMT_BYTES) {
+      this.#flush();
+      this.#kind = "delete";
+      this.#meta = meta;
+    }
+    const vals = meta.primaryKey.map((k) => escapeValue(row[k], meta.types.get(k)));
+    const tuple = vals.length === 1 ? vals[0] : `(${vals.join(",")})`;
+    this.#parts.push(tuple);
+    this.#bytes += tuple.length;
+  }
+
+  /** Single-row upsert statement (the fallback of an UPDATE that matched nothing). */
+  upsertSql(meta: TableMeta, row: Row, where: string): string {
+    const cols = columnsOf(meta, row, where);
+    const upd = cols.filter((c) => !meta.primaryKey.includes(c)).map((c) => `${quoteId(c)} = VALUES(${quoteId(c)})`);
+    const onDup = upd.length ? upd.join(", ") : `${quoteId(meta.primaryKey[0])} = ${quoteId(meta.primaryKey[0])}`;
+    return `INSERT INTO ${qualified(meta.db, meta.table)} (${cols.map(quoteId).join(", ")}) VALUES (${cols.map((c) => escapeValue(row[c], meta.types.get(c))).join(",")}) ON DUPLICATE KEY UPDATE ${onDup}`;
+  }
+
+  add(change: RowChange, meta: TableMeta, where: string): void {
+    if (meta.primaryKey.length === 0) {
+      throw new ApplyError(`${where}: table \`${meta.db}\`.\`${meta.table}\` has no primary key on the replica; rows cannot be located. Add the key on the replica or exclude the table.`, {
+        table: `${meta.db}.${meta.table}`,
+      });
+    }
+    this.rows += change.rows.length;
+    if (change.op === "insert") {
+      for (const r of change.rows) this.#upsertRow(meta, r, where);
+    } else if (change.op === "delete") {
+      for (const r of change.rows) this.#deleteRow(meta, r);
+    } else {
+      for (let i = 0; i < change.rows.length; i++) {
+        const before = change.before![i];
+        const after = change.rows[i];
+        const keyChanged = keyOf(meta, before) !== keyOf(meta, after);
+        if (!keyChanged && !meta.hasSecondaryUnique) {
+          // Same key, full after image, no other unique key that an upsert could hit by mistake:
+          // an upsert is the UPDATE (or the upsert DESIGN.md asks for when no row matched).
+          this.#upsertRow(meta, after, where);
+          continue;
+        }
+        this.#flush();
+        const cols = columnsOf(meta, after, where);
+        const set = cols.map((c) => `${quoteId(c)} = ${escapeValue(after[c], meta.types.get(c))}`).join(", ");
+        this.out.push({
+          sql: `UPDATE ${qualified(meta.db, meta.table)} SET ${set} WHERE ${whereKey(meta, before)}`,
+          table: `${meta.db}.${meta.table}`,
+          rows: 1,
+          fallback: this.upsertSql(meta, after, where),
+        });
+      }
+    }
+  }
+}
