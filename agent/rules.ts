@@ -199,8 +199,8 @@ export function checkDatabases(databases: unknown[], where = "databases"): RuleF
     if (typeof d !== "string") return;
     if (SYSTEM_SCHEMAS.includes(d.toLowerCase()) || d === BOOKKEEPING_SCHEMA) {
       out.push({ rule: 5, code: "system-schema", where: `${where}[${i}]`, message: `${where}[${i}]: "${d}" is a system schema; accounts, privileges and server metadata are never synced. Remove it from ${where}.` });
-    } else if (!/^[^\s/\\.]{1,64}$/.test(d) || d.endsWith(" ")) {
-      out.push({ rule: 1, code: "bad-database", where: `${where}[${i}]`, message: `${where}[${i}]: "${d}" is not a valid database name (1-64 characters, no '/', '\\', '.' or spaces).` });
+    } else if (!/^[^/\\.\u0000]{1,64}$/.test(d) || d.endsWith(" ")) {
+      out.push({ rule: 1, code: "bad-database", where: `${where}[${i}]`, message: `${where}[${i}]: "${d}" is not a valid database name (1-64 characters, no '/', '\\', '.', no trailing space).` });
     }
   });
   const seen = new Set<string>();

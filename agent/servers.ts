@@ -66,12 +66,21 @@ function template(base: string): string {
     mkdirSync(dir, { recursive: true });
     const installer = which(["mariadb-install-db", "mysql_install_db"]);
     if (!installer) throw new ServerBinaryMissing();
-    const r = spawnSync(
-      installer,
-      ["--no-defaults", "--user=root", `--datadir=${dir}`, "--auth-root-authentication-method=normal", "--skip-test-db"],
-      { encoding: "utf8" },
-    );
-    if (r.status !== 0) throw new Error(`mariadb-install-db failed (exit ${r.status}): ${r.stderr || r.stdout}`);
+    // A private tmpdir: concurrent bootstraps sharing /tmp can collide on temporary table names.
+    const tmp = `${dir}.tmp`;
+    let r: ReturnType<typeof spawnSync> | null = null;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      rmSync(dir, { recursive: true, force: true });
+      mkdirSync(dir, { recursive: true });
+      mkdirSync(tmp, { recursive: true });
+      r = spawnSync(
+        installer,
+        ["--no-defaults", "--user=root", `--datadir=${dir}`, `--tmpdir=${tmp}`, "--auth-root-authentication-method=normal", "--skip-test-db"],
+        { encoding: "utf8" },
+      );
+      if (r.status === 0) break;
+    }
+    if (!r || r.status !== 0) throw new Error(`mariadb-install-db failed (exit ${r?.status}): ${String(r?.stderr || r?.stdout)}`);
   }
   templateDir = dir;
   return dir;
@@ -137,9 +146,11 @@ export class TestServer {
       "--max-connections=300",
       "--performance-schema=OFF",
       `--log-error=${this.datadir}.err`,
+      `--tmpdir=${this.datadir}.tmp`,
       ...(this.#opts.args ?? []),
       ...extraArgs,
     ];
+    mkdirSync(`${this.datadir}.tmp`, { recursive: true });
     const out = openSync(`${this.datadir}.out`, "a");
     this.#proc = spawn(bin, args, { stdio: ["ignore", out, out], detached: false });
     closeSync(out);
@@ -208,6 +219,7 @@ export class TestServer {
     rmSync(this.datadir, { recursive: true, force: true });
     rmSync(`${this.datadir}.err`, { force: true });
     rmSync(`${this.datadir}.out`, { force: true });
+    rmSync(`${this.datadir}.tmp`, { recursive: true, force: true });
   }
 }
 

@@ -1,0 +1,177 @@
+// Runs the real `datasync` CLI (compiled dist/) as a child process, the way users and the container do.
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import type { TestServer } from "./servers.js";
+
+export const ROOT = resolve(import.meta.dirname, "../..");
+export const BIN = join(ROOT, "bin", "datasync.js");
+
+export function writeConfig(cfg: unknown, name = "config.json"): string {
+  const dir = mkdtempSync(join(tmpdir(), "datasync-cfg-"));
+  const f = join(dir, name);
+  writeFileSync(f, typeof cfg === "string" ? cfg : JSON.stringify(cfg, null, 2));
+  return f;
+}
+
+export function endpoint(s: TestServer, extra: Record<string, unknown> = {}) {
+  return { host: "127.0.0.1", port: s.port, user: "root", password: "", ...extra };
+}
+
+export function makeConfig(source: TestServer, replicas: TestServer[], extra: Record<string, unknown> = {}) {
+  return {
+    group: "test",
+    source: endpoint(source),
+    replicas: replicas.map((r, i) => ({ name: `r${i + 1}`, ...endpoint(r) })),
+    databases: ["shop"],
+    http: { listen: "127.0.0.1:0" },
+    heartbeatSeconds: 0.2,
+    ...extra,
+  };
+}
+
+/** `datasync <args>` to completion. */
+export function runCli(args: string[], opts: { env?: NodeJS.ProcessEnv; timeout?: number } = {}) {
+  const t0 = Date.now();
+  const r = spawnSync(process.execPath, [BIN, ...args], { cwd: ROOT, encoding: "utf8", timeout: opts.timeout ?? 60_000, env: { ...process.env, ...opts.env } });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr, ms: Date.now() - t0 };
+}
+
+export class AgentProcess {
+  readonly proc: ChildProcess;
+  readonly logs: any[] = [];
+  stderr = "";
+  #exit: Promise<number | null>;
+  #listeners: (() => void)[] = [];
+
+  constructor(configFile: string, env: NodeJS.ProcessEnv = {}) {
+    this.proc = spawn(process.execPath, [BIN, "agent", "--config", configFile], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } });
+    let buf = "";
+    this.proc.stdout!.on("data", (d: Buffer) => {
+      buf += d.toString();
+      let i;
+      while ((i = buf.indexOf("\n")) >= 0) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        try {
+          this.logs.push(JSON.parse(line));
+        } catch {
+          this.logs.push({ raw: line });
+        }
+        this.#listeners.forEach((l) => l());
+      }
+    });
+    this.proc.stderr!.on("data", (d: Buffer) => (this.stderr += d.toString()));
+    this.#exit = new Promise((r) => this.proc.on("exit", (code, sig) => r(code ?? (sig ? -1 : null))));
+  }
+
+  get exited(): Promise<number | null> {
+    return this.#exit;
+  }
+
+  get stdoutText(): string {
+    return this.logs.map((l) => JSON.stringify(l)).join("\n");
+  }
+
+  async waitForLog(pred: (l: any) => boolean, timeout = 20_000): Promise<any> {
+    const found = this.logs.find(pred);
+    if (found) return found;
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`timed out waiting for a log line; stderr: ${this.stderr}\nlogs:\n${this.stdoutText.slice(-3000)}`)), timeout);
+      const l = () => {
+        const f = this.logs.find(pred);
+        if (f) {
+          clearTimeout(t);
+          this.#listeners = this.#listeners.filter((x) => x !== l);
+          resolve(f);
+        }
+      };
+      this.#listeners.push(l);
+      this.#exit.then((code) => {
+        l();
+        setTimeout(() => {
+          if (!this.logs.find(pred)) {
+            clearTimeout(t);
+            reject(new Error(`the agent exited (${code}) before the awaited log line; stderr: ${this.stderr}\nlogs:\n${this.stdoutText.slice(-3000)}`));
+          }
+        }, 50);
+      });
+    });
+  }
+
+  async httpAddress(): Promise<string> {
+    const l = await this.waitForLog((x) => x.listen && /http listening/.test(x.msg));
+    return l.listen;
+  }
+
+  async http(path: string): Promise<{ status: number; body: any; text: string }> {
+    const addr = await this.httpAddress();
+    const res = await fetch(`http://${addr}${path}`);
+    const text = await res.text();
+    let body: any = null;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      /* metrics are text */
+    }
+    return { status: res.status, body, text };
+  }
+
+  /** streaming started for every named replica */
+  async waitStreaming(names: string[], timeout = 30_000): Promise<void> {
+    for (const n of names) await this.waitForLog((l) => l.replica === n && l.msg === "streaming", timeout);
+  }
+
+  kill(signal: NodeJS.Signals = "SIGKILL"): Promise<number | null> {
+    if (this.proc.exitCode === null && this.proc.signalCode === null) this.proc.kill(signal);
+    return this.#exit;
+  }
+}
+
+export async function waitFor<T>(fn: () => Promise<T | false | null | undefined>, timeout = 30_000, what = "condition"): Promise<T> {
+  const deadline = Date.now() + timeout;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (e) {
+      last = e;
+    }
+    await new Promise((r) => setTimeout(r, 150));
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ""}`);
+}
+
+/** Wait until the replica's checkpoint for the group has reached the source's current binlog end. */
+export async function waitCaughtUp(source: TestServer, replica: TestServer, group = "test", timeout = 60_000): Promise<void> {
+  const [st] = await source.query<any[]>("SHOW MASTER STATUS");
+  const file = st.File as string;
+  const pos = Number(st.Position);
+  const num = (f: string) => Number(/(\d+)$/.exec(f)?.[1] ?? 0);
+  await waitFor(
+    async () => {
+      const rows = await replica.query<any[]>("SELECT binlog_file, binlog_pos FROM _datasync.checkpoints WHERE group_name = ?", [group]);
+      if (!rows.length) return false;
+      const r = rows[0];
+      return num(r.binlog_file) > num(file) || (num(r.binlog_file) === num(file) && Number(r.binlog_pos) >= pos);
+    },
+    timeout,
+    `replica ${replica.name} to reach ${file}:${pos}`,
+  );
+}
+
+export async function checksums(s: TestServer, tables: string[]): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const t of tables) {
+    const rows = await s.query<any[]>(`CHECKSUM TABLE ${t} EXTENDED`);
+    out[t] = String(rows[0].Checksum);
+  }
+  return out;
+}
+
+export async function tableList(s: TestServer, db: string): Promise<string[]> {
+  const rows = await s.query<any[]>("SELECT TABLE_NAME AS t FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_TYPE = 'BASE TABLE' ORDER BY 1", [db]);
+  return rows.map((r) => `\`${db}\`.\`${String(r.t).replace(/`/g, "``")}\``);
+}
