@@ -116,7 +116,7 @@ export function formatRepair(r: RepairOutcome, dryRun: boolean): string {
   lines.push(
     found === 0
       ? "repair: no differences found"
-      : `repair: ${found} difference${found === 1 ? "" : "s"} found; ${verb} ${n(r.inserted)} inserted, ${n(r.updated)} updated, ${n(r.deleted)} deleted row${r.deleted === 1 ? "" : "s"}${r.tablesCreated ? `, ${r.tablesCreated} table${r.tablesCreated === 1 ? "" : "s"} created` : ""}`,
+      : `repair: ${found} difference${found === 1 ? "" : "s"} found; ${verb} rows: ${n(r.inserted)} inserted, ${n(r.updated)} updated, ${n(r.deleted)} deleted${r.tablesCreated ? `, ${r.tablesCreated} table${r.tablesCreated === 1 ? "" : "s"} created` : ""}`,
   );
   for (const x of r.before.replicas) if (x.error) lines.push(`  could not repair replica ${x.label}: ${x.error}`);
   for (const u of r.unrepairable) lines.push(`  not repaired: ${u}`);
