@@ -1,0 +1,263 @@
+// Chunks owns the SQL that verify and repair run over one table: the table's shape (columns, primary
+// key), key ranges by primary key (composite keys included), the byte-exact row checksum, and the
+// literals and statements that repair writes. Pure string building, no connections: unit-testable.
+import mysql from "mysql2";
+import { qualified, quoteId } from "./db.js";
+
+export interface Column {
+  name: string;
+  /** information_schema DATA_TYPE, lower case ("int", "varchar", "float", …) */
+  dataType: string;
+  /** information_schema COLUMN_TYPE ("int(10) unsigned", "varchar(64)", …) */
+  columnType: string;
+  nullable: boolean;
+  /** virtual or stored generated column: never written, not checksummed (its expression is compared) */
+  generated: boolean;
+  generationExpression: string | null;
+  charset: string | null;
+  collation: string | null;
+}
+
+export interface TableShape {
+  db: string;
+  table: string;
+  columns: Column[];
+  /** primary key column names in key order; empty when the table has none */
+  key: string[];
+}
+
+/** One value per key column, as mysql2 returns it with the agent's options (string, number, Buffer). */
+export type Key = unknown[];
+
+/** A range of primary keys: (after, through]; null is unbounded on that side. */
+export interface KeyRange {
+  after: Key | null;
+  through: Key | null;
+}
+
+export const FULL_RANGE: KeyRange = Object.freeze({ after: null, through: null });
+
+/**
+ * The 64-bit row hash. `crc64` is CRC32 and CRC32C of the same bytes (MariaDB ≥ 10.8; about 1.5× faster
+ * than MD5 there); `md5` is the first 64 bits of MD5 (every MySQL and MariaDB). Both sides of a
+ * comparison must use the same one.
+ */
+export type HashAlgo = "crc64" | "md5";
+
+const STRING_TYPES = new Set(["char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum", "set", "json"]);
+const VARLEN_TYPES = new Set(["varchar", "tinytext", "text", "mediumtext", "longtext", "json", "varbinary", "tinyblob", "blob", "mediumblob", "longblob", "char", "binary"]);
+const GEOMETRY_TYPES = new Set(["geometry", "point", "linestring", "polygon", "multipoint", "multilinestring", "multipolygon", "geometrycollection", "geomcollection"]);
+const INTEGER_TYPES = new Set(["tinyint", "smallint", "mediumint", "int", "integer", "bigint", "year"]);
+/** character sets whose values round-trip exactly through a utf8mb4 client connection as JS strings */
+const UNICODE_SAFE_CHARSETS = /^(utf8|utf8mb3|utf8mb4|latin1|ascii|ucs2|utf16|utf16le|utf32)$/i;
+
+export function tableName(s: { db: string; table: string }): string {
+  return `${s.db}.${s.table}`;
+}
+
+/** columns that hold data (generated columns are derived from them) */
+export function dataColumns(s: TableShape): Column[] {
+  return s.columns.filter((c) => !c.generated);
+}
+
+/** The expression whose bytes stand for a column's value in the row checksum. */
+export function hashTerm(c: Column): string {
+  const id = quoteId(c.name);
+  // FLOAT prints with 6 significant digits ("1.0000001" and "1.0000002" both print "1"); widened to
+  // DOUBLE it prints the shortest text that round-trips, so distinct values stay distinct.
+  if (c.dataType === "float") return `CAST(${id} AS DOUBLE)`;
+  if (c.dataType === "bit") return `${id} + 0`;
+  // as bytes: no charset conversion (and no "illegal mix of collations" between columns)
+  if (STRING_TYPES.has(c.dataType)) return `CAST(${id} AS BINARY)`;
+  return id;
+}
+
+/**
+ * The row as one byte string: every data column, then the NULL flags (CONCAT_WS skips NULLs, so NULL and
+ * '' would otherwise look alike) and the lengths of variable-length values (so a '#' inside a value cannot
+ * move bytes from one column to the next unnoticed).
+ */
+export function rowString(s: TableShape): string {
+  const cols = dataColumns(s);
+  const parts = cols.map(hashTerm);
+  const nullable = cols.filter((c) => c.nullable);
+  if (nullable.length) parts.push(`CONCAT(${nullable.map((c) => `ISNULL(${quoteId(c.name)})`).join(", ")})`);
+  for (const c of cols) if (VARLEN_TYPES.has(c.dataType)) parts.push(`LENGTH(${quoteId(c.name)})`);
+  return `CONCAT_WS('#', ${parts.join(", ")})`;
+}
+
+/** an unsigned 64-bit hash of the row */
+export function rowHash64(s: TableShape, algo: HashAlgo): string {
+  const r = rowString(s);
+  if (algo === "crc64") return `(CRC32(${r}) << 32 | CRC32C(${r}))`;
+  return `CAST(CONV(LEFT(MD5(${r}), 16), 16, 10) AS UNSIGNED)`;
+}
+
+/** A SQL literal for a value as mysql2 returned it (numbers of integer/decimal columns stay unquoted). */
+export function literal(v: unknown, c?: Column): string {
+  if (v === null || v === undefined) return "NULL";
+  if (typeof v === "string" && c && (INTEGER_TYPES.has(c.dataType) || c.dataType === "decimal") && /^-?\d+(\.\d+)?$/.test(v)) return v;
+  if (typeof v === "bigint") return v.toString();
+  return mysql.escape(v as any);
+}
+
+function keyColumns(s: TableShape): Column[] {
+  return s.key.map((k) => {
+    const c = s.columns.find((x) => x.name === k);
+    if (!c) throw new Error(`${tableName(s)}: primary key column ${k} is not a column of the table`);
+    return c;
+  });
+}
+
+/**
+ * key > after (strict) or key <= through, expanded for composite keys as a leading-column bound plus a
+ * disjunction, a form the range optimizer of every MySQL and MariaDB version turns into an index range.
+ */
+export function keyBound(s: TableShape, op: ">" | "<=", key: Key): string {
+  const cols = keyColumns(s);
+  if (key.length !== cols.length) throw new Error(`${tableName(s)}: a key of ${key.length} values for ${cols.length} key columns`);
+  const id = cols.map((c) => quoteId(c.name));
+  const lit = cols.map((c, i) => literal(key[i], c));
+  if (cols.length === 1) return `${id[0]} ${op} ${lit[0]}`;
+  const strict = op === ">" ? ">" : "<";
+  const lead = op === ">" ? ">=" : "<=";
+  const alts: string[] = [];
+  for (let i = 0; i < cols.length; i++) {
+    const eq = id.slice(0, i).map((x, j) => `${x} = ${lit[j]}`);
+    const last = i === cols.length - 1 && op === "<=" ? "<=" : strict;
+    alts.push([...eq, `${id[i]} ${last} ${lit[i]}`].join(" AND "));
+  }
+  return `${id[0]} ${lead} ${lit[0]} AND (${alts.map((a) => `(${a})`).join(" OR ")})`;
+}
+
+export function rangeWhere(s: TableShape, r: KeyRange): string {
+  const parts: string[] = [];
+  if (r.after) parts.push(`(${keyBound(s, ">", r.after)})`);
+  if (r.through) parts.push(`(${keyBound(s, "<=", r.through)})`);
+  return parts.length ? parts.join(" AND ") : "TRUE";
+}
+
+function keyList(s: TableShape): string {
+  return s.key.map(quoteId).join(", ");
+}
+
+/** row count and XOR of the 64-bit row hashes over a key range (order-independent) */
+export function checksumSql(s: TableShape, r: KeyRange, algo: HashAlgo): string {
+  return `SELECT COUNT(*) AS n, CAST(COALESCE(BIT_XOR(${rowHash64(s, algo)}), 0) AS CHAR) AS x FROM ${qualified(s.db, s.table)} WHERE ${rangeWhere(s, r)}`;
+}
+
+/** the key `rows` positions after `after` (the inclusive end of a chunk of that many rows), or none */
+export function boundarySql(s: TableShape, after: Key | null, rows: number): string {
+  return `SELECT ${keyList(s)} FROM ${qualified(s.db, s.table)} WHERE ${rangeWhere(s, { after, through: null })} ORDER BY ${keyList(s)} LIMIT 1 OFFSET ${Math.max(0, rows - 1)}`;
+}
+
+/** the keys of a range in key order (to split it) */
+export function keysSql(s: TableShape, r: KeyRange, limit?: number): string {
+  return `SELECT ${keyList(s)} FROM ${qualified(s.db, s.table)} WHERE ${rangeWhere(s, r)} ORDER BY ${keyList(s)}${limit ? ` LIMIT ${limit}` : ""}`;
+}
+
+/** key columns and a full 128-bit hash per row of a range, in key order */
+export function rowHashesSql(s: TableShape, r: KeyRange, limit?: number): string {
+  return `SELECT ${keyList(s)}, MD5(${rowString(s)}) AS \`#h\` FROM ${qualified(s.db, s.table)} WHERE ${rangeWhere(s, r)} ORDER BY ${keyList(s)}${limit ? ` LIMIT ${limit}` : ""}`;
+}
+
+/** WHERE clause selecting exactly these keys */
+export function keysWhere(s: TableShape, keys: Key[]): string {
+  const cols = keyColumns(s);
+  if (keys.length === 0) return "FALSE";
+  if (cols.length === 1) return `${quoteId(cols[0].name)} IN (${keys.map((k) => literal(k[0], cols[0])).join(", ")})`;
+  return keys.map((k) => `(${cols.map((c, i) => `${quoteId(c.name)} = ${literal(k[i], c)}`).join(" AND ")})`).join(" OR ");
+}
+
+export function rowHashesByKeySql(s: TableShape, keys: Key[]): string {
+  return `SELECT ${keyList(s)}, MD5(${rowString(s)}) AS \`#h\` FROM ${qualified(s.db, s.table)} WHERE ${keysWhere(s, keys)}`;
+}
+
+/** How repair reads a column so that writing it back is byte-exact. */
+export function readTerm(c: Column): string {
+  const id = quoteId(c.name);
+  if (c.dataType === "float") return `CAST(${id} AS DOUBLE) AS ${id}`;
+  // mysql2 would parse geometry into objects; its internal bytes load back as they are (like mysqldump --hex-blob)
+  if (GEOMETRY_TYPES.has(c.dataType)) return `CAST(${id} AS BINARY) AS ${id}`;
+  if (STRING_TYPES.has(c.dataType) && c.charset && !UNICODE_SAFE_CHARSETS.test(c.charset)) return `CAST(${id} AS BINARY) AS ${id}`;
+  return id;
+}
+
+export function readRowsSql(s: TableShape, keys: Key[]): string {
+  return `SELECT ${dataColumns(s).map(readTerm).join(", ")} FROM ${qualified(s.db, s.table)} WHERE ${keysWhere(s, keys)} ORDER BY ${keyList(s)}`;
+}
+
+/** rows of a range in key order, read for writing (a page of a table copy) */
+export function readRangeSql(s: TableShape, r: KeyRange, limit: number): string {
+  return `SELECT ${dataColumns(s).map(readTerm).join(", ")} FROM ${qualified(s.db, s.table)} WHERE ${rangeWhere(s, r)} ORDER BY ${keyList(s)} LIMIT ${limit}`;
+}
+
+/** the key of a row read with the key columns under their own names */
+export function keyOf(s: TableShape, row: Record<string, unknown>): Key {
+  return s.key.map((k) => row[k]);
+}
+
+/** A stable identity for a key inside this process (Buffers by their bytes). */
+export function keyId(k: Key): string {
+  return JSON.stringify(k.map((v) => (Buffer.isBuffer(v) ? { b: v.toString("hex") } : typeof v === "number" ? String(v) : v)));
+}
+
+/** Multi-row INSERT of source rows. Not an upsert: if a secondary unique key collided, an upsert would
+ *  silently update another row; a plain INSERT fails and repair retries the range after a fresh look. */
+export function insertSql(s: TableShape, rows: Record<string, unknown>[]): string {
+  const cols = dataColumns(s);
+  const values = rows.map((r) => `(${cols.map((c) => literal(r[c.name], c)).join(", ")})`).join(",\n  ");
+  return `INSERT INTO ${qualified(s.db, s.table)} (${cols.map((c) => quoteId(c.name)).join(", ")}) VALUES\n  ${values}`;
+}
+
+/** UPDATE one row to the source's values; the key columns too (a key equal by collation may differ in bytes). */
+export function updateSql(s: TableShape, key: Key, row: Record<string, unknown>): string {
+  const set = dataColumns(s).map((c) => `${quoteId(c.name)} = ${literal(row[c.name], c)}`);
+  return `UPDATE ${qualified(s.db, s.table)} SET ${set.join(", ")} WHERE ${keysWhere(s, [key])}`;
+}
+
+export function deleteSql(s: TableShape, keys: Key[]): string {
+  return `DELETE FROM ${qualified(s.db, s.table)} WHERE ${keysWhere(s, keys)}`;
+}
+
+/** A key for people: `42`, `'abc'`, `(1, 'x')`, binary as 0x… */
+export function formatKey(k: Key | null, side: "lo" | "hi" = "lo"): string {
+  if (k === null) return side === "lo" ? "-∞" : "∞";
+  const one = (v: unknown) => (Buffer.isBuffer(v) ? `0x${v.toString("hex")}` : typeof v === "number" || (typeof v === "string" && /^-?\d+(\.\d+)?$/.test(v)) ? String(v) : JSON.stringify(v));
+  return k.length === 1 ? one(k[0]) : `(${k.map(one).join(", ")})`;
+}
+
+/** A key for JSON output: Buffers as "0x…" strings. */
+export function jsonKey(k: Key | null): unknown[] | null {
+  return k === null ? null : k.map((v) => (Buffer.isBuffer(v) ? `0x${v.toString("hex")}` : v));
+}
+
+/** Compare two shapes; every difference in words (empty: same columns, types, key). */
+export function compareShapes(src: TableShape, rep: TableShape): string[] {
+  const out: string[] = [];
+  const rmap = new Map(rep.columns.map((c) => [c.name, c]));
+  const smap = new Map(src.columns.map((c) => [c.name, c]));
+  for (const c of src.columns) {
+    const r = rmap.get(c.name);
+    if (!r) {
+      out.push(`column ${quoteId(c.name)} is missing on the replica`);
+      continue;
+    }
+    if (r.columnType !== c.columnType) out.push(`column ${quoteId(c.name)} is ${c.columnType} on the source, ${r.columnType} on the replica`);
+    if (r.nullable !== c.nullable) out.push(`column ${quoteId(c.name)} is ${c.nullable ? "NULL" : "NOT NULL"} on the source, ${r.nullable ? "NULL" : "NOT NULL"} on the replica`);
+    if ((r.collation ?? "") !== (c.collation ?? "")) out.push(`column ${quoteId(c.name)} has collation ${c.collation} on the source, ${r.collation} on the replica`);
+    if (r.generated !== c.generated || (r.generationExpression ?? "") !== (c.generationExpression ?? "")) {
+      out.push(`column ${quoteId(c.name)} is ${c.generated ? `generated as ${c.generationExpression}` : "not generated"} on the source, ${r.generated ? `generated as ${r.generationExpression}` : "not generated"} on the replica`);
+    }
+  }
+  for (const r of rep.columns) if (!smap.has(r.name)) out.push(`column ${quoteId(r.name)} exists only on the replica`);
+  if (out.length === 0) {
+    const so = src.columns.map((c) => c.name).join(",");
+    const ro = rep.columns.map((c) => c.name).join(",");
+    if (so !== ro) out.push(`columns are in a different order (source: ${src.columns.map((c) => c.name).join(", ")}; replica: ${rep.columns.map((c) => c.name).join(", ")})`);
+  }
+  if (src.key.join(",") !== rep.key.join(",")) {
+    out.push(`primary key is (${src.key.join(", ") || "none"}) on the source, (${rep.key.join(", ") || "none"}) on the replica`);
+  }
+  return out;
+}
