@@ -199,7 +199,7 @@ export function checkDatabases(databases: unknown[], where = "databases"): RuleF
     if (typeof d !== "string") return;
     if (SYSTEM_SCHEMAS.includes(d.toLowerCase()) || d === BOOKKEEPING_SCHEMA) {
       out.push({ rule: 5, code: "system-schema", where: `${where}[${i}]`, message: `${where}[${i}]: "${d}" is a system schema; accounts, privileges and server metadata are never synced. Remove it from ${where}.` });
-    } else if (!/^[^/\\.\u0000]{1,64}$/.test(d) || d.endsWith(" ")) {
+    } else if (!/^[^/\\.]{1,64}$/.test(d) || d.includes(String.fromCharCode(0)) || d.endsWith(" ")) {
       out.push({ rule: 1, code: "bad-database", where: `${where}[${i}]`, message: `${where}[${i}]: "${d}" is not a valid database name (1-64 characters, no '/', '\\', '.', no trailing space).` });
     }
   });
