@@ -552,7 +552,9 @@ export class ReplicaSync {
     const fp = await fingerprint(conn, plan.objects);
     const pending: DdlPending = { pos, fingerprint: fp, sql, schema };
     await conn.query(checkpointSql(cfg.group, this.#src.sourceId, flavor, this.#checkpointPos!, 0, 0, 0, pending));
+    faultPoint("ddl-marked");
     await this.#runDdl(conn, plan, schema);
+    faultPoint("ddl-ran");
     await this.#finishDdl(conn, pos, plan);
   }
 
@@ -671,6 +673,18 @@ export class ReplicaUnavailable extends Error {
     this.name = "ReplicaUnavailable";
     this.kind = kind;
     if (cause) (this as any).cause = cause;
+  }
+}
+
+/**
+ * Fault injection for tests: DATASYNC_FAULT=<point> makes the process die (as a crash would) when it
+ * reaches that point. Points: ddl-marked (pending DDL recorded, not run), ddl-ran (run, checkpoint not moved).
+ */
+function faultPoint(name: string): void {
+  if (process.env.DATASYNC_FAULT === name) {
+    process.stderr.write(`datasync: fault injection: crashing at ${name}\n`);
+    process.kill(process.pid, "SIGKILL");
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10_000); // never returns: the signal ends the process
   }
 }
 
