@@ -138,18 +138,21 @@ export class ReplicaServer extends pulumi.dynamic.Resource {
       "datasync",
       "ReplicaServer",
     );
-    const drop = <T>(o: pulumi.Output<T | undefined>) => o as pulumi.Output<T>;
+    // The spec carries the declared values (known at preview, so SyncGroup's check can run its rules on
+    // them) and depends on this resource through its URN (known at preview too): the group is created
+    // after the membership was checked live.
+    const after = <T>(v: pulumi.Input<T>): pulumi.Output<T> => pulumi.all([this.urn, v]).apply(([, x]) => x as T);
     this.spec = {
-      name: this.replicaName,
-      host: this.host,
-      port: this.port.apply((p) => p ?? 3306),
-      user: this.user,
-      version: this.version,
-      flavor: this.flavor.apply((f) => f ?? undefined) as pulumi.Output<Flavor>,
-      ...(args.password !== undefined ? { password: drop(this.password) } : {}),
-      ...(args.passwordEnv !== undefined ? { passwordEnv: args.passwordEnv } : {}),
-      ...(args.passwordFile !== undefined ? { passwordFile: args.passwordFile } : {}),
-      ...(args.tls !== undefined ? { tls: args.tls } : {}),
+      name: after(args.name),
+      host: after(args.host),
+      port: after(args.port ?? 3306),
+      user: after(args.user),
+      version: after(args.version),
+      ...(args.flavor !== undefined ? { flavor: after(args.flavor) } : {}),
+      ...(args.password !== undefined ? { password: pulumi.secret(after(args.password)) } : {}),
+      ...(args.passwordEnv !== undefined ? { passwordEnv: after(args.passwordEnv) } : {}),
+      ...(args.passwordFile !== undefined ? { passwordFile: after(args.passwordFile) } : {}),
+      ...(args.tls !== undefined ? { tls: after(args.tls) } : {}),
     };
   }
 }
