@@ -84,7 +84,7 @@ export class AzureReplica extends pulumi.ComponentResource {
     const login = args.administratorLogin ?? "datasync";
     const password: pulumi.Output<string> = args.administratorPassword
       ? pulumi.secret(args.administratorPassword)
-      : new random.RandomPassword(`${name}-admin`, { length: 32, special: true, overrideSpecial: "-_.~!#%^*", minLower: 2, minUpper: 2, minNumeric: 2 }, parent).result;
+      : pulumi.secret(new random.RandomPassword(`${name}-admin`, { length: 32, special: true, overrideSpecial: "-_.~!#%^*", minLower: 2, minUpper: 2, minNumeric: 2 }, parent).result);
     const isPrivate = args.delegatedSubnetResourceId !== undefined;
     this.server = new dbformysql.Server(
       name,

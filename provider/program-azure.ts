@@ -57,6 +57,7 @@ export function azureStack(
     agentConfig: sync.agentConfig,
     replicaHosts: Object.fromEntries(replicas.map((r, i) => [c.replicas[i].name, r.host])),
     agentImage: agent.image,
+    agentContainerGroupId: agent.containerGroup.id,
     resourceGroupName: rg,
   };
 }

@@ -47,6 +47,7 @@ export async function runUnderMocks(stack: string, config: Record<string, string
       newResource: (args) => {
         registered.push({ type: args.type, name: args.name, inputs: args.inputs });
         const state: any = { ...args.inputs };
+        if (args.type.startsWith("azure-native:")) state.name = args.inputs.serverName ?? args.name;
         if (args.type === "azure-native:dbformysql:Server") state.fullyQualifiedDomainName = `${args.inputs.serverName ?? args.name}.mysql.database.azure.com`;
         if (args.type === "random:index/randomPassword:RandomPassword") state.result = "generated-Pa55word";
         if (args.type === "azure-native:resources:ResourceGroup") state.name = args.name;
