@@ -20,4 +20,4 @@ export {
   type SyncGroupInputs,
   type CheckFailure,
 } from "./spec.js";
-export { LiveCheckError } from "./live.js";
+export { liveCheckError } from "./live.js";

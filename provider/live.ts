@@ -18,14 +18,16 @@ export async function agentModule(name: "config" | "db" | "preflight" | "rules")
   }
 }
 
-/** A failed live check: the message lists every failure, each naming server, setting, values and fix. */
-export class LiveCheckError extends Error {
-  readonly failures: RuleFailure[];
-  constructor(what: string, failures: RuleFailure[]) {
-    super(`${what}: ${failures.length} rule${failures.length > 1 ? "s fail" : " fails"} on the live servers:\n${failures.map((f) => `  - [rule ${f.rule}] ${f.message}`).join("\n")}`);
-    this.name = "LiveCheckError";
-    this.failures = failures;
-  }
+/**
+ * A failed live check: the message lists every failure, each naming server, setting, values and fix.
+ * A plain Error (not a subclass): closure serialization turns classes into functions, and an Error
+ * subclass called that way loses its message.
+ */
+export function liveCheckError(what: string, failures: RuleFailure[]): Error & { failures: RuleFailure[] } {
+  const err = new Error(`${what}: ${failures.length} rule${failures.length > 1 ? "s fail" : " fails"} on the live servers:\n${failures.map((f) => `  - [rule ${f.rule}] ${f.message}`).join("\n")}`) as Error & { failures: RuleFailure[] };
+  err.name = "LiveCheckError";
+  err.failures = failures;
+  return err;
 }
 
 export interface DeclaredVersions {
@@ -57,7 +59,7 @@ export async function liveCheck(cfg: Config, declared: DeclaredVersions, what: s
       failures.push(...checkDeclaredVersion(`replicas[${i}].version`, r.label, declared.replicas[i].version, declared.replicas[i].flavor, r.version));
     }
   });
-  if (failures.length) throw new LiveCheckError(what, failures);
+  if (failures.length) throw liveCheckError(what, failures);
   return {
     primary: report.source.version?.raw,
     replicas: Object.fromEntries(report.replicas.map((r: any) => [r.name, r.version?.raw])),

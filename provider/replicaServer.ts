@@ -3,7 +3,7 @@
 // create or delete. Create checks the live server and prepares `_datasync`; delete removes the group's rows.
 import * as pulumi from "@pulumi/pulumi";
 import type { Flavor } from "../agent/rules.js";
-import { agentModule, LiveCheckError, prepareBookkeeping, removeBookkeeping } from "./live.js";
+import { agentModule, liveCheckError, prepareBookkeeping, removeBookkeeping } from "./live.js";
 import { canonical, checkSyncGroup, flavorOf, STATE_VERSION, UNKNOWN } from "./spec.js";
 import type { ReplicaArgs } from "./syncGroup.js";
 
@@ -60,7 +60,7 @@ async function join(n: ReplicaServerInputs): Promise<Record<string, unknown>> {
   const report = await preflightReplica(cfg, 0, { version: primaryVersion, vars: {} });
   const all = [...report.failures];
   if (report.version) all.push(...checkDeclaredVersion("version", report.label, n.version, flavorOf(n), report.version));
-  if (all.length) throw new LiveCheckError(`replica ${n.replicaName} of group "${n.group}"`, all);
+  if (all.length) throw liveCheckError(`replica ${n.replicaName} of group "${n.group}"`, all);
   const source = n.primary.host ? `${n.primary.host}:${n.primary.port ?? 3306}` : "(primary)";
   await prepareBookkeeping(e, n.replicaName, n.group, n.replicaName, source);
   return JSON.parse(JSON.stringify({ ...n, flavor: flavorOf(n), liveVersion: report.version?.raw, stateVersion: STATE_VERSION }));

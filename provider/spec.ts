@@ -308,9 +308,11 @@ export function diffSyncGroup(olds: any, news: any): { changes: boolean; replace
   const updates: string[] = [];
   if (news.group === UNKNOWN || olds.group !== news.group) replaces.push("group");
   if (isUnknown(news.primary?.host) || isUnknown(news.primary?.port) || endpointOf(olds.primary) !== endpointOf(news.primary)) replaces.push("primary");
-  const redactedPrimary = (p: any) => (p && typeof p === "object" ? redact(p) : p);
+  // compare what was declared, with the flavor default applied (outputs carry it explicitly)
+  const norm = (p: any) => (p && typeof p === "object" ? { ...redact(p), flavor: p.version === undefined ? p.flavor : flavorOf(p) } : p);
+  const redactedPrimary = norm;
   if (!replaces.includes("primary") && canonical(redactedPrimary(olds.primary)) !== canonical(redactedPrimary(news.primary))) updates.push("primary");
-  const redactedReplicas = (rs: any) => (Array.isArray(rs) ? rs.map((r) => (r && typeof r === "object" ? redact(r) : r)) : rs);
+  const redactedReplicas = (rs: any) => (Array.isArray(rs) ? rs.map(norm) : rs);
   if (canonical(redactedReplicas(olds.replicas)) !== canonical(redactedReplicas(news.replicas))) updates.push("replicas");
   for (const k of ["databases", "tables", "agent"]) if (canonical(olds[k]) !== canonical(news[k])) updates.push(k);
   // credentials live only in the (secret) agent config: compare it to see a password change
