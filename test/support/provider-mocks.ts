@@ -67,7 +67,7 @@ export async function runUnderMocks(stack: string, config: Record<string, string
   const values: Record<string, unknown> = {};
   const secret: Record<string, boolean> = {};
   for (const [k, v] of Object.entries(outputs)) {
-    const o = pulumi.output(v);
+    const o = pulumi.output(v as pulumi.Input<unknown>) as pulumi.Output<unknown>;
     values[k] = await new Promise((r) => o.apply(r));
     secret[k] = await pulumi.isSecret(o);
   }
