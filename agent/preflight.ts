@@ -59,14 +59,18 @@ export async function readGrants(c: Conn): Promise<string[]> {
   return rows.map((r) => String(Object.values(r)[0]));
 }
 
-/** Base tables in the synced databases (filtered) without a primary key. */
+/**
+ * Base tables in the synced databases (filtered) without a primary key. Reads STATISTICS, not
+ * TABLE_CONSTRAINTS: MariaDB 10.11 hides TABLE_CONSTRAINTS rows from a user with only SELECT (the
+ * sync user), which would report every table as keyless.
+ */
 export async function tablesWithoutPrimaryKey(c: Conn, cfg: Pick<Config, "databases" | "tables">): Promise<string[]> {
   if (cfg.databases.length === 0) return [];
   const [rows] = await c.query<any[]>(
     `SELECT t.TABLE_SCHEMA AS db, t.TABLE_NAME AS tbl FROM information_schema.TABLES t
      WHERE t.TABLE_TYPE = 'BASE TABLE' AND t.TABLE_SCHEMA IN (?)
-       AND NOT EXISTS (SELECT 1 FROM information_schema.TABLE_CONSTRAINTS k
-                       WHERE k.TABLE_SCHEMA = t.TABLE_SCHEMA AND k.TABLE_NAME = t.TABLE_NAME AND k.CONSTRAINT_TYPE = 'PRIMARY KEY')
+       AND NOT EXISTS (SELECT 1 FROM information_schema.STATISTICS k
+                       WHERE k.TABLE_SCHEMA = t.TABLE_SCHEMA AND k.TABLE_NAME = t.TABLE_NAME AND k.INDEX_NAME = 'PRIMARY')
      ORDER BY 1, 2`,
     [cfg.databases],
   );

@@ -138,6 +138,24 @@ export function checkVersionParity(
   return out;
 }
 
+/**
+ * Rule 2, live: a declared version (the provider's `version` input) must be what the server runs, or the
+ * preview-time parity check proved nothing. `server` names it ("replicas[1] (10.0.0.6:3306)").
+ */
+export function checkDeclaredVersion(where: string, server: string, declared: string, declaredFlavor: Flavor | undefined, live: ServerVersion): RuleFailure[] {
+  const dv = parseVersion(declared, declaredFlavor);
+  if (!dv) return [];
+  if (dv.flavor === live.flavor && dv.major === live.major && dv.minor === live.minor) return [];
+  return [
+    {
+      rule: 2,
+      code: "declared-version-mismatch",
+      where,
+      message: `${where}: declared ${fmtVersion(dv)} ("${declared}") but ${server} runs ${fmtVersion(live)} (${live.raw}); the declared version must be the live one. Set ${where} to "${live.major}.${live.minor}"${live.flavor !== dv.flavor ? ` and flavor to "${live.flavor}"` : ""}, and keep flavor and major.minor equal on the primary and every replica.`,
+    },
+  ];
+}
+
 /** Server variables relevant to rule 3, as read with SHOW GLOBAL VARIABLES (names lower case). */
 export type Variables = Record<string, string | undefined>;
 

@@ -1,0 +1,255 @@
+// Program owns the root stack program (Pulumi.yaml `main: dist/provider/program.js`): it reads the stack
+// config namespace `datasync`, validates it (every error names the key and the fix), and declares the
+// sync group for the `local` or `azure` target. Importing it has no side effects: `runProgram()` builds the
+// resources (also under mocks, for `datasync plan`), `collectTopology()` evaluates the topology and the
+// preview rules from config alone, and the default export is what the Pulumi runtime calls.
+import * as pulumi from "@pulumi/pulumi";
+import { z } from "zod";
+import { REPLICA_NAME_RE } from "../agent/rules.js";
+import { SyncGroup, type PrimaryArgs, type ReplicaArgs } from "./syncGroup.js";
+import { ReplicaServer } from "./replicaServer.js";
+import { LocalAgent } from "./localAgent.js";
+import { checkSyncGroup, flavorOf, type CheckFailure } from "./spec.js";
+import { renderMermaid, type TopologyNode } from "./topology.js";
+
+export const NAMESPACE = "datasync";
+
+/** a secret as it may appear in config read without decryption (`datasync plan`): kept opaque */
+const secretish = z.union([z.string(), z.strictObject({ secure: z.string() })]);
+const tls = z.strictObject({ mode: z.enum(["disabled", "required", "verify-ca", "verify-identity"]).optional(), ca: z.string().optional(), cert: z.string().optional(), key: z.string().optional() });
+const version = z.string().regex(/^\d+\.\d+/, 'write major.minor, e.g. "8.0" or "10.11"');
+
+const primarySchema = z.strictObject({
+  host: z.string().min(1),
+  port: z.number().int().min(1).max(65535).optional(),
+  user: z.string().min(1),
+  password: secretish.optional(),
+  passwordEnv: z.string().optional(),
+  passwordFile: z.string().optional(),
+  version,
+  flavor: z.enum(["mysql", "mariadb"]).optional(),
+  tls: tls.optional(),
+  serverId: z.number().int().positive().optional(),
+});
+
+const replicaSchema = z.strictObject({
+  name: z.string().regex(REPLICA_NAME_RE, "1-63 letters, digits, '_', '.', '-', starting with a letter or digit"),
+  // local target (defaults: host 127.0.0.1, user/password/version of the primary)
+  host: z.string().min(1).optional(),
+  port: z.number().int().min(1).max(65535).optional(),
+  user: z.string().min(1).optional(),
+  password: secretish.optional(),
+  passwordEnv: z.string().optional(),
+  passwordFile: z.string().optional(),
+  version: version.optional(),
+  flavor: z.enum(["mysql", "mariadb"]).optional(),
+  tls: tls.optional(),
+  // azure target
+  location: z.string().min(1).optional(),
+  sku: z.strictObject({ name: z.string(), tier: z.string() }).optional(),
+  storageSizeGB: z.number().int().min(20).optional(),
+});
+
+const firewallRule = z.strictObject({ name: z.string().regex(/^[A-Za-z0-9_-]{1,80}$/, "letters, digits, '_' and '-'"), startIpAddress: z.string().min(7), endIpAddress: z.string().min(7) });
+
+const configSchema = z.strictObject({
+  target: z.enum(["local", "azure"]),
+  group: z.string().regex(/^[a-z0-9][a-z0-9-]{0,39}$/, "[a-z0-9][a-z0-9-]{0,39}, e.g. orders").optional(),
+  primary: primarySchema,
+  replicas: z.array(replicaSchema).min(1, "declare at least one replica"),
+  databases: z.array(z.string().min(1)).min(1, "list at least one database"),
+  tables: z.strictObject({ include: z.array(z.string()).optional(), exclude: z.array(z.string()).optional() }).optional(),
+  agent: z.record(z.string(), z.unknown()).optional(),
+  local: z.strictObject({ entry: z.string().optional(), logFile: z.string().optional(), startAgent: z.boolean().optional() }).optional(),
+  azure: z
+    .strictObject({
+      location: z.string().min(1),
+      resourceGroupName: z.string().min(1).optional(),
+      agentLocation: z.string().min(1).optional(),
+      agentImage: z.string().min(1).optional(),
+      agentCpu: z.number().positive().optional(),
+      agentMemoryInGB: z.number().positive().optional(),
+      agentSubnetId: z.string().min(1).optional(),
+      lowerCaseTableNames: z.enum(["0", "1", "2"]).optional(),
+      firewallRules: z.array(firewallRule).optional(),
+      delegatedSubnetResourceId: z.string().min(1).optional(),
+      privateDnsZoneResourceId: z.string().min(1).optional(),
+      administratorLogin: z.string().min(1).optional(),
+    })
+    .optional(),
+});
+
+export type StackConfig = z.output<typeof configSchema>;
+
+export class ProgramConfigError extends Error {
+  readonly problems: string[];
+  constructor(problems: string[]) {
+    super(`invalid stack configuration (namespace ${NAMESPACE}):\n  - ${problems.join("\n  - ")}`);
+    this.name = "ProgramConfigError";
+    this.problems = problems;
+  }
+}
+
+const KEYS = ["target", "group", "primary", "replicas", "databases", "tables", "agent", "local", "azure"] as const;
+
+function keyPath(path: PropertyKey[]): string {
+  let s = `${NAMESPACE}:`;
+  path.forEach((p, i) => (s += typeof p === "number" ? `[${p}]` : i === 0 ? String(p) : `.${String(p)}`));
+  return s;
+}
+
+const EXAMPLES: Record<string, string> = {
+  target: "pulumi config set datasync:target local   # or azure",
+  primary: "pulumi config set --path datasync:primary.host 10.0.0.5 (and .user, .version; the password with --secret)",
+  replicas: "pulumi config set --path 'datasync:replicas[0].name' westeurope",
+  databases: "pulumi config set --path 'datasync:databases[0]' shop",
+  azure: "pulumi config set --path datasync:azure.location westeurope",
+};
+
+/** Raw values of the namespace: from the Pulumi runtime config (PULUMI_CONFIG, setAllConfig) or given. */
+export function readRawConfig(): Record<string, unknown> {
+  const raw: Record<string, unknown> = {};
+  for (const k of KEYS) {
+    // runtime.getConfig reads without the secret-getter warning; passwords are wrapped as secrets below
+    const v = pulumi.runtime.getConfig(`${NAMESPACE}:${k}`);
+    if (v === undefined) continue;
+    try {
+      raw[k] = k === "target" || k === "group" ? v : JSON.parse(v);
+    } catch {
+      raw[k] = v;
+    }
+  }
+  return raw;
+}
+
+/** Validate the stack config; throws ProgramConfigError naming each key and its fix. */
+export function parseStackConfig(raw: Record<string, unknown>): StackConfig {
+  const r = configSchema.safeParse(raw);
+  const problems: string[] = [];
+  if (!r.success) {
+    for (const i of r.error.issues) {
+      const key = keyPath(i.path);
+      const top = String(i.path[0] ?? "");
+      if (i.code === "unrecognized_keys") problems.push(`${key}: unknown key${i.keys.length > 1 ? "s" : ""} ${i.keys.join(", ")}; remove ${i.keys.length > 1 ? "them" : "it"} or check the spelling (see provider/README.md).`);
+      else if (i.code === "invalid_type" && /received undefined/.test(i.message)) problems.push(`${key}: required and missing; set it, e.g. ${EXAMPLES[top] ?? `pulumi config set --path ${key} <value>`}.`);
+      else problems.push(`${key}: ${i.message}; fix it with pulumi config set --path ${key} <value>.`);
+    }
+    throw new ProgramConfigError(problems);
+  }
+  const c = r.data;
+  if (c.target === "azure" && !c.azure) problems.push(`${NAMESPACE}:azure: required for target azure (at least azure.location); set it, e.g. ${EXAMPLES.azure}.`);
+  if (c.target === "local") {
+    c.replicas.forEach((rep, i) => {
+      if (rep.port === undefined && (rep.host === undefined || rep.host === c.primary.host)) {
+        problems.push(`${NAMESPACE}:replicas[${i}].port: required for a local replica on the primary's host; set it, e.g. pulumi config set --path 'datasync:replicas[${i}].port' ${3307 + i}.`);
+      }
+      if (rep.location || rep.sku) problems.push(`${NAMESPACE}:replicas[${i}]: location and sku apply to target azure only; remove them or set datasync:target azure.`);
+    });
+  } else if (c.azure?.firewallRules?.length && c.azure.delegatedSubnetResourceId) {
+    problems.push(`${NAMESPACE}:azure: give either firewallRules (public access) or delegatedSubnetResourceId (private access), not both.`);
+  }
+  if (problems.length) throw new ProgramConfigError(problems);
+  return c;
+}
+
+/** Load and validate the stack's `datasync` namespace. */
+export function loadStackConfig(): StackConfig {
+  return parseStackConfig(readRawConfig());
+}
+
+function secretOf(v: z.output<typeof secretish> | undefined): pulumi.Output<string> | undefined {
+  if (v === undefined) return undefined;
+  // an undecrypted `{secure: …}` stays opaque (its ciphertext, secret) — `datasync plan` never decrypts
+  return pulumi.secret(typeof v === "string" ? v : v.secure);
+}
+
+export function groupName(c: StackConfig): string {
+  if (c.group) return c.group;
+  return pulumi.getStack().toLowerCase().replace(/[^a-z0-9-]/g, "-").replace(/^-+/, "").slice(0, 40) || "datasync";
+}
+
+function primaryArgs(c: StackConfig): PrimaryArgs {
+  const p = c.primary;
+  return { host: p.host, port: p.port ?? 3306, user: p.user, password: secretOf(p.password), passwordEnv: p.passwordEnv, passwordFile: p.passwordFile, version: p.version, flavor: p.flavor, tls: p.tls, serverId: p.serverId };
+}
+
+/** local replica spec with the documented defaults */
+function localReplica(c: StackConfig, i: number): ReplicaArgs {
+  const r = c.replicas[i];
+  const own = r.password !== undefined || r.passwordEnv !== undefined || r.passwordFile !== undefined;
+  const cred = own ? r : c.primary;
+  return {
+    name: r.name,
+    host: r.host ?? "127.0.0.1",
+    port: r.port ?? 3306,
+    user: r.user ?? c.primary.user,
+    password: secretOf(cred.password),
+    passwordEnv: cred.passwordEnv,
+    passwordFile: cred.passwordFile,
+    version: r.version ?? c.primary.version,
+    flavor: r.flavor ?? c.primary.flavor,
+    tls: r.tls,
+  };
+}
+
+export interface Topology {
+  group: string;
+  target: "local" | "azure";
+  primary: TopologyNode;
+  replicas: (TopologyNode & { location?: string })[];
+  databases: string[];
+  mermaid: string;
+  /** the preview rules on the declared values (hosts of Azure servers are known only after create) */
+  failures: CheckFailure[];
+}
+
+/** The topology and rule results of a stack config, without any resource (for `datasync plan`). */
+export function collectTopology(c: StackConfig = loadStackConfig()): Topology {
+  const group = groupName(c);
+  const primary: TopologyNode = { name: "primary", host: c.primary.host, port: c.primary.port ?? 3306, version: c.primary.version, flavor: flavorOf(c.primary) };
+  const replicas = c.replicas.map((r, i) => {
+    if (c.target === "azure") {
+      return { name: r.name, version: c.primary.version, flavor: "mysql" as const, location: r.location ?? c.azure?.location };
+    }
+    const s = localReplica(c, i);
+    return { name: r.name, host: s.host as string, port: s.port as number, version: s.version as string, flavor: flavorOf({ version: s.version, flavor: s.flavor }) };
+  });
+  const failures = checkSyncGroup({
+    group,
+    primary: { ...primary, user: c.primary.user },
+    replicas: replicas.map((r) => ({ ...r, user: "-", host: r.host ?? undefined })),
+    databases: c.databases,
+  }).filter((f) => !(c.target === "azure" && /\.host$/.test(f.property)));
+  if (c.target === "azure" && flavorOf(c.primary) === "mariadb") {
+    failures.push({ property: "primary.version", reason: `primary.version: the primary runs MariaDB ${c.primary.version}; Azure Database for MySQL runs MySQL only, so flavor parity fails for every Azure replica. Use target local (MariaDB replicas) or a MySQL primary.` });
+  }
+  return { group, target: c.target, primary, replicas, databases: c.databases, mermaid: renderMermaid(group, primary, replicas, c.databases), failures };
+}
+
+/** Declare the stack's resources; returns the stack outputs. */
+export async function runProgram(c: StackConfig = loadStackConfig()): Promise<Record<string, unknown>> {
+  const group = groupName(c);
+  const primary = primaryArgs(c);
+  const primaryRef = { version: c.primary.version, flavor: c.primary.flavor, host: c.primary.host, port: c.primary.port ?? 3306 };
+  if (c.target === "local") {
+    const members = c.replicas.map((_, i) => {
+      const spec = localReplica(c, i);
+      return new ReplicaServer(`${group}-${c.replicas[i].name}`, { ...spec, group, primary: primaryRef, databases: c.databases });
+    });
+    const sync = new SyncGroup(group, { group, primary, replicas: members.map((m) => m.spec), databases: c.databases, tables: c.tables, agent: c.agent as any }, { dependsOn: members });
+    const out: Record<string, unknown> = { group, topology: sync.topology, replicaNames: sync.replicaNames, agentConfig: sync.agentConfig };
+    if (c.local?.startAgent !== false) {
+      const agent = new LocalAgent(`${group}-agent`, { config: sync.agentConfig, entry: c.local?.entry, logFile: c.local?.logFile });
+      out.agentPid = agent.pid;
+      out.agentHealthUrl = agent.healthUrl;
+    }
+    return out;
+  }
+  const { azureStack } = await import("./program-azure.js");
+  return azureStack(c, group, primary, primaryRef);
+}
+
+/** The Pulumi runtime calls the default export of an ESM program and uses its result as stack outputs. */
+export default async function main(): Promise<Record<string, unknown>> {
+  return runProgram();
+}

@@ -1,0 +1,174 @@
+// The engine path: the SyncGroup provider serialized from the COMPILED code in a plain node process (as
+// pulumi.dynamic.Resource does), loaded by @pulumi/pulumi/cmd/dynamic-provider, and driven over gRPC the
+// way the Pulumi engine drives it: Configure, Check, Create, Diff, Update, Delete against real servers.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { createRequire } from "node:module";
+import { existsSync } from "node:fs";
+import { startServers, type TestServer } from "../support/servers.js";
+
+const require = createRequire(import.meta.url);
+const grpc = require("@grpc/grpc-js");
+const provrpc = require("@pulumi/pulumi/proto/provider_grpc_pb");
+const provpb = require("@pulumi/pulumi/proto/provider_pb");
+const { Struct } = require("google-protobuf/google/protobuf/struct_pb");
+
+const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
+const URN = "urn:pulumi:dev::datasync::pulumi-nodejs:dynamic/datasync:SyncGroup::orders";
+
+let host: ChildProcess;
+let client: any;
+let providerText: string;
+let primary: TestServer, r1: TestServer, r2: TestServer;
+
+function call<T = any>(method: string, req: any): Promise<T> {
+  return new Promise((resolve, reject) => client[method](req, (err: any, resp: T) => (err ? reject(err) : resolve(resp))));
+}
+const struct = (o: object) => Struct.fromJavaScript(JSON.parse(JSON.stringify(o)));
+
+async function check(news: any, olds: any = {}) {
+  const req = new provpb.CheckRequest();
+  req.setUrn(URN);
+  req.setOlds(struct(olds));
+  req.setNews(struct({ ...news, __provider: providerText }));
+  const resp = await call("check", req);
+  return { inputs: resp.getInputs().toJavaScript(), failures: resp.getFailuresList().map((f: any) => ({ property: f.getProperty(), reason: f.getReason() })) };
+}
+async function create(props: any) {
+  const req = new provpb.CreateRequest();
+  req.setUrn(URN);
+  req.setProperties(struct(props));
+  const resp = await call("create", req);
+  return { id: resp.getId(), outs: resp.getProperties().toJavaScript() };
+}
+async function diff(id: string, olds: any, news: any) {
+  const req = new provpb.DiffRequest();
+  req.setId(id);
+  req.setUrn(URN);
+  req.setOlds(struct(olds));
+  req.setNews(struct({ ...news, __provider: providerText }));
+  const resp = await call("diff", req);
+  return { changes: resp.getChanges(), replaces: resp.getReplacesList() };
+}
+async function update(id: string, olds: any, news: any) {
+  const req = new provpb.UpdateRequest();
+  req.setId(id);
+  req.setUrn(URN);
+  req.setOlds(struct(olds));
+  req.setNews(struct(news));
+  return (await call("update", req)).getProperties().toJavaScript();
+}
+async function del(id: string, props: any) {
+  const req = new provpb.DeleteRequest();
+  req.setId(id);
+  req.setUrn(URN);
+  req.setProperties(struct(props));
+  await call("delete", req);
+}
+
+const ep = (s: TestServer) => ({ host: "127.0.0.1", port: s.port, user: "root", password: "", version: "10.11" });
+const group = (replicas = [r1, r2]) => ({ group: "orders", primary: ep(primary), replicas: replicas.map((s, i) => ({ name: `r${i + 1}`, ...ep(s) })), databases: ["shop"] });
+async function members(s: TestServer): Promise<string[]> {
+  const db = await s.query<any[]>("SHOW DATABASES LIKE '_datasync'");
+  if (db.length === 0) return [];
+  return (await s.query<any[]>("SELECT group_name, replica FROM _datasync.members")).map((r) => `${r.group_name}/${r.replica}`);
+}
+
+beforeAll(async () => {
+  if (!existsSync("dist/provider/index.js")) throw new Error("dist/ is missing: run `npm run build` first (npm test does)");
+  const ser = spawnSync(process.execPath, ["test/support/provider-serialize.mjs"], { encoding: "utf8" });
+  if (ser.status !== 0) throw new Error(`serializing the provider failed: ${ser.stderr}`);
+  providerText = JSON.parse(ser.stdout).SyncGroup;
+  [[primary, r1, r2]] = await Promise.all([
+    startServers([{ name: "eng-primary" }, { name: "eng-r1", noBinlog: true }, { name: "eng-r2", noBinlog: true }]),
+    (async () => {
+      // any engine address will do: the host only connects back for logging
+      host = spawn(process.execPath, ["node_modules/@pulumi/pulumi/cmd/dynamic-provider/index.js", "127.0.0.1:1"], { stdio: ["ignore", "pipe", "pipe"] });
+      const port = await new Promise<number>((resolve, reject) => {
+        host.once("exit", (code) => reject(new Error(`dynamic-provider exited (${code})`)));
+        host.stdout!.once("data", (b: Buffer) => resolve(Number(String(b).split("\n")[0].trim())));
+      });
+      client = new provrpc.ResourceProviderClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+      const req = new provpb.ConfigureRequest();
+      req.setArgs(struct({}));
+      req.setAcceptsecrets(true);
+      const resp = await call("configure", req);
+      expect(resp.getAcceptsecrets()).toBe(false); // so the engine strips secrets and re-marks outputs
+    })(),
+  ]);
+  await primary.query("CREATE DATABASE shop; CREATE TABLE shop.orders (id INT PRIMARY KEY)");
+});
+
+afterAll(async () => {
+  client?.close();
+  if (host && host.exitCode === null) host.kill("SIGTERM");
+  await Promise.all([primary, r1, r2].filter(Boolean).map((s) => s.destroy()));
+});
+
+describe("engine path (dynamic-provider host over gRPC)", () => {
+  it("Check fails six replicas and a version mismatch with clear reasons", async () => {
+    const g: any = group();
+    g.replicas = [1, 2, 3, 4, 5, 6].map((i) => ({ name: `r${i}`, host: `10.0.0.${i}`, user: "u", password: "p", version: i === 2 ? "10.6" : "10.11" }));
+    const { failures } = await check(g);
+    expect(failures).toEqual([
+      { property: "replicas", reason: expect.stringMatching(/6 replicas are declared, at most 5 are allowed per primary\. Remove 1 of them/) },
+      { property: "replicas[1].version", reason: expect.stringMatching(/MariaDB 10\.6 \(10\.6\) differs from the primary's MariaDB 10\.11 \(10\.11\); flavor and major\.minor must be equal\. Run the replica on MariaDB 10\.11\./) },
+    ]);
+  });
+
+  it("Check passes a valid group and fills the derived inputs", async () => {
+    const { inputs, failures } = await check(group());
+    expect(failures).toEqual([]);
+    expect(inputs.replicaNames).toEqual(["r1", "r2"]);
+    expect(inputs.topology).toContain(`r2<br/>127.0.0.1:${r2.port}<br/>MariaDB 10.11`);
+    expect(JSON.parse(inputs.agentConfig).replicas).toHaveLength(2);
+    expect(inputs.__provider).toBe(providerText);
+  });
+
+  it("Check defers values unknown at preview", async () => {
+    const g: any = group();
+    g.replicas[0].host = UNKNOWN;
+    g.replicas[1].version = UNKNOWN;
+    g.primary.password = UNKNOWN;
+    const { inputs, failures } = await check(g);
+    expect(failures).toEqual([]);
+    expect(inputs.agentConfig).toBeUndefined(); // computed at create
+    expect(inputs.topology).toContain("r1<br/>(known after create)");
+    expect(inputs.topology).toContain("r2<br/>127.0.0.1");
+  });
+
+  it("Create, Diff, Update, Delete succeed against real servers", async () => {
+    const { inputs } = await check(group());
+    const { id, outs } = await create(inputs);
+    expect(id).toBe("orders");
+    expect(outs.liveVersions.primary).toMatch(/^10\.11\./);
+    expect(outs.__provider).toBe(providerText);
+    expect(await members(r1)).toEqual(["orders/r1"]);
+    expect(await members(r2)).toEqual(["orders/r2"]);
+
+    expect(await diff(id, outs, inputs)).toEqual({ changes: provpb.DiffResponse.DiffChanges.DIFF_NONE, replaces: [] });
+    const renamed = (await check({ ...group(), group: "billing" })).inputs;
+    expect(await diff(id, outs, renamed)).toEqual({ changes: provpb.DiffResponse.DiffChanges.DIFF_SOME, replaces: ["group"] });
+    const smaller = (await check(group([r1]))).inputs;
+    expect(await diff(id, outs, smaller)).toEqual({ changes: provpb.DiffResponse.DiffChanges.DIFF_SOME, replaces: [] });
+
+    const updated = await update(id, outs, smaller);
+    expect(updated.replicaNames).toEqual(["r1"]);
+    expect(await members(r2)).toEqual([]);
+    expect(await members(r1)).toEqual(["orders/r1"]);
+
+    await del(id, updated);
+    expect(await members(r1)).toEqual([]);
+  });
+
+  it("Create fails with the live rule's message", async () => {
+    const g: any = group();
+    g.primary.version = "10.6";
+    g.replicas.forEach((r: any) => (r.version = "10.6")); // consistent at preview, wrong live
+    const { inputs, failures } = await check(g);
+    expect(failures).toEqual([]);
+    const err: any = await create(inputs).then((r) => new Error(`created: ${JSON.stringify(r.outs.liveVersions)}`), (e) => e);
+    expect(err.details ?? err.message).toMatch(/\[rule 2\] primary\.version: declared MariaDB 10\.6 \("10\.6"\) but source \(127\.0\.0\.1:\d+\) runs MariaDB 10\.11/);
+    expect(await members(r1)).toEqual([]);
+  });
+});
