@@ -26,7 +26,7 @@ vi.mock("@vlasky/zongji", async (importOriginal) => {
 });
 
 import { redactConfig, validateConfig } from "../../agent/config.js";
-import { normalizeDdl, planDdl } from "../../agent/ddl.js";
+import { normalizeDdl, parseDdl, planDdl } from "../../agent/ddl.js";
 import { BinlogReader, type Txn } from "../../agent/reader.js";
 import { makeTableFilter } from "../../agent/rules.js";
 import { StatementBuilder } from "../../agent/sqlgen.js";
@@ -99,6 +99,21 @@ describe("ddl", () => {
       expect(planDdl(sql, "shop", scope)).toMatchObject({ kind: "apply", db: "shop" });
     },
   );
+  // RENAME TABLE replaces every word TO by a comma before splitting names, also inside quoted names:
+  // `to-do` becomes " , -do". The objects are wrong, so the scope check (with include globs), the
+  // quarantine bookkeeping and the crash fingerprint look at tables that do not exist.
+  it("BUG-10 RENAME TABLE with quoted names containing the word 'to'", () => {
+    expect(parseDdl("RENAME TABLE `to-do` TO `done`", "shop")?.objects.map((o) => o.name)).toEqual(["to-do", "done"]);
+    expect(parseDdl("RENAME TABLE `back to school` TO `b2s`", "shop")?.objects.map((o) => o.name)).toEqual(["back to school", "b2s"]);
+    const onlyTodo = { databases: new Set(["shop"]), inScope: makeTableFilter({ databases: ["shop"], include: ["shop.to-*"] }) };
+    expect(planDdl("RENAME TABLE `to-do` TO `to-do-old`", "shop", onlyTodo).kind).toBe("apply");
+  });
+
+  // The ALTER TABLE parser looks for RENAME anywhere in the rest of the statement, string literals
+  // included, and adds a second table: here shop.x, which the statement does not touch.
+  it("BUG-11 ALTER TABLE with 'rename to' inside a COMMENT touches only its table", () => {
+    expect(parseDdl("ALTER TABLE orders COMMENT 'rename to x'", "shop")?.objects).toEqual([{ type: "table", db: "shop", name: "orders" }]);
+  });
 });
 
 describe("sqlgen", () => {
