@@ -1,0 +1,329 @@
+// Unit tests for agent/sqlgen.ts: value escaping (byte-exact, driver quirks) and the statements one target
+// transaction gets (multi-row upserts, never REPLACE; deletes and updates located by key).
+import { describe, expect, it } from "vitest";
+import type { RowChange } from "../../agent/reader.js";
+import type { TableMeta } from "../../agent/schema.js";
+import { ApplyError, escapeValue, keyOf, StatementBuilder } from "../../agent/sqlgen.js";
+
+function meta(table: string, cols: Record<string, string>, opts: { pk?: string[]; generated?: string[]; secondaryUnique?: boolean; db?: string } = {}): TableMeta {
+  const columns = Object.keys(cols);
+  const generated = new Set(opts.generated ?? []);
+  const writable = columns.filter((c) => !generated.has(c));
+  return {
+    db: opts.db ?? "shop",
+    table,
+    columns,
+    writable,
+    writableSet: new Set(writable),
+    types: new Map(Object.entries(cols)),
+    primaryKey: opts.pk ?? ["id"],
+    hasSecondaryUnique: opts.secondaryUnique ?? false,
+  };
+}
+
+const orders = meta("orders", { id: "int", customer: "varchar", total: "decimal" });
+const ins = (m: TableMeta, ...rows: Record<string, unknown>[]): RowChange => ({ op: "insert", db: m.db, table: m.table, rows });
+const del = (m: TableMeta, ...rows: Record<string, unknown>[]): RowChange => ({ op: "delete", db: m.db, table: m.table, rows });
+const upd = (m: TableMeta, ...pairs: [Record<string, unknown>, Record<string, unknown>][]): RowChange => ({
+  op: "update",
+  db: m.db,
+  table: m.table,
+  before: pairs.map((p) => p[0]),
+  rows: pairs.map((p) => p[1]),
+});
+
+function build(...changes: [RowChange, TableMeta][]) {
+  const b = new StatementBuilder();
+  for (const [c, m] of changes) b.add(c, m, "replica r1 at binlog.000001:4");
+  return { b, out: b.finish() };
+}
+
+describe("escapeValue", () => {
+  it.each<[unknown, string | undefined, string]>([
+    [null, "int", "NULL"],
+    [undefined, "varchar", "NULL"],
+    [0, "int", "0"],
+    [42, "int", "42"],
+    [-17, "int", "-17"],
+    [3.25, "double", "3.25"],
+    [1e308, "double", "1e+308"],
+    [-1e308, "double", "-1e+308"],
+    [5e-324, "double", "5e-324"],
+    [1.7976931348623157e308, "double", "1.7976931348623157e+308"],
+    [Number.NaN, "double", "NULL"],
+    [Number.POSITIVE_INFINITY, "double", "NULL"],
+    [9007199254740991, "bigint", "9007199254740991"],
+    [true, "tinyint", "1"],
+    [false, "tinyint", "0"],
+    [Buffer.from([0x00, 0xff, 0x10, 0x27]), "varbinary", "X'00ff1027'"],
+    [Buffer.alloc(0), "blob", "''"],
+    ["", "varchar", "''"],
+    ["plain", "varchar", "'plain'"],
+    ["it's", "varchar", "'it\\'s'"],
+    ["back\\slash", "varchar", "'back\\\\slash'"],
+    ['dq"', "varchar", "'dq\\\"'"],
+    ["nul\u0000byte", "varchar", "'nul\\0byte'"],
+    ["line\nbreak\r\ttab\u001a", "text", "'line\\nbreak\\r\\ttab\\Z'"],
+    ["😀 ünï 中文", "varchar", "'😀 ünï 中文'"],
+    ["'; DROP TABLE t; --", "varchar", "'\\'; DROP TABLE t; --'"],
+    ["2024-02-29 23:59:59.123456", "datetime", "'2024-02-29 23:59:59.123456'"],
+    ['{"a": [1, "x"]}', "json", "'{\\\"a\\\": [1, \\\"x\\\"]}'"],
+    [{ a: 1 }, "json", "'{\\\"a\\\":1}'"],
+  ])("%s (%s) → %s", (v, type, sql) => expect(escapeValue(v, type)).toBe(sql));
+
+  it("a JS bigint is written as its digits", () => {
+    expect(escapeValue(12345678901234567890n, "bigint")).toBe("12345678901234567890");
+    expect(escapeValue(-5n, "bigint")).toBe("-5");
+  });
+
+  it("keeps every digit of BIGINT values that arrive as strings (bigNumberStrings)", () => {
+    expect(escapeValue("18446744073709551615", "bigint")).toBe("'18446744073709551615'");
+    expect(escapeValue("-9223372036854775808", "bigint")).toBe("'-9223372036854775808'");
+    expect(escapeValue("9007199254740993", "bigint")).toContain("9007199254740993");
+    expect(escapeValue("12345678901234567890.123456789", "decimal")).toBe("'12345678901234567890.123456789'");
+  });
+
+  it("negative zero is written as a numeric zero literal", () => {
+    const s = escapeValue(-0, "double");
+    expect(Number(s)).toBe(0);
+    expect(s).not.toMatch(/NULL|'/);
+  });
+
+  it("YEAR 1900 is zongji's decoding of YEAR 0000 and is written as 0, for number and string", () => {
+    expect(escapeValue(1900, "year")).toBe("0");
+    expect(escapeValue("1900", "year")).toBe("0");
+    expect(escapeValue(1901, "year")).toBe("1901");
+    expect(escapeValue(2155, "year")).toBe("2155");
+    expect(escapeValue(null, "year")).toBe("NULL");
+    // only a YEAR column has the quirk
+    expect(escapeValue(1900, "int")).toBe("1900");
+    expect(escapeValue(1900, undefined)).toBe("1900");
+  });
+
+  it("a Date is written as UTC text without the zone letter", () => {
+    expect(escapeValue(new Date(Date.UTC(2024, 0, 2, 3, 4, 5, 678)), "datetime")).toBe("'2024-01-02 03:04:05.678'");
+  });
+
+  it("4-byte UTF-8 survives byte-exactly inside the literal", () => {
+    const s = "a😀b𝄞";
+    const out = escapeValue(s, "varchar");
+    expect(Buffer.from(out.slice(1, -1), "utf8").equals(Buffer.from(s, "utf8"))).toBe(true);
+  });
+});
+
+describe("keyOf", () => {
+  const m = meta("t", { a: "int", b: "varbinary", c: "varchar" }, { pk: ["a", "b"] });
+  it("differs when any key column differs, equal otherwise, ignores non-key columns", () => {
+    expect(keyOf(m, { a: 1, b: Buffer.from("x"), c: "p" })).toBe(keyOf(m, { a: 1, b: Buffer.from("x"), c: "q" }));
+    expect(keyOf(m, { a: 1, b: Buffer.from("x") })).not.toBe(keyOf(m, { a: 1, b: Buffer.from("y") }));
+    expect(keyOf(m, { a: 1, b: Buffer.from("x") })).not.toBe(keyOf(m, { a: 2, b: Buffer.from("x") }));
+  });
+  it("does not confuse values across column boundaries, nulls or a Buffer with its hex text", () => {
+    const m2 = meta("t", { a: "varchar", b: "varchar" }, { pk: ["a", "b"] });
+    expect(keyOf(m2, { a: "ab", b: "c" })).not.toBe(keyOf(m2, { a: "a", b: "bc" }));
+    expect(keyOf(m2, { a: null, b: "x" })).not.toBe(keyOf(m2, { a: "", b: "x" }));
+    expect(keyOf(m, { a: 1, b: Buffer.from("78", "hex") })).not.toBe(keyOf(m, { a: 1, b: "x78" }));
+  });
+});
+
+describe("StatementBuilder: inserts", () => {
+  it("merges consecutive inserts into one multi-row upsert, never REPLACE", () => {
+    const { b, out } = build(
+      [ins(orders, { id: 1, customer: "ann", total: "10.50" }, { id: 2, customer: "bob", total: "3.00" }), orders],
+      [ins(orders, { id: 3, customer: "o'neil", total: null }), orders],
+    );
+    expect(out).toEqual([
+      {
+        sql: "INSERT INTO `shop`.`orders` (`id`, `customer`, `total`) VALUES (1,'ann','10.50'),(2,'bob','3.00'),(3,'o\\'neil',NULL) ON DUPLICATE KEY UPDATE `customer` = VALUES(`customer`), `total` = VALUES(`total`)",
+        table: "shop.orders",
+        rows: 3,
+      },
+    ]);
+    expect(b.rows).toBe(3);
+    expect(out[0].sql).not.toMatch(/REPLACE/i);
+  });
+
+  it("writes columns in the replica's order, whatever the row's key order", () => {
+    const { out } = build([ins(orders, { total: "1.00", id: 7, customer: "c" }), orders]);
+    expect(out[0].sql).toContain("(`id`, `customer`, `total`) VALUES (7,'c','1.00')");
+  });
+
+  it("starts a new statement for another table and keeps the order", () => {
+    const items = meta("items", { id: "int", sku: "varchar" });
+    const { out } = build([ins(orders, { id: 1, customer: "a", total: "1" }), orders], [ins(items, { id: 1, sku: "x" }), items], [ins(orders, { id: 2, customer: "b", total: "2" }), orders]);
+    expect(out.map((s) => [s.table, s.rows])).toEqual([
+      ["shop.orders", 1],
+      ["shop.items", 1],
+      ["shop.orders", 1],
+    ]);
+  });
+
+  it("never writes generated columns, even when the row carries them", () => {
+    const m = meta("lines", { id: "int", qty: "int", price: "decimal", total: "decimal", total_v: "decimal" }, { generated: ["total", "total_v"] });
+    const { out } = build([ins(m, { id: 1, qty: 2, price: "3.50", total: "7.00", total_v: "7.00" }), m]);
+    expect(out[0].sql).toBe("INSERT INTO `shop`.`lines` (`id`, `qty`, `price`) VALUES (1,2,'3.50') ON DUPLICATE KEY UPDATE `qty` = VALUES(`qty`), `price` = VALUES(`price`)");
+    expect(out[0].sql).not.toContain("total");
+  });
+
+  it("a table of key columns only gets a no-op assignment so ON DUPLICATE KEY stays valid", () => {
+    const m = meta("tags", { post: "int", tag: "varchar" }, { pk: ["post", "tag"] });
+    const { out } = build([ins(m, { post: 1, tag: "a" }, { post: 1, tag: "b" }), m]);
+    expect(out[0].sql).toBe("INSERT INTO `shop`.`tags` (`post`, `tag`) VALUES (1,'a'),(1,'b') ON DUPLICATE KEY UPDATE `post` = `post`");
+  });
+
+  it("quotes identifiers with backticks, spaces and unicode", () => {
+    const m = meta("order items", { "id`x": "int", "prix €": "decimal" }, { pk: ["id`x"], db: "my shop" });
+    const { out } = build([ins(m, { "id`x": 1, "prix €": "2.00" }), m]);
+    expect(out[0].sql).toBe("INSERT INTO `my shop`.`order items` (`id``x`, `prix €`) VALUES (1,'2.00') ON DUPLICATE KEY UPDATE `prix €` = VALUES(`prix €`)");
+  });
+
+  it("splits a multi-row statement past 1 MiB, keeping every row once", () => {
+    const big = "x".repeat(600_000);
+    const m = meta("docs", { id: "int", body: "longtext" });
+    const { out } = build([ins(m, { id: 1, body: big }, { id: 2, body: big }, { id: 3, body: big }, { id: 4, body: "small" }), m]);
+    expect(out.length).toBeGreaterThan(1);
+    expect(out.reduce((n, s) => n + s.rows, 0)).toBe(4);
+    for (const s of out) expect(s.sql.length).toBeLessThan(1_500_000);
+    for (const id of [1, 2, 3, 4]) expect(out.filter((s) => s.sql.includes(`VALUES (${id},`) || s.sql.includes(`),(${id},`))).toHaveLength(1);
+  });
+
+  it("binary and BIGINT values go in as hex and full digits", () => {
+    const m = meta("b", { id: "bigint", uuid: "binary", data: "blob" });
+    const { out } = build([ins(m, { id: "18446744073709551615", uuid: Buffer.from("0123456789abcdef0123456789abcdef", "hex"), data: Buffer.alloc(0) }), m]);
+    expect(out[0].sql).toContain("VALUES ('18446744073709551615',X'0123456789abcdef0123456789abcdef','')");
+  });
+});
+
+describe("StatementBuilder: deletes", () => {
+  it("deletes by key, merging consecutive deletes", () => {
+    const { out } = build([del(orders, { id: 1, customer: "a", total: "1" }, { id: 2, customer: "b", total: null }), orders], [del(orders, { id: 5, customer: "c", total: "0" }), orders]);
+    expect(out).toEqual([{ sql: "DELETE FROM `shop`.`orders` WHERE `id` IN (1,2,5)", table: "shop.orders", rows: 3 }]);
+  });
+
+  it("composite keys use a row constructor", () => {
+    const m = meta("tags", { post: "int", tag: "varchar", note: "text" }, { pk: ["post", "tag"] });
+    const { out } = build([del(m, { post: 1, tag: "a", note: "x" }, { post: 2, tag: "it's", note: null }), m]);
+    expect(out[0].sql).toBe("DELETE FROM `shop`.`tags` WHERE (`post`, `tag`) IN ((1,'a'),(2,'it\\'s'))");
+  });
+
+  it("a delete after inserts of the same table is its own statement, in order", () => {
+    const { out } = build([ins(orders, { id: 1, customer: "a", total: "1" }), orders], [del(orders, { id: 1, customer: "a", total: "1" }), orders], [ins(orders, { id: 1, customer: "b", total: "2" }), orders]);
+    expect(out.map((s) => s.sql.split(" ")[0])).toEqual(["INSERT", "DELETE", "INSERT"]);
+    expect(out[2].sql).toContain("(1,'b','2')");
+  });
+});
+
+describe("StatementBuilder: updates", () => {
+  it("an update with an unchanged key and no secondary unique key becomes an upsert of the after image", () => {
+    const { out } = build([upd(orders, [{ id: 1, customer: "a", total: "1.00" }, { id: 1, customer: "a", total: "2.00" }]), orders]);
+    expect(out).toEqual([
+      {
+        sql: "INSERT INTO `shop`.`orders` (`id`, `customer`, `total`) VALUES (1,'a','2.00') ON DUPLICATE KEY UPDATE `customer` = VALUES(`customer`), `total` = VALUES(`total`)",
+        table: "shop.orders",
+        rows: 1,
+      },
+    ]);
+  });
+
+  it("such upserts merge with neighbouring inserts", () => {
+    const { out } = build([ins(orders, { id: 1, customer: "a", total: "1" }), orders], [upd(orders, [{ id: 1, customer: "a", total: "1" }, { id: 1, customer: "z", total: "1" }]), orders]);
+    expect(out).toHaveLength(1);
+    expect(out[0].rows).toBe(2);
+    expect(out[0].sql).toContain("VALUES (1,'a','1'),(1,'z','1')");
+  });
+
+  it("a key change is an UPDATE located by the old key, with an upsert fallback", () => {
+    const { out } = build([upd(orders, [{ id: 1, customer: "a", total: "1" }, { id: 9, customer: "a", total: "1" }]), orders]);
+    expect(out).toEqual([
+      {
+        sql: "UPDATE `shop`.`orders` SET `id` = 9, `customer` = 'a', `total` = '1' WHERE `id` <=> 1",
+        table: "shop.orders",
+        rows: 1,
+        fallback: "INSERT INTO `shop`.`orders` (`id`, `customer`, `total`) VALUES (9,'a','1') ON DUPLICATE KEY UPDATE `customer` = VALUES(`customer`), `total` = VALUES(`total`)",
+      },
+    ]);
+  });
+
+  it("a table with a secondary unique key always gets UPDATE … WHERE <old key>", () => {
+    const m = meta("users", { id: "int", email: "varchar" }, { secondaryUnique: true });
+    const { out } = build([upd(m, [{ id: 1, email: "a@x" }, { id: 1, email: "b@x" }], [{ id: 2, email: "b@x" }, { id: 2, email: "a@x" }]), m]);
+    expect(out.map((s) => s.sql)).toEqual(["UPDATE `shop`.`users` SET `id` = 1, `email` = 'b@x' WHERE `id` <=> 1", "UPDATE `shop`.`users` SET `id` = 2, `email` = 'a@x' WHERE `id` <=> 2"]);
+    expect(out.every((s) => s.fallback?.startsWith("INSERT INTO `shop`.`users` ") && / ON DUPLICATE KEY UPDATE `email` = VALUES\(`email`\)$/.test(s.fallback))).toBe(true);
+  });
+
+  it("composite key change: WHERE names every old key column", () => {
+    const m = meta("tags", { post: "int", tag: "varchar" }, { pk: ["post", "tag"] });
+    const { out } = build([upd(m, [{ post: 1, tag: "a" }, { post: 1, tag: "b" }]), m]);
+    expect(out[0].sql).toBe("UPDATE `shop`.`tags` SET `post` = 1, `tag` = 'b' WHERE `post` <=> 1 AND `tag` <=> 'a'");
+  });
+
+  it("a binary key change is detected byte-wise", () => {
+    const m = meta("blobs", { id: "varbinary", v: "int" });
+    const same = build([upd(m, [{ id: Buffer.from("ab"), v: 1 }, { id: Buffer.from("ab"), v: 2 }]), m]).out;
+    expect(same[0].sql).toMatch(/^INSERT /);
+    const changed = build([upd(m, [{ id: Buffer.from("ab"), v: 1 }, { id: Buffer.from("ac"), v: 1 }]), m]).out;
+    expect(changed[0].sql).toBe("UPDATE `shop`.`blobs` SET `id` = X'6163', `v` = 1 WHERE `id` <=> X'6162'");
+  });
+
+  it("generated columns are not in SET nor in the fallback", () => {
+    const m = meta("lines", { id: "int", qty: "int", total: "int" }, { generated: ["total"] });
+    const { out } = build([upd(m, [{ id: 1, qty: 1, total: 1 }, { id: 2, qty: 1, total: 1 }]), m]);
+    expect(out[0].sql).toBe("UPDATE `shop`.`lines` SET `id` = 2, `qty` = 1 WHERE `id` <=> 1");
+    expect(out[0].fallback).not.toContain("total");
+  });
+
+  it("keeps the order of inserts, key-changing updates and deletes", () => {
+    const { out } = build(
+      [ins(orders, { id: 1, customer: "a", total: "1" }), orders],
+      [upd(orders, [{ id: 1, customer: "a", total: "1" }, { id: 2, customer: "a", total: "1" }]), orders],
+      [ins(orders, { id: 3, customer: "c", total: "1" }), orders],
+      [del(orders, { id: 2, customer: "a", total: "1" }), orders],
+    );
+    expect(out.map((s) => s.sql.slice(0, 6))).toEqual(["INSERT", "UPDATE", "INSERT", "DELETE"]);
+    expect(out.map((s) => s.rows)).toEqual([1, 1, 1, 1]);
+  });
+
+  it("counts rows across all changes", () => {
+    const { b } = build(
+      [ins(orders, { id: 1, customer: "a", total: "1" }, { id: 2, customer: "a", total: "1" }), orders],
+      [upd(orders, [{ id: 1, customer: "a", total: "1" }, { id: 1, customer: "b", total: "1" }]), orders],
+      [del(orders, { id: 2, customer: "a", total: "1" }), orders],
+    );
+    expect(b.rows).toBe(4);
+  });
+});
+
+describe("StatementBuilder: errors", () => {
+  it("a source column the replica lacks is an ApplyError naming the table, the column and the fix", () => {
+    const b = new StatementBuilder();
+    let err: unknown;
+    try {
+      b.add(ins(orders, { id: 1, customer: "a", total: "1", coupon: "X" }), orders, "replica r1 at binlog.000002:120");
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ApplyError);
+    const e = err as ApplyError;
+    expect(e.table).toBe("shop.orders");
+    expect(e.transient).toBe(false);
+    expect(e.message).toContain("replica r1 at binlog.000002:120");
+    expect(e.message).toContain("`coupon`");
+    expect(e.message).toContain("`shop`.`orders`");
+    expect(e.message).toContain("datasync resnapshot --tables shop.orders");
+  });
+
+  it("also for updates and their after image", () => {
+    expect(() => build([upd(orders, [{ id: 1, customer: "a", total: "1" }, { id: 2, customer: "a", total: "1", extra: 1 }]), orders])).toThrow(ApplyError);
+  });
+
+  it("a table without a primary key on the replica is an ApplyError", () => {
+    const m = meta("log", { msg: "text" }, { pk: [] });
+    expect(() => build([ins(m, { msg: "x" }), m])).toThrow(/`shop`\.`log` has no primary key on the replica/);
+  });
+
+  it("a replica column the source row lacks is simply not written", () => {
+    const m = meta("orders", { id: "int", customer: "varchar", total: "decimal", replica_only: "int" });
+    const { out } = build([ins(m, { id: 1, customer: "a", total: "1" }), m]);
+    expect(out[0].sql).not.toContain("replica_only");
+  });
+});
