@@ -66,6 +66,8 @@ export interface DdlPending {
   fingerprint: string;
   sql: string;
   schema: string;
+  /** the DDL opens a transaction with rows (MySQL's atomic CREATE TABLE … SELECT) */
+  withRows?: boolean;
 }
 
 export async function readCheckpoint(c: Conn, group: string): Promise<Checkpoint | null> {

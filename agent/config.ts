@@ -99,7 +99,10 @@ export function validateConfig(raw: unknown): Config {
   if (!r.success) {
     const problems = r.error.issues.map((i) => {
       if (i.code === "unrecognized_keys") {
-        return `${pathOf(i.path)}: unknown key${i.keys.length > 1 ? "s" : ""} ${i.keys.map((k) => `"${k}"`).join(", ")}; remove ${i.keys.length > 1 ? "them" : "it"} (see the agent config in DESIGN.md/README)`;
+        const base = i.path.length ? `${pathOf(i.path)}.` : "";
+        const where = i.path.length ? pathOf(i.path) : "the config";
+        const many = i.keys.length > 1;
+        return `${i.keys.map((k) => `${base}${k}`).join(", ")}: unknown key${many ? "s" : ""} ${i.keys.map((k) => `"${k}"`).join(", ")} in ${where}; remove ${many ? "them" : "it"} or fix the spelling (see the agent config in the README)`;
       }
       if (i.code === "invalid_type" && /received undefined/.test(i.message)) {
         return `${pathOf(i.path)}: required key is missing`;
@@ -185,6 +188,10 @@ export function baseServerId(c: Config): number {
 
 /** A copy safe to print: passwords replaced. */
 export function redactConfig(c: Config): unknown {
-  const red = (e: any) => ({ ...e, password: e.password === undefined ? undefined : "***" });
+  const red = (e: any) => ({
+    ...e,
+    password: e.password === undefined ? undefined : "***",
+    tls: e.tls ? { ...e.tls, key: e.tls.key === undefined ? undefined : e.tls.key.includes("-----BEGIN") ? "***" : e.tls.key } : undefined,
+  });
   return { ...c, source: red(c.source), replicas: c.replicas.map(red) };
 }

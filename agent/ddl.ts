@@ -50,8 +50,25 @@ function namesIn(list: string, defaultDb: string): { db: string; name: string }[
 /** Remove leading comments and the DEFINER clause (the definer account need not exist on a replica). */
 export function normalizeDdl(sql: string): string {
   let s = sql.replace(/^\s*(?:\/\*(?!!)[\s\S]*?\*\/\s*|--[^\n]*\n\s*|#[^\n]*\n\s*)*/, "");
-  s = s.replace(/\bDEFINER\s*=\s*(?:CURRENT_USER(?:\s*\(\s*\))?|(?:`[^`]*`|'[^']*'|"[^"]*"|[^\s@]+)(?:\s*@\s*(?:`[^`]*`|'[^']*'|"[^"]*"|[^\s]+))?)\s*/i, "");
+  // only the clause in the statement head (CREATE [OR REPLACE] [ALGORITHM=…] DEFINER=… VIEW|TRIGGER|…),
+  // never an expression or a comment further on that happens to say "definer ="
+  s = s.replace(
+    /^((?:CREATE|ALTER)\s+(?:OR\s+REPLACE\s+)?(?:ALGORITHM\s*=\s*\w+\s+)?)DEFINER\s*=\s*(?:CURRENT_USER(?:\s*\(\s*\))?|(?:`[^`]*`|'[^']*'|"[^"]*"|[^\s@]+)(?:\s*@\s*(?:`[^`]*`|'[^']*'|"[^"]*"|[^\s]+))?)\s*/i,
+    "$1",
+  );
   return s;
+}
+
+/** Replace string literals, comments and quoted identifiers by blanks so keyword searches do not see inside them. */
+export function blankLiterals(sql: string): string {
+  // length-preserving, so an index found in the result is valid in the original
+  const keepEnds = (m: string) => m[0] + " ".repeat(Math.max(0, m.length - 2)) + m[m.length - 1];
+  return sql
+    .replace(/'(?:[^'\\]|\\.|'')*'/g, keepEnds)
+    .replace(/"(?:[^"\\]|\\.|"")*"/g, keepEnds)
+    .replace(/`(?:[^`]|``)*`/g, keepEnds)
+    .replace(/\/\*[\s\S]*?\*\//g, (m) => " ".repeat(m.length))
+    .replace(/(?:--\s|#)[^\n]*/g, (m) => " ".repeat(m.length));
 }
 
 const PREFIX_OR_REPLACE = "(?:OR\\s+REPLACE\\s+)?";
@@ -79,16 +96,23 @@ export function parseDdl(sqlIn: string, defaultDb: string): Parsed | null {
   if ((m = re(`ALTER\\s+(?:ONLINE\\s+)?(?:IGNORE\\s+)?TABLE\\s+${IFE}(${NAME})([\\s\\S]*)$`).exec(sql))) {
     const o = splitName(m[1], defaultDb);
     const objects: Parsed["objects"] = [{ type: "table", ...o }];
-    const rn = new RegExp(`\\bRENAME\\s+(?:TO\\s+|AS\\s+)?(${NAME})`, "i").exec(m[2]);
-    if (rn && !/^\s*(COLUMN|INDEX|KEY)\b/i.test(m[2].slice(rn.index + 6))) objects.push({ type: "table", ...splitName(rn[1], defaultDb) });
+    // search the clause list with literals blanked (a COMMENT may say "rename to"), then read the name from the original
+    const blank = blankLiterals(m[2]);
+    const rn = /\bRENAME\s+(?!COLUMN\b|INDEX\b|KEY\b)(?:TO\s+|AS\s+)?/i.exec(blank);
+    if (rn) {
+      const nm = new RegExp(`^(${NAME})`).exec(m[2].slice(rn.index + rn[0].length));
+      if (nm) objects.push({ type: "table", ...splitName(nm[1], defaultDb) });
+    }
     return { verb: "alter", type: "table", objects };
   }
   if ((m = re(`DROP\\s+(?:TEMPORARY\\s+)?TABLES?\\s+${IFE}([\\s\\S]*?)(?:\\s+(?:RESTRICT|CASCADE))?\\s*(?:\\/\\*.*\\*\\/)?\\s*;?\\s*$`).exec(sql))) {
     return { verb: "drop", type: "table", objects: namesIn(m[1].replace(/\bWAIT\s+\d+|\bNOWAIT\b/gi, ""), defaultDb).map((o) => ({ type: "table" as const, ...o })) };
   }
   if ((m = re(`RENAME\\s+TABLES?\\s+([\\s\\S]*)$`).exec(sql))) {
-    const names = namesIn(m[1].replace(/\bTO\b/gi, " , "), defaultDb);
-    return { verb: "rename", type: "table", objects: names.map((o) => ({ type: "table" as const, ...o })) };
+    const pair = new RegExp(`(${NAME})\\s+TO\\s+(${NAME})`, "gi");
+    const objects: Parsed["objects"] = [];
+    for (const p of m[1].matchAll(pair)) objects.push({ type: "table", ...splitName(p[1], defaultDb) }, { type: "table", ...splitName(p[2], defaultDb) });
+    return { verb: "rename", type: "table", objects };
   }
   if ((m = re(`TRUNCATE\\s+(?:TABLE\\s+)?(${NAME})`).exec(sql))) {
     return { verb: "truncate", type: "table", objects: [{ type: "table", ...splitName(m[1], defaultDb) }] };
@@ -99,8 +123,10 @@ export function parseDdl(sqlIn: string, defaultDb: string): Parsed | null {
   if ((m = re(`DROP\\s+INDEX\\s+${IFE}${ID}\\s+ON\\s+(${NAME})`).exec(sql))) {
     return { verb: "drop", type: "index", objects: [{ type: "table", ...splitName(m[1], defaultDb) }] };
   }
-  if ((m = re(`(CREATE|DROP|ALTER)\\s+${PREFIX_OR_REPLACE}(?:DATABASE|SCHEMA)\\s+(?:IF\\s+(?:NOT\\s+)?EXISTS\\s+)?(${ID})?`).exec(sql))) {
-    const name = m[2] ? unquote(m[2]) : defaultDb;
+  if ((m = re(`(CREATE|DROP|ALTER)\\s+${PREFIX_OR_REPLACE}(?:DATABASE|SCHEMA)\\b\\s*(?:IF\\s+(?:NOT\\s+)?EXISTS\\s+)?(${ID})?`).exec(sql))) {
+    // ALTER DATABASE [name] options: without a name it is the default database
+    const optionWord = m[2] && /^(DEFAULT|CHARACTER|CHARSET|COLLATE|COMMENT|READ|ENCRYPTION|UPGRADE)$/i.test(m[2]);
+    const name = m[2] && !optionWord ? unquote(m[2]) : defaultDb;
     return { verb: m[1].toLowerCase() as Parsed["verb"], type: "database", objects: [{ type: "database", db: name, name }] };
   }
   if ((m = re(`(CREATE|ALTER)\\s+${PREFIX_OR_REPLACE}${VIEW_OPTS}VIEW\\s+${IFNE}(${NAME})`).exec(sql))) {
@@ -120,9 +146,8 @@ export function parseDdl(sqlIn: string, defaultDb: string): Parsed | null {
 function createHasPrimaryKey(body: string, defaultDb: string): { has: boolean | "like"; likeOf?: DdlObject } {
   const like = new RegExp(`^\\s*\\(?\\s*LIKE\\s+(${NAME})`, "i").exec(body);
   if (like) return { has: "like", likeOf: { type: "table", ...splitName(like[1], defaultDb) } };
-  // strip string literals and comments before looking for the key clause
-  const b = body.replace(/'(?:[^'\\]|\\.|'')*'/g, "''").replace(/\/\*[\s\S]*?\*\//g, "");
-  return { has: /\bPRIMARY\s+KEY\b/i.test(b) };
+  // strip string literals, comments and quoted identifiers before looking for the key clause
+  return { has: /\bPRIMARY\s+KEY\b/i.test(blankLiterals(body)) };
 }
 
 export interface ScopeCheck {
@@ -159,7 +184,17 @@ export function planDdl(sql: string, defaultDb: string, scope: ScopeCheck): DdlP
     const pk = createHasPrimaryKey(p.body ?? "", defaultDb);
     plan.creates = { db: o.db, table: o.name, hasPrimaryKey: pk.has, likeOf: pk.likeOf };
   }
-  if (p.type === "table" && p.verb === "drop") plan.drops = p.objects;
+  if (p.type === "table" && p.verb === "drop") {
+    plan.drops = p.objects;
+    const inScope = p.objects.filter(inScopeObj);
+    if (inScope.length < p.objects.length) {
+      // never drop a replica's table that is not synced: keep only the names in scope
+      plan.sql = `DROP TABLE IF EXISTS ${inScope.map((o) => `${quoteId(o.db)}.${quoteId(o.name)}`).join(", ")}`;
+      plan.objects = inScope;
+      plan.drops = inScope;
+    }
+  }
+  if (p.type === "table" && p.verb === "alter" && p.objects.length > 1) plan.drops = [p.objects[0]];
   if (p.type === "table" && p.verb === "rename") plan.drops = p.objects.filter((_, i) => i % 2 === 0);
   if (p.type === "database" && p.verb === "drop") plan.drops = p.objects;
   return plan;

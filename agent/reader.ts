@@ -109,6 +109,9 @@ export class BinlogReader {
   #mariaGtid: MariadbGtidPosition | null = null;
   #mysqlGtid: GtidSet | null = null;
   #pendingGtid: any;
+  /** MySQL XA: prepared transactions waiting for their XA COMMIT, by XID text */
+  #xaPrepared = new Map<string, Txn>();
+  #xaCurrent: string | null = null;
   #paused = false;
   #stopped = false;
   #failed = false;
@@ -159,7 +162,7 @@ export class BinlogReader {
       for (const d of o.databases) schema[d] = true;
       const startOpts: any = {
         serverId: o.serverId,
-        includeEvents: ["tablemap", "writerows", "updaterows", "deleterows", "query", "xid", "gtid", "mariadbgtid", "rotate"],
+        includeEvents: ["tablemap", "writerows", "updaterows", "deleterows", "query", "xid", "xaprepare", "gtid", "mariadbgtid", "rotate"],
         includeSchema: schema,
       };
       if (o.start.gtid) startOpts.gtidSet = o.start.gtid;
@@ -197,17 +200,50 @@ export class BinlogReader {
     switch (name) {
       case "mariadbgtid":
       case "gtid":
+        // an XA transaction's first part ends with XA END / XA PREPARE: park it until its XA COMMIT
+        if (this.#cur && this.#xaCurrent) this.#parkXa();
+        this.#foldPending();
         this.#cur = this.#open(ev.timestamp);
         this.#pendingGtid = name === "mariadbgtid" ? { domainId: ev.domainId, serverId: ev.serverId, seqNo: ev.seqNo } : ev.gtid;
         return;
       case "query": {
         const sql: string = ev.query;
-        const head = sql.trimStart().slice(0, 12).toUpperCase();
-        if (head === "BEGIN" || head.startsWith("XA ") || head.startsWith("SAVEPOINT")) {
+        const head = sql.trimStart().slice(0, 24).toUpperCase();
+        const xa = /^\s*XA\s+(START|BEGIN|END|PREPARE|COMMIT|ROLLBACK)\s+(.*?)\s*$/is.exec(sql);
+        if (xa) {
+          const verb = xa[1].toUpperCase();
+          const xid = xa[2].replace(/\s+ONE\s+PHASE\s*$/i, "").replace(/\s+/g, "");
+          if (verb === "START" || verb === "BEGIN") {
+            if (!this.#cur) this.#cur = this.#open(ev.timestamp);
+            this.#xaCurrent = xid;
+          } else if (verb === "COMMIT") {
+            if (/ONE\s+PHASE\s*$/i.test(xa[2]) && this.#cur) {
+              this.#xaCurrent = null;
+              this.#commit(ev);
+            } else {
+              const parked = this.#xaPrepared.get(xid);
+              this.#xaPrepared.delete(xid);
+              const t = this.#cur ?? this.#open(ev.timestamp);
+              if (parked) {
+                t.changes.push(...parked.changes);
+                t.rowCount += parked.rowCount;
+                t.bytes += parked.bytes;
+              }
+              this.#cur = t;
+              this.#commit(ev);
+            }
+          } else if (verb === "ROLLBACK") {
+            this.#xaPrepared.delete(xid);
+            this.#cur = null;
+            this.#commit(ev);
+          }
+          return;
+        }
+        if (head.startsWith("BEGIN") || head.startsWith("SAVEPOINT") || /^ROLLBACK\s+(WORK\s+)?TO\b/.test(head) || head.startsWith("RELEASE SAVEPOINT")) {
           if (!this.#cur) this.#cur = this.#open(ev.timestamp);
           return;
         }
-        if (head === "COMMIT" || head === "ROLLBACK") {
+        if (head.startsWith("COMMIT") || /^ROLLBACK\s*$/.test(head)) {
           this.#commit(ev);
           return;
         }
@@ -217,8 +253,15 @@ export class BinlogReader {
           if (!this.#cur.statementDml) this.#cur.statementDml = { sql, schema: ev.schema ?? "" };
           return;
         }
-        // A standalone statement (DDL, account management, …) is its own transaction.
         if (!this.#cur) this.#cur = this.#open(ev.timestamp);
+        // MySQL 8.0.21+ logs an atomic CREATE TABLE … SELECT as "CREATE TABLE … START TRANSACTION",
+        // followed by its rows and an Xid: one transaction, not a standalone DDL.
+        const ctas = /\s+START\s+TRANSACTION\s*$/i.exec(sql);
+        if (ctas) {
+          this.#cur.ddl = { sql: sql.slice(0, ctas.index), schema: ev.schema ?? "" };
+          return;
+        }
+        // A standalone statement (DDL, account management, …) is its own transaction.
         this.#cur.ddl = { sql, schema: ev.schema ?? "" };
         this.#commit(ev);
         return;
@@ -257,9 +300,34 @@ export class BinlogReader {
       case "xid":
         this.#commit(ev);
         return;
+      case "xaprepare":
+        if (this.#cur) this.#parkXa(ev);
+        return;
       default:
         return;
     }
+  }
+
+  #parkXa(ev?: any): void {
+    const key = ev?.xidGtrid !== undefined ? null : this.#xaCurrent;
+    const id = key ?? this.#xaCurrent ?? "";
+    if (this.#cur) this.#xaPrepared.set(id, this.#cur);
+    this.#cur = null;
+    this.#xaCurrent = null;
+    this.#foldPending();
+  }
+
+  /** A GTID group that ended without delivering a transaction (an XA prepare) is still executed. */
+  #foldPending(): void {
+    if (!this.#pendingGtid) return;
+    if (this.#o.flavor === "mariadb") {
+      this.#mariaGtid ??= new MariadbGtidPosition();
+      this.#mariaGtid.add(this.#pendingGtid);
+    } else {
+      this.#mysqlGtid ??= new GtidSet();
+      this.#mysqlGtid.add(this.#pendingGtid);
+    }
+    this.#pendingGtid = undefined;
   }
 
   #commit(ev: any): void {

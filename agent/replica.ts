@@ -91,6 +91,8 @@ export class ReplicaSync {
   #appliedTxns = 0;
   #appliedRows = 0;
   #lastError: string | null = null;
+  /** a DDL-with-rows transaction whose DDL already took effect: apply only its rows when it is re-read */
+  #skipDdlAt: Position | null = null;
 
   constructor(cfg: Config, index: number, src: SourceContext, log: Logger, metrics: Metrics, backoff: Backoff = defaultBackoff) {
     this.#cfg = cfg;
@@ -542,6 +544,18 @@ export class ReplicaSync {
         return advance([quarantineSql(cfg.group, plan.creates.db, plan.creates.table, "created without a primary key while streaming")]);
       }
     }
+    if (t.changes.length > 0) {
+      // MySQL's atomic CREATE TABLE … SELECT: the DDL, then its rows with the checkpoint in one target transaction
+      const rowsOnly: Txn = { ...t, ddl: undefined };
+      if (this.#skipDdlAt && comparePos(this.#skipDdlAt, t.pos) === 0) {
+        this.#skipDdlAt = null;
+        return this.#applyRows([rowsOnly]);
+      }
+      const fp = await fingerprint(conn, plan.objects);
+      await conn.query(checkpointSql(cfg.group, this.#src.sourceId, this.#src.facts.version.flavor, this.#checkpointPos!, 0, 0, 0, { pos: t.pos, fingerprint: fp, sql: t.ddl.sql, schema: t.ddl.schema, withRows: true }));
+      await this.#runDdl(conn, plan, t.ddl.schema);
+      return this.#applyRows([rowsOnly]);
+    }
     await this.#executeDdl(conn, t.pos, t.ddl.sql, t.ddl.schema, plan);
   }
 
@@ -611,6 +625,12 @@ export class ReplicaSync {
     const plan = planDdl(p.sql, p.schema, { databases: new Set(this.#cfg.databases), inScope: this.#src.inScope });
     if (plan.kind !== "apply") return before;
     const now = await fingerprint(conn, plan.objects);
+    if (p.withRows) {
+      // its rows were not committed (they carry the checkpoint): re-read the transaction, apply the rows only
+      if (now === p.fingerprint) await this.#runDdl(conn, plan, p.schema);
+      this.#skipDdlAt = p.pos;
+      return before;
+    }
     if (now === p.fingerprint) {
       this.#log.warn({ position: p.pos }, "a DDL was interrupted before it took effect on this replica: applying it now");
       await this.#runDdl(conn, plan, p.schema);

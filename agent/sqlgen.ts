@@ -80,6 +80,7 @@ export class StatementBuilder {
   #kind: "upsert" | "delete" | null = null;
   #meta: TableMeta | null = null;
   #cols: string[] = [];
+  #colsKey = "";
   #parts: string[] = [];
   #bytes = 0;
   rows = 0;
@@ -113,11 +114,13 @@ export class StatementBuilder {
 
   #upsertRow(meta: TableMeta, row: Row, where: string): void {
     const cols = columnsOf(meta, row, where);
-    if (this.#kind !== "upsert" || this.#meta !== meta || this.#cols.length !== cols.length || this.#bytes > MAX_STMT_BYTES) {
+    const key = cols.length === meta.writable.length ? "*" : cols.join("\u0000");
+    if (this.#kind !== "upsert" || this.#meta !== meta || this.#colsKey !== key || this.#bytes > MAX_STMT_BYTES) {
       this.#flush();
       this.#kind = "upsert";
       this.#meta = meta;
       this.#cols = cols;
+      this.#colsKey = key;
     }
     const tuple = `(${cols.map((c) => escapeValue(row[c], meta.types.get(c))).join(",")})`;
     this.#parts.push(tuple);

@@ -77,7 +77,7 @@ describe("the agent refuses bad input at start and changes nothing", () => {
     delete cfg.databases;
     cfg.source.hots = "x";
     const res = expectRefused(cfg, /databases: required key is missing/);
-    expect(res.stderr).toMatch(/source: unknown key "hots"/);
+    expect(res.stderr).toMatch(/source\.hots: unknown key "hots" in source/);
     await replicasUntouched();
   });
 

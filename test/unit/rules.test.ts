@@ -296,7 +296,7 @@ describe("checkDatabases", () => {
     expect(f[0].message).toBe(`databases[1]: "${d}" is a system schema; accounts, privileges and server metadata are never synced. Remove it from databases.`);
   });
 
-  it.each(["a.b", "a/b", "a\\b", "with space", "x".repeat(65), ""])("refuses the invalid name %j", (d) => {
+  it.each(["a.b", "a/b", "a\\b", "trailing space ", "x".repeat(65), ""])("refuses the invalid name %j", (d) => {
     expect(checkDatabases([d]).map((x) => x.code)).toEqual(["bad-database"]);
   });
 

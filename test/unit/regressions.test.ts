@@ -1,6 +1,5 @@
-// Known bugs found by the unit tests: each test states the contract and fails until agent/ is fixed.
-// Keep them failing (not skipped) so the suite says what is still wrong; move a test to its module's
-// file once it passes. The zongji connection is replaced by a fake emitter as in reader.test.ts.
+// Regression tests for bugs the unit tests found (BUG-1 … BUG-11), each stating the contract it guards.
+// The zongji connection is replaced by a fake emitter as in reader.test.ts.
 import { describe, expect, it, vi } from "vitest";
 
 const fakes = vi.hoisted(() => ({ instances: [] as any[] }));
