@@ -22,6 +22,7 @@ const DDL = [
      applied_rows BIGINT UNSIGNED NOT NULL DEFAULT 0,
      ddl_pending TEXT NULL,
      state VARCHAR(20) NOT NULL DEFAULT 'streaming',
+     scope TEXT NULL,
      updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6)
    ) ENGINE=InnoDB`,
   `CREATE TABLE IF NOT EXISTS ${SCHEMA}.held_ddl (
@@ -44,6 +45,20 @@ const DDL = [
    ) ENGINE=InnoDB`,
 ];
 
+export const SNAPSHOT_DDL = `CREATE TABLE IF NOT EXISTS ${SCHEMA}.snapshot (
+  group_name VARCHAR(40) NOT NULL,
+  db VARCHAR(64) NOT NULL,
+  tbl VARCHAR(64) NOT NULL,
+  state VARCHAR(16) NOT NULL,
+  last_key MEDIUMTEXT NULL,
+  rows_copied BIGINT UNSIGNED NOT NULL DEFAULT 0,
+  rows_estimate BIGINT UNSIGNED NOT NULL DEFAULT 0,
+  started_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+  updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6),
+  PRIMARY KEY (group_name, db, tbl)
+) ENGINE=InnoDB`;
+DDL.push(SNAPSHOT_DDL);
+
 export async function ensureBookkeeping(c: Conn): Promise<void> {
   for (const sql of DDL) await c.query(sql);
 }
@@ -58,6 +73,7 @@ export interface Checkpoint {
   appliedRows: number;
   ddlPending: DdlPending | null;
   state: string;
+  scope: string | null;
   updatedAt: string;
 }
 
@@ -84,6 +100,7 @@ export async function readCheckpoint(c: Conn, group: string): Promise<Checkpoint
     appliedRows: Number(r.applied_rows),
     ddlPending: r.ddl_pending ? (JSON.parse(r.ddl_pending) as DdlPending) : null,
     state: r.state,
+    scope: r.scope ?? null,
     updatedAt: r.updated_at,
   };
 }
@@ -139,7 +156,28 @@ export async function resnapshotCommand(cfg: Config, opts: { replica: string; ta
   const c = await connect(cfg.replicas[i], `replicas[${i}]`);
   try {
     await ensureBookkeeping(c);
-    const [res] = await c.query<any>(`UPDATE ${SCHEMA}.checkpoints SET state = 'resnapshot' WHERE group_name = ?`, [cfg.group]);
+    let res: any;
+    if (opts.tables) {
+      const names = opts.tables.split(",").map((t) => t.trim()).filter(Boolean);
+      for (const n of names) {
+        const [db, tbl] = n.split(".");
+        if (!db || !tbl || !cfg.databases.includes(db)) {
+          process.stderr.write(`datasync: --tables: "${n}" is not db.table in one of the synced databases (${cfg.databases.join(", ")})\n`);
+          return 2;
+        }
+      }
+      for (const n of names) {
+        const [db, tbl] = n.split(".");
+        await c.query(
+          `INSERT INTO ${SCHEMA}.snapshot (group_name, db, tbl, state) VALUES (?, ?, ?, 'requested') ON DUPLICATE KEY UPDATE state = 'requested', last_key = NULL, rows_copied = 0`,
+          [cfg.group, db, tbl],
+        );
+      }
+      [res] = await c.query<any>(`SELECT 1 FROM ${SCHEMA}.checkpoints WHERE group_name = ?`, [cfg.group]);
+      res = { affectedRows: (res as any[]).length };
+    } else {
+      [res] = await c.query<any>(`UPDATE ${SCHEMA}.checkpoints SET state = 'resnapshot' WHERE group_name = ?`, [cfg.group]);
+    }
     if (res.affectedRows === 0) {
       process.stdout.write(`replica ${opts.replica}: no checkpoint for group ${cfg.group}; the agent will seed it at its next start.\n`);
     } else {

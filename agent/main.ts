@@ -78,6 +78,15 @@ export class Agent {
       serverIdBase: baseServerId(cfg),
       end: () => this.#end,
       currentPosition: () => this.#currentPosition(),
+      binlogFiles: async () => {
+        const c = await connect(cfg.source, "source");
+        try {
+          const [rows] = await c.query<any[]>("SHOW BINARY LOGS");
+          return rows.map((r) => String(r.Log_name));
+        } finally {
+          await c.end().catch(() => undefined);
+        }
+      },
       inScope,
     };
     cfg.replicas.forEach((_, i) => {

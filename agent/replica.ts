@@ -22,7 +22,20 @@ import type { Metrics } from "./metrics.js";
 import { preflightReplica, type SourceFacts } from "./preflight.js";
 import { BinlogReader, comparePos, PurgedPositionError, type Position, type Txn } from "./reader.js";
 import { SchemaCache } from "./schema.js";
-import { ApplyError, StatementBuilder, type Statement } from "./sqlgen.js";
+import {
+  Copier,
+  chunkInsertSql,
+  copyOrder,
+  loadSnapshotTables,
+  prepareReplicaTables,
+  progressSql,
+  registerTablesSql,
+  scopeFromSignature,
+  scopeSignature,
+  sourceTables,
+  type Chunk,
+} from "./snapshot.js";
+import { ApplyError, StatementBuilder, keyOf, type Statement } from "./sqlgen.js";
 
 export type ReplicaState = "starting" | "connecting" | "streaming" | "down" | "failed" | "needs-snapshot" | "stopped";
 
@@ -35,7 +48,7 @@ export interface ReplicaStatus {
   appliedTransactions: number;
   appliedRows: number;
   queueBytes: number;
-  snapshot: { done: boolean; rows: number } | null;
+  snapshot: { done: boolean; rowsCopied: number; rowsEstimate: number; rate: number; etaSeconds: number | null; tables: unknown[] } | null;
   lastError: string | null;
   quarantined: string[];
 }
@@ -48,6 +61,8 @@ export interface SourceContext {
   end: () => { pos: Position; at: number } | null;
   /** the source's current position for a replica that has no checkpoint */
   currentPosition: () => Promise<Position>;
+  /** the binlog files the source still has */
+  binlogFiles: () => Promise<string[]>;
   inScope: (db: string, table: string) => boolean;
 }
 
@@ -91,6 +106,20 @@ export class ReplicaSync {
   #appliedTxns = 0;
   #appliedRows = 0;
   #lastError: string | null = null;
+  #cpState: "streaming" | "snapshot" = "streaming";
+  #copier: Copier | null = null;
+  #copierDone: Promise<void> | null = null;
+  #chunks: { chunk: Chunk; resolve: () => void; reject: (e: Error) => void }[] = [];
+  /** keys deleted by the stream while their table is being copied (a chunk must not resurrect them) */
+  #tombstones = new Map<string, Set<string>>();
+  #snapshotTables = new Set<string>();
+  /** tables waiting for their copy to start: the stream skips them (the copy will read their current rows) */
+  #pendingTables = new Set<string>();
+  /** tables in a foreign-key cycle or self-reference, or referencing a table outside the copy, while copied */
+  #relaxedTables = new Set<string>();
+  #lastProgressLog = 0;
+  #copierFinished = false;
+  #lastControlPoll = 0;
   /** a DDL-with-rows transaction whose DDL already took effect: apply only its rows when it is re-read */
   #skipDdlAt: Position | null = null;
 
@@ -135,6 +164,7 @@ export class ReplicaSync {
       } catch (err: any) {
         if (this.#stopping) break;
         await this.#teardown();
+        if (err instanceof RestartRequested) continue;
         if (err instanceof PurgedPositionError) {
           this.#setState("needs-snapshot", err.message);
           this.#m.errors.inc({ ...this.#labels, kind: "purged" });
@@ -173,6 +203,12 @@ export class ReplicaSync {
   }
 
   async #teardown(): Promise<void> {
+    this.#copier?.stop();
+    for (const c of this.#chunks.splice(0)) c.reject(new Error("replica session ended"));
+    await this.#copierDone?.catch(() => undefined);
+    this.#copier = null;
+    this.#copierDone = null;
+    this.#tombstones.clear();
     const reader = this.#reader;
     this.#reader = null;
     if (reader) await reader.stop().catch(() => undefined);
@@ -224,25 +260,18 @@ export class ReplicaSync {
     if (report.failures.length) throw new ReplicaUnavailable("preflight", report.failures.map((f) => f.message).join("; "));
     await conn.query("SET SESSION transaction_isolation = 'READ-COMMITTED'").catch(() => conn.query("SET SESSION tx_isolation = 'READ-COMMITTED'"));
     await ensureBookkeeping(conn);
-    let cp = await readCheckpoint(conn, this.#cfg.group);
-    if (cp && cp.state === "resnapshot") {
-      // Until the online snapshot lands, a resnapshot restarts streaming at the source's current position.
-      cp = null;
-    }
+    const cp = await readCheckpoint(conn, this.#cfg.group);
     if (cp && cp.sourceId && cp.sourceId !== this.#src.sourceId) {
       this.#log.warn({ checkpointSource: cp.sourceId, source: this.#src.sourceId }, "the checkpoint was written for another source server; resuming by GTID/position anyway");
     }
-    let start: Position;
-    if (!cp) {
-      start = await this.#src.currentPosition();
-      this.#log.warn(
-        { position: start },
-        "replica has no checkpoint for this group: streaming starts at the source's current position; rows that already exist on the source are NOT copied (the online snapshot will do that)",
-      );
-      await conn.query(checkpointSql(this.#cfg.group, this.#src.sourceId, this.#src.facts.version.flavor, start, Date.now(), 0, 0));
-    } else {
-      start = cp.pos;
-      if (cp.ddlPending) start = await this.#resolvePendingDdl(cp.ddlPending, cp.pos);
+    const start = await this.#planSnapshot(conn, cp);
+    if (cp && (!cp.sourceId || cp.sourceId === this.#src.sourceId)) {
+      // A resume point in a purged file is lost history: MariaDB may even accept an old GTID position
+      // and silently skip what was purged, so check the file before streaming.
+      const files = await this.#src.binlogFiles();
+      if (files.length && !files.includes(start.file)) {
+        throw new PurgedPositionError(start, `binlog file ${start.file} is gone; the oldest the source has is ${files[0]}`);
+      }
     }
     this.#quarantine = await loadQuarantine(conn, this.#cfg.group);
     this.#schema.clear();
@@ -282,8 +311,14 @@ export class ReplicaSync {
       throw new ReplicaUnavailable("source", `binlog stream from the source failed to start: ${err?.message ?? err}`, err);
     }
     this.#setState("streaming");
-    this.#log.info({ position: start }, "streaming");
+    this.#log.info({ position: start, snapshot: this.#cpState === "snapshot" }, "streaming");
+    if (this.#cpState === "snapshot") await this.#startCopier(conn);
     await this.#applyLoop();
+  }
+
+  /** the checkpoint statement, with the replica's mode (snapshot or streaming) */
+  #cp(pos: Position, ts: number, txns: number, rows: number, pending: DdlPending | null = null): string {
+    return checkpointSql(this.#cfg.group, this.#src.sourceId, this.#src.facts.version.flavor, pos, ts, txns, rows, pending, this.#cpState);
   }
 
   // ---------------------------------------------------------------- queue
@@ -335,7 +370,26 @@ export class ReplicaSync {
     const hb = Math.max(100, this.#cfg.heartbeatSeconds * 1000);
     while (!this.#stopping) {
       if (this.#readerError) throw this.#readerError;
+      if (this.#chunks.length > 0) {
+        const c = this.#chunks.shift()!;
+        try {
+          await this.#writeChunk(c.chunk);
+          c.resolve();
+        } catch (err: any) {
+          c.reject(err);
+          if (isTransient(err)) throw err;
+        }
+      }
+      this.#periodic();
+      if (this.#copierFinished && this.#chunks.length === 0 && this.#cpState === "snapshot") {
+        // every table is copied (or was dropped meanwhile): the replica is consistent from here on
+        this.#cpState = "streaming";
+        await this.#conn!.query(`UPDATE ${SCHEMA}.checkpoints SET state = 'streaming' WHERE group_name = ?`, [this.#cfg.group]);
+        this.#log.info("snapshot complete: the replica is consistent with the source");
+      }
+      if (Date.now() - this.#lastControlPoll > 5000) await this.#controlPoll();
       if (this.#queued() === 0) {
+        if (this.#chunks.length > 0) continue;
         await Promise.race([new Promise<void>((r) => (this.#wake = r)), new Promise((r) => setTimeout(r, hb))]);
         this.#wake = null;
         if (this.#queued() === 0) await this.#heartbeat();
@@ -361,7 +415,7 @@ export class ReplicaSync {
   async #heartbeat(): Promise<void> {
     if (!this.#conn || !this.#appliedPos || !this.#checkpointPos) return;
     if (comparePos(this.#appliedPos, this.#checkpointPos) > 0 || (this.#appliedPos.gtid ?? "") !== (this.#checkpointPos.gtid ?? "")) {
-      await this.#conn.query(checkpointSql(this.#cfg.group, this.#src.sourceId, this.#src.facts.version.flavor, this.#appliedPos, 0, 0, 0));
+      await this.#conn.query(this.#cp(this.#appliedPos, 0, 0, 0));
       this.#checkpointPos = this.#appliedPos;
       this.#lastCheckpointAt = Date.now();
     }
@@ -377,6 +431,7 @@ export class ReplicaSync {
       txns++;
       for (const ch of t.changes) {
         if (this.#quarantine.has(`${ch.db}.${ch.table}`)) continue;
+        if (this.#pendingTables.has(`${ch.db}.${ch.table}`)) continue;
         const meta = await this.#schema.get(ch.db, ch.table);
         if (!meta) {
           throw new ApplyError(
@@ -384,17 +439,19 @@ export class ReplicaSync {
             { table: `${ch.db}.${ch.table}` },
           );
         }
+        if (this.#snapshotTables.has(`${ch.db}.${ch.table}`) && ch.op !== "insert") this.#tombstone(meta, ch);
         b.add(ch, meta, `replica ${this.name}, source position ${fmtPos(t.pos)}`);
       }
     }
     const stmts = b.finish();
+    if (this.#relaxedTables.size) for (const st of stmts) if (this.#relaxedTables.has(st.table)) st.relaxFk = true;
     if (stmts.length === 0) {
       // Nothing in scope: advance in memory; the heartbeat persists the position now and then.
       this.#appliedPos = last.pos;
       if (Date.now() - this.#lastCheckpointAt >= this.#cfg.heartbeatSeconds * 1000) await this.#heartbeat();
       return;
     }
-    const cp = checkpointSql(this.#cfg.group, this.#src.sourceId, this.#src.facts.version.flavor, last.pos, last.ts, txns, b.rows);
+    const cp = this.#cp(last.pos, last.ts, txns, b.rows);
     const hasFallbacks = stmts.some((s) => s.fallback);
     await this.#runTransaction(conn, stmts, cp, hasFallbacks, batch);
     this.#appliedPos = last.pos;
@@ -413,31 +470,39 @@ export class ReplicaSync {
    * transaction is rolled back and replayed statement by statement with its upsert fallback.
    */
   async #runTransaction(conn: Conn, stmts: Statement[], checkpoint: string, checkMatches: boolean, batch: Txn[]): Promise<void> {
-    const chunks: string[][] = [];
-    let cur: string[] = ["START TRANSACTION"];
-    let bytes = 0;
+    // flatten (a relaxed statement is wrapped in foreign_key_checks toggles) and remember where each result lands
+    const flat: string[] = ["START TRANSACTION"];
+    const at: number[] = [];
     for (const s of stmts) {
-      if (bytes + s.sql.length > MULTI_QUERY_BYTES && cur.length > 0) {
+      if (s.relaxFk) flat.push("SET SESSION foreign_key_checks = 0");
+      at.push(flat.length);
+      flat.push(s.sql);
+      if (s.relaxFk) flat.push("SET SESSION foreign_key_checks = 1");
+    }
+    flat.push(checkpoint);
+    if (!checkMatches) flat.push("COMMIT");
+    const chunks: string[][] = [];
+    let cur: string[] = [];
+    let bytes = 0;
+    for (const q of flat) {
+      if (bytes + q.length > MULTI_QUERY_BYTES && cur.length > 0) {
         chunks.push(cur);
         cur = [];
         bytes = 0;
       }
-      cur.push(s.sql);
-      bytes += s.sql.length;
+      cur.push(q);
+      bytes += q.length;
     }
-    cur.push(checkpoint);
-    if (!checkMatches) cur.push("COMMIT");
     chunks.push(cur);
     try {
       const results: any[] = [];
       for (const ch of chunks) {
         const [res] = await conn.query<any>(ch.join(";\n"));
-        if (Array.isArray(res)) results.push(...res);
+        if (ch.length > 1 && Array.isArray(res)) results.push(...res);
         else results.push(res);
       }
       if (!checkMatches) return;
-      // results[0] is START TRANSACTION; statements follow in order
-      const unmatched = stmts.some((s, i) => s.fallback && Number(results[i + 1]?.affectedRows ?? 1) === 0);
+      const unmatched = stmts.some((s, i) => s.fallback && Number(results[at[i]]?.affectedRows ?? 1) === 0);
       if (!unmatched) {
         await conn.query("COMMIT");
         return;
@@ -457,7 +522,8 @@ export class ReplicaSync {
     try {
       for (const s of stmts) {
         try {
-          const [res] = await conn.query<any>(s.sql);
+          if (s.relaxFk) await conn.query("SET SESSION foreign_key_checks = 0");
+          const [res] = await conn.query<any>(s.sql).finally(() => (s.relaxFk ? conn.query("SET SESSION foreign_key_checks = 1") : undefined));
           if (s.fallback && Number(res.affectedRows) === 0) {
             this.#log.warn({ table: s.table }, "an update found no row on the replica (it diverged or was not seeded); applied as an upsert");
             await conn.query(s.fallback);
@@ -484,9 +550,8 @@ export class ReplicaSync {
   async #applySpecial(t: Txn): Promise<void> {
     const conn = this.#conn!;
     const cfg = this.#cfg;
-    const flavor = this.#src.facts.version.flavor;
     const advance = async (extra: string[] = [], count = 0) => {
-      await conn.query(["START TRANSACTION", ...extra, checkpointSql(cfg.group, this.#src.sourceId, flavor, t.pos, t.ts, count, 0), "COMMIT"].join(";\n"));
+      await conn.query(["START TRANSACTION", ...extra, this.#cp(t.pos, t.ts, count, 0), "COMMIT"].join(";\n"));
       this.#appliedPos = t.pos;
       this.#checkpointPos = t.pos;
       this.#lastCheckpointAt = Date.now();
@@ -552,7 +617,7 @@ export class ReplicaSync {
         return this.#applyRows([rowsOnly]);
       }
       const fp = await fingerprint(conn, plan.objects);
-      await conn.query(checkpointSql(cfg.group, this.#src.sourceId, this.#src.facts.version.flavor, this.#checkpointPos!, 0, 0, 0, { pos: t.pos, fingerprint: fp, sql: t.ddl.sql, schema: t.ddl.schema, withRows: true }));
+      await conn.query(this.#cp(this.#checkpointPos!, 0, 0, 0, { pos: t.pos, fingerprint: fp, sql: t.ddl.sql, schema: t.ddl.schema, withRows: true }));
       await this.#runDdl(conn, plan, t.ddl.schema);
       return this.#applyRows([rowsOnly]);
     }
@@ -561,11 +626,9 @@ export class ReplicaSync {
 
   /** Marks the DDL pending (with a fingerprint of what it touches), runs it, then moves the checkpoint past it. */
   async #executeDdl(conn: Conn, pos: Position, sql: string, schema: string, plan: Extract<DdlPlan, { kind: "apply" }>): Promise<void> {
-    const cfg = this.#cfg;
-    const flavor = this.#src.facts.version.flavor;
     const fp = await fingerprint(conn, plan.objects);
     const pending: DdlPending = { pos, fingerprint: fp, sql, schema };
-    await conn.query(checkpointSql(cfg.group, this.#src.sourceId, flavor, this.#checkpointPos!, 0, 0, 0, pending));
+    await conn.query(this.#cp(this.#checkpointPos!, 0, 0, 0, pending));
     faultPoint("ddl-marked");
     await this.#runDdl(conn, plan, schema);
     faultPoint("ddl-ran");
@@ -610,7 +673,7 @@ export class ReplicaSync {
         this.#quarantine.delete(`${o.db}.${o.name}`);
       }
     }
-    await conn.query(["START TRANSACTION", ...extra, checkpointSql(cfg.group, this.#src.sourceId, this.#src.facts.version.flavor, pos, Date.now(), 1, 0), "COMMIT"].join(";\n"));
+    await conn.query(["START TRANSACTION", ...extra, this.#cp(pos, Date.now(), 1, 0), "COMMIT"].join(";\n"));
     this.#appliedPos = pos;
     this.#checkpointPos = pos;
     this.#lastCheckpointAt = Date.now();
@@ -640,6 +703,184 @@ export class ReplicaSync {
     this.#checkpointPos = before;
     await this.#finishDdl(conn, p.pos, plan);
     return p.pos;
+  }
+
+  // ---------------------------------------------------------------- snapshot
+
+  /**
+   * Decides where streaming starts and what must be copied: a replica without a checkpoint (or marked
+   * for resnapshot) is seeded whole; tables requested by `datasync resnapshot --tables` or newly brought
+   * into scope by the filters are seeded alone while the others keep streaming.
+   */
+  async #planSnapshot(conn: Conn, cp: Awaited<ReturnType<typeof readCheckpoint>>): Promise<Position> {
+    const cfg = this.#cfg;
+    const sig = scopeSignature(cfg);
+    let start: Position;
+    const src = await connect(cfg.source, "source");
+    try {
+      if (!cp || cp.state === "resnapshot") {
+        start = await this.#src.currentPosition();
+        const tables = await sourceTables(src, cfg, this.#src.inScope);
+        this.#log.info({ position: start, tables: tables.length, rows: tables.reduce((a, t) => a + t.estimate, 0) }, cp ? "resnapshot requested: seeding the replica again" : "replica has no checkpoint: seeding it with an online snapshot");
+        await prepareReplicaTables(src, conn, cfg, tables, true);
+        this.#cpState = "snapshot";
+        await conn.query(
+          [
+            "START TRANSACTION",
+            `DELETE FROM ${SCHEMA}.snapshot WHERE group_name = ${conn.escape(cfg.group)}`,
+            ...registerTablesSql(cfg.group, tables),
+            this.#cp(start, Date.now(), 0, 0),
+            `UPDATE ${SCHEMA}.checkpoints SET scope = ${conn.escape(sig)} WHERE group_name = ${conn.escape(cfg.group)}`,
+            "COMMIT",
+          ].join(";\n"),
+        );
+      } else {
+        start = cp.pos;
+        if (cp.ddlPending) start = await this.#resolvePendingDdl(cp.ddlPending, cp.pos);
+        const requested = (await loadSnapshotTables(conn, cfg.group)).filter((t) => t.state === "requested");
+        let fresh: { db: string; table: string; estimate: number }[] = [];
+        if (cp.scope && cp.scope !== sig) {
+          const before = scopeFromSignature(cp.scope);
+          fresh = (await sourceTables(src, cfg, this.#src.inScope)).filter((t) => !before(t.db, t.table));
+        }
+        const all = await sourceTables(src, cfg, this.#src.inScope);
+        const want = [...all.filter((t) => requested.some((r) => r.db === t.db && r.table === t.table)), ...fresh];
+        if (want.length) {
+          this.#log.info({ tables: want.map((t) => `${t.db}.${t.table}`) }, "seeding tables with an online snapshot (requested, or newly in scope) while the others stream");
+          await prepareReplicaTables(src, conn, cfg, want, false);
+          this.#cpState = "snapshot";
+          await conn.query(["START TRANSACTION", ...registerTablesSql(cfg.group, want), `UPDATE ${SCHEMA}.checkpoints SET state = 'snapshot' WHERE group_name = ${conn.escape(cfg.group)}`, "COMMIT"].join(";\n"));
+        }
+        const todo = (await loadSnapshotTables(conn, cfg.group)).filter((t) => t.state !== "done");
+        this.#cpState = todo.length ? "snapshot" : "streaming";
+        if (cp.state !== this.#cpState || cp.scope !== sig) {
+          await conn.query(`UPDATE ${SCHEMA}.checkpoints SET state = ?, scope = ? WHERE group_name = ?`, [this.#cpState, sig, cfg.group]);
+        }
+      }
+    } finally {
+      await src.end().catch(() => undefined);
+    }
+    return start;
+  }
+
+  async #startCopier(conn: Conn): Promise<void> {
+    const all = await loadSnapshotTables(conn, this.#cfg.group);
+    const src = await connect(this.#cfg.source, "source");
+    let order: Awaited<ReturnType<typeof copyOrder>>;
+    try {
+      order = await copyOrder(src, all);
+    } finally {
+      await src.end().catch(() => undefined);
+    }
+    const rank = new Map(order.order.map((n, i) => [n, i]));
+    const tables = all.filter((t) => t.state !== "done").sort((a, b) => rank.get(`${a.db}.${a.table}`)! - rank.get(`${b.db}.${b.table}`)!);
+    this.#snapshotTables = new Set(tables.map((t) => `${t.db}.${t.table}`));
+    this.#pendingTables = new Set(tables.filter((t) => t.state === "pending").map((t) => `${t.db}.${t.table}`));
+    this.#relaxedTables = new Set(tables.map((t) => `${t.db}.${t.table}`).filter((n) => order.relaxed.has(n)));
+    const resumed = tables.filter((t) => t.rowsCopied > 0);
+    if (resumed.length) this.#log.info({ tables: resumed.map((t) => ({ table: `${t.db}.${t.table}`, rowsCopied: t.rowsCopied })) }, "snapshot resumes where it stopped");
+    const copier = new Copier(
+      this.#cfg,
+      this.#log,
+      tables,
+      (chunk) =>
+        new Promise<void>((resolve, reject) => {
+          this.#chunks.push({ chunk, resolve, reject });
+          this.#wake?.();
+        }),
+      (t) => this.#pendingTables.delete(`${t.db}.${t.table}`),
+    );
+    this.#copier = copier;
+    this.#copierFinished = false;
+    this.#copierDone = copier.run().then(
+      () => {
+        this.#copierFinished = true;
+        this.#wake?.();
+      },
+      (err) => {
+        this.#readerError = err instanceof ApplyError ? err : new ApplyError(`snapshot failed: ${err?.message ?? err}`, { cause: err });
+        this.#wake?.();
+      },
+    );
+  }
+
+  #tombstone(meta: import("./schema.js").TableMeta, ch: import("./reader.js").RowChange): void {
+    const key = `${ch.db}.${ch.table}`;
+    let set = this.#tombstones.get(key);
+    if (!set) this.#tombstones.set(key, (set = new Set()));
+    if (ch.op === "delete") for (const r of ch.rows) set.add(keyOf(meta, r));
+    else
+      ch.rows.forEach((after, i) => {
+        const k = keyOf(meta, ch.before![i]);
+        if (k !== keyOf(meta, after)) set!.add(k);
+      });
+  }
+
+  /** One chunk, "insert if absent", with the snapshot progress in the same target transaction. */
+  async #writeChunk(chunk: Chunk): Promise<void> {
+    const conn = this.#conn!;
+    const key = `${chunk.db}.${chunk.table}`;
+    const tables = this.#copier ? this.#copier.progress().tables : [];
+    const othersDone = tables.every((t: any) => t.table === key || t.state === "done");
+    const finishing = chunk.last && othersDone;
+    const stmts: string[] = ["START TRANSACTION"];
+    let written = 0;
+    if (chunk.meta && chunk.rows.length) {
+      const { sql, written: w } = chunkInsertSql(chunk.meta, chunk.rows, this.#tombstones.get(key));
+      if (sql) stmts.push(sql);
+      written = w;
+    }
+    stmts.push(progressSql(this.#cfg.group, chunk, chunk.last ? "done" : "copying", chunk.lastKey, chunk.rows.length));
+    if (finishing) stmts.push(`UPDATE ${SCHEMA}.checkpoints SET state = 'streaming' WHERE group_name = ${conn.escape(this.#cfg.group)}`);
+    stmts.push("COMMIT");
+    const relaxed = this.#relaxedTables.has(key);
+    if (relaxed) await conn.query("SET SESSION foreign_key_checks = 0");
+    try {
+      await conn.query(stmts.join(";\n"));
+    } catch (err: any) {
+      await conn.query("ROLLBACK").catch(() => undefined);
+      throw err;
+    } finally {
+      await conn.query("SET SESSION foreign_key_checks = 1").catch(() => undefined);
+    }
+    this.#m.snapshotRows.inc(this.#labels, written);
+    if (chunk.last) {
+      this.#snapshotTables.delete(key);
+      this.#tombstones.delete(key);
+      this.#relaxedTables.delete(key);
+    }
+    if (finishing) {
+      this.#cpState = "streaming";
+      const p = this.#copier!.progress();
+      this.#log.info({ rowsCopied: p.rowsCopied, seconds: Math.round((Date.now() - this.#copier!.startedAt) / 100) / 10 }, "snapshot complete: the replica is consistent with the source");
+    }
+  }
+
+  #periodic(): void {
+    const now = Date.now();
+    if (this.#copier && this.#cpState === "snapshot" && now - this.#lastProgressLog >= 5000) {
+      this.#lastProgressLog = now;
+      const p = this.#copier.progress();
+      this.#log.info(
+        { rowsCopied: p.rowsCopied, rowsEstimate: p.rowsEstimate, rowsPerSecond: p.rate, etaSeconds: p.etaSeconds, tables: p.tables },
+        `snapshot ${p.rowsEstimate ? Math.min(100, Math.round((100 * p.rowsCopied) / p.rowsEstimate)) : 0}%`,
+      );
+    }
+  }
+
+  /** Every few seconds: has `datasync resnapshot` asked for a new snapshot? Then the session restarts. */
+  async #controlPoll(): Promise<void> {
+    this.#lastControlPoll = Date.now();
+    const conn = this.#conn;
+    if (!conn) return;
+    const [rows] = await conn.query<any[]>(
+      `SELECT (SELECT state FROM ${SCHEMA}.checkpoints WHERE group_name = ?) AS state, (SELECT COUNT(*) FROM ${SCHEMA}.snapshot WHERE group_name = ? AND state = 'requested') AS requested`,
+      [this.#cfg.group, this.#cfg.group],
+    );
+    if (rows[0]?.state === "resnapshot" || Number(rows[0]?.requested) > 0) {
+      this.#log.info("a new snapshot was requested (datasync resnapshot): restarting this replica's session");
+      throw new RestartRequested();
+    }
   }
 
   // ---------------------------------------------------------------- observation
@@ -679,10 +920,17 @@ export class ReplicaSync {
       appliedTransactions: this.#appliedTxns,
       appliedRows: this.#appliedRows,
       queueBytes: Math.max(0, this.#queueBytes),
-      snapshot: null,
+      snapshot: this.#copier ? { ...this.#copier.progress(), done: this.#cpState === "streaming" } : null,
       lastError: this.#lastError,
       quarantined: [...this.#quarantine],
     };
+  }
+}
+
+export class RestartRequested extends Error {
+  constructor() {
+    super("restart requested");
+    this.name = "RestartRequested";
   }
 }
 

@@ -70,6 +70,8 @@ export interface Statement {
   rows: number;
   /** an UPDATE whose no-match must become an upsert of `fallback` */
   fallback?: string;
+  /** run with foreign key checks off (a table in a key cycle while it is being copied) */
+  relaxFk?: boolean;
 }
 
 const MAX_STMT_BYTES = 1 << 20;

@@ -63,6 +63,10 @@ export async function status(cfg: Config): Promise<StatusReport> {
         row.reachable = true;
         const [s] = await c.query<any[]>("SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '_datasync'");
         const cp = s.length ? await readCheckpoint(c, cfg.group) : null;
+        if (cp && cp.state === "snapshot") {
+          const [sn] = await c.query<any[]>("SELECT SUM(rows_copied) AS c, SUM(GREATEST(rows_estimate, rows_copied)) AS e, SUM(state <> 'done') AS left_ FROM _datasync.snapshot WHERE group_name = ?", [cfg.group]);
+          row.snapshot = { done: false, rowsCopied: Number(sn[0].c ?? 0), rowsEstimate: Number(sn[0].e ?? 0), tablesLeft: Number(sn[0].left_ ?? 0) };
+        }
         if (cp) {
           row.checkpoint = cp.pos;
           row.checkpointUpdatedAt = cp.updatedAt;
@@ -83,7 +87,7 @@ export async function status(cfg: Config): Promise<StatusReport> {
       row.live = true;
       row.lagSeconds = l.lagSeconds;
       row.state = l.state;
-      row.snapshot = l.snapshot;
+      row.snapshot = l.snapshot ?? row.snapshot;
     } else if (row.behindSource === false) {
       row.lagSeconds = 0;
     }
@@ -101,11 +105,18 @@ export function formatStatus(s: StatusReport): string {
     `agent http ${s.agent.address}: ${s.agent.reachable ? (s.agent.ready ? "ready" : "not ready") : "not reachable (lag shown from checkpoints only)"}`,
     "",
   ];
-  const rows = [["replica", "state", "checkpoint", "lag", "applied tx", "updated"]];
+  const rows = [["replica", "state", "snapshot", "checkpoint", "lag", "applied tx", "updated"]];
   for (const r of s.replicas) {
+    const sn: any = r.snapshot;
+    let snap = "-";
+    if (sn && !sn.done) {
+      const pct = sn.rowsEstimate ? Math.min(100, Math.round((100 * sn.rowsCopied) / sn.rowsEstimate)) : 0;
+      snap = `snapshot ${pct}% (${sn.rowsCopied}/${sn.rowsEstimate} rows${sn.rate ? `, ${sn.rate} rows/s` : ""}${sn.etaSeconds != null ? `, ETA ${sn.etaSeconds}s` : ""})`;
+    } else if (sn && sn.done) snap = "done";
     rows.push([
       r.name,
       r.error ? `unreachable` : (r.state ?? "-"),
+      snap,
       fmt(r.checkpoint),
       r.lagSeconds === null ? (r.behindSource ? "behind" : "-") : `${r.lagSeconds.toFixed(1)}s`,
       r.appliedTransactions === null ? "-" : String(r.appliedTransactions),

@@ -44,9 +44,12 @@ export class Writer {
   #ddlEveryMs: number;
   #lastErr: unknown = null;
 
-  constructor(src: TestServer, opts: { ddlEveryMs?: number } = {}) {
+  #idBase: number;
+
+  constructor(src: TestServer, opts: { ddlEveryMs?: number; idBase?: number } = {}) {
     this.#src = src;
     this.#ddlEveryMs = opts.ddlEveryMs ?? 0;
+    this.#idBase = opts.idBase ?? 0;
   }
 
   get lastError(): unknown {
@@ -90,7 +93,7 @@ export class Writer {
   // ids are partitioned by worker so concurrent workers do not deadlock on the same keys
   #id(counter: "c" | "o" | "l", idx: number, of: number): number {
     const n = counter === "c" ? this.#nextCustomer++ : counter === "o" ? this.#nextOrder++ : this.#nextLedger++;
-    return n * of + idx;
+    return this.#idBase + n * of + idx;
   }
 
   async #txn(c: Connection, idx: number, of: number): Promise<void> {
@@ -156,4 +159,15 @@ export class Writer {
       }
     }
   }
+}
+
+/** Fill the load schema with `n` customers, each with one order of two lines (fast, server-side). */
+export async function prefill(src: TestServer, n: number): Promise<void> {
+  await src.query(`INSERT INTO shop.customers (id, name, email)
+    SELECT seq, CONCAT('pre ', seq), IF(seq % 3 = 0, NULL, CONCAT('p', seq, '@example.com')) FROM shop.seq_1_to_${n}`);
+  await src.query(`INSERT INTO shop.orders (id, customer_id, total, note, created)
+    SELECT seq, seq, (seq % 10000) / 100, IF(seq % 2, 'pre-note ✓', NULL), '2024-01-01 00:00:00.000001' + INTERVAL seq SECOND FROM shop.seq_1_to_${n}`);
+  await src.query(`INSERT INTO shop.order_lines (order_id, line, sku, qty)
+    SELECT o.seq, l.seq, UNHEX(LPAD(HEX(o.seq * 7 + l.seq), 8, '0')), l.seq FROM shop.seq_1_to_${n} o, shop.seq_1_to_2 l`);
+  await src.query(`INSERT INTO shop.ledger (id, version, payload) SELECT seq, 1, CONCAT('pre ', seq) FROM shop.seq_1_to_${n}`);
 }
