@@ -67,8 +67,10 @@ export const configSchema = z.strictObject({
     .strictObject({
       chunkRows: z.number().int().min(10).max(1_000_000).default(10_000),
       rowsPerSecond: z.number().int().min(0).default(0),
+      /** connections writing each chunk in parallel on the replica */
+      writers: z.number().int().min(1).max(8).default(2),
     })
-    .default({ chunkRows: 10_000, rowsPerSecond: 0 }),
+    .default({ chunkRows: 10_000, rowsPerSecond: 0, writers: 2 }),
   logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace"]).default("info"),
 });
 

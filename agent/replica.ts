@@ -24,7 +24,7 @@ import { BinlogReader, comparePos, PurgedPositionError, type Position, type Txn 
 import { SchemaCache } from "./schema.js";
 import {
   Copier,
-  chunkInsertSql,
+  chunkInsertParts,
   copyOrder,
   loadSnapshotTables,
   prepareReplicaTables,
@@ -209,6 +209,7 @@ export class ReplicaSync {
     this.#copier = null;
     this.#copierDone = null;
     this.#tombstones.clear();
+    await this.#closeSides();
     const reader = this.#reader;
     this.#reader = null;
     if (reader) await reader.stop().catch(() => undefined);
@@ -823,25 +824,35 @@ export class ReplicaSync {
     const tables = this.#copier ? this.#copier.progress().tables : [];
     const othersDone = tables.every((t: any) => t.table === key || t.state === "done");
     const finishing = chunk.last && othersDone;
-    const stmts: string[] = ["START TRANSACTION"];
+    let parts: string[] = [];
     let written = 0;
     if (chunk.meta && chunk.rows.length) {
-      const { sql, written: w } = chunkInsertSql(chunk.meta, chunk.rows, this.#tombstones.get(key));
-      if (sql) stmts.push(sql);
-      written = w;
+      const tomb = this.#tombstones.get(key);
+      // tombstones are checked now, after every stream batch before this point has committed
+      const built = tomb && tomb.size ? chunkInsertParts(chunk.meta, chunk.rows, tomb, this.#cfg.snapshot.writers) : (chunk.prebuilt ?? chunkInsertParts(chunk.meta, chunk.rows, undefined, this.#cfg.snapshot.writers));
+      parts = built.sql;
+      written = built.written;
     }
+    const stmts: string[] = ["START TRANSACTION", ...parts.slice(0, 1)];
     stmts.push(progressSql(this.#cfg.group, chunk, chunk.last ? "done" : "copying", chunk.lastKey, chunk.rows.length));
     if (finishing) stmts.push(`UPDATE ${SCHEMA}.checkpoints SET state = 'streaming' WHERE group_name = ${conn.escape(this.#cfg.group)}`);
     stmts.push("COMMIT");
     const relaxed = this.#relaxedTables.has(key);
+    // The rest of the chunk goes through a second connection at the same time (the replica server can
+    // use two cores). No stream batch runs meanwhile, so the tombstone check above still holds; a crash
+    // between the two commits only means the chunk is copied again with INSERT IGNORE, which is harmless.
+    const sides = await Promise.all(parts.slice(1).map((_, i) => this.#sideConnection(i)));
     if (relaxed) await conn.query("SET SESSION foreign_key_checks = 0");
     try {
-      await conn.query(stmts.join(";\n"));
+      await Promise.all([
+        conn.query(stmts.join(";\n")),
+        ...parts.slice(1).map((p, i) => sides[i].query(`${relaxed ? "SET SESSION foreign_key_checks = 0;\n" : ""}${p}${relaxed ? ";\nSET SESSION foreign_key_checks = 1" : ""}`)),
+      ]);
     } catch (err: any) {
       await conn.query("ROLLBACK").catch(() => undefined);
       throw err;
     } finally {
-      await conn.query("SET SESSION foreign_key_checks = 1").catch(() => undefined);
+      if (relaxed) await conn.query("SET SESSION foreign_key_checks = 1").catch(() => undefined);
     }
     this.#m.snapshotRows.inc(this.#labels, written);
     if (chunk.last) {
@@ -851,9 +862,23 @@ export class ReplicaSync {
     }
     if (finishing) {
       this.#cpState = "streaming";
+      await this.#closeSides();
       const p = this.#copier!.progress();
       this.#log.info({ rowsCopied: p.rowsCopied, seconds: Math.round((Date.now() - this.#copier!.startedAt) / 100) / 10 }, "snapshot complete: the replica is consistent with the source");
     }
+  }
+
+  #sides: Conn[] = [];
+
+  async #sideConnection(i: number): Promise<Conn> {
+    this.#sides[i] ??= await connect(this.#cfg.replicas[this.#index], `replicas[${this.#index}]`, { multipleStatements: true });
+    return this.#sides[i];
+  }
+
+  async #closeSides(): Promise<void> {
+    const sides = this.#sides;
+    this.#sides = [];
+    await Promise.all(sides.map((c) => c.end().catch(() => c.destroy())));
   }
 
   #periodic(): void {

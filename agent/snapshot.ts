@@ -33,6 +33,21 @@ export interface Chunk {
   lastKey: unknown[] | null;
   /** no rows after this chunk */
   last: boolean;
+  /** the chunk's INSERTs prebuilt by the copier (two halves, written in parallel), valid while the table has no tombstones */
+  prebuilt?: { sql: string[]; written: number };
+}
+
+/** Build a chunk's INSERT IGNORE as `parts` statements over consecutive slices of its rows. */
+export function chunkInsertParts(meta: TableMeta, rows: unknown[][], skip: Set<string> | undefined, parts: number): { sql: string[]; written: number } {
+  const out: string[] = [];
+  let written = 0;
+  const size = Math.ceil(rows.length / parts);
+  for (let i = 0; i < rows.length; i += size) {
+    const { sql, written: w } = chunkInsertSql(meta, rows.slice(i, i + size), skip);
+    if (sql) out.push(sql);
+    written += w;
+  }
+  return { sql: out, written };
 }
 
 /** The scope signature stored with the checkpoint: a change of filters brings new tables in. */
@@ -302,7 +317,9 @@ export class Copier {
             await this.#testPause(t, rows.length);
             if (pending) await pending; // at most one chunk waiting for the applier
             if (this.#stopped) break;
-            const chunk: Chunk = { db: t.db, table: t.table, meta, rows, lastKey, last: reader.done };
+            // the SQL is built here, while the applier writes the previous chunk
+            const prebuilt = rows.length ? chunkInsertParts(meta, rows, undefined, this.#cfg.snapshot.writers) : { sql: [], written: 0 };
+            const chunk: Chunk = { db: t.db, table: t.table, meta, rows, lastKey, last: reader.done, prebuilt };
             pending = this.#deliver(chunk).then(() => {
               t.rowsCopied += rows.length;
               t.lastKey = lastKey;
