@@ -117,6 +117,8 @@ export class BinlogReader {
   #failed = false;
   /** the last commit seen (even when nothing in it was in scope) */
   lastRead: Position;
+  /** when the last binlog event arrived (a stalled connection stops moving this) */
+  lastEventAt = Date.now();
 
   constructor(o: ReaderOptions) {
     this.#o = o;
@@ -150,6 +152,7 @@ export class BinlogReader {
         else o.onError(e);
       });
       z.on("binlog", (ev: any) => {
+        this.lastEventAt = Date.now();
         try {
           this.#onEvent(ev);
         } catch (err: any) {

@@ -75,6 +75,8 @@ export interface Backoff {
 const defaultBackoff: Backoff = { sleep: (ms) => new Promise((r) => setTimeout(r, ms)), base: 500, cap: 30_000 };
 
 const MULTI_QUERY_BYTES = 4 << 20;
+/** longer than any lock wait (innodb_lock_wait_timeout defaults to 50 s) */
+const APPLY_TIMEOUT_MS = 300_000;
 
 export class ReplicaSync {
   readonly name: string;
@@ -393,7 +395,10 @@ export class ReplicaSync {
         if (this.#chunks.length > 0) continue;
         await Promise.race([new Promise<void>((r) => (this.#wake = r)), new Promise((r) => setTimeout(r, hb))]);
         this.#wake = null;
-        if (this.#queued() === 0) await this.#heartbeat();
+        if (this.#queued() === 0) {
+          this.#checkStall();
+          await this.#heartbeat();
+        }
         continue;
       }
       const batch = this.#take();
@@ -409,6 +414,22 @@ export class ReplicaSync {
         this.#inflight = [];
         this.#release(batch);
       }
+    }
+  }
+
+  /**
+   * A binlog connection can stall silently (half-open TCP, a hung proxy): the source's end moved past what
+   * the reader has seen, yet no event arrived for a while. Then the session restarts from the checkpoint.
+   */
+  #checkStall(): void {
+    const r = this.#reader;
+    const end = this.#src.end();
+    if (!r || r.paused || !end) return;
+    const limit = Math.max(30_000, this.#cfg.heartbeatSeconds * 5000);
+    const behind = comparePos(r.lastRead, end.pos) < 0;
+    if (behind && Date.now() - r.lastEventAt > limit && Date.now() - end.at > 1000) {
+      this.#m.errors.inc({ ...this.#labels, kind: "stall" });
+      throw new ReplicaUnavailable("stall", `the binlog connection stalled: the source is at ${end.pos.file}:${end.pos.pos} but nothing arrived for ${Math.round((Date.now() - r.lastEventAt) / 1000)} s; reconnecting`);
     }
   }
 
@@ -498,7 +519,8 @@ export class ReplicaSync {
     try {
       const results: any[] = [];
       for (const ch of chunks) {
-        const [res] = await conn.query<any>(ch.join(";\n"));
+        // a hung replica connection (half-open TCP) must not hang the pipeline forever
+        const [res] = await conn.query<any>({ sql: ch.join(";\n"), timeout: APPLY_TIMEOUT_MS });
         if (ch.length > 1 && Array.isArray(res)) results.push(...res);
         else results.push(res);
       }
@@ -845,7 +867,7 @@ export class ReplicaSync {
     if (relaxed) await conn.query("SET SESSION foreign_key_checks = 0");
     try {
       await Promise.all([
-        conn.query(stmts.join(";\n")),
+        conn.query({ sql: stmts.join(";\n"), timeout: APPLY_TIMEOUT_MS }),
         ...parts.slice(1).map((p, i) => sides[i].query(`${relaxed ? "SET SESSION foreign_key_checks = 0;\n" : ""}${p}${relaxed ? ";\nSET SESSION foreign_key_checks = 1" : ""}`)),
       ]);
     } catch (err: any) {
