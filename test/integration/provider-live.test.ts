@@ -183,6 +183,31 @@ describe("LocalAgent process lifecycle", () => {
     expect(log).not.toContain(`"msg":"stopped cleanly","group":"orders","pid":${first.outs.pid}`);
   });
 
+  it("runs the real agent from a SyncGroup's agent config: rows reach the replicas, delete stops it cleanly", async () => {
+    const created = await sg.create!(group({ group: "live" }));
+    const cfg = JSON.parse(created.outs.agentConfig);
+    cfg.http = { listen: `127.0.0.1:${await freePort()}` };
+    const inputs = { config: JSON.stringify(cfg), args: ["agent"], logFile: join(tmp, "real.log"), startTimeoutSeconds: 30, stopTimeoutSeconds: 20 };
+    const agent = await la.create!(inputs);
+    try {
+      expect((await fetch(agent.outs.healthUrl)).status).toBe(200);
+      await primary.query("INSERT INTO shop.orders VALUES (4242, 42.42)");
+      const deadline = Date.now() + 30_000;
+      let got: any[] = [];
+      while (Date.now() < deadline) {
+        got = await r2.query<any[]>("SELECT id, total FROM shop.orders WHERE id = 4242").catch(() => []);
+        if (got.length) break;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      expect(got).toEqual([{ id: 4242, total: "42.42" }]);
+    } finally {
+      await la.delete!(agent.id, agent.outs);
+      await sg.delete!(created.id, created.outs);
+    }
+    await expect(fetch(agent.outs.healthUrl)).rejects.toThrow();
+    expect(readFileSync(inputs.logFile, "utf8")).toMatch(/"msg":"stopped; checkpoints saved"/);
+  });
+
   it("fails create with the log when the agent exits at start", async () => {
     const dying = join(tmp, "dying.mjs");
     writeFileSync(dying, 'console.log(JSON.stringify({ level: "fatal", msg: "source unreachable" })); process.exit(3);\n');
