@@ -7,7 +7,7 @@
 import { spawn } from "node:child_process";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { createInterface } from "node:readline";
-import { mkdirSync, readFileSync, rmSync, writeFileSync, existsSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync, existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -48,6 +48,8 @@ const { values: opt } = parseArgs({
     "buffer-pool": { type: "string", default: "512M" },
     "log-file-size": { type: "string", default: "256M" },
     "no-native": { type: "boolean", default: false },
+    "node-flags": { type: "string", default: "" },
+    "replica-binlog": { type: "boolean", default: false },
     keep: { type: "boolean", default: false },
     out: { type: "string", default: join(here, "results.json") },
     help: { type: "boolean", short: "h", default: false },
@@ -187,6 +189,8 @@ async function runNative(src, rep, start, end) {
       await sleep(20);
     }
     const fetchSeconds = (now() - fetchStart) / 1000;
+    const pid = serverPid(rep);
+    const cpu0 = cpuSeconds(pid);
     const t0 = now();
     await c.query("START SLAVE SQL_THREAD");
     for (;;) {
@@ -196,15 +200,39 @@ async function runNative(src, rep, start, end) {
       await sleep(5);
     }
     const seconds = (now() - t0) / 1000;
+    const serverCpuSeconds = cpuSeconds(pid) - cpu0;
     await c.query("STOP SLAVE");
     const [[threads]] = await c.query("SELECT @@slave_parallel_threads AS p");
-    return { seconds, fetchSeconds, parallelThreads: Number(threads.p) };
+    return { seconds, fetchSeconds, serverCpuSeconds, parallelThreads: Number(threads.p) };
   } finally {
     await c.end();
   }
 }
 
 // ------------------------------------------------------------------ agent
+
+const CLK_TCK = 100;
+/** CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat. */
+function cpuSeconds(pid) {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const rest = f.slice(f.lastIndexOf(")") + 2).split(" ");
+    return (Number(rest[11]) + Number(rest[12])) / CLK_TCK;
+  } catch {
+    return NaN;
+  }
+}
+
+/** The pid of a TestServer's mariadbd (found by its datadir). */
+function serverPid(s) {
+  for (const d of readdirSync("/proc")) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      if (readFileSync(`/proc/${d}/cmdline`, "utf8").includes(`--datadir=${s.datadir}\0`)) return Number(d);
+    } catch {}
+  }
+  return null;
+}
 
 function readProcStatus(pid) {
   try {
@@ -246,12 +274,14 @@ async function runAgent(src, rep, end, tag) {
   writeFileSync(cfgFile, JSON.stringify(cfg));
   const logFile = join(resultsDir, `agent-${tag}.log`);
   const profDir = join(resultsDir, `prof-${tag}`);
-  const nodeArgs = opt.profile ? ["--cpu-prof", `--cpu-prof-dir=${profDir}`] : [];
+  const nodeArgs = [...(opt.profile ? ["--cpu-prof", `--cpu-prof-dir=${profDir}`] : []), ...opt["node-flags"].split(" ").filter(Boolean)];
   if (opt.profile) rmSync(profDir, { recursive: true, force: true });
 
   const poll = await rep.connect();
+  const repPid = serverPid(rep);
+  const repCpu0 = cpuSeconds(repPid);
   const t0 = now();
-  const child = spawn(process.execPath, [...nodeArgs, join(root, "bin/datasync.js"), "agent", "--config", cfgFile], { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [...nodeArgs, join(root, "bin/datasync.js"), "agent", "--config", cfgFile], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env } });
   const logLines = [];
   let streamingAt = null;
   let stderr = "";
@@ -265,6 +295,8 @@ async function runAgent(src, rep, end, tag) {
   exited.then((e) => (exit = e));
 
   let peakRssKb = 0;
+  let agentCpu = NaN;
+  let serverCpu = NaN;
   let doneAt = null;
   let lastStatus = null;
   const deadline = Date.now() + 30 * 60_000;
@@ -283,6 +315,8 @@ async function runAgent(src, rep, end, tag) {
     }
     const ps = readProcStatus(child.pid);
     if (ps) peakRssKb = Math.max(peakRssKb, ps.hwmKb);
+    agentCpu = cpuSeconds(child.pid);
+    serverCpu = cpuSeconds(repPid) - repCpu0;
   } finally {
     await poll.end().catch(() => undefined);
     if (!exit) child.kill("SIGTERM");
@@ -298,6 +332,8 @@ async function runAgent(src, rep, end, tag) {
     wallSeconds: (doneAt - t0) / 1000,
     startupSeconds: ((streamingAt ?? t0) - t0) / 1000,
     peakRssMb: Math.round(peakRssKb / 102.4) / 10,
+    cpuSeconds: agentCpu,
+    serverCpuSeconds: serverCpu,
     exitCode: exit.code,
     log: logFile,
     profileDir: opt.profile ? profDir : undefined,
@@ -318,8 +354,8 @@ async function runScenario(name, iteration) {
   log(`${tag}: starting servers in ${base}`);
   const [src, native, agentRep] = await startServers([
     { name: "src", baseDir: base, args: innodb },
-    { name: "native", baseDir: base, noBinlog: true, args: innodb },
-    { name: "agent", baseDir: base, noBinlog: true, args: innodb },
+    { name: "native", baseDir: base, noBinlog: !opt["replica-binlog"], args: innodb },
+    { name: "agent", baseDir: base, noBinlog: !opt["replica-binlog"], args: innodb },
   ]);
   try {
     const [v] = await src.query("SELECT VERSION() AS v");
@@ -363,13 +399,15 @@ async function runScenario(name, iteration) {
       seedRows,
       binlogBytes,
       generateSeconds: round(genSeconds),
-      native: nat ? { seconds: round(nat.seconds), ...rate(nat.seconds), ioFetchSeconds: round(nat.fetchSeconds), slaveParallelThreads: nat.parallelThreads } : null,
+      native: nat ? { seconds: round(nat.seconds), ...rate(nat.seconds), ioFetchSeconds: round(nat.fetchSeconds), serverCpuSeconds: round(nat.serverCpuSeconds), slaveParallelThreads: nat.parallelThreads } : null,
       agent: {
         seconds: round(ag.seconds),
         ...rate(ag.seconds),
         wallSeconds: round(ag.wallSeconds),
         startupSeconds: round(ag.startupSeconds),
         peakRssMb: ag.peakRssMb,
+        cpuSeconds: round(ag.cpuSeconds),
+        serverCpuSeconds: round(ag.serverCpuSeconds),
         exitCode: ag.exitCode,
         profileDir: ag.profileDir,
       },
@@ -394,13 +432,13 @@ function table(results, meta) {
   const lines = [
     `Machine: ${meta.cores} cores (${meta.cpu}), Node ${meta.node}, ${meta.server}; command: \`${meta.command}\``,
     "",
-    "| scenario | rows | tx | native s | native rows/s | native tx/s | agent s | agent rows/s | agent tx/s | ratio native/agent (goal) | agent peak RSS MB (goal ≤300) | start-up s | identical | load 1m |",
-    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|---:|",
+    "| scenario | rows | tx | native s | native rows/s | native tx/s | agent s | agent rows/s | agent tx/s | ratio native/agent (goal) | agent peak RSS MB (goal ≤300) | CPU s: native server / agent / agent's server | start-up s | identical | load 1m |",
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|---:|---|---:|",
   ];
   for (const r of results) {
     const ok = (b) => (b === null ? "" : b ? " ✅" : " ❌");
     lines.push(
-      `| ${r.scenario}${r.iteration > 1 || repeat > 1 ? ` #${r.iteration}` : ""} | ${fmt(r.rows)} | ${fmt(r.transactions)} | ${r.native ? r.native.seconds.toFixed(2) : "–"} | ${fmt(r.native?.rowsPerSec)} | ${fmt(r.native?.txPerSec)} | ${r.agent.seconds.toFixed(2)} | ${fmt(r.agent.rowsPerSec)} | ${fmt(r.agent.txPerSec)} | ${r.ratio ?? "–"} (≥${r.goal.ratio})${ok(r.goal.ratioMet)} | ${r.agent.peakRssMb}${ok(r.goal.rssMet)} | ${r.agent.startupSeconds.toFixed(2)} | ${r.identical ? "yes" : "NO"} | ${r.loadAvg1m} |`,
+      `| ${r.scenario}${r.iteration > 1 || repeat > 1 ? ` #${r.iteration}` : ""} | ${fmt(r.rows)} | ${fmt(r.transactions)} | ${r.native ? r.native.seconds.toFixed(2) : "–"} | ${fmt(r.native?.rowsPerSec)} | ${fmt(r.native?.txPerSec)} | ${r.agent.seconds.toFixed(2)} | ${fmt(r.agent.rowsPerSec)} | ${fmt(r.agent.txPerSec)} | ${r.ratio ?? "–"} (≥${r.goal.ratio})${ok(r.goal.ratioMet)} | ${r.agent.peakRssMb}${ok(r.goal.rssMet)} | ${r.native ? r.native.serverCpuSeconds.toFixed(2) : "–"} / ${r.agent.cpuSeconds.toFixed(2)} / ${r.agent.serverCpuSeconds.toFixed(2)} | ${r.agent.startupSeconds.toFixed(2)} | ${r.identical ? "yes" : "NO"} | ${r.loadAvg1m} |`,
     );
   }
   return lines.join("\n") + "\n";
@@ -428,7 +466,7 @@ const meta = {
   cpu: cpus()[0]?.model ?? "?",
   node: process.version,
   server: results[0]?.server ?? "?",
-  settings: { replicaArgs: innodb, apply: { maxRows: opt["max-rows"], maxBytes: opt["max-bytes"], queueBytes: opt["queue-bytes"] } },
+  settings: { replicaArgs: innodb, replicaBinlog: opt["replica-binlog"], apply: { maxRows: opt["max-rows"], maxBytes: opt["max-bytes"], queueBytes: opt["queue-bytes"] } },
   scale,
 };
 const md = table(results, meta);
