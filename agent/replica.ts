@@ -92,7 +92,8 @@ export class ReplicaSync {
   #conn: Conn | null = null;
   #reader: BinlogReader | null = null;
   #readerError: Error | null = null;
-  #queue: Txn[] = [];
+  /** slots before #head are consumed and emptied (undefined), so a taken transaction is not kept alive by the queue */
+  #queue: (Txn | undefined)[] = [];
   #head = 0;
   #queueBytes = 0;
   #inflight: Txn[] = [];
@@ -344,11 +345,14 @@ export class ReplicaSync {
     let bytes = 0;
     const max = this.#cfg.apply;
     while (this.#head < this.#queue.length) {
-      const t = this.#queue[this.#head];
+      const t = this.#queue[this.#head]!;
       const special = !!(t.ddl || t.statementDml);
       if (special && batch.length > 0) break;
       if (batch.length > 0 && (rows + t.rowCount > max.maxRows || bytes + t.bytes > max.maxBytes)) break;
       batch.push(t);
+      // Release the slot: until the array is compacted below (after 4096 transactions), it would otherwise
+      // keep every applied transaction and its rows alive (hundreds of MB with 1,000-row transactions).
+      this.#queue[this.#head] = undefined;
       this.#head++;
       rows += t.rowCount;
       bytes += t.bytes;
