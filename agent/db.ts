@@ -40,6 +40,8 @@ export function connectionOptions(e: Endpoint, where: string, extra: mysql.Conne
     timezone: "Z",
     charset: "UTF8MB4_GENERAL_CI",
     multipleStatements: false,
+    // the applier sends large prebuilt statements: skip mysql2's placeholder scan when there are no values
+    queryFormat: (sql: string, values: unknown) => (values === undefined || (Array.isArray(values) && values.length === 0) ? sql : mysql.format(sql, values as any[], false, "Z")),
     ...extra,
   };
 }

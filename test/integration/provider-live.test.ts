@@ -187,7 +187,8 @@ describe("LocalAgent process lifecycle", () => {
     const created = await sg.create!(group({ group: "live" }));
     const cfg = JSON.parse(created.outs.agentConfig);
     cfg.http = { listen: `127.0.0.1:${await freePort()}` };
-    const inputs = { config: JSON.stringify(cfg), args: ["agent"], logFile: join(tmp, "real.log"), startTimeoutSeconds: 30, stopTimeoutSeconds: 20 };
+    const entry = fileURLToPath(new URL("../../bin/datasync.js", import.meta.url));
+    const inputs = { config: JSON.stringify(cfg), entry, args: ["agent"], logFile: join(tmp, "real.log"), startTimeoutSeconds: 30, stopTimeoutSeconds: 20 };
     const agent = await la.create!(inputs);
     try {
       expect((await fetch(agent.outs.healthUrl)).status).toBe(200);
