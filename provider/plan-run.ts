@@ -33,12 +33,15 @@ process.on("unhandledRejection", fail);
 
 /** The program's own copy of @pulumi/pulumi: mocks set on another copy would not reach its resources. */
 async function pulumiFor(file: string): Promise<PulumiModule> {
-  let entry: string | undefined;
+  let entry: string;
   try {
     entry = createRequire(file).resolve("@pulumi/pulumi");
-  } catch {}
-  const m: any = await import(entry ? pathToFileURL(entry).href : "@pulumi/pulumi");
-  if (entry) skipProviderSerialization(entry);
+  } catch {
+    // a program outside any node_modules tree (e.g. importing the datasync package by path) uses ours
+    entry = createRequire(import.meta.url).resolve("@pulumi/pulumi");
+  }
+  const m: any = await import(pathToFileURL(entry).href);
+  skipProviderSerialization(entry);
   return (m.default && m.default.runtime ? m.default : m) as PulumiModule;
 }
 
