@@ -1,15 +1,18 @@
 // Validates Mermaid text with the real parser from npm: mermaid needs a DOM (DOMPurify) even to parse, so
 // jsdom's window and document are made globals before mermaid is first imported.
-import { JSDOM } from "jsdom";
+// jsdom ships no types (and @types/jsdom is not installed): it is imported through a variable.
+const JSDOM_MODULE = "jsdom";
 
 let parser: Promise<{ parse(text: string): Promise<unknown> }> | undefined;
 
 function load(): Promise<{ parse(text: string): Promise<unknown> }> {
   if (!parser) {
-    const dom = new JSDOM("<!doctype html><html><body></body></html>");
-    (globalThis as any).window = dom.window;
-    (globalThis as any).document = dom.window.document;
-    parser = import("mermaid").then((m) => m.default as any);
+    parser = import(JSDOM_MODULE).then(async ({ JSDOM }: any) => {
+      const dom = new JSDOM("<!doctype html><html><body></body></html>");
+      (globalThis as any).window = dom.window;
+      (globalThis as any).document = dom.window.document;
+      return (await import("mermaid")).default as any;
+    });
   }
   return parser;
 }
