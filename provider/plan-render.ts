@@ -70,7 +70,10 @@ function diffSection(diff: PlanDiff): string[] {
   const out = [`### Changes against \`${diff.base}\``, ""];
   for (const n of diff.notes) out.push(`> ${n}`, ">");
   if (diff.notes.length) out.splice(out.length - 1, 1, "");
-  if (diff.groups.every((g) => g.status === "unchanged")) out.push("No change to the sync topology.", "");
+  if (diff.groups.every((g) => g.status === "unchanged")) {
+    out.push("No change to the sync topology.", "");
+    return out;
+  }
   for (const g of diff.groups) {
     if (g.status === "unchanged") {
       out.push(`- Group \`${g.group}\`: unchanged.`);

@@ -80,7 +80,8 @@ function basePlan(project: Project, stack: string, file: string, ref: string): {
   ];
   const changedCode = git(project.dir, ["diff", "--name-only", ref, "--", "."])
     .out.split("\n")
-    .filter((f) => f && !/(^|\/)Pulumi\.[^/]+\.ya?ml$/.test(f) && /\.(m?[jt]s|c[jt]s|ya?ml|json)$/.test(f));
+    // code the program may load; stack files, docs, tests and examples are not the program
+    .filter((f) => f && /\.(m?[jt]s|c[jt]s|ya?ml|json)$/.test(f) && !/(^|\/)Pulumi\.[^/]+\.ya?ml$|(^|\/)(test|tests|examples)\/|\.test\.[mc]?[jt]s$/.test(f));
   if (changedCode.length) notes.push(`Program files changed since \`${ref}\` (not reflected in the base): ${changedCode.slice(0, 10).map((f) => `\`${f}\``).join(", ")}${changedCode.length > 10 ? ` and ${changedCode.length - 10} more` : ""}.`);
   const show = git(project.dir, ["show", `${ref}:./${name}`]);
   if (!show.ok) {
