@@ -11,11 +11,12 @@ function format(v: string): "md" | "json" {
 
 export function planCommand(): Command {
   return new Command("plan")
+    .name("datasync plan")
     .description("offline review of a stack's sync topology: runs the stack program under Pulumi mocks and checks the preview rules")
     .requiredOption("--stack <name>", "the stack (its Pulumi.<name>.yaml is read; secrets stay opaque)")
     .option("--base <ref>", "also evaluate the stack file at this git ref and show the differences")
     .option("--format <md|json>", "output format", format, "md")
-    .option("--cwd <dir>", "the Pulumi project directory (with Pulumi.yaml)", process.cwd())
+    .option("--cwd <dir>", "the Pulumi project directory, with Pulumi.yaml (default: the current directory)")
     .option("--program <file>", "the compiled program to run instead of Pulumi.yaml main")
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
@@ -28,6 +29,7 @@ async function main(): Promise<void> {
   try {
     cmd.parse(process.argv.slice(3), { from: "user" });
     const o = cmd.opts<PlanOptions>();
+    o.cwd ??= process.cwd();
     code = runPlan(o, (s) => process.stdout.write(s), (s) => process.stderr.write(s + "\n"));
   } catch (e: any) {
     // commander already printed usage errors; --help is not an error
