@@ -34,6 +34,16 @@ describe("online snapshot under load", () => {
   });
 
   it("seeds two replicas while a writer runs, survives a SIGKILL mid-copy by resuming, and ends identical", async () => {
+    try {
+      await seedUnderLoad();
+    } catch (e: any) {
+      // keep the agent's story with the failure
+      e.message += `\n--- agent log (tail) ---\n${agent?.stdoutText.slice(-8000)}`;
+      throw e;
+    }
+  });
+
+  async function seedUnderLoad() {
     const cfg = makeConfig(src, reps, { snapshot: { chunkRows: 2000, rowsPerSecond: 60_000 } });
     const cfgFile = writeConfig(cfg);
     const writer = new Writer(src, { idBase: 1_000_000 });
@@ -74,7 +84,7 @@ describe("online snapshot under load", () => {
     const [copied] = await reps[0].query<any[]>("SELECT SUM(rows_copied) AS n FROM _datasync.snapshot WHERE group_name = 'test'");
     expect(Number(copied.n)).toBeGreaterThan(490_000);
     expect(Number(copied.n)).toBeLessThan(500_000 + 20_000);
-  });
+  }
 });
 
 describe("snapshot correctness and scope changes", () => {
