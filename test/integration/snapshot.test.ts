@@ -65,8 +65,16 @@ describe("online snapshot under load", () => {
     const m = await agent.http("/metrics");
     expect(Number(/datasync_snapshot_rows_total\{group="test",replica="r1"\} (\d+)/.exec(m.text)?.[1])).toBeGreaterThan(0);
 
-    // crash in the middle of the copy
-    await sleep(1500);
+    // crash in the middle of the copy: while a table is well inside its copy
+    await sleep(1000);
+    await waitFor(
+      async () => {
+        const rows = await reps[0].query<any[]>("SELECT rows_copied AS c, rows_estimate AS e FROM _datasync.snapshot WHERE group_name = 'test' AND state = 'copying'");
+        return rows.some((r) => Number(r.c) > 0 && Number(r.c) < Number(r.e) - 20_000);
+      },
+      30_000,
+      "a table in the middle of its copy",
+    );
     await agent.kill("SIGKILL");
     const [before] = await reps[0].query<any[]>("SELECT SUM(rows_copied) AS n FROM _datasync.snapshot WHERE group_name = 'test' AND state <> 'done'");
     expect(Number(before.n)).toBeGreaterThan(0);
