@@ -315,6 +315,7 @@ export class ReplicaSync {
       throw new ReplicaUnavailable("source", `binlog stream from the source failed to start: ${err?.message ?? err}`, err);
     }
     this.#setState("streaming");
+    if (process.env.DATASYNC_TRACE_BATCHES) process.stderr.write(`streaming at=${Date.now() % 100000}\n`);
     this.#log.info({ position: start, snapshot: this.#cpState === "snapshot" }, "streaming");
     if (this.#cpState === "snapshot") await this.#startCopier(conn);
     await this.#applyLoop();
@@ -328,6 +329,7 @@ export class ReplicaSync {
   // ---------------------------------------------------------------- queue
 
   #enqueue(t: Txn): boolean {
+    if (process.env.DATASYNC_TRACE_BATCHES && (this.#appliedTxns + this.#queued()) % 1000 === 0) process.stderr.write(`enqueue at=${Date.now() % 100000} queued=${this.#queued()} applied=${this.#appliedTxns}\n`);
     this.#queue.push(t);
     this.#queueBytes += t.bytes;
     this.#m.queueBytes.set(this.#labels, this.#queueBytes);
@@ -479,7 +481,9 @@ export class ReplicaSync {
     }
     const cp = this.#cp(last.pos, last.ts, txns, b.rows);
     const hasFallbacks = stmts.some((s) => s.fallback);
+    const t0 = Date.now();
     await this.#runTransaction(conn, stmts, cp, hasFallbacks, batch);
+    if (process.env.DATASYNC_TRACE_BATCHES) process.stderr.write(`at=${Date.now() % 100000} batch txns=${batch.length} rows=${b.rows} stmts=${stmts.length} ms=${Date.now() - t0} queued=${this.#queued()}\n`);
     this.#appliedPos = last.pos;
     this.#checkpointPos = last.pos;
     this.#lastCheckpointAt = Date.now();
