@@ -325,6 +325,8 @@ export class Copier {
               t.lastKey = lastKey;
               this.copiedThisRun += rows.length;
             });
+            // awaited below; until then a rejection (the session ending) must not count as unhandled
+            pending.catch(() => undefined);
             if (rps > 0 && rows.length) {
               const want = (rows.length / rps) * 1000 - (Date.now() - t0);
               if (want > 0) await new Promise((r) => setTimeout(r, want));
