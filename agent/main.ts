@@ -167,7 +167,12 @@ export class Agent {
     if (this.#poll) clearInterval(this.#poll);
     await Promise.all(this.replicas.map((r) => r.stop()));
     await this.#http?.close();
-    await this.#src?.end().catch(() => undefined);
+    const src = this.#src;
+    if (src) {
+      // a stalled source connection would never answer COM_QUIT
+      const ended = await Promise.race([src.end().then(() => true, () => true), new Promise<boolean>((r) => setTimeout(() => r(false), 2000).unref())]);
+      if (!ended) src.destroy();
+    }
     this.log.info({ replicas: this.replicas.map((r) => ({ name: r.name, position: r.status().position })) }, "stopped; checkpoints saved");
   }
 }

@@ -150,10 +150,26 @@ export class ReplicaSync {
     this.#done = this.#run();
   }
 
-  async stop(): Promise<void> {
+  /**
+   * Stop reading, let the in-flight target transaction finish, and end. If it does not finish within the
+   * grace period (a stalled connection), the connections are destroyed: the replica rolls back the open
+   * transaction and the checkpoint stays where it was committed last.
+   */
+  async stop(graceMs = 10_000): Promise<void> {
     this.#stopping = true;
     this.#wake?.();
-    await this.#done;
+    this.#copier?.stop();
+    const done = this.#done ?? Promise.resolve();
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = await Promise.race([done.then(() => false), new Promise<boolean>((r) => (timer = setTimeout(() => r(true), graceMs)))]);
+    clearTimeout(timer);
+    if (timedOut) {
+      this.#log.warn({ graceMs }, "in-flight work did not finish in time: closing the connections (the replica rolls back the open transaction)");
+      this.#conn?.destroy();
+      for (const c of this.#sides) c.destroy();
+      void this.#reader?.stop();
+      await Promise.race([done, new Promise((r) => setTimeout(r, 5000))]);
+    }
   }
 
   // ---------------------------------------------------------------- lifecycle
@@ -219,8 +235,15 @@ export class ReplicaSync {
     const conn = this.#conn;
     this.#conn = null;
     if (conn) {
-      await conn.query("ROLLBACK").catch(() => undefined);
-      await conn.end().catch(() => conn.destroy());
+      const ended = await Promise.race([
+        conn
+          .query("ROLLBACK")
+          .catch(() => undefined)
+          .then(() => conn.end())
+          .then(() => true, () => true),
+        new Promise<boolean>((r) => setTimeout(() => r(false), 3000).unref()),
+      ]);
+      if (!ended) conn.destroy();
     }
     this.#queue = [];
     this.#head = 0;
