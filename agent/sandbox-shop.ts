@@ -358,8 +358,9 @@ export class LagProbe {
       const r = rows[0];
       if (r && Number(r.seq) > this.lastSeq) {
         this.lastSeq = Number(r.seq);
-        this.lastLagMs = Math.max(0, Number(r.us) / 1000);
-        if (this.#record()) this.samples.push(this.lastLagMs);
+        // a copy made by the snapshot is not a streaming measurement
+        this.lastLagMs = this.#record() ? Math.max(0, Number(r.us) / 1000) : null;
+        if (this.lastLagMs !== null) this.samples.push(this.lastLagMs);
       }
     } catch {
       // the table is not there before the snapshot copies it

@@ -96,12 +96,16 @@ class TtyDisplay implements Display {
   }
 
   update(v: View): void {
-    if (!this.#barsDone && v.replicas.some(snapshotting)) return this.#drawBars(v);
+    // bars from the start until every copy is done; a replica in trouble is better shown in the table
+    // (the sandbox's replicas are new: each is seeded by a snapshot, which appears after it connects)
+    const preparing = (r: ReplicaStatus) => r.snapshot === null && r.state !== "stopped";
+    const trouble = v.replicas.some((r) => r.state === "down" || r.state === "failed");
+    if (!this.#barsDone && !trouble && v.replicas.some((r) => snapshotting(r) || preparing(r))) return this.#drawBars(v);
     if (this.#bars) {
       // the last frame shows every copy complete
       for (const r of v.replicas) {
         const b = this.#bar.get(r.name);
-        if (b) b.update(b.getTotal(), { state: "done", rate: "", eta: "" });
+        if (b) b.update(b.getTotal(), { rate: "", info: "done" });
       }
       this.#bars.stop();
       this.#bars = null;
@@ -114,7 +118,8 @@ class TtyDisplay implements Display {
     this.#bars ??= new cliProgress.MultiBar(
       {
         stream: this.#out,
-        format: "  {name} |{bar}| {percentage}% {value}/{total} rows {rate} {eta}",
+        format: "  {name} |{bar}| {percentage}% {value}/{total} rows {rate} {info}",
+        formatValue: (v: number, _o: unknown, type: string) => (type === "value" || type === "total" ? int(v) : String(v)),
         barsize: 30,
         hideCursor: true,
         clearOnComplete: false,
@@ -125,12 +130,13 @@ class TtyDisplay implements Display {
     );
     for (const r of v.replicas) {
       const s = r.snapshot;
+      const waiting = s === null;
       const total = Math.max(1, s?.rowsEstimate ?? 1);
-      const value = s ? (s.done ? total : Math.min(s.rowsCopied, total)) : total;
+      const value = s ? (s.done ? total : Math.min(s.rowsCopied, total)) : waiting ? 0 : total;
       const payload = {
         name: r.name.padEnd(10),
         rate: s && !s.done ? `${int(s.rate)} rows/s` : "",
-        eta: s && !s.done && s.etaSeconds !== null ? `eta ${s.etaSeconds} s` : s?.done || !s ? "done" : "",
+        info: waiting ? r.state : s && !s.done ? (s.etaSeconds !== null ? `eta ${s.etaSeconds} s` : "") : "done",
       };
       let b = this.#bar.get(r.name);
       if (!b) {

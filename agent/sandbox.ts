@@ -137,6 +137,15 @@ export async function sandbox(o: SandboxOptions, io: SandboxIo = { out: process.
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
+  // a crash must not leave private servers behind (kill() sends SIGKILL synchronously)
+  const onExit = () => {
+    if (opts.keep) return;
+    for (const s of servers) void s.kill();
+    try {
+      rmSync(runDir, { recursive: true, force: true });
+    } catch {}
+  };
+  process.on("exit", onExit);
 
   let agent: Agent | null = null;
   let workload: Workload | null = null;
@@ -174,7 +183,8 @@ export async function sandbox(o: SandboxOptions, io: SandboxIo = { out: process.
     const a = agent;
     const streaming = (name: string) => {
       const r = a.status().replicas.find((x) => x.name === name);
-      return !!r && r.state === "streaming" && (r.snapshot === null || r.snapshot.done);
+      // new replicas: streaming measurements start once the snapshot is done
+      return !!r && r.state === "streaming" && r.snapshot !== null && r.snapshot.done;
     };
     probes = cfg.replicas.map((r, i) => new LagProbe(r.name, reps[i], () => streaming(r.name)));
     probes.forEach((p) => p.start(50));
@@ -288,6 +298,7 @@ export async function sandbox(o: SandboxOptions, io: SandboxIo = { out: process.
       } catch {}
       rmSync(runDir, { recursive: true, force: true });
     }
+    process.off("exit", onExit);
   }
 }
 
