@@ -230,7 +230,7 @@ export function formatSummary(s: Summary): string {
     r.verify,
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const fmt = (cells: string[]) => "  " + cells.map((c, i) => (i === 0 || i === cells.length - 1 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join("  ");
+  const fmt = (cells: string[]) => ("  " + cells.map((c, i) => (i === 0 || i === cells.length - 1 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join("  ")).trimEnd();
   lines.push(fmt(head), ...rows.map(fmt));
   lines.push(`  lag (end to end, heartbeat every 200 ms, ${all.length} samples): p50 ${p(all, 50)}, p95 ${p(all, 95)}, p99 ${p(all, 99)}, max ${p(all, 100)}`);
   if (s.verify) {
