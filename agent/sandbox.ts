@@ -125,7 +125,9 @@ export async function sandbox(o: SandboxOptions, io: SandboxIo = { out: process.
   const stopped = new Promise<string>((resolve) => (stopRequested = resolve));
   let signals = 0;
   let servers: TestServer[] = [];
+  let cleaningUp = false;
   const onSignal = (sig: NodeJS.Signals) => {
+    if (cleaningUp) return; // the run is over; the servers are being removed
     signals++;
     if (signals === 1) {
       stopRequested(sig === "SIGINT" ? "Ctrl-C" : sig);
@@ -279,8 +281,7 @@ export async function sandbox(o: SandboxOptions, io: SandboxIo = { out: process.
     if (opts.keep) printKeep(io.out, cfg, servers, runDir, logFile);
     return ok ? 0 : 1;
   } finally {
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
+    cleaningUp = true;
     await Promise.all(probes.map((p) => p.stop().catch(() => undefined)));
     await workload?.stop().catch(() => undefined);
     await heartbeat?.stop().catch(() => undefined);
@@ -299,6 +300,8 @@ export async function sandbox(o: SandboxOptions, io: SandboxIo = { out: process.
       rmSync(runDir, { recursive: true, force: true });
     }
     process.off("exit", onExit);
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
   }
 }
 
