@@ -37,7 +37,9 @@ program
   .action(
     run(async (opts) => {
       const { runAgent } = await import("./main.js");
-      return runAgent(config(opts));
+      const code = await runAgent(config(opts));
+      // checkpoints are saved and logs flushed: a driver timer left behind must not keep the process alive
+      process.exit(code);
     }, 1),
   );
 

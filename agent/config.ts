@@ -62,6 +62,8 @@ export const configSchema = z.strictObject({
     .default({ maxRows: 20_000, maxBytes: 8 << 20, maxDelayMs: 50, queueBytes: 32 << 20 }),
   /** extension: heartbeat interval (moves checkpoints on an idle or filtered-out source) */
   heartbeatSeconds: z.number().min(0.1).max(3600).default(1),
+  /** extension: a binlog connection silent this long while the source moved is restarted; default max(30, 5 × heartbeatSeconds) */
+  stallSeconds: z.number().min(1).max(3600).optional(),
   /** extension: online snapshot settings */
   snapshot: z
     .strictObject({

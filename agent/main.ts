@@ -108,20 +108,24 @@ export class Agent {
 
   async #masterStatus(): Promise<any> {
     const c = this.#src!;
+    // a half-open source connection must not freeze the heartbeat: the poll times out
     try {
-      const [rows] = await c.query<any[]>("SHOW MASTER STATUS");
+      const [rows] = await c.query<any[]>({ sql: "SHOW MASTER STATUS", timeout: 10_000 });
       return rows[0];
     } catch (e: any) {
       // MySQL 8.4 renamed it
       if (e?.errno !== 1064) throw e;
-      const [rows] = await c.query<any[]>("SHOW BINARY LOG STATUS");
+      const [rows] = await c.query<any[]>({ sql: "SHOW BINARY LOG STATUS", timeout: 10_000 });
       return rows[0];
     }
   }
 
   /** The source's current end; also the heartbeat that tells a caught-up replica from a lagging one. */
+  #polling = false;
+
   async #pollEnd(): Promise<void> {
-    if (this.#stopped) return;
+    if (this.#stopped || this.#polling) return;
+    this.#polling = true;
     try {
       if (!this.#src) this.#src = await connect(this.cfg.source, "source");
       const st = await this.#masterStatus();
@@ -136,6 +140,8 @@ export class Agent {
       const c = this.#src;
       this.#src = null;
       c?.destroy();
+    } finally {
+      this.#polling = false;
     }
   }
 
@@ -186,9 +192,9 @@ export async function runAgent(cfg: Config): Promise<number> {
   } catch (err: any) {
     const msg = err instanceof StartupError ? err.message : `start-up failed: ${err?.message ?? err}`;
     log.fatal(msg);
-    log.flush?.();
     process.stderr.write(`datasync: ${msg}\n`);
     await agent.stop().catch(() => undefined);
+    await new Promise<void>((r) => log.flush(() => r()));
     return 1;
   }
   await new Promise<void>((resolve) => {
@@ -200,6 +206,6 @@ export async function runAgent(cfg: Config): Promise<number> {
     process.once("SIGINT", () => onSignal("SIGINT"));
   });
   await agent.stop();
-  log.flush?.();
+  await new Promise<void>((r) => log.flush(() => r()));
   return 0;
 }

@@ -121,6 +121,9 @@ export class ReplicaSync {
   /** tables in a foreign-key cycle or self-reference, or referencing a table outside the copy, while copied */
   #relaxedTables = new Set<string>();
   #lastProgressLog = 0;
+  /** since when the reader has been behind the source's end (stall detection) */
+  #behindSince: number | null = null;
+  #attempt = 0;
   #copierFinished = false;
   #lastControlPoll = 0;
   /** a DDL-with-rows transaction whose DDL already took effect: apply only its rows when it is re-read */
@@ -175,11 +178,10 @@ export class ReplicaSync {
   // ---------------------------------------------------------------- lifecycle
 
   async #run(): Promise<void> {
-    let attempt = 0;
     while (!this.#stopping) {
       try {
         await this.#session();
-        attempt = 0;
+        this.#attempt = 0;
       } catch (err: any) {
         if (this.#stopping) break;
         await this.#teardown();
@@ -197,7 +199,7 @@ export class ReplicaSync {
           this.#log.error({ position: this.#checkpointPos, table: err.table, sqlError: err.sqlError }, `replica stopped: ${err.message}`);
           return;
         }
-        attempt++;
+        const attempt = ++this.#attempt;
         const delay = Math.min(this.#backoff.cap, this.#backoff.base * 2 ** Math.min(attempt - 1, 16)) * (0.75 + Math.random() * 0.5);
         const kind = err instanceof ReplicaUnavailable ? err.kind : isTransient(err) ? "connection" : "error";
         this.#m.errors.inc({ ...this.#labels, kind });
@@ -338,6 +340,8 @@ export class ReplicaSync {
       throw new ReplicaUnavailable("source", `binlog stream from the source failed to start: ${err?.message ?? err}`, err);
     }
     this.#setState("streaming");
+    this.#attempt = 0; // the backoff restarts once a session streams again
+    this.#behindSince = null;
     if (process.env.DATASYNC_TRACE_BATCHES) process.stderr.write(`streaming at=${Date.now() % 100000}\n`);
     this.#log.info({ position: start, snapshot: this.#cpState === "snapshot" }, "streaming");
     if (this.#cpState === "snapshot") await this.#startCopier(conn);
@@ -402,7 +406,7 @@ export class ReplicaSync {
     const hb = Math.max(100, this.#cfg.heartbeatSeconds * 1000);
     while (!this.#stopping) {
       if (this.#readerError) throw this.#readerError;
-      if (this.#chunks.length > 0) {
+      if (this.#chunks.length > 0 && this.#chunkReady(this.#chunks[0].chunk)) {
         const c = this.#chunks.shift()!;
         try {
           await this.#writeChunk(c.chunk);
@@ -421,8 +425,12 @@ export class ReplicaSync {
       }
       if (Date.now() - this.#lastControlPoll > 5000) await this.#controlPoll();
       if (this.#queued() === 0) {
-        if (this.#chunks.length > 0) continue;
-        await Promise.race([new Promise<void>((r) => (this.#wake = r)), new Promise((r) => setTimeout(r, hb))]);
+        if (this.#chunks.length > 0 && this.#chunkReady(this.#chunks[0].chunk)) continue;
+        // a chunk waiting for its watermark is rechecked soon
+        const wait = this.#chunks.length > 0 ? Math.min(hb, 200) : hb;
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([new Promise<void>((r) => (this.#wake = r)), new Promise((r) => (timer = setTimeout(r, wait)))]);
+        clearTimeout(timer);
         this.#wake = null;
         if (this.#queued() === 0) {
           this.#checkStall();
@@ -447,6 +455,21 @@ export class ReplicaSync {
   }
 
   /**
+   * A chunk is written only once the stream has applied everything its read could have seen (its high
+   * watermark): then the parents its rows reference are on the replica, and a row whose parent is missing
+   * was really removed on the source (a cascade, which logs no child rows). When the end moved without
+   * transactions (a rotation), "nothing left to read" stands in: the queue is empty and the reader has
+   * been quiet for a moment after the read.
+   */
+  #chunkReady(c: Chunk): boolean {
+    if (!c.hi || !this.#appliedPos) return true;
+    if (comparePos(this.#appliedPos, c.hi) >= 0) return true;
+    const now = Date.now();
+    const quiet = this.#reader ? now - this.#reader.lastEventAt > 500 : true;
+    return this.#queued() === 0 && this.#inflight.length === 0 && quiet && now - (c.readAt ?? 0) > 500;
+  }
+
+  /**
    * A binlog connection can stall silently (half-open TCP, a hung proxy): the source's end moved past what
    * the reader has seen, yet no event arrived for a while. Then the session restarts from the checkpoint.
    */
@@ -454,10 +477,15 @@ export class ReplicaSync {
     const r = this.#reader;
     const end = this.#src.end();
     if (!r || r.paused || !end) return;
-    const limit = Math.max(30_000, this.#cfg.heartbeatSeconds * 5000);
-    const behind = comparePos(r.lastRead, end.pos) < 0;
-    if (behind && Date.now() - r.lastEventAt > limit && Date.now() - end.at > 1000) {
-      this.#m.errors.inc({ ...this.#labels, kind: "stall" });
+    const limit = (this.#cfg.stallSeconds ?? Math.max(30, this.#cfg.heartbeatSeconds * 5)) * 1000;
+    const now = Date.now();
+    if (comparePos(r.lastRead, end.pos) >= 0) {
+      this.#behindSince = null;
+      return;
+    }
+    this.#behindSince ??= now;
+    if (now - this.#behindSince > limit && now - r.lastEventAt > limit) {
+      this.#behindSince = null;
       throw new ReplicaUnavailable("stall", `the binlog connection stalled: the source is at ${end.pos.file}:${end.pos.pos} but nothing arrived for ${Math.round((Date.now() - r.lastEventAt) / 1000)} s; reconnecting`);
     }
   }

@@ -33,6 +33,10 @@ export interface Chunk {
   lastKey: unknown[] | null;
   /** no rows after this chunk */
   last: boolean;
+  /** the source's binlog end right after the chunk's read: the chunk is written once the stream has applied up to here */
+  hi?: { file: string; pos: number };
+  /** when the chunk was read */
+  readAt?: number;
   /** the chunk's INSERTs prebuilt by the copier (two halves, written in parallel), valid while the table has no tombstones */
   prebuilt?: { sql: string[]; written: number };
 }
@@ -172,6 +176,17 @@ export async function copyOrder(src: Conn, tables: { db: string; table: string }
   };
   for (const n of [...names].sort()) visit(n, []);
   return { order, relaxed };
+}
+
+export async function binlogEnd(c: Conn): Promise<{ file: string; pos: number } | undefined> {
+  let rows: any[];
+  try {
+    [rows] = await c.query<any[]>("SHOW MASTER STATUS");
+  } catch (e: any) {
+    if (e?.errno !== 1064) throw e;
+    [rows] = await c.query<any[]>("SHOW BINARY LOG STATUS");
+  }
+  return rows[0] ? { file: String(rows[0].File), pos: Number(rows[0].Position) } : undefined;
 }
 
 /** Reads one table in key order, chunk by chunk, from a cursor. */
@@ -314,12 +329,15 @@ export class Copier {
           while (!reader.done && !this.#stopped) {
             const t0 = Date.now();
             const { rows, lastKey } = await reader.next();
+            // every transaction the read could see is at or before this position (the high watermark)
+            const hi = await binlogEnd(this.#src);
+            const readAt = Date.now();
             await this.#testPause(t, rows.length);
             if (pending) await pending; // at most one chunk waiting for the applier
             if (this.#stopped) break;
             // the SQL is built here, while the applier writes the previous chunk
             const prebuilt = rows.length ? chunkInsertParts(meta, rows, undefined, this.#cfg.snapshot.writers) : { sql: [], written: 0 };
-            const chunk: Chunk = { db: t.db, table: t.table, meta, rows, lastKey, last: reader.done, prebuilt };
+            const chunk: Chunk = { db: t.db, table: t.table, meta, rows, lastKey, last: reader.done, prebuilt, hi, readAt };
             pending = this.#deliver(chunk).then(() => {
               t.rowsCopied += rows.length;
               t.lastKey = lastKey;
