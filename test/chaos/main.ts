@@ -11,10 +11,11 @@ export interface SessionArgs {
   replay: number | null;
   faults: FaultKind[];
   bail: boolean;
+  snapshotLoad: boolean;
 }
 
 export function parseArgs(argv: string[]): SessionArgs {
-  const a: SessionArgs = { runs: 20, seed: Math.floor(Math.random() * 0x7fffffff) + 1, replay: null, faults: [...FAULTS], bail: false };
+  const a: SessionArgs = { runs: 20, seed: Math.floor(Math.random() * 0x7fffffff) + 1, replay: null, faults: [...FAULTS], bail: false, snapshotLoad: false };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     const v = () => {
@@ -26,12 +27,13 @@ export function parseArgs(argv: string[]): SessionArgs {
     else if (k === "--seed") a.seed = Number(v());
     else if (k === "--replay") a.replay = Number(v());
     else if (k === "--bail") a.bail = true;
+    else if (k === "--snapshot-load") a.snapshotLoad = true;
     else if (k === "--faults") {
       const fs = v().split(",").map((s) => s.trim()) as FaultKind[];
-      const bad = fs.filter((f) => !FAULTS.includes(f));
+      const bad = fs.filter((f) => f !== "none" && !(FAULTS as readonly string[]).includes(f));
       if (bad.length) throw new Error(`unknown fault(s) ${bad.join(", ")}; known: ${FAULTS.join(", ")}`);
       a.faults = fs;
-    } else throw new Error(`unknown argument ${k}; usage: npm run chaos -- [--runs N] [--seed S] [--replay RUNSEED] [--faults ${FAULTS.join(",")}] [--bail]`);
+    } else throw new Error(`unknown argument ${k}; usage: npm run chaos -- [--runs N] [--seed S] [--replay RUNSEED] [--faults ${FAULTS.join(",")}] [--bail] [--snapshot-load]`);
   }
   if (!Number.isInteger(a.runs) || a.runs < 1) throw new Error("--runs must be a positive integer");
   if (!Number.isInteger(a.seed) || (a.replay !== null && !Number.isInteger(a.replay))) throw new Error("seeds are integers");
@@ -40,7 +42,7 @@ export function parseArgs(argv: string[]): SessionArgs {
 
 export async function main(argv: string[]): Promise<number> {
   const args = parseArgs(argv);
-  const faultsArg = args.faults.length === FAULTS.length ? "" : ` --faults ${args.faults.join(",")}`;
+  const faultsArg = (args.faults.length === FAULTS.length ? "" : ` --faults ${args.faults.join(",")}`) + (args.snapshotLoad ? " --snapshot-load" : "");
   const seeds = args.replay !== null ? [args.replay] : runSeeds(args.seed, args.runs);
   const t0 = Date.now();
   console.log(args.replay !== null ? `chaos: replaying run seed ${args.replay}` : `chaos: ${args.runs} runs, session seed ${args.seed} (replay the session: npm run chaos -- --runs ${args.runs} --seed ${args.seed}${faultsArg})`);
@@ -50,7 +52,7 @@ export async function main(argv: string[]): Promise<number> {
     for (let i = 0; i < seeds.length; i++) {
       const plan = planRun(seeds[i], args.faults);
       console.log(`run ${i + 1}/${seeds.length} seed ${plan.seed}: warm-up ${plan.warmup} ms${plan.ddl ? ", DDL in the load" : ""}; ${plan.faults.map(describeStep).join("; ")}`);
-      const r = await chaosRun(env, plan, { log: (l) => console.log(l) });
+      const r = await chaosRun(env, plan, { log: (l) => console.log(l), loadDuringSnapshot: args.snapshotLoad });
       results.push(r);
       if (r.ok) {
         console.log(`run ${i + 1}/${seeds.length} seed ${plan.seed}: identical (${(r.ms / 1000).toFixed(1)} s, ${r.committed} transactions${r.stallsDetected ? `, ${r.stallsDetected} stall(s) detected` : ""})`);
