@@ -55,7 +55,7 @@ export async function main(argv: string[]): Promise<number> {
       const r = await chaosRun(env, plan, { log: (l) => console.log(l), loadDuringSnapshot: args.snapshotLoad });
       results.push(r);
       if (r.ok) {
-        console.log(`run ${i + 1}/${seeds.length} seed ${plan.seed}: identical (${(r.ms / 1000).toFixed(1)} s, ${r.committed} transactions${r.stallsDetected ? `, ${r.stallsDetected} stall(s) detected` : ""})`);
+        console.log(`run ${i + 1}/${seeds.length} seed ${plan.seed}: identical (${(r.ms / 1000).toFixed(1)} s, ${r.committed} transactions${r.stallsDetected ? `, ${r.stallsDetected} stall(s) detected` : ""}${r.stopHung ? "; WARNING: the agent hung on SIGTERM" : ""})`);
       } else {
         console.log(`run ${i + 1}/${seeds.length} seed ${plan.seed}: FAILED after ${(r.ms / 1000).toFixed(1)} s`);
         console.log(`  ${r.failure?.replace(/\n/g, "\n  ")}`);
@@ -82,6 +82,8 @@ export async function main(argv: string[]): Promise<number> {
   }
   const failed = results.filter((r) => !r.ok);
   const secs = ((Date.now() - t0) / 1000).toFixed(0);
+  const hung = results.filter((r) => r.stopHung);
+  if (hung.length) console.log(`chaos: WARNING: in ${hung.length} run(s) the agent did not exit after SIGTERM (seeds ${hung.map((r) => r.seed).join(", ")})`);
   if (failed.length === 0 && results.length === seeds.length) {
     console.log(`chaos: ${results.length}/${seeds.length} runs ended identical in ${secs} s (session seed ${args.seed}${args.replay !== null ? `, replay ${args.replay}` : ""})`);
     return 0;
