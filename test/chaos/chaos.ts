@@ -267,10 +267,7 @@ export interface RunOptions {
   catchUpTimeoutMs?: number;
   /** where failed runs leave their logs */
   outDir?: string;
-  /**
-   * start the Writer while the replicas are still being seeded by the online snapshot (default false: the
-   * faults then exercise streaming; with true, runs also fail on the snapshot race described in the report)
-   */
+  /** start the Writer while the replicas are still being seeded by the online snapshot (default true) */
   loadDuringSnapshot?: boolean;
 }
 
@@ -303,7 +300,7 @@ export async function chaosRun(env: ChaosEnv, plan: RunPlan, opts: RunOptions = 
     note(`reset: shop recreated on the source (${env.prefillRows} prefilled rows), replicas emptied`);
     await startAgent();
     note("agent started (through proxies)");
-    if (!opts.loadDuringSnapshot) {
+    if (opts.loadDuringSnapshot === false) {
       // the load starts once the online snapshot of every replica is complete (see loadDuringSnapshot)
       for (const n of env.reps.map((_, i) => `r${i + 1}`)) await agent!.waitForLog((l) => l.replica === n && /snapshot complete/.test(l.msg ?? ""), 60_000);
       note("snapshots complete");

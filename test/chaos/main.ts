@@ -15,7 +15,7 @@ export interface SessionArgs {
 }
 
 export function parseArgs(argv: string[]): SessionArgs {
-  const a: SessionArgs = { runs: 20, seed: Math.floor(Math.random() * 0x7fffffff) + 1, replay: null, faults: [...FAULTS], bail: false, snapshotLoad: false };
+  const a: SessionArgs = { runs: 20, seed: Math.floor(Math.random() * 0x7fffffff) + 1, replay: null, faults: [...FAULTS], bail: false, snapshotLoad: true };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     const v = () => {
@@ -28,12 +28,13 @@ export function parseArgs(argv: string[]): SessionArgs {
     else if (k === "--replay") a.replay = Number(v());
     else if (k === "--bail") a.bail = true;
     else if (k === "--snapshot-load") a.snapshotLoad = true;
+    else if (k === "--no-snapshot-load") a.snapshotLoad = false;
     else if (k === "--faults") {
       const fs = v().split(",").map((s) => s.trim()) as FaultKind[];
       const bad = fs.filter((f) => f !== "none" && !(FAULTS as readonly string[]).includes(f));
       if (bad.length) throw new Error(`unknown fault(s) ${bad.join(", ")}; known: ${FAULTS.join(", ")}`);
       a.faults = fs;
-    } else throw new Error(`unknown argument ${k}; usage: npm run chaos -- [--runs N] [--seed S] [--replay RUNSEED] [--faults ${FAULTS.join(",")}] [--bail] [--snapshot-load]`);
+    } else throw new Error(`unknown argument ${k}; usage: npm run chaos -- [--runs N] [--seed S] [--replay RUNSEED] [--faults ${FAULTS.join(",")}] [--bail] [--no-snapshot-load]`);
   }
   if (!Number.isInteger(a.runs) || a.runs < 1) throw new Error("--runs must be a positive integer");
   if (!Number.isInteger(a.seed) || (a.replay !== null && !Number.isInteger(a.replay))) throw new Error("seeds are integers");
@@ -42,7 +43,7 @@ export function parseArgs(argv: string[]): SessionArgs {
 
 export async function main(argv: string[]): Promise<number> {
   const args = parseArgs(argv);
-  const faultsArg = (args.faults.length === FAULTS.length ? "" : ` --faults ${args.faults.join(",")}`) + (args.snapshotLoad ? " --snapshot-load" : "");
+  const faultsArg = (args.faults.length === FAULTS.length ? "" : ` --faults ${args.faults.join(",")}`) + (args.snapshotLoad ? "" : " --no-snapshot-load");
   const seeds = args.replay !== null ? [args.replay] : runSeeds(args.seed, args.runs);
   const t0 = Date.now();
   console.log(args.replay !== null ? `chaos: replaying run seed ${args.replay}` : `chaos: ${args.runs} runs, session seed ${args.seed} (replay the session: npm run chaos -- --runs ${args.runs} --seed ${args.seed}${faultsArg})`);
