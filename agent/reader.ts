@@ -169,7 +169,10 @@ export class BinlogReader {
       for (const d of o.databases) schema[d] = true;
       const startOpts: any = {
         serverId: o.serverId,
-        includeEvents: ["tablemap", "writerows", "updaterows", "deleterows", "query", "xid", "xaprepare", "gtid", "mariadbgtid", "rotate"],
+        includeEvents: [
+          "tablemap", "writerows", "updaterows", "deleterows", "query", "xid", "xaprepare", "gtid", "mariadbgtid", "rotate",
+          "format", "mariadbgtidlist", "binlogcheckpoint", "previousgtids", "heartbeat",
+        ],
         includeSchema: schema,
       };
       if (o.start.gtid) startOpts.gtidSet = o.start.gtid;
@@ -309,6 +312,21 @@ export class BinlogReader {
         return;
       case "xaprepare":
         if (this.#cur) this.#parkXa(ev);
+        return;
+      case "rotate":
+        // between transactions the reader has read up to the new file's start (a rotation writes no
+        // transaction, yet moves the source's end: readiness checks compare against that end)
+        if (!this.#cur && ev.binlogName) this.lastRead = { ...this.lastRead, file: String(ev.binlogName), pos: Number(ev.position) || 4 };
+        return;
+      case "format":
+      case "mariadbgtidlist":
+      case "binlogcheckpoint":
+      case "previousgtids":
+      case "heartbeat":
+        if (!this.#cur && ev.nextPosition > 0) {
+          const file: string = this.#z?.options?.filename ?? this.lastRead.file;
+          if (file === this.lastRead.file ? ev.nextPosition > this.lastRead.pos : true) this.lastRead = { ...this.lastRead, file, pos: ev.nextPosition };
+        }
         return;
       default:
         return;

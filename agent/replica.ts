@@ -23,6 +23,7 @@ import { preflightReplica, type SourceFacts } from "./preflight.js";
 import { BinlogReader, comparePos, PurgedPositionError, type Position, type Txn } from "./reader.js";
 import { SchemaCache } from "./schema.js";
 import {
+  ChunkReader,
   Copier,
   chunkInsertParts,
   copyOrder,
@@ -34,6 +35,7 @@ import {
   scopeSignature,
   sourceTables,
   type Chunk,
+  type ChunkSlot,
 } from "./snapshot.js";
 import { ApplyError, StatementBuilder, keyOf, type Statement } from "./sqlgen.js";
 
@@ -112,7 +114,8 @@ export class ReplicaSync {
   #cpState: "streaming" | "snapshot" = "streaming";
   #copier: Copier | null = null;
   #copierDone: Promise<void> | null = null;
-  #chunks: { chunk: Chunk; resolve: () => void; reject: (e: Error) => void }[] = [];
+  /** chunk slots in stream order: a slot holds the stream at its watermark until its chunk is written */
+  #chunks: SlotEntry[] = [];
   /** keys deleted by the stream while their table is being copied (a chunk must not resurrect them) */
   #tombstones = new Map<string, Set<string>>();
   #snapshotTables = new Set<string>();
@@ -226,6 +229,7 @@ export class ReplicaSync {
   async #teardown(): Promise<void> {
     this.#copier?.stop();
     for (const c of this.#chunks.splice(0)) c.reject(new Error("replica session ended"));
+    this.#wake?.();
     await this.#copierDone?.catch(() => undefined);
     this.#copier = null;
     this.#copierDone = null;
@@ -368,13 +372,14 @@ export class ReplicaSync {
     return this.#queue.length - this.#head;
   }
 
-  #take(): Txn[] {
+  #take(limit: Position | null = null): Txn[] {
     const batch: Txn[] = [];
     let rows = 0;
     let bytes = 0;
     const max = this.#cfg.apply;
     while (this.#head < this.#queue.length) {
       const t = this.#queue[this.#head]!;
+      if (limit && comparePos(t.pos, limit) > 0) break;
       const special = !!(t.ddl || t.statementDml);
       if (special && batch.length > 0) break;
       if (batch.length > 0 && (rows + t.rowCount > max.maxRows || bytes + t.bytes > max.maxBytes)) break;
@@ -406,10 +411,10 @@ export class ReplicaSync {
     const hb = Math.max(100, this.#cfg.heartbeatSeconds * 1000);
     while (!this.#stopping) {
       if (this.#readerError) throw this.#readerError;
-      if (this.#chunks.length > 0 && this.#chunkReady(this.#chunks[0].chunk)) {
+      if (this.#chunks.length > 0 && this.#chunkReady(this.#chunks[0])) {
         const c = this.#chunks.shift()!;
         try {
-          await this.#writeChunk(c.chunk);
+          await this.#writeChunk(c.chunk!);
           c.resolve();
         } catch (err: any) {
           c.reject(err);
@@ -425,7 +430,7 @@ export class ReplicaSync {
       }
       if (Date.now() - this.#lastControlPoll > 5000) await this.#controlPoll();
       if (this.#queued() === 0) {
-        if (this.#chunks.length > 0 && this.#chunkReady(this.#chunks[0].chunk)) continue;
+        if (this.#chunks.length > 0 && this.#chunkReady(this.#chunks[0])) continue;
         // a chunk waiting for its watermark is rechecked soon
         const wait = this.#chunks.length > 0 ? Math.min(hb, 200) : hb;
         let timer: NodeJS.Timeout | undefined;
@@ -438,7 +443,14 @@ export class ReplicaSync {
         }
         continue;
       }
-      const batch = this.#take();
+      const batch = this.#take(this.#streamLimit());
+      if (batch.length === 0) {
+        // the next transaction is past a chunk's watermark: wait for the chunk
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([new Promise<void>((r) => (this.#wake = r)), new Promise((r) => (timer = setTimeout(r, 200)))]);
+        clearTimeout(timer);
+        continue;
+      }
       this.#inflight = batch;
       try {
         if (batch.length === 1 && (batch[0].ddl || batch[0].statementDml)) await this.#applySpecial(batch[0]);
@@ -461,12 +473,60 @@ export class ReplicaSync {
    * transactions (a rotation), "nothing left to read" stands in: the queue is empty and the reader has
    * been quiet for a moment after the read.
    */
-  #chunkReady(c: Chunk): boolean {
-    if (!c.hi || !this.#appliedPos) return true;
-    if (comparePos(this.#appliedPos, c.hi) >= 0) return true;
-    const now = Date.now();
-    const quiet = this.#reader ? now - this.#reader.lastEventAt > 500 : true;
-    return this.#queued() === 0 && this.#inflight.length === 0 && quiet && now - (c.readAt ?? 0) > 500;
+  #chunkReady(e: SlotEntry): boolean {
+    if (!e.chunk || !e.hiKnown) return false;
+    const hi = e.hi;
+    if (!hi || !this.#appliedPos) return true;
+    if (this.#inflight.length > 0) return false;
+    if (comparePos(this.#appliedPos, hi) >= 0) return true;
+    // the next transaction read is past the watermark: everything up to it is applied
+    const next = this.#queued() > 0 ? this.#queue[this.#head] : undefined;
+    if (next) return comparePos(next.pos, hi) > 0;
+    // nothing read is left unapplied, and the reader has read up to the watermark (a rotation moves the end
+    // without a transaction)
+    const r = this.#reader;
+    return !!r && comparePos(r.lastRead, hi) >= 0;
+  }
+
+  /** The stream may not apply past the first chunk slot: its low watermark while the read runs, then its high one. */
+  #streamLimit(): Position | null {
+    const e = this.#chunks[0];
+    if (!e) return null;
+    const p = e.hiKnown ? e.hi : e.lo;
+    return p ? { ...p, gtid: null } : null;
+  }
+
+  #reserve(lo: { file: string; pos: number } | undefined): ChunkSlot {
+    let resolve!: () => void;
+    let reject!: (e: Error) => void;
+    const promise = new Promise<void>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    promise.catch(() => undefined);
+    const entry: SlotEntry = { lo, hi: undefined, hiKnown: false, chunk: undefined, resolve, reject };
+    this.#chunks.push(entry);
+    return {
+      setHi: (hi) => {
+        entry.hi = hi;
+        entry.hiKnown = true;
+        this.#wake?.();
+      },
+      deliver: (c) => {
+        entry.chunk = c;
+        if (!entry.hiKnown) {
+          entry.hiKnown = true;
+          entry.hi = c.hi;
+        }
+        this.#wake?.();
+        return promise;
+      },
+      cancel: () => {
+        const i = this.#chunks.indexOf(entry);
+        if (i >= 0) this.#chunks.splice(i, 1);
+        this.#wake?.();
+      },
+    };
   }
 
   /**
@@ -865,15 +925,16 @@ export class ReplicaSync {
       this.#cfg,
       this.#log,
       tables,
-      (chunk) =>
-        new Promise<void>((resolve, reject) => {
-          this.#chunks.push({ chunk, resolve, reject });
-          this.#wake?.();
-        }),
+      (lo) => this.#reserve(lo),
       (t) => this.#pendingTables.delete(`${t.db}.${t.table}`),
     );
     this.#copier = copier;
     this.#copierFinished = false;
+    ChunkReader.onLockingRefused = (e) =>
+      this.#log.warn(
+        { err: e?.message },
+        "the source refused a locking read (SELECT … LOCK IN SHARE MODE); the snapshot continues with plain reads, which can miss a transaction committing at the very moment of a chunk read. Grant LOCK TABLES on the synced databases to the sync user to close that window.",
+      );
     this.#copierDone = copier.run().then(
       () => {
         this.#copierFinished = true;
@@ -1031,6 +1092,15 @@ export class ReplicaSync {
       quarantined: [...this.#quarantine],
     };
   }
+}
+
+interface SlotEntry {
+  lo: { file: string; pos: number } | undefined;
+  hi: { file: string; pos: number } | undefined;
+  hiKnown: boolean;
+  chunk: Chunk | undefined;
+  resolve: () => void;
+  reject: (e: Error) => void;
 }
 
 export class RestartRequested extends Error {

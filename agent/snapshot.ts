@@ -54,6 +54,17 @@ export function chunkInsertParts(meta: TableMeta, rows: unknown[][], skip: Set<s
   return { sql: out, written };
 }
 
+/**
+ * A place in the stream reserved for a chunk before it is read: the applier applies no source
+ * transaction past `lo` (the end before the read) until `hi` (the end after it) is known, and none past
+ * `hi` until the chunk is written. The chunk thus lands exactly at its high watermark (DBLog's rule).
+ */
+export interface ChunkSlot {
+  setHi(hi: { file: string; pos: number } | undefined): void;
+  deliver(c: Chunk): Promise<void>;
+  cancel(): void;
+}
+
 /** The scope signature stored with the checkpoint: a change of filters brings new tables in. */
 export function scopeSignature(cfg: Pick<Config, "databases" | "tables">): string {
   return JSON.stringify({ databases: [...cfg.databases].sort(), include: cfg.tables?.include ?? [], exclude: cfg.tables?.exclude ?? [] });
@@ -191,6 +202,9 @@ export async function binlogEnd(c: Conn): Promise<{ file: string; pos: number } 
 
 /** Reads one table in key order, chunk by chunk, from a cursor. */
 export class ChunkReader {
+  /** locking reads until the source refuses them (privileges) */
+  static locking = true;
+  static onLockingRefused: ((e: any) => void) | null = null;
   #src: Conn;
   #meta: TableMeta;
   #select: string;
@@ -223,7 +237,20 @@ export class ChunkReader {
   async next(): Promise<{ rows: unknown[][]; lastKey: unknown[] | null }> {
     const order = this.#meta.primaryKey.map(quoteId).join(", ");
     const where = this.#cursor ? ` WHERE ${this.#after(this.#cursor)}` : "";
-    const [rows] = await this.#src.query<any[]>({ sql: `${this.#select}${where} ORDER BY ${order} LIMIT ${this.#n}`, rowsAsArray: true });
+    const sql = `${this.#select}${where} ORDER BY ${order} LIMIT ${this.#n}`;
+    let rows: any[];
+    try {
+      // A locking read (shared locks for this one statement, released at its end) waits for any
+      // transaction already in the binlog but not yet committed in InnoDB that touched these rows, so the
+      // chunk reflects every transaction binlogged before it: the binlog order and the read agree.
+      [rows] = await this.#src.query<any[]>({ sql: ChunkReader.locking ? `${sql} LOCK IN SHARE MODE` : sql, rowsAsArray: true });
+    } catch (e: any) {
+      // MySQL 8.0.22+ asks for LOCK TABLES (or UPDATE/DELETE) besides SELECT for a locking read
+      if (!ChunkReader.locking || (e?.errno !== 1142 && e?.errno !== 1227 && e?.errno !== 1044)) throw e;
+      ChunkReader.locking = false;
+      ChunkReader.onLockingRefused?.(e);
+      [rows] = await this.#src.query<any[]>({ sql, rowsAsArray: true });
+    }
     if (rows.length < this.#n) this.done = true;
     if (rows.length) {
       const idx = this.#meta.primaryKey.map((k) => this.#meta.writable.indexOf(k));
@@ -286,7 +313,7 @@ export class Copier {
   #cfg: Config;
   #log: Logger;
   #tables: SnapshotTable[];
-  #deliver: (c: Chunk) => Promise<void>;
+  #reserve: (lo: { file: string; pos: number } | undefined) => ChunkSlot;
   #stopped = false;
   #src: Conn | null = null;
   readonly startedAt = Date.now();
@@ -294,12 +321,12 @@ export class Copier {
 
   #onStart: (t: SnapshotTable) => void;
 
-  constructor(cfg: Config, log: Logger, tables: SnapshotTable[], deliver: (c: Chunk) => Promise<void>, onStart: (t: SnapshotTable) => void = () => undefined) {
+  constructor(cfg: Config, log: Logger, tables: SnapshotTable[], reserve: (lo: { file: string; pos: number } | undefined) => ChunkSlot, onStart: (t: SnapshotTable) => void = () => undefined) {
     this.#onStart = onStart;
     this.#cfg = cfg;
     this.#log = log;
     this.#tables = tables;
-    this.#deliver = deliver;
+    this.#reserve = reserve;
   }
 
   stop(): void {
@@ -317,7 +344,7 @@ export class Copier {
           const meta = await loadTableMeta(this.#src, t.db, t.table);
           if (!meta || meta.primaryKey.length === 0) {
             // dropped (or changed) on the source meanwhile: the stream carries what happened to it
-            await this.#deliver({ db: t.db, table: t.table, meta: meta!, rows: [], lastKey: t.lastKey, last: true });
+            await this.#reserve(undefined).deliver({ db: t.db, table: t.table, meta: meta!, rows: [], lastKey: t.lastKey, last: true });
             t.state = "done";
             break;
           }
@@ -328,17 +355,30 @@ export class Copier {
           let pending: Promise<void> | null = null;
           while (!reader.done && !this.#stopped) {
             const t0 = Date.now();
-            const { rows, lastKey } = await reader.next();
-            // every transaction the read could see is at or before this position (the high watermark)
-            const hi = await binlogEnd(this.#src);
+            const slot = this.#reserve(await binlogEnd(this.#src));
+            let rows: unknown[][];
+            let lastKey: unknown[] | null;
+            let hi: { file: string; pos: number } | undefined;
+            try {
+              ({ rows, lastKey } = await reader.next());
+              // every transaction the read could see is at or before this position (the high watermark)
+              hi = await binlogEnd(this.#src);
+            } catch (e) {
+              slot.cancel();
+              throw e;
+            }
+            slot.setHi(hi);
             const readAt = Date.now();
             await this.#testPause(t, rows.length);
             if (pending) await pending; // at most one chunk waiting for the applier
-            if (this.#stopped) break;
+            if (this.#stopped) {
+              slot.cancel();
+              break;
+            }
             // the SQL is built here, while the applier writes the previous chunk
             const prebuilt = rows.length ? chunkInsertParts(meta, rows, undefined, this.#cfg.snapshot.writers) : { sql: [], written: 0 };
             const chunk: Chunk = { db: t.db, table: t.table, meta, rows, lastKey, last: reader.done, prebuilt, hi, readAt };
-            pending = this.#deliver(chunk).then(() => {
+            pending = slot.deliver(chunk).then(() => {
               t.rowsCopied += rows.length;
               t.lastKey = lastKey;
               this.copiedThisRun += rows.length;

@@ -49,7 +49,7 @@ describe("online snapshot under load", () => {
     const writer = new Writer(src, { idBase: 1_000_000 });
     writer.start(2);
     agent = new AgentProcess(cfgFile);
-    await agent.waitForLog((l) => l.replica === "r1" && /^snapshot \d+%/.test(l.msg ?? ""), 30_000);
+    await agent.waitForLog((l) => l.replica === "r1" && /^snapshot \d+%/.test(l.msg ?? "") && l.rowsCopied > 0, 30_000);
     // progress is visible: /readyz not ready, status and metrics show the copy
     const ready = await agent.http("/readyz");
     expect(ready.status).toBe(503);
