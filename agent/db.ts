@@ -84,6 +84,21 @@ export function isAuthError(err: any): boolean {
   return err?.errno === 1045 || err?.errno === 1044 || err?.code === "ER_ACCESS_DENIED_ERROR";
 }
 
+/**
+ * The binlog status row (File, Position, and on MySQL Executed_Gtid_Set), undefined without a binlog.
+ * MySQL 8.4 renamed the statement. The timeout keeps a half-open connection from hanging the caller.
+ */
+export async function binlogStatus(c: Conn, timeout = 10_000): Promise<any | undefined> {
+  try {
+    const [rows] = await c.query<any[]>({ sql: "SHOW MASTER STATUS", timeout });
+    return rows[0];
+  } catch (e: any) {
+    if (e?.errno !== 1064) throw e;
+    const [rows] = await c.query<any[]>({ sql: "SHOW BINARY LOG STATUS", timeout });
+    return rows[0];
+  }
+}
+
 export function quoteId(name: string): string {
   return "`" + name.replace(/`/g, "``") + "`";
 }

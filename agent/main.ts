@@ -2,7 +2,7 @@
 // polls the source's binlog end (the heartbeat behind lag), serves HTTP, and stops cleanly on signals.
 import type { Config } from "./config.js";
 import { baseServerId, redactConfig } from "./config.js";
-import { connect, type Conn } from "./db.js";
+import { binlogStatus, connect, type Conn } from "./db.js";
 import { startHttp, type HttpServer } from "./http.js";
 import { createLogger, type Logger } from "./log.js";
 import { Metrics } from "./metrics.js";
@@ -41,7 +41,7 @@ export class Agent {
     this.cfg = cfg;
     this.#opts = opts;
     this.log = opts.logger ?? createLogger(cfg.logLevel);
-    this.metrics = new Metrics(cfg.group);
+    this.metrics = new Metrics();
   }
 
   get httpAddress(): string | null {
@@ -107,17 +107,8 @@ export class Agent {
   }
 
   async #masterStatus(): Promise<any> {
-    const c = this.#src!;
     // a half-open source connection must not freeze the heartbeat: the poll times out
-    try {
-      const [rows] = await c.query<any[]>({ sql: "SHOW MASTER STATUS", timeout: 10_000 });
-      return rows[0];
-    } catch (e: any) {
-      // MySQL 8.4 renamed it
-      if (e?.errno !== 1064) throw e;
-      const [rows] = await c.query<any[]>({ sql: "SHOW BINARY LOG STATUS", timeout: 10_000 });
-      return rows[0];
-    }
+    return binlogStatus(this.#src!);
   }
 
   /** The source's current end; also the heartbeat that tells a caught-up replica from a lagging one. */

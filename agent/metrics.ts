@@ -13,9 +13,8 @@ export class Metrics {
   readonly queueBytes: client.Gauge<"group" | "replica">;
   readonly batches: client.Counter<"group" | "replica">;
 
-  constructor(group: string) {
+  constructor() {
     const r = [this.registry];
-    this.registry.setDefaultLabels({});
     client.collectDefaultMetrics({ register: this.registry, prefix: "datasync_process_" });
     const l = ["group", "replica"] as const;
     this.lag = new client.Gauge({ name: "datasync_replica_lag_seconds", help: "Age of the oldest source change the replica has not applied (0 when caught up)", labelNames: l, registers: r });
@@ -27,6 +26,5 @@ export class Metrics {
     this.skipped = new client.Counter({ name: "datasync_skipped_statements_total", help: "Source statements not replicated, by kind (account = rule 5)", labelNames: ["group", "replica", "kind"], registers: r });
     this.queueBytes = new client.Gauge({ name: "datasync_replica_queue_bytes", help: "Bytes of source transactions read but not yet applied", labelNames: l, registers: r });
     this.batches = new client.Counter({ name: "datasync_replica_target_commits_total", help: "Target transactions committed on the replica", labelNames: l, registers: r });
-    void group;
   }
 }

@@ -311,7 +311,7 @@ export class BinlogReader {
         this.#commit(ev);
         return;
       case "xaprepare":
-        if (this.#cur) this.#parkXa(ev);
+        if (this.#cur) this.#parkXa();
         return;
       case "rotate":
         // between transactions the reader has read up to the new file's start (a rotation writes no
@@ -333,16 +333,15 @@ export class BinlogReader {
     }
   }
 
-  #parkXa(ev?: any): void {
-    const key = ev?.xidGtrid !== undefined ? null : this.#xaCurrent;
-    const id = key ?? this.#xaCurrent ?? "";
-    if (this.#cur) this.#xaPrepared.set(id, this.#cur);
+  /** Park the prepared part of an XA transaction under the XID of its XA START until XA COMMIT. */
+  #parkXa(): void {
+    if (this.#cur) this.#xaPrepared.set(this.#xaCurrent ?? "", this.#cur);
     this.#cur = null;
     this.#xaCurrent = null;
     this.#foldPending();
   }
 
-  /** A GTID group that ended without delivering a transaction (an XA prepare) is still executed. */
+  /** Add the current group's GTID to the executed position: at its commit, or when a group ends without one (an XA prepare). */
   #foldPending(): void {
     if (!this.#pendingGtid) return;
     if (this.#o.flavor === "mariadb") {
@@ -358,16 +357,7 @@ export class BinlogReader {
   #commit(ev: any): void {
     const t = this.#cur ?? this.#open(ev.timestamp);
     this.#cur = null;
-    if (this.#pendingGtid) {
-      if (this.#o.flavor === "mariadb") {
-        this.#mariaGtid ??= new MariadbGtidPosition();
-        this.#mariaGtid.add(this.#pendingGtid);
-      } else {
-        this.#mysqlGtid ??= new GtidSet();
-        this.#mysqlGtid.add(this.#pendingGtid);
-      }
-      this.#pendingGtid = undefined;
-    }
+    this.#foldPending();
     const gtid = this.#mariaGtid ? this.#mariaGtid.toString() : this.#mysqlGtid ? this.#mysqlGtid.toString() : null;
     const file: string = this.#z?.options?.filename ?? this.lastRead.file;
     const pos = ev.nextPosition > 0 ? ev.nextPosition : this.lastRead.pos;

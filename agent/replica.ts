@@ -77,6 +77,8 @@ export interface Backoff {
 const defaultBackoff: Backoff = { sleep: (ms) => new Promise((r) => setTimeout(r, ms)), base: 500, cap: 30_000 };
 
 const MULTI_QUERY_BYTES = 4 << 20;
+/** DATASYNC_TRACE_BATCHES=1: one stderr line per target transaction (read once: #enqueue runs per source transaction) */
+const TRACE = !!process.env.DATASYNC_TRACE_BATCHES;
 /** longer than any lock wait (innodb_lock_wait_timeout defaults to 50 s) */
 const APPLY_TIMEOUT_MS = 300_000;
 
@@ -346,7 +348,7 @@ export class ReplicaSync {
     this.#setState("streaming");
     this.#attempt = 0; // the backoff restarts once a session streams again
     this.#behindSince = null;
-    if (process.env.DATASYNC_TRACE_BATCHES) process.stderr.write(`streaming at=${Date.now() % 100000}\n`);
+    if (TRACE) process.stderr.write(`streaming at=${Date.now() % 100000}\n`);
     this.#log.info({ position: start, snapshot: this.#cpState === "snapshot" }, "streaming");
     if (this.#cpState === "snapshot") await this.#startCopier(conn);
     await this.#applyLoop();
@@ -360,10 +362,9 @@ export class ReplicaSync {
   // ---------------------------------------------------------------- queue
 
   #enqueue(t: Txn): boolean {
-    if (process.env.DATASYNC_TRACE_BATCHES && (this.#appliedTxns + this.#queued()) % 1000 === 0) process.stderr.write(`enqueue at=${Date.now() % 100000} queued=${this.#queued()} applied=${this.#appliedTxns}\n`);
+    if (TRACE && (this.#appliedTxns + this.#queued()) % 1000 === 0) process.stderr.write(`enqueue at=${Date.now() % 100000} queued=${this.#queued()} applied=${this.#appliedTxns}\n`);
     this.#queue.push(t);
     this.#queueBytes += t.bytes;
-    this.#m.queueBytes.set(this.#labels, this.#queueBytes);
     this.#wake?.();
     return this.#queueBytes < this.#cfg.apply.queueBytes;
   }
@@ -401,7 +402,6 @@ export class ReplicaSync {
 
   #release(batch: Txn[]): void {
     for (const t of batch) this.#queueBytes -= t.bytes;
-    this.#m.queueBytes.set(this.#labels, Math.max(0, this.#queueBytes));
     if (this.#reader?.paused && this.#queueBytes < this.#cfg.apply.queueBytes / 2) this.#reader.resume();
   }
 
@@ -594,7 +594,7 @@ export class ReplicaSync {
     const hasFallbacks = stmts.some((s) => s.fallback);
     const t0 = Date.now();
     await this.#runTransaction(conn, stmts, cp, hasFallbacks, batch);
-    if (process.env.DATASYNC_TRACE_BATCHES) process.stderr.write(`at=${Date.now() % 100000} batch txns=${batch.length} rows=${b.rows} stmts=${stmts.length} ms=${Date.now() - t0} queued=${this.#queued()}\n`);
+    if (TRACE) process.stderr.write(`at=${Date.now() % 100000} batch txns=${batch.length} rows=${b.rows} stmts=${stmts.length} ms=${Date.now() - t0} queued=${this.#queued()}\n`);
     this.#appliedPos = last.pos;
     this.#checkpointPos = last.pos;
     this.#lastCheckpointAt = Date.now();
@@ -1078,6 +1078,8 @@ export class ReplicaSync {
   status(): ReplicaStatus {
     const lag = this.lagSeconds();
     this.#m.lag.set(this.#labels, lag ?? -1);
+    // gauges are refreshed here (every heartbeat and every /metrics scrape), not per source transaction
+    this.#m.queueBytes.set(this.#labels, Math.max(0, this.#queueBytes));
     return {
       name: this.name,
       state: this.#state,

@@ -5,7 +5,7 @@
 // position taken before the first chunk, so every change after it arrives through the stream.
 import mysql from "mysql2";
 import type { Config } from "./config.js";
-import { connect, isTransient, qualified, quoteId, type Conn } from "./db.js";
+import { binlogStatus, connect, isTransient, qualified, quoteId, type Conn } from "./db.js";
 import { normalizeDdl } from "./ddl.js";
 import type { Logger } from "./log.js";
 import { makeTableFilter } from "./rules.js";
@@ -190,14 +190,8 @@ export async function copyOrder(src: Conn, tables: { db: string; table: string }
 }
 
 export async function binlogEnd(c: Conn): Promise<{ file: string; pos: number } | undefined> {
-  let rows: any[];
-  try {
-    [rows] = await c.query<any[]>("SHOW MASTER STATUS");
-  } catch (e: any) {
-    if (e?.errno !== 1064) throw e;
-    [rows] = await c.query<any[]>("SHOW BINARY LOG STATUS");
-  }
-  return rows[0] ? { file: String(rows[0].File), pos: Number(rows[0].Position) } : undefined;
+  const st = await binlogStatus(c);
+  return st ? { file: String(st.File), pos: Number(st.Position) } : undefined;
 }
 
 /** Reads one table in key order, chunk by chunk, from a cursor. */

@@ -3,6 +3,7 @@
 import type { Config } from "./config.js";
 import { connect, describeConnError } from "./db.js";
 import { readCheckpoint } from "./checkpoint.js";
+import { binlogEnd } from "./snapshot.js";
 import { comparePos, type Position } from "./reader.js";
 
 export interface ReplicaStatusRow {
@@ -41,8 +42,7 @@ export async function status(cfg: Config): Promise<StatusReport> {
   try {
     const c = await connect(cfg.source, "source");
     try {
-      const [rows] = await c.query<any[]>("SHOW MASTER STATUS");
-      if (rows[0]) out.source.position = { file: rows[0].File, pos: Number(rows[0].Position) };
+      out.source.position = (await binlogEnd(c)) ?? null;
     } finally {
       await c.end();
     }

@@ -4,22 +4,13 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { Flavor } from "../agent/rules.js";
 import { agentModule, liveCheckError, prepareBookkeeping, removeBookkeeping } from "./live.js";
-import { canonical, checkSyncGroup, flavorOf, STATE_VERSION, UNKNOWN } from "./spec.js";
+import { canonical, checkSyncGroup, flavorOf, STATE_VERSION, UNKNOWN, type ServerSpec } from "./spec.js";
 import type { ReplicaArgs } from "./syncGroup.js";
 
 /** ReplicaServer inputs as the provider sees them (flat: top-level secrets stay addressable). */
-interface ReplicaServerInputs {
+interface ReplicaServerInputs extends ServerSpec {
   group: string;
   replicaName: string;
-  host: string;
-  port?: number;
-  user: string;
-  password?: string;
-  passwordEnv?: string;
-  passwordFile?: string;
-  version: string;
-  flavor?: Flavor;
-  tls?: Record<string, string>;
   primary: { version: string; flavor?: Flavor; host?: string; port?: number };
   databases: string[];
 }

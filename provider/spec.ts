@@ -64,7 +64,7 @@ export interface AgentSettings {
   readyLagSeconds?: number;
   heartbeatSeconds?: number;
   logLevel?: "fatal" | "error" | "warn" | "info" | "debug" | "trace";
-  apply?: { maxRows?: number; maxBytes?: number; maxDelayMs?: number; queueBytes?: number };
+  apply?: { maxRows?: number; maxBytes?: number; queueBytes?: number };
   snapshot?: { chunkRows?: number; rowsPerSecond?: number };
 }
 
