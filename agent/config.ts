@@ -70,8 +70,10 @@ export const configSchema = z.strictObject({
       rowsPerSecond: z.number().int().min(0).default(0),
       /** connections writing each chunk in parallel on the replica */
       writers: z.number().int().min(1).max(8).default(2),
+      /** locking chunk reads (LOCK IN SHARE MODE): close a visibility race, but block and can deadlock source writers */
+      lockingReads: z.boolean().default(false),
     })
-    .default({ chunkRows: 10_000, rowsPerSecond: 0, writers: 2 }),
+    .default({ chunkRows: 10_000, rowsPerSecond: 0, writers: 2, lockingReads: false }),
   logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace"]).default("info"),
 });
 

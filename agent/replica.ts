@@ -930,6 +930,7 @@ export class ReplicaSync {
     );
     this.#copier = copier;
     this.#copierFinished = false;
+    ChunkReader.locking = this.#cfg.snapshot.lockingReads;
     ChunkReader.onLockingRefused = (e) =>
       this.#log.warn(
         { err: e?.message },

@@ -196,8 +196,8 @@ export async function binlogEnd(c: Conn): Promise<{ file: string; pos: number } 
 
 /** Reads one table in key order, chunk by chunk, from a cursor. */
 export class ChunkReader {
-  /** locking reads until the source refuses them (privileges) */
-  static locking = true;
+  /** locking reads (config snapshot.lockingReads) until the source refuses them (privileges) */
+  static locking = false;
   static onLockingRefused: ((e: any) => void) | null = null;
   #src: Conn;
   #meta: TableMeta;
