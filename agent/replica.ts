@@ -107,6 +107,8 @@ export class ReplicaSync {
   #schema = new SchemaCache(() => this.#conn!);
   #quarantine = new Set<string>();
   #appliedPos: Position | null = null;
+  /** the position of the last transaction taken from the queue for applying (in flight or applied) */
+  #takenPos: Position | null = null;
   #checkpointPos: Position | null = null;
   #lastCheckpointAt = 0;
   #pendingSince: number | null = null;
@@ -312,6 +314,7 @@ export class ReplicaSync {
     this.#schema.clear();
     this.#checkpointPos = start;
     this.#appliedPos = start;
+    this.#takenPos = start;
     this.#lastCheckpointAt = Date.now();
 
     const srcCfg = this.#cfg.source;
@@ -385,6 +388,7 @@ export class ReplicaSync {
       if (special && batch.length > 0) break;
       if (batch.length > 0 && (rows + t.rowCount > max.maxRows || bytes + t.bytes > max.maxBytes)) break;
       batch.push(t);
+      this.#takenPos = t.pos;
       // Release the slot: until the array is compacted below (after 4096 transactions), it would otherwise
       // keep every applied transaction and its rows alive (hundreds of MB with 1,000-row transactions).
       this.#queue[this.#head] = undefined;
@@ -511,6 +515,14 @@ export class ReplicaSync {
         entry.hi = hi;
         entry.hiKnown = true;
         this.#wake?.();
+      },
+      tryHi: (hi) => {
+        // the stream took nothing past hi (the applier runs on this event loop: nothing moves meanwhile)
+        if (this.#takenPos && comparePos(this.#takenPos, hi) > 0) return false;
+        entry.hi = hi;
+        entry.hiKnown = true;
+        this.#wake?.();
+        return true;
       },
       deliver: (c) => {
         entry.chunk = c;

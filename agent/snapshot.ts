@@ -61,6 +61,11 @@ export function chunkInsertParts(meta: TableMeta, rows: unknown[][], skip: Set<s
  */
 export interface ChunkSlot {
   setHi(hi: { file: string; pos: number } | undefined): void;
+  /**
+   * Sets the high watermark to `hi` when the stream has not taken any transaction past it yet (then the
+   * chunk lands exactly there); false when it has (the read must be retried at a later position).
+   */
+  tryHi(hi: { file: string; pos: number }): boolean;
   deliver(c: Chunk): Promise<void>;
   cancel(): void;
 }
@@ -187,6 +192,21 @@ export async function copyOrder(src: Conn, tables: { db: string; table: string }
   };
   for (const n of [...names].sort()) visit(n, []);
   return { order, relaxed };
+}
+
+/**
+ * MariaDB ties a consistent-snapshot transaction to a binlog position (binlog_snapshot_file/_position):
+ * the snapshot sees exactly the transactions binlogged before it. A chunk read in such a transaction is
+ * the table's state at that position, with no window at all, even for changes the binlog does not carry
+ * (foreign-key cascades). Undefined where the server has no such status (MySQL): then the chunk is read
+ * between two watermarks.
+ */
+export async function consistentSnapshotPos(c: Conn): Promise<{ file: string; pos: number } | undefined> {
+  const [rows] = await c.query<any[]>("SHOW SESSION STATUS WHERE Variable_name IN ('binlog_snapshot_file', 'binlog_snapshot_position')");
+  const v = new Map(rows.map((r) => [String(r.Variable_name).toLowerCase(), String(r.Value)]));
+  const file = v.get("binlog_snapshot_file");
+  const pos = Number(v.get("binlog_snapshot_position"));
+  return file && Number.isFinite(pos) && pos > 0 ? { file, pos } : undefined;
 }
 
 export async function binlogEnd(c: Conn): Promise<{ file: string; pos: number } | undefined> {
@@ -334,7 +354,11 @@ export class Copier {
       if (t.state === "done") continue;
       while (!this.#stopped) {
         try {
-          this.#src ??= await connect(this.#cfg.source, "source");
+          if (!this.#src) {
+            this.#src = await connect(this.#cfg.source, "source");
+            // a consistent snapshot needs REPEATABLE READ (READ COMMITTED would ignore it)
+            await this.#src.query("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ");
+          }
           const meta = await loadTableMeta(this.#src, t.db, t.table);
           if (!meta || meta.primaryKey.length === 0) {
             // dropped (or changed) on the source meanwhile: the stream carries what happened to it
@@ -349,19 +373,21 @@ export class Copier {
           let pending: Promise<void> | null = null;
           while (!reader.done && !this.#stopped) {
             const t0 = Date.now();
+            // the low watermark: the stream holds here while the read runs
             const slot = this.#reserve(await binlogEnd(this.#src));
             let rows: unknown[][];
             let lastKey: unknown[] | null;
             let hi: { file: string; pos: number } | undefined;
             try {
+              if (this.#exact !== false) hi = await this.#openSnapshot(slot);
               ({ rows, lastKey } = await reader.next());
-              // every transaction the read could see is at or before this position (the high watermark)
-              hi = await binlogEnd(this.#src);
+              if (hi) await this.#src.query("COMMIT");
+              // otherwise every transaction the read could see is at or before this position (the high watermark)
+              else slot.setHi((hi = await binlogEnd(this.#src)));
             } catch (e) {
               slot.cancel();
               throw e;
             }
-            slot.setHi(hi);
             const readAt = Date.now();
             await this.#testPause(t, rows.length);
             if (pending) await pending; // at most one chunk waiting for the applier
@@ -405,15 +431,49 @@ export class Copier {
     this.#src = null;
   }
 
+  /** whether the source ties consistent snapshots to binlog positions (MariaDB); null until asked */
+  #exact: boolean | null = null;
+
+  /**
+   * Opens a consistent-snapshot transaction on the copier's connection at a binlog position P the stream
+   * has not passed, and sets the slot's high watermark to P: the chunk read next is the state at P. The
+   * stream holds at the low watermark meanwhile; P can lag it by transactions binlogged but not yet
+   * committed, so when the stream already took one of those, the snapshot is reopened a moment later
+   * (P catches up with the low watermark within milliseconds). Undefined when the source cannot do it.
+   */
+  async #openSnapshot(slot: ChunkSlot): Promise<{ file: string; pos: number } | undefined> {
+    const src = this.#src!;
+    if (this.#exact === null) {
+      await src.query("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY");
+      const p = await consistentSnapshotPos(src);
+      await src.query("COMMIT");
+      this.#exact = !!p;
+      // a locking read would read the newest rows, not the snapshot's (and is not needed with it)
+      if (this.#exact) ChunkReader.locking = false;
+      this.#log.info({ exact: this.#exact }, this.#exact ? "snapshot chunks are read at exact binlog positions (consistent snapshots)" : "snapshot chunks are read between binlog watermarks");
+      if (!this.#exact) return undefined;
+    }
+    for (let attempt = 0; ; attempt++) {
+      await src.query("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY");
+      const p = await consistentSnapshotPos(src);
+      if (!p) throw new Error("the source stopped reporting binlog_snapshot_position");
+      if (slot.tryHi(p)) return p;
+      await src.query("COMMIT");
+      await new Promise((r) => setTimeout(r, Math.min(50, 1 + attempt)));
+    }
+  }
+
   #paused = false;
 
   /**
-   * Test hook (DATASYNC_TEST_CHUNK_PAUSE_MS): hold the first chunk between reading it and handing it to
-   * the applier, so a test can commit conflicting changes in that window.
+   * Test hook (DATASYNC_TEST_CHUNK_PAUSE_MS): hold the first chunk (of DATASYNC_TEST_CHUNK_PAUSE_TABLE
+   * when set) between reading it and handing it to the applier, so a test can commit conflicting changes
+   * in that window.
    */
   async #testPause(t: SnapshotTable, rows: number): Promise<void> {
     const ms = Number(process.env.DATASYNC_TEST_CHUNK_PAUSE_MS ?? 0);
-    if (!ms || this.#paused) return;
+    const only = process.env.DATASYNC_TEST_CHUNK_PAUSE_TABLE;
+    if (!ms || this.#paused || (only && only !== `${t.db}.${t.table}`)) return;
     this.#paused = true;
     this.#log.warn({ table: `${t.db}.${t.table}`, rows, pauseMs: ms }, "test hook: chunk read, pausing before it is written");
     await new Promise((r) => setTimeout(r, ms));

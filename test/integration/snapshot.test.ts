@@ -184,3 +184,45 @@ describe("snapshot correctness and scope changes", () => {
     expect(await rep.query("SELECT v FROM shop.items WHERE id = 200000")).toEqual([{ v: "while stopped" }]);
   });
 });
+
+describe("snapshot chunks and foreign-key cascades", () => {
+  let src: TestServer;
+  let rep: TestServer;
+  let agent: AgentProcess | null = null;
+
+  beforeAll(async () => {
+    [src, rep] = await startServers([{ name: "snap3-src" }, { name: "snap3-r1" }]);
+    await src.query("CREATE DATABASE fk");
+    await src.query("CREATE TABLE fk.parent (id INT PRIMARY KEY, v VARCHAR(20))");
+    await src.query(
+      "CREATE TABLE fk.kid_del (id INT PRIMARY KEY, pid INT NOT NULL, CONSTRAINT kd FOREIGN KEY (pid) REFERENCES fk.parent (id) ON DELETE CASCADE ON UPDATE CASCADE)",
+    );
+    await src.query("CREATE TABLE fk.kid_null (id INT PRIMARY KEY, pid INT NULL, CONSTRAINT kn FOREIGN KEY (pid) REFERENCES fk.parent (id) ON DELETE SET NULL ON UPDATE CASCADE)");
+    await src.query("INSERT INTO fk.parent SELECT seq, CONCAT('p', seq) FROM fk.seq_1_to_300");
+    await src.query("INSERT INTO fk.kid_del SELECT seq, seq % 300 + 1 FROM fk.seq_1_to_3000");
+    await src.query("INSERT INTO fk.kid_null SELECT seq, seq % 300 + 1 FROM fk.seq_1_to_3000");
+  });
+
+  afterAll(async () => {
+    await agent?.kill("SIGKILL");
+    await Promise.all([src, rep].map((s) => s?.destroy()));
+  });
+
+  it("a parent deleted or re-keyed while a child chunk waits cascades on the replica as on the source (cascades are not in the binlog)", async () => {
+    const cfgFile = writeConfig(makeConfig(src, [rep], { databases: ["fk"], snapshot: { chunkRows: 1000, rowsPerSecond: 0 } }));
+    agent = new AgentProcess(cfgFile, { DATASYNC_TEST_CHUNK_PAUSE_MS: "3000", DATASYNC_TEST_CHUNK_PAUSE_TABLE: "fk.kid_null" });
+    const paused = await agent.waitForLog((l) => /test hook: chunk read/.test(l.msg ?? ""), 30_000);
+    expect(paused.table).toBe("fk.kid_null");
+    // the chunk just read holds kid_null rows 1..1000, which reference parents 1..300
+    await src.query("DELETE FROM fk.parent WHERE id IN (2, 3, 4)"); // kid_null.pid set to NULL, kid_del rows deleted
+    await src.query("UPDATE fk.parent SET id = 1000 WHERE id = 5"); // kid_null.pid and kid_del.pid follow
+    await src.query("INSERT INTO fk.kid_null VALUES (5000, 1000)");
+    await agent.waitForLog((l) => /snapshot complete/.test(l.msg ?? ""), 30_000);
+    await waitCaughtUp(src, rep);
+    const [nulls] = await rep.query<any[]>("SELECT COUNT(*) AS n FROM fk.kid_null WHERE pid IS NULL");
+    expect(Number(nulls.n)).toBe(30);
+    const [gone] = await rep.query<any[]>("SELECT COUNT(*) AS n FROM fk.kid_del WHERE pid IN (2, 3, 4)");
+    expect(Number(gone.n)).toBe(0);
+    await expectIdentical(src, [rep], "fk");
+  });
+});
