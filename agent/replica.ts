@@ -2,7 +2,7 @@
 // and the applier that groups source transactions into target transactions with the checkpoint in the
 // same commit. A slow, failing or dead replica only ever affects itself.
 import type { Config } from "./config.js";
-import { connect, describeConnError, isTransient, quoteId, type Conn } from "./db.js";
+import { connect, describeConnError, isTransient, qualified, quoteId, type Conn } from "./db.js";
 import { connectionOptions } from "./db.js";
 import { planDdl, fingerprint, type DdlPlan } from "./ddl.js";
 import {
@@ -79,6 +79,8 @@ const defaultBackoff: Backoff = { sleep: (ms) => new Promise((r) => setTimeout(r
 const MULTI_QUERY_BYTES = 4 << 20;
 /** DATASYNC_TRACE_BATCHES=1: one stderr line per target transaction (read once: #enqueue runs per source transaction) */
 const TRACE = !!process.env.DATASYNC_TRACE_BATCHES;
+/** test seam: a pause between taking a batch from the queue and applying it (a replica that lags) */
+const TEST_APPLY_DELAY_MS = Number(process.env.DATASYNC_TEST_APPLY_DELAY_MS ?? 0);
 /** longer than any lock wait (innodb_lock_wait_timeout defaults to 50 s) */
 const APPLY_TIMEOUT_MS = 300_000;
 
@@ -456,6 +458,7 @@ export class ReplicaSync {
         continue;
       }
       this.#inflight = batch;
+      if (TEST_APPLY_DELAY_MS > 0) await new Promise((r) => setTimeout(r, TEST_APPLY_DELAY_MS));
       try {
         if (batch.length === 1 && (batch[0].ddl || batch[0].statementDml)) await this.#applySpecial(batch[0]);
         else await this.#applyRows(batch);
@@ -931,6 +934,17 @@ export class ReplicaSync {
     this.#snapshotTables = new Set(tables.map((t) => `${t.db}.${t.table}`));
     this.#pendingTables = new Set(tables.filter((t) => t.state === "pending").map((t) => `${t.db}.${t.table}`));
     this.#relaxedTables = new Set(tables.map((t) => `${t.db}.${t.table}`).filter((n) => order.relaxed.has(n)));
+    // A pending table has no chunk yet, but in an earlier session its copy may have started and the stream
+    // applied changes to it (rows upserted from after-images) before the session ended, first chunk unlanded.
+    // This session's stream skips it again until its copy starts, so such rows would stay stale under the
+    // chunk's INSERT IGNORE: empty it, its rows all come from the copy and the stream after the copy starts.
+    if (this.#pendingTables.size) {
+      const del = [...this.#pendingTables].map((n) => {
+        const t = tables.find((x) => `${x.db}.${x.table}` === n)!;
+        return `DELETE FROM ${qualified(t.db, t.table)}`;
+      });
+      await conn.query(["SET SESSION foreign_key_checks = 0", ...del, "SET SESSION foreign_key_checks = 1"].join(";\n"));
+    }
     const resumed = tables.filter((t) => t.rowsCopied > 0);
     if (resumed.length) this.#log.info({ tables: resumed.map((t) => ({ table: `${t.db}.${t.table}`, rowsCopied: t.rowsCopied })) }, "snapshot resumes where it stopped");
     const copier = new Copier(

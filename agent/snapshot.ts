@@ -349,6 +349,9 @@ export class Copier {
 
   async run(): Promise<void> {
     const rps = this.#cfg.snapshot.rowsPerSecond;
+    // test seam: the copy starts late (the stream runs alone for a while)
+    const delay = Number(process.env.DATASYNC_TEST_COPY_START_DELAY_MS ?? 0);
+    if (delay > 0) await new Promise((r) => setTimeout(r, delay));
     let attempt = 0;
     for (const t of this.#tables) {
       if (t.state === "done") continue;
@@ -463,18 +466,21 @@ export class Copier {
     }
   }
 
-  #paused = false;
+  #paused = new Set<string>();
 
   /**
-   * Test hook (DATASYNC_TEST_CHUNK_PAUSE_MS): hold the first chunk (of DATASYNC_TEST_CHUNK_PAUSE_TABLE
-   * when set) between reading it and handing it to the applier, so a test can commit conflicting changes
+   * Test hook (DATASYNC_TEST_CHUNK_PAUSE_MS): hold the first chunk (of each table in the comma-separated
+   * DATASYNC_TEST_CHUNK_PAUSE_TABLE when set, `db.table[:ms]`) between reading it and handing it to the applier, so a test can commit conflicting changes
    * in that window.
    */
   async #testPause(t: SnapshotTable, rows: number): Promise<void> {
-    const ms = Number(process.env.DATASYNC_TEST_CHUNK_PAUSE_MS ?? 0);
-    const only = process.env.DATASYNC_TEST_CHUNK_PAUSE_TABLE;
-    if (!ms || this.#paused || (only && only !== `${t.db}.${t.table}`)) return;
-    this.#paused = true;
+    const name = `${t.db}.${t.table}`;
+    // "db.table" or "db.table:ms" entries
+    const only = process.env.DATASYNC_TEST_CHUNK_PAUSE_TABLE?.split(",").map((e) => e.split(":"));
+    const entry = only?.find(([n]) => n === name);
+    const ms = Number(entry?.[1] ?? process.env.DATASYNC_TEST_CHUNK_PAUSE_MS ?? 0);
+    if (!ms || (only ? !entry || this.#paused.has(name) : this.#paused.size > 0)) return;
+    this.#paused.add(name);
     this.#log.warn({ table: `${t.db}.${t.table}`, rows, pauseMs: ms }, "test hook: chunk read, pausing before it is written");
     await new Promise((r) => setTimeout(r, ms));
   }

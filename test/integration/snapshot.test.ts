@@ -225,4 +225,35 @@ describe("snapshot chunks and foreign-key cascades", () => {
     expect(Number(gone.n)).toBe(0);
     await expectIdentical(src, [rep], "fk");
   });
+
+  it("a table whose copy had started but whose first chunk never landed is copied afresh after a crash (no stale streamed rows)", async () => {
+    await agent?.kill("SIGTERM");
+    await src.query("CREATE DATABASE rs");
+    await src.query("CREATE TABLE rs.a (id INT PRIMARY KEY)");
+    await src.query("INSERT INTO rs.a SELECT seq FROM rs.seq_1_to_10");
+    await src.query("CREATE TABLE rs.t (id INT PRIMARY KEY, v INT NOT NULL)");
+    await src.query("INSERT INTO rs.t SELECT seq, seq FROM rs.seq_1_to_2000");
+    const cfgFile = writeConfig(makeConfig(src, [rep], { group: "restart", databases: ["rs"], snapshot: { chunkRows: 1000, rowsPerSecond: 0 } }));
+    agent = new AgentProcess(cfgFile, { DATASYNC_TEST_CHUNK_PAUSE_TABLE: "rs.a:3000,rs.t:60000", DATASYNC_TEST_APPLY_DELAY_MS: "1500" });
+    await agent.waitForLog((l) => /test hook: chunk read/.test(l.msg ?? "") && l.table === "rs.a", 30_000);
+    // while rs.a's chunk waits (the stream holds at it), rs.t changes; rs.t's copy starts after rs.a's, and
+    // the stream, lagging (the delay), applies that change after it started but before rs.t's first chunk
+    // lands (as an upsert: the row is not there yet)
+    await src.query("UPDATE rs.t SET v = -5 WHERE id = 5");
+    await agent.waitForLog((l) => /test hook: chunk read/.test(l.msg ?? "") && l.table === "rs.t", 30_000);
+    await waitFor(async () => (await rep.query<any[]>("SELECT v FROM rs.t WHERE id = 5"))[0]?.v === -5, 10_000, "the streamed upsert");
+    await agent.kill("SIGKILL"); // the first chunk never lands: the table is still pending
+    await src.query("UPDATE rs.t SET v = 555 WHERE id = 5");
+    // the stream reaches that change before the copy of rs.t starts again: it skips it (the table is pending)
+    agent = new AgentProcess(cfgFile, { DATASYNC_TEST_COPY_START_DELAY_MS: "2000" });
+    try {
+      await agent.waitForLog((l) => /snapshot complete/.test(l.msg ?? ""), 30_000);
+      await waitCaughtUp(src, rep, "restart");
+    } catch (e: any) {
+      e.message += `\n--- agent log (tail) ---\n${agent?.stdoutText.slice(-6000)}`;
+      throw e;
+    }
+    expect(await rep.query("SELECT v FROM rs.t WHERE id = 5")).toEqual([{ v: 555 }]);
+    await expectIdentical(src, [rep], "rs");
+  });
 });
