@@ -456,7 +456,7 @@ export class Copier {
       this.#log.info({ exact: this.#exact }, this.#exact ? "snapshot chunks are read at exact binlog positions (consistent snapshots)" : "snapshot chunks are read between binlog watermarks");
       if (!this.#exact) return undefined;
     }
-    for (let attempt = 0; ; attempt++) {
+    for (let attempt = 0; attempt < 200; attempt++) {
       await src.query("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY");
       const p = await consistentSnapshotPos(src);
       if (!p) throw new Error("the source stopped reporting binlog_snapshot_position");
@@ -464,6 +464,9 @@ export class Copier {
       await src.query("COMMIT");
       await new Promise((r) => setTimeout(r, Math.min(50, 1 + attempt)));
     }
+    // not expected (P reaches the low watermark within milliseconds); this chunk falls back to watermarks
+    this.#log.warn("a consistent snapshot did not reach the stream's position within 10 s; this chunk is read between watermarks");
+    return undefined;
   }
 
   #paused = new Set<string>();
