@@ -409,8 +409,8 @@ export function niceTicks(lo: number, hi: number, count = 5): number[] {
   const mag = 10 ** Math.floor(Math.log10(raw));
   const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw) ?? 10 * mag;
   const out: number[] = [];
-  for (let v = Math.floor(lo / step) * step; v <= hi + step * 1e-9; v += step) out.push(Math.round(v / step) * step);
-  if (out[out.length - 1] < hi) out.push(out[out.length - 1] + step);
+  for (let v = Math.floor(lo / step) * step; v <= hi + step * 1e-9; v += step) out.push(+(Math.round(v / step) * step).toPrecision(12));
+  if (out[out.length - 1] < hi) out.push(+(out[out.length - 1] + step).toPrecision(12));
   return out;
 }
 
@@ -450,7 +450,7 @@ function panel(title: string, unit: string, series: Series[], y0: number, height
   out.push(`<line x1="${left}" x2="${right}" y1="${bottom}" y2="${bottom}" stroke="#333"/>`, `<line x1="${left}" x2="${left}" y1="${top}" y2="${bottom}" stroke="#333"/>`);
   out.push(`<text x="14" y="${(top + bottom) / 2}" font-size="10" transform="rotate(-90 14 ${(top + bottom) / 2})" text-anchor="middle">${esc(unit)}</text>`);
   out.push(`<text x="${right}" y="${bottom + 28}" font-size="10" text-anchor="end">time since streaming started (s)</text>`);
-  let lx = left + 150;
+  let lx = left + title.length * 8 + 24;
   for (const s of series) {
     if (s.points.length) {
       const d = s.points.map((p, i) => `${i ? "L" : "M"}${X(p[0]).toFixed(1)},${Y(p[1]).toFixed(1)}`).join(" ");
