@@ -171,7 +171,7 @@ export function assessGrowth(points: readonly GrowthPoint[], options: Partial<Gr
       name: `lag ${name}`,
       ok: !behind,
       detail:
-        `baseline ${r3(baseline / 1000)} s, end ${r3(end / 1000)} s, trend ${fit.slope >= 0 ? "+" : ""}${r3((fit.slope * 60) / 1000)} s/min; ` +
+        `baseline ${r3(baseline / 1000)} s, end ${r3(end / 1000)} s, trend ${fit.slope >= 0 ? "+" : ""}${Math.round(fit.slope * 60)} ms/min (r² ${fit.r2.toFixed(2)}); ` +
         `limit: end > ${o.lagFactor}× baseline and > ${o.lagMinMs / 1000} s${behind ? ": FALLING BEHIND" : ""}`,
       figures: { baselineS: r3(baseline / 1000), endS: r3(end / 1000), slopeSPerMin: r3((fit.slope * 60) / 1000), r2: r3(fit.r2) },
     });
