@@ -349,7 +349,7 @@ function headerLines(r: SoakReport): string[] {
     `${st.minutes} min soak, ${st.replicas} replica${st.replicas === 1 ? "" : "s"}, workload ~${st.ratePerSecond} tx/s + heartbeat 5/s, a sample every ${st.intervalSeconds} s (${r.samples.length} samples; warm-up: the first ${r1(r.growth.warmupEndS)} s)${st.leakMbPerMin ? `; INJECTED LEAK ${st.leakMbPerMin} MB/min in the agent` : ""}`,
     `machine: ${r.machine.cores} cores (${r.machine.cpu}), load ${r.machine.load1.toFixed(2)} at the start; node ${r.machine.node}; server ${r.machine.server}`,
     `prefill ${r.prefillRows.toLocaleString("en-US")} rows; agent start-up to streaming ${r.startupSeconds === null ? "–" : `${r1(r.startupSeconds)} s`}; the workload wrote ${r.workload.transactions.toLocaleString("en-US")} transactions (${r.workload.rows.toLocaleString("en-US")} rows${r.workload.errors ? `, ${r.workload.errors} failed` : ""})`,
-    `caught up ${r.catchUpSeconds === null ? "no (timed out)" : `${r.catchUpSeconds.toFixed(2)} s after the workload stopped`}; agent peak RSS (VmHWM) ${f1(r.peakRssMb)} MB; agent exit ${r.agentExit ? (r.agentExit.code ?? r.agentExit.signal) : "–"}`,
+    `caught up ${r.catchUpSeconds === null ? "no (timed out)" : `${r.catchUpSeconds.toFixed(2)} s after the workload stopped`}; agent peak RSS (VmHWM) ${f1(r.peakRssMb)} MB; datasync_errors_total ${r.samples.length ? (r.samples[r.samples.length - 1].errors ?? "–") : "–"}; agent exit ${r.agentExit ? (r.agentExit.code ?? r.agentExit.signal) : "–"}`,
   ];
 }
 

@@ -64,16 +64,23 @@ for (const [k, v] of Object.entries(growth)) {
   }
 }
 
-process.exitCode = await runSoak({
-  minutes: opt.minutes,
-  replicas: opt.replicas,
-  interval: opt.interval,
-  rate: opt.rate,
-  out: opt.out,
-  nodeFlags: opt["node-flags"],
-  leakMbPerMin: opt["leak-mb-per-min"],
-  growth,
-  command: `npm run soak -- ${process.argv.slice(2).join(" ")}`.trim(),
-});
+try {
+  process.exitCode = await runSoak({
+    minutes: opt.minutes,
+    replicas: opt.replicas,
+    interval: opt.interval,
+    rate: opt.rate,
+    out: opt.out,
+    nodeFlags: opt["node-flags"],
+    leakMbPerMin: opt["leak-mb-per-min"],
+    growth,
+    command: `npm run soak -- ${process.argv.slice(2).join(" ")}`.trim(),
+  });
+} catch (e) {
+  // a run that could not complete (servers, the agent at start): a failed soak
+  console.error(`soak: ${e?.message ?? e}`);
+  if (process.env.DATASYNC_DEBUG) console.error(e?.stack);
+  process.exitCode = 1;
+}
 // the servers are gone; nothing should keep the process alive, but a stray driver timer must not either
 setTimeout(() => process.exit(), 500).unref();
