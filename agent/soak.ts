@@ -5,7 +5,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
-import { dirname, join, relative } from "node:path";
+import { basename, dirname, join, relative } from "node:path";
 import { validateConfig } from "./config.js";
 import { agentConfig, repoRoot, sandboxBase } from "./sandbox.js";
 import { createShop, Heartbeat, LagProbe, percentile, Workload } from "./sandbox-shop.js";
@@ -576,7 +576,7 @@ export async function runSoak(o: SoakOptions, io: SoakIo = { out: process.stdout
   mkdirSync(serversDir, { recursive: true });
   const logDir = join(root, "bench", "results");
   mkdirSync(logDir, { recursive: true });
-  const logFile = join(logDir, "soak-agent.log");
+  const logFile = join(logDir, `${basename(outPrefix)}-agent.log`);
 
   let servers: TestServer[] = [];
   let child: ChildProcess | null = null;
@@ -682,8 +682,9 @@ export async function runSoak(o: SoakOptions, io: SoakIo = { out: process.stdout
     let peakRssMb: number | null = null;
     let nextAt = t0 + opts.interval * 1000;
     while (Date.now() < endAt && !stopRequested) {
-      await sleep(Math.max(0, Math.min(nextAt, endAt) - Date.now()));
-      if (agent.exit) break;
+      // short naps, so a Ctrl-C or the agent's exit is seen at once
+      while (Date.now() < Math.min(nextAt, endAt) && !stopRequested && !agent.exit) await sleep(Math.min(250, Math.min(nextAt, endAt) - Date.now()));
+      if (agent.exit || stopRequested) break;
       nextAt += opts.interval * 1000;
       const now = Date.now();
       const dt = (now - prev.at) / 1000;

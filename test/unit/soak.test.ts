@@ -1,7 +1,7 @@
 // The soak's growth detector (agent/soak.ts assessGrowth) on synthetic series, and its small helpers.
 import { describe, expect, it } from "vitest";
 import { Rng } from "../../agent/sandbox-shop.js";
-import { assessGrowth, formatSample, leakFlag, linearFit, niceTicks, parseMetrics, parseSoakOptions, soakSvg, type GrowthPoint, type SoakReport, type SoakSample, DEFAULT_GROWTH } from "../../agent/soak.js";
+import { assessGrowth, formatSample, formatSoakSummary, soakMarkdown, leakFlag, linearFit, niceTicks, parseMetrics, parseSoakOptions, soakSvg, type GrowthPoint, type SoakReport, type SoakSample, DEFAULT_GROWTH } from "../../agent/soak.js";
 
 /** n samples every `every` s; rss and lag (ms) as functions of the time and a noise source in [-1, 1) */
 function series(n: number, every: number, rss: (t: number, noise: number) => number, lag: (t: number, noise: number) => number = () => 20, replicas = ["replica1", "replica2"]): GrowthPoint[] {
@@ -178,5 +178,47 @@ describe("soak helpers", () => {
     expect(svg).toMatch(/^<svg [^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/);
     expect(svg).toContain("replica1 p50");
     expect(svg.match(/<path /g)!.length).toBe(4);
+  });
+
+  it("the summary and the Markdown report carry the table, the checks and the verdict", () => {
+    const samples: SoakSample[] = Array.from({ length: 10 }, (_, i) => ({
+      t: (i + 1) * 4,
+      sourceTps: 45,
+      workloadTps: 40,
+      replicas: { replica1: { appliedTps: 44.5, lagP50Ms: 20 + i, lagMaxMs: 60, agentLagS: 0, up: true } },
+      rssMb: 100 + i,
+      hwmMb: 110,
+      heapUsedMb: 30,
+      cpuPct: 8,
+      errors: 0,
+    }));
+    const growth = assessGrowth(samples.map((s) => ({ t: s.t, rssMb: s.rssMb, lagMs: { replica1: s.replicas.replica1.lagP50Ms } })));
+    const report: SoakReport = {
+      command: "npm run soak -- --minutes 0.67",
+      startedAt: "2026-01-01T00:00:00.000Z",
+      machine: { cores: 2, cpu: "cpu", load1: 1, node: "v20", server: "10.11" },
+      settings: { minutes: 0.67, intervalSeconds: 4, replicas: 1, ratePerSecond: 40, leakMbPerMin: 0, growth: DEFAULT_GROWTH },
+      prefillRows: 50_000,
+      workload: { transactions: 1600, rows: 4800, errors: 0, lastError: null },
+      startupSeconds: 4.2,
+      catchUpSeconds: 0.05,
+      agentExit: { code: 0, signal: null },
+      peakRssMb: 110,
+      verify: { identical: true, tables: 5, sourceRows: 51_000, report: "" },
+      growth,
+      checks: [...growth.checks, { name: "verify", ok: false, detail: "NOT identical" }],
+      ok: false,
+      samples,
+    };
+    const text = formatSoakSummary(report);
+    expect(text).toMatch(/^ {2}agent RSS \(MB\)\s+100\.0\s+104\.0\s+100\.0\s+109\.0\s+109\.0\s+\+15\.00 MB\/min$/m);
+    expect(text).toMatch(/^ {2}replica1 lag p50 \(s\)\s+0\.020/m);
+    expect(text).toContain("FAIL verify: NOT identical");
+    expect(text).toMatch(/verdict: FAIL\n$/);
+    const md = soakMarkdown(report, "soak.svg");
+    expect(md).toContain("![agent RSS and end-to-end lag over time](soak.svg)");
+    expect(md).toContain("| agent RSS (MB) | 100.0 | 104.0 | 100.0 | 109.0 | 109.0 | +15.00 MB/min |");
+    expect(md).toContain("| verify | **FAIL** | NOT identical |");
+    expect(md.match(/^\| \d+ \| 45\.0 \|/gm)!.length).toBe(10);
   });
 });
