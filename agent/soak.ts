@@ -276,6 +276,9 @@ export interface SoakReport {
   prefillRows: number;
   workload: { transactions: number; rows: number; errors: number; lastError: string | null };
   startupSeconds: number | null;
+  /** how long the sampling ran (s), and whether a Ctrl-C or the agent's exit ended it before its time */
+  ranSeconds: number;
+  stoppedEarly: boolean;
   catchUpSeconds: number | null;
   agentExit: { code: number | null; signal: string | null } | null;
   peakRssMb: number | null;
@@ -346,6 +349,7 @@ function summaryTable(r: SoakReport, md: boolean): string[] {
 function headerLines(r: SoakReport): string[] {
   const st = r.settings;
   return [
+    ...(r.stoppedEarly ? [`STOPPED EARLY after ${r1(r.ranSeconds)} s of the ${st.minutes} min`] : []),
     `${st.minutes} min soak, ${st.replicas} replica${st.replicas === 1 ? "" : "s"}, workload ~${st.ratePerSecond} tx/s + heartbeat 5/s, a sample every ${st.intervalSeconds} s (${r.samples.length} samples; warm-up: the first ${r1(r.growth.warmupEndS)} s)${st.leakMbPerMin ? `; INJECTED LEAK ${st.leakMbPerMin} MB/min in the agent` : ""}`,
     `machine: ${r.machine.cores} cores (${r.machine.cpu}), load ${r.machine.load1.toFixed(2)} at the start; node ${r.machine.node}; server ${r.machine.server}`,
     `prefill ${r.prefillRows.toLocaleString("en-US")} rows; agent start-up to streaming ${r.startupSeconds === null ? "–" : `${r1(r.startupSeconds)} s`}; the workload wrote ${r.workload.transactions.toLocaleString("en-US")} transactions (${r.workload.rows.toLocaleString("en-US")} rows${r.workload.errors ? `, ${r.workload.errors} failed` : ""})`,
@@ -629,7 +633,12 @@ export async function runSoak(o: SoakOptions, io: SoakIo = { out: process.stdout
     // the agent: the real CLI as a child process; its JSON log goes straight to a file
     const fd = openSync(logFile, "w");
     const tSpawn = Date.now();
-    child = spawn(process.execPath, [...opts.nodeFlags, ...leakFlag(opts.leakMbPerMin), bin, "agent", "--config", cfgFile], { stdio: ["ignore", fd, fd], cwd: root });
+    child = spawn(process.execPath, [...opts.nodeFlags, ...leakFlag(opts.leakMbPerMin), bin, "agent", "--config", cfgFile], {
+      stdio: ["ignore", fd, fd],
+      cwd: root,
+      // its own process group: a Ctrl-C in the terminal reaches only this process, which stops the agent itself
+      detached: true,
+    });
     closeSync(fd);
     const pid = child.pid!;
     // set by the exit event (an object, so the checks below are not narrowed away)
@@ -729,7 +738,8 @@ export async function runSoak(o: SoakOptions, io: SoakIo = { out: process.stdout
         hwmMb: mem ? mem.hwmMb : null,
         heapUsedMb: heap === null ? null : heap / 1024 / 1024,
         cpuPct: cpu !== null && prev.cpu !== null ? (100 * (cpu - prev.cpu)) / dt : null,
-        errors: mt ? metric(m, "datasync_errors_total") : null,
+        // a counter without any increment has no sample yet
+        errors: mt ? (metric(m, "datasync_errors_total") ?? 0) : null,
       };
       if (mem) peakRssMb = Math.max(peakRssMb ?? 0, mem.hwmMb);
       samples.push(sample);
@@ -737,6 +747,8 @@ export async function runSoak(o: SoakOptions, io: SoakIo = { out: process.stdout
       prev = { ...prev, at: now, wl, hb, cpu, applied };
     }
     const agentDied = agent.exit !== null;
+    const ranSeconds = (Date.now() - t0) / 1000;
+    const stoppedEarly = Date.now() < endAt;
 
     // finish: no new writes, one last beat; caught up when every replica shows it
     say("stopping the workload; waiting for the replicas to catch up");
@@ -796,6 +808,8 @@ export async function runSoak(o: SoakOptions, io: SoakIo = { out: process.stdout
       prefillRows: prefill.rows,
       workload: wl,
       startupSeconds,
+      ranSeconds,
+      stoppedEarly,
       catchUpSeconds,
       agentExit,
       peakRssMb,

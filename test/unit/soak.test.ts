@@ -201,6 +201,8 @@ describe("soak helpers", () => {
       prefillRows: 50_000,
       workload: { transactions: 1600, rows: 4800, errors: 0, lastError: null },
       startupSeconds: 4.2,
+      ranSeconds: 40,
+      stoppedEarly: false,
       catchUpSeconds: 0.05,
       agentExit: { code: 0, signal: null },
       peakRssMb: 110,
