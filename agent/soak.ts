@@ -26,6 +26,8 @@ export interface GrowthOptions {
   /** warm-up: the first `warmupFraction` of the run or `warmupMaxSeconds`, whichever is shorter (0.2, 60) */
   warmupFraction: number;
   warmupMaxSeconds: number;
+  /** a fixed warm-up in seconds instead (e.g. past the post-snapshot RSS drop in long runs); null: the rule above */
+  warmupSeconds: number | null;
   /** RSS fails when its fitted growth after the warm-up exceeds this share of the baseline (0.2) … */
   rssGrowthFraction: number;
   /** … or this many MB (30), whichever is smaller */
@@ -40,6 +42,7 @@ export interface GrowthOptions {
 export const DEFAULT_GROWTH: GrowthOptions = {
   warmupFraction: 0.2,
   warmupMaxSeconds: 60,
+  warmupSeconds: null,
   rssGrowthFraction: 0.2,
   rssGrowthMb: 30,
   minR2: 0.3,
@@ -120,7 +123,7 @@ export function assessGrowth(points: readonly GrowthPoint[], options: Partial<Gr
   if (!points.length) return { ok: true, warmupEndS: 0, checks: [{ name: "growth", ok: true, detail: "no samples: nothing judged" }] };
   const t0 = points[0].t;
   const span = points[points.length - 1].t - t0;
-  const warmupEndS = t0 + Math.min(span * o.warmupFraction, o.warmupMaxSeconds);
+  const warmupEndS = t0 + (o.warmupSeconds ?? Math.min(span * o.warmupFraction, o.warmupMaxSeconds));
   const judged = points.filter((p) => p.t >= warmupEndS);
 
   // RSS

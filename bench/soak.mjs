@@ -3,7 +3,7 @@
 // the agent as a child process; reports throughput, lag and RSS over time and fails on growth. The logic is
 // agent/soak.ts (runSoak); this is its command line. See bench/README.md ("Soak").
 // Usage: npm run soak -- [--minutes 5] [--replicas 2] [--interval S] [--rate 40] [--out bench/soak]
-//        [--max-rss-growth-mb 30] [--max-rss-growth-pct 20] [--lag-factor 3] [--leak-mb-per-min N]
+//        [--max-rss-growth-mb 30] [--max-rss-growth-pct 20] [--lag-factor 3] [--warmup S] [--leak-mb-per-min N]
 import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -30,6 +30,7 @@ try {
       "max-rss-growth-mb": { type: "string" },
       "max-rss-growth-pct": { type: "string" },
       "lag-factor": { type: "string" },
+      warmup: { type: "string" },
       help: { type: "boolean", short: "h", default: false },
     },
   });
@@ -47,6 +48,7 @@ if (opt.help) {
   --out PREFIX             writes PREFIX.json, PREFIX.md, PREFIX.svg (default bench/soak)
   --max-rss-growth-mb N    RSS growth limit after the warm-up, MB (default 30) …
   --max-rss-growth-pct N   … or % of the post-warm-up baseline, whichever is smaller (default 20)
+  --warmup S               judge only the samples after S seconds (default: the first 20 % or 1 min, the shorter)
   --lag-factor N           lag fails when its end level > N × the warm baseline and > 1 s (default 3)
   --node-flags "…"         flags for the agent's node process
   --leak-mb-per-min N      detector self-test: the agent process allocates and holds N MB a minute
@@ -57,6 +59,7 @@ const growth = {};
 if (opt["max-rss-growth-mb"] !== undefined) growth.rssGrowthMb = Number(opt["max-rss-growth-mb"]);
 if (opt["max-rss-growth-pct"] !== undefined) growth.rssGrowthFraction = Number(opt["max-rss-growth-pct"]) / 100;
 if (opt["lag-factor"] !== undefined) growth.lagFactor = Number(opt["lag-factor"]);
+if (opt.warmup !== undefined) growth.warmupSeconds = Number(opt.warmup);
 for (const [k, v] of Object.entries(growth)) {
   if (!Number.isFinite(v) || v <= 0) {
     console.error(`soak: ${k} must be a positive number`);

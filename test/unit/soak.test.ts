@@ -107,6 +107,10 @@ describe("assessGrowth", () => {
     expect(check(v, "rss").ok, check(v, "rss").detail).toBe(true);
     // 10 min: the warm-up is capped at 1 minute
     expect(assessGrowth(series(60, 10, () => 100)).warmupEndS).toBe(10 + DEFAULT_GROWTH.warmupMaxSeconds);
+    // or a fixed warm-up: a drop at 100 s and the regrowth after it are not judged with warmupSeconds 150
+    const dropThenRegrow = series(60, 10, (t, e) => (t < 100 ? 125 : t < 150 ? 80 + (t - 100) / 2 : 105) + e);
+    expect(assessGrowth(dropThenRegrow, { warmupSeconds: 150 }).warmupEndS).toBe(160);
+    expect(check(assessGrowth(dropThenRegrow, { warmupSeconds: 150 }), "rss").ok).toBe(true);
   });
 
   it("does not judge too few samples, and fails a replica with no lag measurement at all", () => {
