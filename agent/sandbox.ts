@@ -52,7 +52,7 @@ function parseOptions(o: SandboxOptions): { replicas: number; durationMs: number
 }
 
 /** The repository root (for .sandbox/): the nearest folder above this module with a package.json. */
-function repoRoot(): string | null {
+export function repoRoot(): string | null {
   let d = dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 5; i++) {
     if (existsSync(join(d, "package.json"))) return d;
@@ -62,7 +62,7 @@ function repoRoot(): string | null {
 }
 
 /** .sandbox/ in the repository when writable, else $TMPDIR/datasync-sandbox */
-function sandboxBase(): string {
+export function sandboxBase(): string {
   const root = repoRoot();
   if (root) {
     const base = join(root, ".sandbox");
@@ -84,7 +84,8 @@ const display = (p: string) => {
   return rel && !rel.startsWith("..") ? rel : p;
 };
 
-function agentConfig(src: TestServer, replicas: TestServer[], listen: string): RawConfig {
+/** the sandbox's agent config (also the soak's, agent/soak.ts) */
+export function agentConfig(src: TestServer, replicas: TestServer[], listen: string): RawConfig {
   const ep = (s: TestServer) => ({ host: "127.0.0.1", port: s.port, user: "root", password: "" });
   return {
     group: "sandbox",
