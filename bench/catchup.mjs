@@ -93,7 +93,9 @@ export async function runCatchup(ctx, name, tag) {
     const goal = CATCHUP[name].goal;
     return {
       scenario: name,
-      description: CATCHUP[name].title,
+      description: large
+        ? `${work.rows.toLocaleString("en-US")} rows in ${txnRows.toLocaleString("en-US")}-row transactions (inserts)`
+        : `${work.txns.toLocaleString("en-US")} single-row transactions (50% inserts, 50% updates by key) on ${seedRows.toLocaleString("en-US")} seeded rows`,
       headline: {
         measure: "catch-up wall s",
         anchorName: "native SQL thread",

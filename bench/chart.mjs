@@ -60,6 +60,7 @@ export function chartSpec(results, meta) {
     $schema: "https://vega.github.io/schema/vega-lite/v6.json",
     title: { text: "datasync benchmark", subtitle: `${meta.cores} cores (${meta.cpu}), ${meta.node}, ${meta.server}, ${meta.date.slice(0, 16)}Z` },
     vconcat: panels.length ? panels : [{ data: { values: [{ x: "no results" }] }, mark: "text", encoding: { text: { field: "x" } } }],
+    resolve: { scale: { color: "independent" }, legend: { color: "independent" } },
     config: { font: "sans-serif" },
   };
 }

@@ -155,6 +155,7 @@ export async function runReplicaDown(ctx, tag) {
   const writerState = { w: null, probe: null };
   let agent = null;
   try {
+    const [{ v: server }] = await src.query("SELECT VERSION() AS v");
     await prepareOrders(servers, seedRows);
     await Promise.all(servers.map((s) => s.query(HEARTBEAT)));
     await Promise.all(rest.map(installHeartbeatLog));
@@ -200,6 +201,7 @@ export async function runReplicaDown(ctx, tag) {
     sampleRss("down");
 
     // the returning agent replica (the native one restarts after it, so the two catch-ups do not share the CPU)
+    const streamingBefore = agent.streamingAt.length;
     await down.start();
     const r0 = now();
     const done = await waitCheckpoints(agent, poller, end, {
@@ -208,8 +210,12 @@ export async function runReplicaDown(ctx, tag) {
       },
     });
     const agentCatchup = (done[4] - r0) / 1000;
+    // the agent's retry back-off is part of the catch-up; its "streaming" line for r5 splits it off
+    const back = agent.streamingAt.slice(streamingBefore).find((t) => t >= r0) ?? null;
+    const reconnectSeconds = back === null ? null : (back - r0) / 1000;
+    const applySeconds = back === null ? null : (done[4] - back) / 1000;
     sampleRss("end");
-    log(`${tag}: r5 caught up in ${agentCatchup.toFixed(2)} s (restart to checkpoint at the source's end)`);
+    log(`${tag}: r5 caught up in ${agentCatchup.toFixed(2)} s (restart to checkpoint at the source's end; reconnect ${reconnectSeconds?.toFixed(2)} s + apply ${applySeconds?.toFixed(2)} s)`);
     await poller.close();
 
     let nativeCatchup = null;
@@ -257,7 +263,8 @@ export async function runReplicaDown(ctx, tag) {
       peakRssMb,
       writer: { targetTxPerSec: rate, transactions: w.done, seconds: round(w.seconds), txPerSec: Math.round(w.done / w.seconds), errors: w.errors, lastError: w.lastError },
       downSeconds,
-      catchupSeconds: { agent: round(agentCatchup, 2), native: nativeCatchup !== null ? round(nativeCatchup, 2) : null },
+      catchupSeconds: { agent: round(agentCatchup, 2), agentReconnect: round(reconnectSeconds, 2), agentApply: round(applySeconds, 2), native: nativeCatchup !== null ? round(nativeCatchup, 2) : null },
+      server,
       identical,
       loadAvg1m: round(load, 2),
       cores: cpus().length,
@@ -336,6 +343,7 @@ export async function runSysbench(ctx, tag) {
   let probe = null;
   const sbConn = ["--db-driver=mysql", "--mysql-host=127.0.0.1", `--mysql-port=${src.port}`, "--mysql-user=root", "--mysql-password=", "--mysql-db=bench", `--tables=${tables}`, `--table-size=${tableSize}`];
   try {
+    const [{ v: server }] = await src.query("SELECT VERSION() AS v");
     await src.query("CREATE DATABASE bench");
     await src.query(HEARTBEAT);
     log(`${tag}: sysbench prepare: ${tables} tables × ${tableSize} rows, copied to the replicas with mariadb-dump | mariadb`);
@@ -418,6 +426,7 @@ export async function runSysbench(ctx, tag) {
       identical,
       loadAvg1m: round(load, 2),
       cores: cpus().length,
+      server,
       lagSeries: [...series(agentLag, t0, "sysbench agent"), ...(nativeLag ? series(nativeLag, t0, "sysbench native") : [])],
     };
   } finally {

@@ -111,7 +111,7 @@ function details(r) {
     case "memory":
       return `${fmt(r.rows)} rows × 5 replicas in ${fmt(r.agent.seconds)} s = ${fmt(r.agent.rowsPerSec)} rows/s; agent CPU ${fmt(r.agent.cpuSeconds)} s; servers ${r.serverArgs.join(" ")}`;
     case "replica-down":
-      return `down ${r.downSeconds} s; writer ${fmt(r.writer.txPerSec)} tx/s (target ${r.writer.targetTxPerSec}); lag ms of the 4 live p50 ${fmt(r.lagMs.p50)} p99 ${fmt(r.lagMs.p99)} max ${fmt(r.lagMs.max)} (${fmt(r.lagMs.count)} samples); agent RSS MB start ${fmt(r.rssMb.start)} peak ${fmt(r.rssMb.peak)} end ${fmt(r.rssMb.end)}; catch-up s agent ${fmt(r.catchupSeconds.agent)} native ${fmt(r.catchupSeconds.native)}`;
+      return `down ${r.downSeconds} s; writer ${fmt(r.writer.txPerSec)} tx/s (target ${r.writer.targetTxPerSec}); lag ms of the 4 live p50 ${fmt(r.lagMs.p50)} p99 ${fmt(r.lagMs.p99)} max ${fmt(r.lagMs.max)} (${fmt(r.lagMs.count)} samples); agent RSS MB start ${fmt(r.rssMb.start)} peak ${fmt(r.rssMb.peak)} end ${fmt(r.rssMb.end)}; catch-up s agent ${fmt(r.catchupSeconds.agent)} (reconnect ${fmt(r.catchupSeconds.agentReconnect)} + apply ${fmt(r.catchupSeconds.agentApply)}) native ${fmt(r.catchupSeconds.native)}`;
     case "sysbench":
       return `achieved ${fmt(r.sysbench.txPerSec)} tx/s (target ${r.sysbench.rateTarget}); lag ms agent p50 ${fmt(r.lagMs.agent.p50)} p95 ${fmt(r.lagMs.agent.p95)} p99 ${fmt(r.lagMs.agent.p99)} max ${fmt(r.lagMs.agent.max)}; native p50 ${fmt(r.lagMs.native?.p50)} p95 ${fmt(r.lagMs.native?.p95)} p99 ${fmt(r.lagMs.native?.p99)} max ${fmt(r.lagMs.native?.max)}`;
     case "snapshot":

@@ -26,6 +26,7 @@ export async function snapshotBench({ rows, chunk = 10_000, baseDir, args } = {}
     }
     await src.query("ANALYZE TABLE shop.orders");
     const load = loadavg()[0];
+    const [{ v: server }] = await src.query("SELECT VERSION() AS v");
 
     // 1. mariadb-dump --single-transaction | mariadb
     await dumpTarget.query("CREATE DATABASE shop");
@@ -82,6 +83,7 @@ export async function snapshotBench({ rows, chunk = 10_000, baseDir, args } = {}
       peakRssMB: Math.round(peakRss / 1e6),
       identical: a.Checksum === b.Checksum && a.Checksum === c.Checksum,
       loadAvg1m: load,
+      server: String(server),
     };
   } finally {
     await Promise.all([src, dumpTarget, rep].map((s) => s.destroy()));
@@ -102,6 +104,7 @@ export async function runSnapshot(ctx, tag) {
     identical: r.identical,
     loadAvg1m: round(r.loadAvg1m, 2),
     cores: r.cores,
+    server: r.server,
     rows,
     chunkRows: Number(ctx.opt.chunk),
     tag,

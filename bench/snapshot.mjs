@@ -11,7 +11,7 @@ const arg = (n, d) => {
   return i > 0 ? process.argv[i + 1] : d;
 };
 const ROWS = Number(arg("--rows", 1_000_000));
-const result = await snapshotBench({ rows: ROWS, chunk: Number(arg("--chunk", 10000)) });
+const { loadAvg1m: _load, server: _server, ...result } = await snapshotBench({ rows: ROWS, chunk: Number(arg("--chunk", 10000)) });
 delete result.loadAvg1m;
 if (process.argv.includes("--json")) console.log(JSON.stringify(result));
 else {
