@@ -99,6 +99,7 @@ const ctx = { opt, scale, base, resultsDir, innodb };
 // ------------------------------------------------------------------ report
 
 const fmt = (n) => (n === null || n === undefined ? "–" : typeof n === "number" ? n.toLocaleString("en-US") : String(n));
+const cell = (x) => String(x ?? "–").replace(/\|/g, "\\|");
 const ok = (b) => (b === null || b === undefined ? "–" : b ? "✅ met" : "❌ not met");
 
 function details(r) {
@@ -131,7 +132,7 @@ function table(results, meta, failures) {
   for (const r of results) {
     const h = r.headline;
     lines.push(
-      `| ${r.scenario}${repeat > 1 ? ` #${r.iteration}` : ""} | ${h.measure} | ${h.anchorName} | ${fmt(h.anchor)} | ${fmt(h.agent)} | ${h.ratio === null ? "–" : `${h.ratio} (${h.ratioDef})`} | ${h.goal} | ${ok(h.met)} | ${fmt(r.peakRssMb)} | ${r.identical ? "yes" : "NO"} | ${fmt(r.loadAvg1m)} | ${r.cores} |`,
+      `| ${r.scenario}${repeat > 1 ? ` #${r.iteration}` : ""} | ${cell(h.measure)} | ${cell(h.anchorName)} | ${fmt(h.anchor)} | ${fmt(h.agent)} | ${h.ratio === null ? "–" : `${h.ratio} (${cell(h.ratioDef)})`} | ${cell(h.goal)} | ${ok(h.met)} | ${fmt(r.peakRssMb)} | ${r.identical ? "yes" : "NO"} | ${fmt(r.loadAvg1m)} | ${r.cores} |`,
     );
   }
   for (const f of failures) lines.push(`| ${f.scenario} | FAILED: ${f.error.split("\n")[0].replace(/\|/g, "/")} | | | | | | ❌ | | | | |`);
