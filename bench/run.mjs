@@ -161,7 +161,8 @@ for (const n of names) {
     log(`${tag}: ${Math.round((Date.now() - s0) / 1000)} s`);
   }
 }
-rmSync(base, { recursive: true, force: true });
+if (!opt.keep) rmSync(base, { recursive: true, force: true });
+else log(`servers and their datadirs kept under ${base}; stop them by pid (see the ports above)`);
 const meta = {
   date: new Date().toISOString(),
   command: `npm run bench -- ${process.argv.slice(2).join(" ")}`.trim(),
