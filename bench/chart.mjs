@@ -6,7 +6,7 @@ export function chartSpec(results, meta) {
   const bars = [];
   for (const r of results) {
     if (!r.throughput) continue;
-    const label = `${r.scenario}${r.iteration > 1 ? ` #${r.iteration}` : ""} (${r.throughput.unit})`;
+    const label = `${r.scenario}${r.iteration > 1 ? ` #${r.iteration}` : ""}`;
     if (r.throughput.agent !== null && r.throughput.agent !== undefined) bars.push({ scenario: label, who: "agent", value: r.throughput.agent });
     if (r.throughput.anchor !== null && r.throughput.anchor !== undefined) bars.push({ scenario: label, who: `anchor`, value: r.throughput.anchor });
   }
@@ -21,7 +21,7 @@ export function chartSpec(results, meta) {
       encoding: {
         y: { field: "scenario", type: "nominal", title: null, sort: null },
         yOffset: { field: "who" },
-        x: { field: "value", type: "quantitative", title: "per second (rows, or source tx for sysbench)", scale: { type: "sqrt" } },
+        x: { field: "value", type: "quantitative", title: "rows per second (sqrt scale)", scale: { type: "sqrt" } },
         color: { field: "who", type: "nominal", title: null, scale: { domain: ["agent", "anchor"], range: ["#1f77b4", "#aaaaaa"] } },
       },
       width: 560,

@@ -236,7 +236,10 @@ export async function runReplicaDown(ctx, tag) {
     const lags = await Promise.all(reps.slice(0, 4).map(readLag));
     const inWindow = lags.map((l) => l.filter((x) => x.t >= downT0 && x.t <= downT1));
     const all = inWindow.flat();
-    const missing = inWindow.map((l) => writerState.probe.sent - l.length);
+    // heartbeats sent in the window that a live replica never logged (ids between the window's first and last seen)
+    const ids = inWindow.flat().map((x) => x.id);
+    const expected = ids.length ? Math.max(...ids) - Math.min(...ids) + 1 : 0;
+    const missing = inWindow.map((l) => expected - l.length);
     const stats = lagStats(all);
     const perReplica = inWindow.map(lagStats);
     const lagSeries = [];
@@ -420,7 +423,6 @@ export async function runSysbench(ctx, tag) {
       lagMs: { agent: a, native: n },
       heartbeatsSent: probe.sent,
       sysbench: { rateTarget: rate, txPerSec: achieved, threads, seconds, tables, tableSize, latencyP95Ms: lat ? Number(lat[1]) : null },
-      throughput: { unit: "tx/s (source, achieved)", agent: achieved, anchor: null },
       peakRssMb,
       rssMb: { peak: peakRssMb, samples: rssSamples.length },
       identical,
