@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { loadavg, cpus } from "node:os";
 import {
   startServers, prepareOrders, orderInsert, orderUpdate, masterStatus, writeCheckpoint, changeMaster, slaveStatus, executed,
-  startAgent, waitCheckpoints, CheckpointPoller, allIdentical, mb, log, now, sleep,
+  startAgent, waitCheckpoints, CheckpointPoller, allIdentical, mb, log, now, sleep, scrapeLag,
 } from "./lib.mjs";
 import { goalMet, perSecondMax, positionReached, round, summarize } from "./stats.mjs";
 
@@ -179,6 +179,7 @@ export async function runReplicaDown(ctx, tag) {
     await sleep(5000);
 
     const rss = [];
+    const metricLag = []; // the agent's own datasync_replica_lag_seconds, once a second, for comparison
     const sampleRss = (phase) => {
       const ps = agent.sample();
       if (ps) rss.push({ t: round((now() - agent.t0) / 1000, 1), mb: mb(ps.rssKb), phase });
@@ -191,6 +192,8 @@ export async function runReplicaDown(ctx, tag) {
     while (now() < tEnd) {
       agent.checkAlive();
       sampleRss("down");
+      const ml = await scrapeLag(agent);
+      if (ml) metricLag.push(ml);
       await sleep(Math.min(1000, Math.max(0, tEnd - now())));
     }
     await writerState.probe.stop();
@@ -261,6 +264,7 @@ export async function runReplicaDown(ctx, tag) {
       },
       lagMs: stats,
       lagMsPerReplica: perReplica,
+      agentMetricLagSecondsMax: Object.fromEntries(["r1", "r2", "r3", "r4", "r5"].map((n) => [n, metricLag.length ? Math.max(...metricLag.map((m) => m[n] ?? NaN).filter(Number.isFinite)) : null])),
       heartbeatsMissing: missing,
       rssMb: { start: rssMbs[0] ?? null, peak: peakRssMb, end: rssMbs[rssMbs.length - 1] ?? null },
       peakRssMb,
@@ -372,9 +376,11 @@ export async function runSysbench(ctx, tag) {
     log(`${tag}: sysbench oltp_write_only --rate=${rate} --threads=${threads} --time=${seconds}`);
     const t0 = Date.now() / 1000;
     const rssSamples = [];
+    const metricLag = [];
     const rssTimer = setInterval(() => {
       const ps = agent.sample();
       if (ps) rssSamples.push(mb(ps.rssKb));
+      scrapeLag(agent).then((m) => m && metricLag.push(m.agent));
     }, 1000);
     let out;
     try {
@@ -422,6 +428,7 @@ export async function runSysbench(ctx, tag) {
       },
       lagMs: { agent: a, native: n },
       heartbeatsSent: probe.sent,
+      agentMetricLagSeconds: summarize(metricLag.filter(Number.isFinite)),
       sysbench: { rateTarget: rate, txPerSec: achieved, threads, seconds, tables, tableSize, latencyP95Ms: lat ? Number(lat[1]) : null },
       peakRssMb,
       rssMb: { peak: peakRssMb, samples: rssSamples.length },

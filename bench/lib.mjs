@@ -1,6 +1,7 @@
 // Shared pieces of the benchmark: servers and their processes, the orders workload, the agent as a child
 // process with RSS/CPU sampling, checkpoints, native replication set-up, checksums. See bench/README.md.
 import { spawn } from "node:child_process";
+/* global fetch, AbortSignal */
 import { createInterface } from "node:readline";
 import { readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, dirname } from "node:path";
@@ -333,4 +334,17 @@ export async function waitCheckpoints(agent, poller, end, { deadlineMs = 30 * 60
   }
   agent.sample();
   return done;
+}
+
+/** The agent's own lag gauge per replica (datasync_replica_lag_seconds from /metrics), or null if unreachable. */
+export async function scrapeLag(agent) {
+  try {
+    const res = await fetch(`http://${agent.cfg.http.listen}/metrics`, { signal: AbortSignal.timeout(1000) });
+    const text = await res.text();
+    const out = {};
+    for (const m of text.matchAll(/^datasync_replica_lag_seconds\{[^}]*replica="([^"]+)"[^}]*\}\s+(\S+)$/gm)) out[m[1]] = Number(m[2]);
+    return out;
+  } catch {
+    return null;
+  }
 }
