@@ -1,7 +1,7 @@
 // Shared pieces of the benchmark: servers and their processes, the orders workload, the agent as a child
 // process with RSS/CPU sampling, checkpoints, native replication set-up, checksums. See bench/README.md.
-import { spawn } from "node:child_process";
 /* global fetch, AbortSignal */
+import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, dirname } from "node:path";
