@@ -89,8 +89,9 @@ export class Agent {
       },
       inScope,
     };
+    const own = replicaConfig(cfg);
     cfg.replicas.forEach((_, i) => {
-      const r = new ReplicaSync(cfg, i, ctx, this.log, this.metrics);
+      const r = new ReplicaSync(own, i, ctx, this.log, this.metrics);
       this.replicas.push(r);
       r.start();
     });
@@ -199,4 +200,13 @@ export async function runAgent(cfg: Config): Promise<number> {
   await agent.stop();
   await new Promise<void>((r) => log.flush(() => r()));
   return 0;
+}
+
+/**
+ * `apply.queueBytes` bounds the whole agent: each replica's queue gets an even share (at least 2 MiB), and
+ * a target transaction at most half of that share, so five replicas catching up hold no more than one.
+ */
+export function replicaConfig(cfg: Config): Config {
+  const share = Math.max(2 << 20, Math.floor(cfg.apply.queueBytes / cfg.replicas.length));
+  return { ...cfg, apply: { ...cfg.apply, queueBytes: share, maxBytes: Math.min(cfg.apply.maxBytes, Math.floor(share / 2)) } };
 }

@@ -1,0 +1,129 @@
+// catchup-large / catchup-small: one replica each for native (SQL thread, relay log pre-fetched) and the agent,
+// the same binlog range, one after the other. See bench/README.md.
+import { loadavg, cpus } from "node:os";
+import {
+  startServers, prepareOrders, genLarge, orderInsert, orderUpdate, masterStatus, writeCheckpoint, runNativeCatchup,
+  startAgent, waitCheckpoints, CheckpointPoller, serverPid, cpuSeconds, allIdentical, mb, log, now,
+} from "./lib.mjs";
+import { goalMet, round } from "./stats.mjs";
+
+export const CATCHUP = {
+  "catchup-large": { title: "1,000,000 rows in 1,000-row transactions (inserts)", goal: 0.5 },
+  "catchup-small": { title: "40,000 single-row transactions (50% inserts, 50% updates by key)", goal: 1.5 },
+};
+
+/** catchup-small: `txns` single-row autocommit transactions; even i inserts a new row, odd i updates a seeded row by key. */
+async function genSmall(src, txns, seedRows) {
+  const c = await src.connect();
+  let stmts = [];
+  const flush = async () => {
+    if (stmts.length) await c.query(stmts.join(";\n"));
+    stmts = [];
+  };
+  try {
+    for (let i = 0; i < txns; i++) {
+      stmts.push(i % 2 === 0 ? orderInsert(seedRows + 1 + i / 2) : orderUpdate(((i * 7919) % seedRows) + 1, i));
+      if (stmts.length >= 500) await flush();
+    }
+    await flush();
+  } finally {
+    await c.end();
+  }
+  return { rows: txns, txns };
+}
+
+export async function runCatchup(ctx, name, tag) {
+  const { opt, scale, base, innodb } = ctx;
+  const large = name === "catchup-large";
+  const rows = Math.round(Number(opt.rows ?? 1_000_000) * scale);
+  const txnRows = Number(opt["txn-rows"] ?? 1000);
+  const txns = Math.round(Number(opt.txns ?? 40_000) * scale);
+  const seedRows = large ? 0 : Math.max(1000, Math.round(Number(opt.seed ?? 100_000) * scale));
+
+  log(`${tag}: starting 3 servers in ${base}`);
+  const [src, native, agentRep] = await startServers([
+    { name: "src", baseDir: base, args: innodb },
+    { name: "native", baseDir: base, noBinlog: !opt["replica-binlog"], args: innodb },
+    { name: "agent", baseDir: base, noBinlog: !opt["replica-binlog"], args: innodb },
+  ]);
+  try {
+    const [v] = await src.query("SELECT VERSION() AS v");
+    await prepareOrders([src, native, agentRep], seedRows);
+    const start = await masterStatus(src);
+    await writeCheckpoint(src, agentRep, start);
+
+    log(`${tag}: generating the backlog on the source`);
+    const g0 = now();
+    const work = large ? await genLarge(src, rows, txnRows) : await genSmall(src, txns, seedRows);
+    const genSeconds = (now() - g0) / 1000;
+    const end = await masterStatus(src);
+    const binlogBytes = end.file === start.file ? end.pos - start.pos : null;
+    log(`${tag}: ${work.rows} rows in ${work.txns} transactions, ${binlogBytes === null ? "?" : (binlogBytes / 1048576).toFixed(1)} MiB of binlog, generated in ${genSeconds.toFixed(1)} s`);
+
+    let nat = null;
+    if (!opt["no-native"]) {
+      log(`${tag}: native replication (IO thread first, then the SQL thread timed)`);
+      nat = await runNativeCatchup(src, [native], start, end);
+      log(`${tag}: native SQL thread ${nat.seconds.toFixed(2)} s`);
+    }
+    const load = loadavg()[0];
+    log(`${tag}: agent (CLI child process${opt.profile ? ", --cpu-prof" : ""})`);
+    const repPid = serverPid(agentRep);
+    const repCpu0 = cpuSeconds(repPid);
+    const agent = await startAgent({ src, replicas: [agentRep], tag, base: ctx.base, resultsDir: ctx.resultsDir, opt });
+    const poller = new CheckpointPoller([agentRep]);
+    let doneAt, agentCpu, serverCpu;
+    try {
+      [doneAt] = await waitCheckpoints(agent, poller, end);
+      agentCpu = agent.cpuSeconds();
+      serverCpu = cpuSeconds(repPid) - repCpu0;
+    } finally {
+      await poller.close();
+      await agent.stop();
+    }
+    const failed = agent.errorLines();
+    if (failed.length) throw new Error(`agent logged errors:\n${failed.slice(0, 3).join("\n")}`);
+    const streamingAt = agent.firstStreamingAt ?? agent.t0;
+    const ag = { seconds: (doneAt - streamingAt) / 1000, wallSeconds: (doneAt - agent.t0) / 1000, startupSeconds: (streamingAt - agent.t0) / 1000, peakRssMb: mb(agent.peakRssKb) };
+    log(`${tag}: agent ${ag.seconds.toFixed(2)} s (+${ag.startupSeconds.toFixed(2)} s start-up), peak RSS ${ag.peakRssMb} MB`);
+
+    const identical = await allIdentical(nat ? [src, native, agentRep] : [src, agentRep], ["bench.orders"], tag);
+    const rate = (secs) => ({ rowsPerSec: Math.round(work.rows / secs), txPerSec: Math.round(work.txns / secs) });
+    const ratio = nat ? round(nat.seconds / ag.seconds, 2) : null;
+    const goal = CATCHUP[name].goal;
+    return {
+      scenario: name,
+      description: large
+        ? `${work.rows.toLocaleString("en-US")} rows in ${txnRows.toLocaleString("en-US")}-row transactions (inserts)`
+        : `${work.txns.toLocaleString("en-US")} single-row transactions (50% inserts, 50% updates by key) on ${seedRows.toLocaleString("en-US")} seeded rows`,
+      headline: {
+        measure: "catch-up wall s",
+        anchorName: "native SQL thread",
+        anchor: nat ? round(nat.seconds, 2) : null,
+        agent: round(ag.seconds, 2),
+        ratio,
+        ratioDef: "native s / agent s",
+        goal: `ratio ≥ ${goal}`,
+        met: goalMet(ratio, goal),
+      },
+      throughput: { unit: "rows/s", agent: rate(ag.seconds).rowsPerSec, anchor: nat ? rate(nat.seconds).rowsPerSec : null },
+      peakRssMb: ag.peakRssMb,
+      identical,
+      loadAvg1m: round(load, 2),
+      cores: cpus().length,
+      server: String(v.v),
+      rows: work.rows,
+      transactions: work.txns,
+      rowsPerTransaction: large ? txnRows : 1,
+      seedRows,
+      binlogBytes,
+      generateSeconds: round(genSeconds),
+      native: nat ? { seconds: round(nat.seconds), ...rate(nat.seconds), ioFetchSeconds: round(nat.fetchSeconds), serverCpuSeconds: round(nat.serverCpuSeconds), slaveParallelThreads: nat.parallelThreads } : null,
+      agent: { seconds: round(ag.seconds), ...rate(ag.seconds), wallSeconds: round(ag.wallSeconds), startupSeconds: round(ag.startupSeconds), peakRssMb: ag.peakRssMb, cpuSeconds: round(agentCpu), serverCpuSeconds: round(serverCpu), profileDir: agent.profileDir },
+      goals: { ratio: goal, rssMb: 300, rssMet: ag.peakRssMb <= 300 },
+    };
+  } finally {
+    if (opt.keep) log(`${tag}: servers kept: source ${src.port}, native ${native.port}, agent replica ${agentRep.port}`);
+    else await Promise.all([src.destroy(), native.destroy(), agentRep.destroy()]);
+  }
+}

@@ -1,0 +1,350 @@
+// Shared pieces of the benchmark: servers and their processes, the orders workload, the agent as a child
+// process with RSS/CPU sampling, checkpoints, native replication set-up, checksums. See bench/README.md.
+/* global fetch, AbortSignal */
+import { spawn } from "node:child_process";
+import { createInterface } from "node:readline";
+import { readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { performance } from "node:perf_hooks";
+import { positionReached } from "./stats.mjs";
+
+export const here = dirname(fileURLToPath(import.meta.url));
+export const root = join(here, "..");
+export const { startServers, freePort } = await import("../dist/agent/servers.js");
+const { ensureBookkeeping, checkpointSql } = await import("../dist/agent/checkpoint.js");
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+export const now = () => performance.now();
+export const log = (...a) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${a.join(" ")}\n`);
+
+// ------------------------------------------------------------------ orders workload
+
+export const ORDERS = `CREATE TABLE IF NOT EXISTS bench.orders (
+  id INT NOT NULL PRIMARY KEY,
+  customer_id INT NOT NULL,
+  status VARCHAR(16) NOT NULL,
+  sku VARCHAR(32) NOT NULL,
+  qty INT NOT NULL,
+  price DECIMAL(12,2) NOT NULL,
+  note VARCHAR(100) NULL,
+  created_at DATETIME NOT NULL,
+  updated_at DATETIME NOT NULL,
+  KEY (customer_id)
+) ENGINE=InnoDB`;
+
+/** Deterministic rows id in [lo, hi] from MariaDB's sequence engine (server side, no client overhead). */
+export function insertSelect(lo, hi) {
+  return (
+    `INSERT INTO bench.orders (id, customer_id, status, sku, qty, price, note, created_at, updated_at) ` +
+    `SELECT seq, seq % 50000 + 1, ELT(seq % 4 + 1, 'new', 'paid', 'shipped', 'closed'), CONCAT('SKU-', LPAD(seq % 5000, 6, '0')), seq % 10 + 1, ` +
+    `(seq % 100000) / 100 + 0.99, CONCAT('order ', seq, ' ', MD5(seq)), TIMESTAMP('2024-01-01') + INTERVAL seq SECOND, TIMESTAMP('2024-01-01') + INTERVAL seq SECOND ` +
+    `FROM bench.seq_${lo}_to_${hi}`
+  );
+}
+
+/** bench.orders with the same deterministic seed on every server (before the start position). */
+export async function prepareOrders(servers, seedRows) {
+  await Promise.all(
+    servers.map(async (s) => {
+      await s.query("CREATE DATABASE IF NOT EXISTS bench");
+      await s.query(ORDERS);
+      for (let lo = 1; lo <= seedRows; lo += 10_000) await s.query(insertSelect(lo, Math.min(seedRows, lo + 9_999)));
+    }),
+  );
+}
+
+/** `rows` rows in `txnRows`-row transactions (one multi-row INSERT each, autocommit), ids from `first`. */
+export async function genLarge(src, rows, txnRows, first = 1) {
+  const c = await src.connect();
+  try {
+    const last = first + rows - 1;
+    for (let lo = first; lo <= last; lo += txnRows) await c.query(insertSelect(lo, Math.min(last, lo + txnRows - 1)));
+  } finally {
+    await c.end();
+  }
+  return { rows, txns: Math.ceil(rows / txnRows) };
+}
+
+export function orderInsert(id) {
+  return `INSERT INTO bench.orders VALUES (${id}, ${(id % 50000) + 1}, 'new', 'SKU-${String(id % 5000).padStart(6, "0")}', ${(id % 10) + 1}, ${((id % 100000) / 100 + 0.99).toFixed(2)}, 'order ${id}', '2024-06-01 00:00:00', '2024-06-01 00:00:00')`;
+}
+export function orderUpdate(id, i) {
+  return `UPDATE bench.orders SET qty = qty + 1, status = 'paid', updated_at = '2024-06-02 00:00:00' + INTERVAL ${i % 1000000} SECOND WHERE id = ${id}`;
+}
+
+// ------------------------------------------------------------------ servers, processes
+
+export async function masterStatus(s) {
+  const [st] = await s.query("SHOW MASTER STATUS");
+  return { file: String(st.File), pos: Number(st.Position) };
+}
+
+export async function checksum(s, tables = ["bench.orders"]) {
+  const out = {};
+  for (const t of tables) {
+    const [r] = await s.query(`CHECKSUM TABLE ${t}`);
+    const [n] = await s.query(`SELECT COUNT(*) AS n FROM ${t}`);
+    out[t] = `${r.Checksum}/${n.n}`;
+  }
+  return out;
+}
+
+/** Every server's checksums equal the first's. */
+export async function allIdentical(servers, tables, tag) {
+  const sums = await Promise.all(servers.map((s) => checksum(s, tables)));
+  const ok = sums.every((s) => JSON.stringify(s) === JSON.stringify(sums[0]));
+  if (!ok) log(`${tag}: WARNING servers differ: ${JSON.stringify(sums)}`);
+  return ok;
+}
+
+const CLK_TCK = 100;
+/** CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat. */
+export function cpuSeconds(pid) {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const rest = f.slice(f.lastIndexOf(")") + 2).split(" ");
+    return (Number(rest[11]) + Number(rest[12])) / CLK_TCK;
+  } catch {
+    return NaN;
+  }
+}
+
+/** The pid of a TestServer's mariadbd (found by its datadir). */
+export function serverPid(s) {
+  for (const d of readdirSync("/proc")) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      if (readFileSync(`/proc/${d}/cmdline`, "utf8").includes(`--datadir=${s.datadir}\0`)) return Number(d);
+    } catch {}
+  }
+  return null;
+}
+
+export function readProcStatus(pid) {
+  try {
+    const t = readFileSync(`/proc/${pid}/status`, "utf8");
+    const kb = (k) => Number(new RegExp(`^${k}:\\s+(\\d+)`, "m").exec(t)?.[1] ?? 0);
+    return { hwmKb: kb("VmHWM"), rssKb: kb("VmRSS") };
+  } catch {
+    return null;
+  }
+}
+
+export const mb = (kb) => Math.round(kb / 102.4) / 10;
+
+// ------------------------------------------------------------------ checkpoints
+
+/** A streaming checkpoint at `start` on each replica, as the agent would have written it. */
+export async function writeCheckpoint(src, reps, start, group = "bench") {
+  const [id] = await src.query("SELECT @@server_id AS id, @@hostname AS h");
+  const [g] = await src.query("SELECT BINLOG_GTID_POS(?, ?) AS g", [start.file, start.pos]);
+  for (const rep of Array.isArray(reps) ? reps : [reps]) {
+    const c = await rep.connect();
+    try {
+      await ensureBookkeeping(c);
+      await c.query(checkpointSql(group, `mariadb:${id.id}@${id.h}`, "mariadb", { ...start, gtid: g.g || null }, Date.now(), 0, 0));
+    } finally {
+      await c.end();
+    }
+  }
+}
+
+/** Reads each replica's checkpoint; a connection that fails (a replica down) yields null and reconnects next time. */
+export class CheckpointPoller {
+  constructor(servers, group = "bench") {
+    this.servers = servers;
+    this.group = group;
+    this.conns = servers.map(() => null);
+  }
+  async one(i) {
+    try {
+      if (!this.conns[i]) this.conns[i] = await this.servers[i].connect({ connectTimeout: 1000 });
+      const [rows] = await this.conns[i].query("SELECT binlog_file AS file, binlog_pos AS pos FROM _datasync.checkpoints WHERE group_name = ?", [this.group]);
+      return rows[0] ? { file: String(rows[0].file), pos: Number(rows[0].pos) } : null;
+    } catch {
+      const c = this.conns[i];
+      this.conns[i] = null;
+      c?.destroy();
+      return null;
+    }
+  }
+  poll() {
+    return Promise.all(this.servers.map((_, i) => this.one(i)));
+  }
+  async close() {
+    await Promise.all(this.conns.map((c) => c?.end().catch(() => c.destroy())));
+  }
+}
+
+// ------------------------------------------------------------------ native replication
+
+/** CHANGE MASTER on `rep` to read `src` from `start` (file/pos, or GTID slave_pos with gtid: true: crash-safe). */
+export async function changeMaster(rep, src, start, { gtid = false } = {}) {
+  const c = await rep.connect();
+  try {
+    if (gtid) {
+      const [g] = await src.query("SELECT BINLOG_GTID_POS(?, ?) AS g", [start.file, start.pos]);
+      await c.query("SET GLOBAL gtid_slave_pos = ?", [g.g ?? ""]);
+      await c.query(`CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=${src.port}, MASTER_USER='root', MASTER_PASSWORD='', MASTER_USE_GTID=slave_pos`);
+    } else {
+      await c.query(
+        `CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=${src.port}, MASTER_USER='root', MASTER_PASSWORD='', ` +
+          `MASTER_LOG_FILE='${start.file}', MASTER_LOG_POS=${start.pos}, MASTER_USE_GTID=no`,
+      );
+    }
+  } finally {
+    await c.end();
+  }
+}
+
+export async function slaveStatus(c) {
+  const [[st]] = await c.query("SHOW SLAVE STATUS");
+  return st;
+}
+export const fetched = (st) => ({ file: String(st.Master_Log_File), pos: Number(st.Read_Master_Log_Pos) });
+export const executed = (st) => ({ file: String(st.Relay_Master_Log_File), pos: Number(st.Exec_Master_Log_Pos) });
+
+/** Native catch-up on several replicas at once: IO threads fetch first (untimed), then all SQL threads timed until each reaches `end`. */
+export async function runNativeCatchup(src, reps, start, end) {
+  await Promise.all(reps.map((r) => changeMaster(r, src, start)));
+  const conns = await Promise.all(reps.map((r) => r.connect()));
+  try {
+    const f0 = now();
+    await Promise.all(conns.map((c) => c.query("START SLAVE IO_THREAD")));
+    for (;;) {
+      const sts = await Promise.all(conns.map(slaveStatus));
+      const e = sts.find((s) => s.Last_IO_Error);
+      if (e) throw new Error(`native IO thread: ${e.Last_IO_Error}`);
+      if (sts.every((s) => positionReached(fetched(s), end))) break;
+      await sleep(20);
+    }
+    const fetchSeconds = (now() - f0) / 1000;
+    const pids = reps.map(serverPid);
+    const cpu0 = pids.map(cpuSeconds);
+    const t0 = now();
+    await Promise.all(conns.map((c) => c.query("START SLAVE SQL_THREAD")));
+    const done = reps.map(() => null);
+    while (done.some((d) => d === null)) {
+      const sts = await Promise.all(conns.map(slaveStatus));
+      sts.forEach((st, i) => {
+        if (st.Last_SQL_Error) throw new Error(`native SQL thread on ${reps[i].name}: ${st.Last_SQL_Error}`);
+        if (done[i] === null && positionReached(executed(st), end)) done[i] = (now() - t0) / 1000;
+      });
+      if (done.some((d) => d === null)) await sleep(5);
+    }
+    const serverCpuSeconds = pids.reduce((a, p, i) => a + (cpuSeconds(p) - cpu0[i]), 0);
+    await Promise.all(conns.map((c) => c.query("STOP SLAVE")));
+    const [[threads]] = await conns[0].query("SELECT @@slave_parallel_threads AS p");
+    return { seconds: Math.max(...done), perReplicaSeconds: done, fetchSeconds, serverCpuSeconds, parallelThreads: Number(threads.p) };
+  } finally {
+    await Promise.all(conns.map((c) => c.end()));
+  }
+}
+
+// ------------------------------------------------------------------ the agent as a child process
+
+/**
+ * Start `node bin/datasync.js agent --config F` with the given replicas. The handle samples the child's RSS
+ * (sample()), counts "streaming" log lines, and stop() ends it and writes its log to bench/results/agent-<tag>.log.
+ */
+export async function startAgent({ src, replicas, tag, base, resultsDir, opt, config = {} }) {
+  const apply = {};
+  if (opt["max-rows"]) apply.maxRows = Number(opt["max-rows"]);
+  if (opt["max-bytes"]) apply.maxBytes = Number(opt["max-bytes"]);
+  if (opt["queue-bytes"]) apply.queueBytes = Number(opt["queue-bytes"]);
+  const cfg = {
+    group: "bench",
+    source: { host: "127.0.0.1", port: src.port, user: "root", password: "" },
+    replicas: replicas.map((r, i) => ({ name: replicas.length === 1 ? "agent" : `r${i + 1}`, host: "127.0.0.1", port: r.port, user: "root", password: "" })),
+    databases: ["bench"],
+    http: { listen: `127.0.0.1:${await freePort()}` },
+    ...(Object.keys(apply).length ? { apply } : {}),
+    ...config,
+  };
+  const cfgFile = join(base, `agent-${tag}.json`);
+  writeFileSync(cfgFile, JSON.stringify(cfg));
+  const logFile = join(resultsDir, `agent-${tag}.log`);
+  const profDir = join(resultsDir, `prof-${tag}`);
+  const nodeArgs = [...(opt.profile ? ["--cpu-prof", `--cpu-prof-dir=${profDir}`] : []), ...String(opt["node-flags"] ?? "").split(" ").filter(Boolean)];
+  if (opt.profile) rmSync(profDir, { recursive: true, force: true });
+
+  const t0 = now();
+  const child = spawn(process.execPath, [...nodeArgs, join(root, "bin/datasync.js"), "agent", "--config", cfgFile], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env } });
+  const h = {
+    child,
+    pid: child.pid,
+    t0,
+    cfg,
+    logFile,
+    profileDir: opt.profile ? profDir : undefined,
+    logLines: [],
+    streamingAt: [],
+    stderr: "",
+    exit: null,
+    peakRssKb: 0,
+    sample() {
+      const ps = readProcStatus(child.pid);
+      if (!ps) return null;
+      h.peakRssKb = Math.max(h.peakRssKb, ps.hwmKb, ps.rssKb);
+      return ps;
+    },
+    get firstStreamingAt() {
+      return h.streamingAt.length ? Math.min(...h.streamingAt) : null;
+    },
+    checkAlive() {
+      if (h.exit) throw new Error(`agent exited early (${h.exit.code ?? h.exit.sig}): ${h.stderr.trim() || h.logLines.slice(-5).join("\n")}`);
+    },
+    cpuSeconds: () => cpuSeconds(child.pid),
+    errorLines: () => h.logLines.filter((l) => /"level":"(error|fatal)"|"level":(50|60)\b/.test(l)),
+    async stop() {
+      if (!h.exit) child.kill("SIGTERM");
+      const killer = setTimeout(() => child.kill("SIGKILL"), 15_000);
+      await exited;
+      clearTimeout(killer);
+      writeFileSync(logFile, h.logLines.join("\n") + "\n" + h.stderr);
+      return h.exit;
+    },
+  };
+  child.stderr.on("data", (d) => (h.stderr += d));
+  createInterface({ input: child.stdout }).on("line", (line) => {
+    h.logLines.push(line);
+    if (line.includes('"msg":"streaming"')) h.streamingAt.push(now());
+  });
+  const exited = new Promise((r) => child.once("exit", (code, sig) => r({ code, sig })));
+  exited.then((e) => (h.exit = e));
+  return h;
+}
+
+/** Wait until every replica's checkpoint reaches `end`; returns the time (now()) each got there. */
+export async function waitCheckpoints(agent, poller, end, { deadlineMs = 30 * 60_000, pollMs = 10, onPoll } = {}) {
+  const done = poller.servers.map(() => null);
+  const deadline = Date.now() + deadlineMs;
+  while (done.some((d) => d === null)) {
+    agent.checkAlive();
+    if (Date.now() > deadline) throw new Error(`the agent did not catch up within ${deadlineMs / 60000} minutes`);
+    agent.sample();
+    const ps = await poller.poll();
+    const t = now();
+    ps.forEach((p, i) => {
+      if (done[i] === null && positionReached(p, end)) done[i] = t;
+    });
+    onPoll?.(ps);
+    if (done.some((d) => d === null)) await sleep(pollMs);
+  }
+  agent.sample();
+  return done;
+}
+
+/** The agent's own lag gauge per replica (datasync_replica_lag_seconds from /metrics), or null if unreachable. */
+export async function scrapeLag(agent) {
+  try {
+    const res = await fetch(`http://${agent.cfg.http.listen}/metrics`, { signal: AbortSignal.timeout(1000) });
+    const text = await res.text();
+    const out = {};
+    for (const m of text.matchAll(/^datasync_replica_lag_seconds\{[^}]*replica="([^"]+)"[^}]*\}\s+(\S+)$/gm)) out[m[1]] = Number(m[2]);
+    return out;
+  } catch {
+    return null;
+  }
+}
