@@ -74,7 +74,7 @@ export interface Backoff {
   cap: number;
 }
 
-const defaultBackoff: Backoff = { sleep: (ms) => new Promise((r) => setTimeout(r, ms)), base: 500, cap: 30_000 };
+const defaultBackoff: Backoff = { sleep: (ms) => new Promise((r) => setTimeout(r, ms)), base: 500, cap: 10_000 };
 
 const MULTI_QUERY_BYTES = 4 << 20;
 /** DATASYNC_TRACE_BATCHES=1: one stderr line per target transaction (read once: #enqueue runs per source transaction) */
@@ -113,7 +113,7 @@ export class ReplicaSync {
   #takenPos: Position | null = null;
   #checkpointPos: Position | null = null;
   #lastCheckpointAt = 0;
-  #pendingSince: number | null = null;
+  #lag = new LagClock();
   #appliedTxns = 0;
   #appliedRows = 0;
   #lastError: string | null = null;
@@ -1081,25 +1081,9 @@ export class ReplicaSync {
 
   /** Age of the oldest source change this replica has not applied; 0 when it has applied all the source wrote. */
   lagSeconds(now = Date.now()): number | null {
-    if (this.#state !== "streaming") {
-      return this.#pendingSince !== null ? (now - this.#pendingSince) / 1000 : null;
-    }
+    if (this.#state !== "streaming") return this.#lag.whileDown(now);
     const oldest = this.#inflight[0] ?? (this.#queued() > 0 ? this.#queue[this.#head] : undefined);
-    let since: number | null = null;
-    if (oldest) {
-      // binlog timestamps have second resolution: a transaction read within that second is as old as its read time
-      since = oldest.ts + 999 >= oldest.readAt ? oldest.readAt : oldest.ts;
-    }
-    const end = this.#src.end();
-    const applied = this.#appliedPos;
-    if (end && applied && comparePos(applied, end.pos) < 0) {
-      this.#pendingSince ??= end.at;
-      since = since === null ? this.#pendingSince : Math.min(since, this.#pendingSince);
-    } else if (!oldest) {
-      this.#pendingSince = null;
-    }
-    if (since === null) return 0;
-    return Math.max(0, (now - since) / 1000);
+    return this.#lag.lag(now, oldest, this.#src.end(), this.#appliedPos);
   }
 
   status(): ReplicaStatus {
@@ -1175,3 +1159,40 @@ export function statementTarget(sql: string, schema: string): { db: string; tabl
 }
 
 export { SCHEMA };
+
+/**
+ * The lag of one replica: the age of the oldest source change it has not applied. Read-but-unapplied
+ * transactions carry their commit time; unread ones are at most as old as the first sighting of a source
+ * end (polled every heartbeat) that is still ahead of the replica.
+ */
+export class LagClock {
+  #since: number | null = null;
+  #pos: { file: string; pos: number } | null = null;
+
+  lag(now: number, oldest: { ts: number; readAt: number } | undefined, end: { pos: { file: string; pos: number }; at: number } | null, applied: { file: string; pos: number } | null): number {
+    let since: number | null = null;
+    if (oldest) {
+      // binlog timestamps have second resolution: a transaction read within that second is as old as its read time
+      since = oldest.ts + 999 >= oldest.readAt ? oldest.readAt : oldest.ts;
+    }
+    if (end && applied && comparePos(applied, end.pos) < 0) {
+      // once the replica passes the end that started the count, it restarts at the current end: under a
+      // steady load a replica is always a little behind the last polled end, and that must not add up
+      if (this.#pos && comparePos(applied, this.#pos) >= 0) this.#since = null;
+      if (this.#since === null) {
+        this.#since = end.at;
+        this.#pos = end.pos;
+      }
+      since = since === null ? this.#since : Math.min(since, this.#since);
+    } else {
+      this.#since = null;
+    }
+    if (since === null) return 0;
+    return Math.max(0, (now - since) / 1000);
+  }
+
+  /** while the replica is not streaming: the age of what it had not applied when it stopped, if anything */
+  whileDown(now: number): number | null {
+    return this.#since !== null ? (now - this.#since) / 1000 : null;
+  }
+}

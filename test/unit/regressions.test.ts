@@ -29,6 +29,7 @@ import { normalizeDdl, parseDdl, planDdl } from "../../agent/ddl.js";
 import { BinlogReader, type Txn } from "../../agent/reader.js";
 import { makeTableFilter } from "../../agent/rules.js";
 import { StatementBuilder } from "../../agent/sqlgen.js";
+import { LagClock } from "../../agent/replica.js";
 import type { TableMeta } from "../../agent/schema.js";
 
 const baseConfig = () => ({
@@ -225,5 +226,32 @@ describe("reader", () => {
     );
     const delivered = txns.flatMap((t) => t.changes.flatMap((c) => c.rows));
     expect(delivered).toEqual([{ id: 1 }]);
+  });
+});
+
+describe("lag under a steady load (the agent's lag gauge overstated it)", () => {
+  const at = (pos: number) => ({ file: "binlog.000001", pos });
+  it("does not add up when the replica is always a little behind the last polled end", () => {
+    const clock = new LagClock();
+    const t0 = 1_000_000;
+    const seen: number[] = [];
+    // every second the source end moves on; 200 ms later the replica has applied up to the previous end
+    for (let i = 1; i <= 60; i++) {
+      const end = { pos: at(i * 1000), at: t0 + i * 1000 };
+      seen.push(clock.lag(t0 + i * 1000 + 200, undefined, end, at(i * 1000 - 500)));
+    }
+    expect(Math.max(...seen)).toBeLessThan(1.5);
+  });
+
+  it("grows from the first sighting of an end while the replica stays behind it, and is 0 once caught up", () => {
+    const clock = new LagClock();
+    const t0 = 1_000_000;
+    expect(clock.lag(t0, undefined, { pos: at(100), at: t0 }, at(100))).toBe(0);
+    expect(clock.lag(t0 + 1000, undefined, { pos: at(200), at: t0 + 1000 }, at(100))).toBe(0);
+    expect(clock.lag(t0 + 5000, undefined, { pos: at(300), at: t0 + 4000 }, at(150))).toBe(4);
+    expect(clock.whileDown(t0 + 6000)).toBe(5);
+    // a queued transaction older than the end's sighting counts from its commit time
+    expect(clock.lag(t0 + 7000, { ts: t0 - 3000, readAt: t0 + 500 }, { pos: at(300), at: t0 + 4000 }, at(150))).toBe(10);
+    expect(clock.lag(t0 + 8000, undefined, { pos: at(300), at: t0 + 4000 }, at(300))).toBe(0);
   });
 });
