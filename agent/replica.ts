@@ -613,18 +613,21 @@ export class ReplicaSync {
     for (const t of batch) {
       if (t.changes.length === 0) continue;
       txns++;
+      // the error context is built only when an error needs it (this runs per source transaction)
+      const where = () => `replica ${this.name}, source position ${fmtPos(t.pos)}`;
       for (const ch of t.changes) {
-        if (this.#quarantine.has(`${ch.db}.${ch.table}`)) continue;
-        if (this.#pendingTables.has(`${ch.db}.${ch.table}`)) continue;
-        const meta = await this.#schema.get(ch.db, ch.table);
+        const name = `${ch.db}.${ch.table}`;
+        if (this.#quarantine.size && this.#quarantine.has(name)) continue;
+        if (this.#pendingTables.size && this.#pendingTables.has(name)) continue;
+        const meta = this.#schema.peek(ch.db, ch.table) ?? (await this.#schema.get(ch.db, ch.table));
         if (!meta) {
           throw new ApplyError(
             `at source position ${fmtPos(t.pos)}: table \`${ch.db}\`.\`${ch.table}\` does not exist on replica ${this.name}; the replica diverged from the source. Create it or resnapshot the replica (datasync resnapshot --replica ${this.name}).`,
-            { table: `${ch.db}.${ch.table}` },
+            { table: name },
           );
         }
-        if (this.#snapshotTables.has(`${ch.db}.${ch.table}`) && ch.op !== "insert") this.#tombstone(meta, ch);
-        b.add(ch, meta, `replica ${this.name}, source position ${fmtPos(t.pos)}`);
+        if (this.#snapshotTables.size && this.#snapshotTables.has(name) && ch.op !== "insert") this.#tombstone(meta, ch);
+        b.add(ch, meta, where);
       }
     }
     const stmts = b.finish();
