@@ -414,16 +414,7 @@ export class ReplicaSync {
 
   #release(batch: Txn[]): void {
     for (const t of batch) this.#queueBytes -= t.bytes;
-    this.#maybeResume();
-  }
-
-  /**
-   * A paused reader resumes once what waits in the queue is below half the bound (and the total, with the
-   * batches being applied or built, is below the bound): the reader then decodes while the replica applies.
-   */
-  #maybeResume(): void {
-    const max = this.#cfg.apply.queueBytes;
-    if (this.#reader?.paused && this.#queuedBytes < max / 2 && this.#queueBytes < max) this.#reader.resume();
+    if (this.#reader?.paused && this.#queueBytes < this.#cfg.apply.queueBytes / 2) this.#reader.resume();
   }
 
   // ---------------------------------------------------------------- apply
@@ -610,7 +601,6 @@ export class ReplicaSync {
     const built = this.#buildRows(batch);
     built.catch(() => undefined); // reported when its turn comes
     this.#ahead = { batch, built };
-    this.#maybeResume();
   }
 
   async #applyRows(batch: Txn[]): Promise<void> {
