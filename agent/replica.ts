@@ -102,7 +102,12 @@ export class ReplicaSync {
   #queue: (Txn | undefined)[] = [];
   #head = 0;
   #queueBytes = 0;
+  /** rows and bytes of the transactions still in the queue (not taken) */
+  #queuedRows = 0;
+  #queuedBytes = 0;
   #inflight: Txn[] = [];
+  /** the next batch, taken and being built while the current one executes (pipelined streaming only) */
+  #ahead: { batch: Txn[]; built: Promise<BuiltBatch> } | null = null;
   #wake: (() => void) | null = null;
   #stopping = false;
   #done: Promise<void> | null = null;
@@ -260,7 +265,10 @@ export class ReplicaSync {
     this.#queue = [];
     this.#head = 0;
     this.#queueBytes = 0;
+    this.#queuedRows = 0;
+    this.#queuedBytes = 0;
     this.#inflight = [];
+    this.#ahead = null;
     this.#readerError = null;
     this.#m.queueBytes.set(this.#labels, 0);
     this.#m.up.set(this.#labels, 0);
@@ -370,6 +378,8 @@ export class ReplicaSync {
     if (TRACE && (this.#appliedTxns + this.#queued()) % 1000 === 0) process.stderr.write(`enqueue at=${Date.now() % 100000} queued=${this.#queued()} applied=${this.#appliedTxns}\n`);
     this.#queue.push(t);
     this.#queueBytes += t.bytes;
+    this.#queuedRows += t.rowCount;
+    this.#queuedBytes += t.bytes;
     this.#wake?.();
     return this.#queueBytes < this.#cfg.apply.queueBytes;
   }
@@ -399,6 +409,8 @@ export class ReplicaSync {
       bytes += t.bytes;
       if (special) break;
     }
+    this.#queuedRows -= rows;
+    this.#queuedBytes -= bytes;
     if (this.#head > 4096 && this.#head * 2 > this.#queue.length) {
       this.#queue = this.#queue.slice(this.#head);
       this.#head = 0;
@@ -435,7 +447,9 @@ export class ReplicaSync {
         this.#log.info("snapshot complete: the replica is consistent with the source");
       }
       if (Date.now() - this.#lastControlPoll > 5000) await this.#controlPoll();
-      if (this.#queued() === 0) {
+      const ahead = this.#ahead;
+      this.#ahead = null;
+      if (!ahead && this.#queued() === 0) {
         if (this.#chunks.length > 0 && this.#chunkReady(this.#chunks[0])) continue;
         // a chunk waiting for its watermark is rechecked soon
         const wait = this.#chunks.length > 0 ? Math.min(hb, 200) : hb;
@@ -449,7 +463,7 @@ export class ReplicaSync {
         }
         continue;
       }
-      const batch = this.#take(this.#streamLimit());
+      const batch = ahead ? ahead.batch : this.#take(this.#streamLimit());
       if (batch.length === 0) {
         // the next transaction is past a chunk's watermark: wait for the chunk
         let timer: NodeJS.Timeout | undefined;
@@ -461,7 +475,13 @@ export class ReplicaSync {
       if (TEST_APPLY_DELAY_MS > 0) await new Promise((r) => setTimeout(r, TEST_APPLY_DELAY_MS));
       try {
         if (batch.length === 1 && (batch[0].ddl || batch[0].statementDml)) await this.#applySpecial(batch[0]);
-        else await this.#applyRows(batch);
+        else {
+          const built = await (ahead ? ahead.built : this.#buildRows(batch));
+          // the batch's statements are on their way to the replica: build the next batch meanwhile
+          const running = this.#commitRows(built);
+          this.#prepareAhead();
+          await running;
+        }
       } catch (err: any) {
         if (err instanceof ApplyError) throw err;
         if (isTransient(err)) throw err;
@@ -575,30 +595,67 @@ export class ReplicaSync {
     }
   }
 
+  /**
+   * Pipelining: while a batch executes on the replica, take the next one and build its SQL. Only in plain
+   * streaming (no snapshot in progress: chunk watermarks, pending tables and tombstones depend on what the
+   * stream has applied) and only for row batches (a DDL changes the schema the SQL is built from, so a
+   * DDL is never built ahead, and a batch is never built ahead of a DDL it follows: DDL batches run alone
+   * and are not pipelined). Commit order and the checkpoint in each target transaction are unchanged: a
+   * batch built ahead is committed after the current one, or dropped with the session.
+   */
+  #prepareAhead(): void {
+    if (this.#stopping || this.#ahead || this.#cpState !== "streaming" || this.#chunks.length > 0 || this.#snapshotTables.size > 0 || this.#pendingTables.size > 0) return;
+    const next = this.#queued() > 0 ? this.#queue[this.#head]! : undefined;
+    if (!next || next.ddl || next.statementDml) return;
+    // only when a worthwhile batch is waiting: otherwise the next batch is better taken after this one commits
+    const max = this.#cfg.apply;
+    if (!this.#reader?.paused && this.#queuedRows < max.maxRows / 2 && this.#queuedBytes < max.maxBytes / 2) return;
+    const batch = this.#take(null);
+    if (batch.length === 0) return;
+    if (batch.some((t) => t.ddl || t.statementDml)) throw new Error("internal: a DDL batch was built ahead");
+    const built = this.#buildRows(batch);
+    built.catch(() => undefined); // reported when its turn comes
+    this.#ahead = { batch, built };
+  }
+
   async #applyRows(batch: Txn[]): Promise<void> {
-    const conn = this.#conn!;
-    const last = batch[batch.length - 1];
+    await this.#commitRows(await this.#buildRows(batch));
+  }
+
+  async #buildRows(batch: Txn[]): Promise<BuiltBatch> {
     const b = new StatementBuilder();
     let txns = 0;
     for (const t of batch) {
       if (t.changes.length === 0) continue;
       txns++;
+      // the error context is built only when an error needs it (this runs per source transaction)
+      const where = () => `replica ${this.name}, source position ${fmtPos(t.pos)}`;
       for (const ch of t.changes) {
-        if (this.#quarantine.has(`${ch.db}.${ch.table}`)) continue;
-        if (this.#pendingTables.has(`${ch.db}.${ch.table}`)) continue;
-        const meta = await this.#schema.get(ch.db, ch.table);
+        const name = `${ch.db}.${ch.table}`;
+        if (this.#quarantine.size && this.#quarantine.has(name)) continue;
+        if (this.#pendingTables.size && this.#pendingTables.has(name)) continue;
+        const meta = this.#schema.peek(ch.db, ch.table) ?? (await this.#schema.get(ch.db, ch.table));
         if (!meta) {
           throw new ApplyError(
             `at source position ${fmtPos(t.pos)}: table \`${ch.db}\`.\`${ch.table}\` does not exist on replica ${this.name}; the replica diverged from the source. Create it or resnapshot the replica (datasync resnapshot --replica ${this.name}).`,
-            { table: `${ch.db}.${ch.table}` },
+            { table: name },
           );
         }
-        if (this.#snapshotTables.has(`${ch.db}.${ch.table}`) && ch.op !== "insert") this.#tombstone(meta, ch);
-        b.add(ch, meta, `replica ${this.name}, source position ${fmtPos(t.pos)}`);
+        if (this.#snapshotTables.size && this.#snapshotTables.has(name) && ch.op !== "insert") this.#tombstone(meta, ch);
+        b.add(ch, meta, where);
       }
     }
     const stmts = b.finish();
     if (this.#relaxedTables.size) for (const st of stmts) if (this.#relaxedTables.has(st.table)) st.relaxFk = true;
+    return { batch, stmts, txns, rows: b.rows };
+  }
+
+  /** Runs a built batch as one target transaction with its checkpoint. Sends its first query before its first await. */
+  async #commitRows(built: BuiltBatch): Promise<void> {
+    const { batch, stmts, txns } = built;
+    const conn = this.#conn!;
+    const last = batch[batch.length - 1];
+    const b = { rows: built.rows };
     if (stmts.length === 0) {
       // Nothing in scope: advance in memory; the heartbeat persists the position now and then.
       this.#appliedPos = last.pos;
@@ -1082,7 +1139,7 @@ export class ReplicaSync {
   /** Age of the oldest source change this replica has not applied; 0 when it has applied all the source wrote. */
   lagSeconds(now = Date.now()): number | null {
     if (this.#state !== "streaming") return this.#lag.whileDown(now);
-    const oldest = this.#inflight[0] ?? (this.#queued() > 0 ? this.#queue[this.#head] : undefined);
+    const oldest = this.#inflight[0] ?? this.#ahead?.batch[0] ?? (this.#queued() > 0 ? this.#queue[this.#head] : undefined);
     return this.#lag.lag(now, oldest, this.#src.end(), this.#appliedPos);
   }
 
@@ -1105,6 +1162,14 @@ export class ReplicaSync {
       quarantined: [...this.#quarantine],
     };
   }
+}
+
+interface BuiltBatch {
+  batch: Txn[];
+  stmts: Statement[];
+  /** source transactions with changes */
+  txns: number;
+  rows: number;
 }
 
 interface SlotEntry {

@@ -29,6 +29,11 @@ export class SchemaCache {
     this.#cache.clear();
   }
 
+  /** the cached metadata of a table, undefined when not cached (or cached as missing: then get() answers null) */
+  peek(db: string, table: string): TableMeta | undefined {
+    return this.#cache.get(`${db}\u0000${table}`) ?? undefined;
+  }
+
   /** null when the table does not exist on the replica */
   async get(db: string, table: string): Promise<TableMeta | null> {
     const key = `${db}\u0000${table}`;

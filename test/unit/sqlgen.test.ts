@@ -1,5 +1,6 @@
 // Unit tests for agent/sqlgen.ts: value escaping (byte-exact, driver quirks) and the statements one target
 // transaction gets (multi-row upserts, never REPLACE; deletes and updates located by key).
+import mysql from "mysql2";
 import { describe, expect, it } from "vitest";
 import type { RowChange } from "../../agent/reader.js";
 import type { TableMeta } from "../../agent/schema.js";
@@ -70,6 +71,13 @@ describe("escapeValue", () => {
     ['{"a": [1, "x"]}', "json", "'{\\\"a\\\": [1, \\\"x\\\"]}'"],
     [{ a: 1 }, "json", "'{\\\"a\\\":1}'"],
   ])("%s (%s) → %s", (v, type, sql) => expect(escapeValue(v, type)).toBe(sql));
+
+  it("strings are escaped exactly as mysql.escape does, with or without characters to escape", () => {
+    for (const v of ["", "plain", "it's", 'say "hi"', "back\\slash", "nul\u0000byte", "tab\tnl\ncr\r", "ctrl-z\u001a", "bs\b", "émoji 😀", "%_?"]) {
+      expect(escapeValue(v, "varchar")).toBe(mysql.escape(v));
+      expect(escapeValue(v, undefined)).toBe(mysql.escape(v));
+    }
+  });
 
   it("a JS bigint is written as its digits", () => {
     expect(escapeValue(12345678901234567890n, "bigint")).toBe("12345678901234567890");
@@ -325,5 +333,22 @@ describe("StatementBuilder: errors", () => {
     const m = meta("orders", { id: "int", customer: "varchar", total: "decimal", replica_only: "int" });
     const { out } = build([ins(m, { id: 1, customer: "a", total: "1" }), m]);
     expect(out[0].sql).not.toContain("replica_only");
+  });
+});
+
+describe("StatementBuilder error context", () => {
+  it("builds the error context only when an error needs it", () => {
+    const m = meta("t", { id: "int", v: "varchar" });
+    let calls = 0;
+    const where = () => {
+      calls++;
+      return "replica r, source position f:1";
+    };
+    const b = new StatementBuilder();
+    b.add({ op: "insert", db: "shop", table: "t", rows: [{ id: 1, v: "a" }, { id: 2, v: "b" }] }, m, where);
+    expect(b.finish()).toHaveLength(1);
+    expect(calls).toBe(0);
+    expect(() => new StatementBuilder().add({ op: "insert", db: "shop", table: "t", rows: [{ id: 1, extra: 1 }] }, m, where)).toThrow(/replica r, source position f:1: the source row has column `extra`/);
+    expect(calls).toBe(1);
   });
 });
