@@ -1140,7 +1140,10 @@ export class ReplicaSync {
 
   /** Age of the oldest source change this replica has not applied; 0 when it has applied all the source wrote. */
   lagSeconds(now = Date.now()): number | null {
-    if (this.#state !== "streaming") return this.#lag.whileDown(now);
+    if (this.#state !== "streaming") {
+      // down or reconnecting: what the source wrote since the replica's last applied position waits
+      return this.#appliedPos ? this.#lag.lag(now, undefined, this.#src.end(), this.#appliedPos) : null;
+    }
     const oldest = this.#inflight[0] ?? this.#ahead?.batch[0] ?? (this.#queued() > 0 ? this.#queue[this.#head] : undefined);
     return this.#lag.lag(now, oldest, this.#src.end(), this.#appliedPos);
   }
@@ -1258,8 +1261,4 @@ export class LagClock {
     return Math.max(0, (now - since) / 1000);
   }
 
-  /** while the replica is not streaming: the age of what it had not applied when it stopped, if anything */
-  whileDown(now: number): number | null {
-    return this.#since !== null ? (now - this.#since) / 1000 : null;
-  }
 }
