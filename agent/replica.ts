@@ -1064,11 +1064,12 @@ export class ReplicaSync {
     const stmts: string[] = ["START TRANSACTION", ...parts.slice(0, 1)];
     stmts.push(progressSql(this.#cfg.group, chunk, chunk.last ? "done" : "copying", chunk.lastKey, chunk.rows.length));
     if (finishing) stmts.push(`UPDATE ${SCHEMA}.checkpoints SET state = 'streaming' WHERE group_name = ${conn.escape(this.#cfg.group)}`);
-    stmts.push("COMMIT");
     const relaxed = this.#relaxedTables.has(key);
     // The rest of the chunk goes through a second connection at the same time (the replica server can
-    // use two cores). No stream batch runs meanwhile, so the tombstone check above still holds; a crash
-    // between the two commits only means the chunk is copied again with INSERT IGNORE, which is harmless.
+    // use two cores). No stream batch runs meanwhile, so the tombstone check above still holds. The main
+    // transaction (with the progress) commits only once the other parts have committed: a crash before
+    // that only means the chunk is copied again with INSERT IGNORE, which is harmless; the progress never
+    // runs ahead of rows that did not land.
     const sides = await Promise.all(parts.slice(1).map((_, i) => this.#sideConnection(i)));
     if (relaxed) await conn.query("SET SESSION foreign_key_checks = 0");
     try {
@@ -1076,6 +1077,7 @@ export class ReplicaSync {
         conn.query({ sql: stmts.join(";\n"), timeout: APPLY_TIMEOUT_MS }),
         ...parts.slice(1).map((p, i) => sides[i].query(`${relaxed ? "SET SESSION foreign_key_checks = 0;\n" : ""}${p}${relaxed ? ";\nSET SESSION foreign_key_checks = 1" : ""}`)),
       ]);
+      await conn.query("COMMIT");
     } catch (err: any) {
       await conn.query("ROLLBACK").catch(() => undefined);
       throw err;
