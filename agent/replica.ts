@@ -997,13 +997,8 @@ export class ReplicaSync {
     // applied changes to it (rows upserted from after-images) before the session ended, first chunk unlanded.
     // This session's stream skips it again until its copy starts, so such rows would stay stale under the
     // chunk's INSERT IGNORE: empty it, its rows all come from the copy and the stream after the copy starts.
-    if (this.#pendingTables.size) {
-      const del = [...this.#pendingTables].map((n) => {
-        const t = tables.find((x) => `${x.db}.${x.table}` === n)!;
-        return `DELETE FROM ${qualified(t.db, t.table)}`;
-      });
-      await conn.query(["SET SESSION foreign_key_checks = 0", ...del, "SET SESSION foreign_key_checks = 1"].join(";\n"));
-    }
+    const pending = tables.filter((t) => t.state === "pending").map((t) => `DELETE FROM ${qualified(t.db, t.table)}`);
+    if (pending.length) await conn.query(["SET SESSION foreign_key_checks = 0", ...pending, "SET SESSION foreign_key_checks = 1"].join(";\n"));
     const resumed = tables.filter((t) => t.rowsCopied > 0);
     if (resumed.length) this.#log.info({ tables: resumed.map((t) => ({ table: `${t.db}.${t.table}`, rowsCopied: t.rowsCopied })) }, "snapshot resumes where it stopped");
     const copier = new Copier(
@@ -1262,5 +1257,4 @@ export class LagClock {
     if (since === null) return 0;
     return Math.max(0, (now - since) / 1000);
   }
-
 }

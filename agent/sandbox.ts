@@ -12,7 +12,7 @@ import { Agent } from "./main.js";
 import { createShop, Heartbeat, LagProbe, Workload } from "./sandbox-shop.js";
 import { createDisplay, formatSummary, type Display, type ReplicaSummary, type Summary, type View } from "./sandbox-ui.js";
 import { serverBinary, startServers, type TestServer } from "./servers.js";
-import { exitCodeOf, runVerify, type VerifyOutcome } from "./verifier.js";
+import { exitCodeOf, verifyOrError } from "./verifier.js";
 import { formatVerify } from "./verify.js";
 
 export interface SandboxOptions {
@@ -239,13 +239,7 @@ export async function sandbox(o: SandboxOptions, io: SandboxIo = { out: process.
     agent = null;
 
     say("verifying: chunked checksums of every table, source against each replica…");
-    let outcome: VerifyOutcome | null = null;
-    let verifyError: string | null = null;
-    try {
-      outcome = await runVerify(cfg);
-    } catch (e: any) {
-      verifyError = e?.message ?? String(e);
-    }
+    const { outcome, verifyError } = await verifyOrError(cfg);
     const code = outcome ? exitCodeOf(outcome) : 2;
     ok = code === 0 && catchUpMs !== null;
     const replicas: ReplicaSummary[] = final.replicas.map((r, i) => {

@@ -446,20 +446,22 @@ export class Copier {
    */
   async #openSnapshot(slot: ChunkSlot): Promise<{ file: string; pos: number } | undefined> {
     const src = this.#src!;
-    if (this.#exact === null) {
-      await src.query("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY");
-      const p = await consistentSnapshotPos(src);
-      await src.query("COMMIT");
-      this.#exact = !!p;
-      // a locking read would read the newest rows, not the snapshot's (and is not needed with it)
-      if (this.#exact) ChunkReader.locking = false;
-      this.#log.info({ exact: this.#exact }, this.#exact ? "snapshot chunks are read at exact binlog positions (consistent snapshots)" : "snapshot chunks are read between binlog watermarks");
-      if (!this.#exact) return undefined;
-    }
     for (let attempt = 0; attempt < 200; attempt++) {
       await src.query("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY");
       const p = await consistentSnapshotPos(src);
-      if (!p) throw new Error("the source stopped reporting binlog_snapshot_position");
+      if (!p) {
+        await src.query("COMMIT");
+        if (this.#exact) throw new Error("the source stopped reporting binlog_snapshot_position");
+        this.#exact = false;
+        this.#log.info({ exact: false }, "snapshot chunks are read between binlog watermarks");
+        return undefined;
+      }
+      if (this.#exact === null) {
+        this.#exact = true;
+        // a locking read would read the newest rows, not the snapshot's (and is not needed with it)
+        ChunkReader.locking = false;
+        this.#log.info({ exact: true }, "snapshot chunks are read at exact binlog positions (consistent snapshots)");
+      }
       if (slot.tryHi(p)) return p;
       await src.query("COMMIT");
       await new Promise((r) => setTimeout(r, Math.min(50, 1 + attempt)));
@@ -473,8 +475,8 @@ export class Copier {
 
   /**
    * Test hook (DATASYNC_TEST_CHUNK_PAUSE_MS): hold the first chunk (of each table in the comma-separated
-   * DATASYNC_TEST_CHUNK_PAUSE_TABLE when set, `db.table[:ms]`) between reading it and handing it to the applier, so a test can commit conflicting changes
-   * in that window.
+   * DATASYNC_TEST_CHUNK_PAUSE_TABLE when set, `db.table[:ms]`) between reading it and handing it to the
+   * applier, so a test can commit conflicting changes in that window.
    */
   async #testPause(t: SnapshotTable, rows: number): Promise<void> {
     const name = `${t.db}.${t.table}`;

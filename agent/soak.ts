@@ -10,7 +10,7 @@ import { validateConfig } from "./config.js";
 import { agentConfig, repoRoot, sandboxBase } from "./sandbox.js";
 import { createShop, Heartbeat, LagProbe, percentile, Workload } from "./sandbox-shop.js";
 import { freePort, serverBinary, startServers, type TestServer } from "./servers.js";
-import { exitCodeOf, runVerify, type VerifyOutcome } from "./verifier.js";
+import { exitCodeOf, verifyOrError } from "./verifier.js";
 import { formatVerify } from "./verify.js";
 
 // ------------------------------------------------------------------ the growth detector (pure)
@@ -779,13 +779,7 @@ export async function runSoak(o: SoakOptions, io: SoakIo = { out: process.stdout
     child = null;
 
     say("verifying: chunked checksums of every table, source against each replica");
-    let outcome: VerifyOutcome | null = null;
-    let verifyError: string | null = null;
-    try {
-      outcome = await runVerify(cfg);
-    } catch (e: any) {
-      verifyError = e?.message ?? String(e);
-    }
+    const { outcome, verifyError } = await verifyOrError(cfg);
     const identical = outcome !== null && exitCodeOf(outcome) === 0;
 
     const growthOpts = { ...DEFAULT_GROWTH, ...o.growth };

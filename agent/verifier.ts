@@ -320,6 +320,15 @@ async function narrow(source: Peer, reps: Peer[], s: TableShape, chunk: KeyRange
 }
 
 /** Compare the source with each replica. Throws VerifyError when the run cannot start (source, options). */
+/** runVerify for a report that goes on after a failure: the outcome, or the error's message. */
+export async function verifyOrError(cfg: Config): Promise<{ outcome: VerifyOutcome | null; verifyError: string | null }> {
+  try {
+    return { outcome: await runVerify(cfg), verifyError: null };
+  } catch (e: any) {
+    return { outcome: null, verifyError: e?.message ?? String(e) };
+  }
+}
+
 export async function runVerify(cfg: Config, opts: VerifyOptions = {}, peers?: { source: Peer; replicas: Peer[] }): Promise<VerifyOutcome> {
   const t0 = Date.now();
   const chunkRows = opts.chunkRows ?? 10_000;

@@ -81,9 +81,8 @@ export async function runCatchup(ctx, name, tag) {
       await poller.close();
       await agent.stop();
     }
-    const failed = agent.errorLines();
-    if (failed.length) throw new Error(`agent logged errors:\n${failed.slice(0, 3).join("\n")}`);
-    const streamingAt = agent.firstStreamingAt ?? agent.t0;
+    agent.assertNoErrors();
+    const streamingAt = agent.streamingStart;
     const ag = { seconds: (doneAt - streamingAt) / 1000, wallSeconds: (doneAt - agent.t0) / 1000, startupSeconds: (streamingAt - agent.t0) / 1000, peakRssMb: mb(agent.peakRssKb) };
     log(`${tag}: agent ${ag.seconds.toFixed(2)} s (+${ag.startupSeconds.toFixed(2)} s start-up), peak RSS ${ag.peakRssMb} MB`);
 

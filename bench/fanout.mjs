@@ -35,9 +35,8 @@ async function runAgentOn(ctx, src, reps, end, tag) {
     await poller.close();
     await agent.stop();
   }
-  const failed = agent.errorLines();
-  if (failed.length) throw new Error(`agent logged errors:\n${failed.slice(0, 3).join("\n")}`);
-  const streamingAt = agent.firstStreamingAt ?? agent.t0;
+  agent.assertNoErrors();
+  const streamingAt = agent.streamingStart;
   const last = Math.max(...done);
   return {
     seconds: (last - streamingAt) / 1000,

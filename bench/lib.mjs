@@ -297,6 +297,15 @@ export async function startAgent({ src, replicas, tag, base, resultsDir, opt, co
     },
     cpuSeconds: () => cpuSeconds(child.pid),
     errorLines: () => h.logLines.filter((l) => /"level":"(error|fatal)"|"level":(50|60)\b/.test(l)),
+    /** after the run: throws when the agent logged an error */
+    assertNoErrors() {
+      const failed = this.errorLines();
+      if (failed.length) throw new Error(`agent logged errors:\n${failed.slice(0, 3).join("\n")}`);
+    },
+    /** when streaming started (process start when it never logged it) */
+    get streamingStart() {
+      return this.firstStreamingAt ?? h.t0;
+    },
     async stop() {
       if (!h.exit) child.kill("SIGTERM");
       const killer = setTimeout(() => child.kill("SIGKILL"), 15_000);
