@@ -1,10 +1,11 @@
 // Servers owns private MariaDB/MySQL server processes for tests, the benchmark and the sandbox:
 // own datadir, own port on 127.0.0.1, binlog configured as the agent needs (DESIGN.md facts).
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { cpSync, existsSync, mkdirSync, rmSync, openSync, closeSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, rmSync, openSync, closeSync, writeFileSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import mysql from "mysql2/promise";
 
 export class ServerBinaryMissing extends Error {
@@ -23,8 +24,56 @@ function which(names: string[]): string | null {
   return null;
 }
 
-export function serverBinary(): string {
+export type Flavor = "mariadb" | "mysql";
+
+/** The flavor tests run on: `DATASYNC_TEST_FLAVOR` (set per vitest project), else MariaDB. */
+export function defaultFlavor(): Flavor {
+  const f = process.env.DATASYNC_TEST_FLAVOR;
+  if (f === "mysql" || f === "mariadb") return f;
+  if (f) throw new Error(`DATASYNC_TEST_FLAVOR=${f}: use mariadb or mysql`);
+  return "mariadb";
+}
+
+/** the project root (where package.json is), from source (agent/) or compiled (dist/agent/) */
+function projectRoot(): string {
+  let d = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 4; i++) {
+    const pj = join(d, "package.json");
+    if (existsSync(pj) && /"name":\s*"datasync"/.test(readFileSync(pj, "utf8"))) return d;
+    d = dirname(d);
+  }
+  return process.cwd();
+}
+
+export class MysqlBinaryMissing extends Error {
+  constructor(path: string) {
+    super(`No MySQL server binary at ${path}. Run \`npm run setup -- mysql\` (fetches Debian's mysql-server-core into .mysql/), or set DATASYNC_MYSQLD to a mysqld 8.0+ binary.`);
+    this.name = "MysqlBinaryMissing";
+  }
+}
+
+/** the folder of MySQL's wrappers (mysqld, mysql, mysqldump, mysqlbinlog) made by the setup step */
+export function mysqlBinDir(): string {
+  if (process.env.DATASYNC_MYSQLD) return dirname(process.env.DATASYNC_MYSQLD);
+  return join(projectRoot(), ".mysql", "bin");
+}
+
+export function serverBinary(flavor: Flavor = "mariadb"): string {
+  if (flavor === "mysql") {
+    const b = process.env.DATASYNC_MYSQLD ?? join(mysqlBinDir(), "mysqld");
+    if (!existsSync(b)) throw new MysqlBinaryMissing(b);
+    return b;
+  }
   const b = which(["mariadbd", "mysqld"]);
+  if (!b) throw new ServerBinaryMissing();
+  return b;
+}
+
+/** a client tool of the flavor: "client" (mysql/mariadb), "dump", "binlog" */
+export function clientBinary(flavor: Flavor, tool: "client" | "dump" | "binlog"): string {
+  if (flavor === "mysql") return join(mysqlBinDir(), { client: "mysql", dump: "mysqldump", binlog: "mysqlbinlog" }[tool]);
+  const names = { client: ["mariadb", "mysql"], dump: ["mariadb-dump", "mysqldump"], binlog: ["mariadb-binlog", "mysqlbinlog"] }[tool];
+  const b = which(names);
   if (!b) throw new ServerBinaryMissing();
   return b;
 }
@@ -53,13 +102,21 @@ export interface ServerOptions {
   args?: string[];
   /** no binlog at all (a pure replica) */
   noBinlog?: boolean;
+  /** mariadb (Debian's mariadbd) or mysql (the setup step's private MySQL); default defaultFlavor() */
+  flavor?: Flavor;
 }
 
-let templateDir: string | null = null;
+const templateDirs = new Map<string, string>();
 
-/** One initialized datadir, copied for every server (mariadb-install-db costs seconds; a copy does not). */
-function template(base: string): string {
-  if (templateDir && existsSync(join(templateDir, "mysql"))) return templateDir;
+/** One initialized datadir per flavor, copied for every server (initializing costs seconds; a copy does not). */
+function template(base: string, flavor: Flavor = defaultFlavor()): string {
+  const known = templateDirs.get(`${flavor}:${base}`);
+  if (known && existsSync(join(known, "mysql"))) return known;
+  if (flavor === "mysql") {
+    const dir = mysqlTemplate(base);
+    templateDirs.set(`${flavor}:${base}`, dir);
+    return dir;
+  }
   const dir = join(base, `template-${process.pid}`);
   if (!existsSync(join(dir, "mysql"))) {
     rmSync(dir, { recursive: true, force: true });
@@ -82,7 +139,28 @@ function template(base: string): string {
     }
     if (!r || r.status !== 0) throw new Error(`mariadb-install-db failed (exit ${r?.status}): ${String(r?.stderr || r?.stdout)}`);
   }
-  templateDir = dir;
+  templateDirs.set(`mariadb:${base}`, dir);
+  return dir;
+}
+
+/** `mysqld --initialize-insecure` once; root also over TCP from 127.0.0.1 (skip-name-resolve). */
+function mysqlTemplate(base: string): string {
+  const dir = join(base, `template-mysql-${process.pid}`);
+  if (existsSync(join(dir, "mysql"))) return dir;
+  const bin = serverBinary("mysql");
+  mkdirSync(base, { recursive: true });
+  const init = `${dir}.init.sql`;
+  writeFileSync(init, "CREATE USER 'root'@'127.0.0.1' IDENTIFIED BY '';\nGRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;\n");
+  let r: ReturnType<typeof spawnSync> | null = null;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    rmSync(dir, { recursive: true, force: true });
+    r = spawnSync(bin, ["--no-defaults", "--initialize-insecure", "--user=root", `--datadir=${dir}`, `--init-file=${init}`, "--innodb-redo-log-capacity=64M"], { encoding: "utf8" });
+    if (r.status === 0) break;
+  }
+  rmSync(init, { force: true });
+  if (!r || r.status !== 0) throw new Error(`mysqld --initialize-insecure failed (exit ${r?.status}): ${String(r?.stderr || r?.stdout).slice(-3000)}`);
+  // every copy must get its own server_uuid (written at first start when auto.cnf is absent)
+  rmSync(join(dir, "auto.cnf"), { force: true });
   return dir;
 }
 
@@ -92,6 +170,7 @@ export class TestServer {
   readonly socket: string;
   port = 0;
   readonly serverId: number;
+  readonly flavor: Flavor;
   #proc: ChildProcess | null = null;
   #opts: ServerOptions;
   #base: string;
@@ -100,6 +179,7 @@ export class TestServer {
     this.#opts = opts;
     this.#base = opts.baseDir ?? join(tmpdir(), "datasync-servers");
     this.name = opts.name ?? "db";
+    this.flavor = opts.flavor ?? defaultFlavor();
     this.serverId = opts.serverId ?? 1 + Math.floor(Math.random() * 1_000_000);
     const unique = `${this.name}-${process.pid}-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e6).toString(36)}`;
     this.datadir = join(this.#base, unique);
@@ -120,13 +200,25 @@ export class TestServer {
   }
 
   async start(extraArgs: string[] = []): Promise<this> {
-    const bin = serverBinary();
+    const bin = serverBinary(this.flavor);
     mkdirSync(this.#base, { recursive: true });
-    if (!existsSync(join(this.datadir, "mysql"))) cpSync(template(this.#base), this.datadir, { recursive: true });
+    if (!existsSync(join(this.datadir, "mysql"))) cpSync(template(this.#base, this.flavor), this.datadir, { recursive: true });
     if (!this.port) this.port = this.#opts.port ?? (await freePort());
+    const mysql8 = this.flavor === "mysql";
     const binlog = this.#opts.noBinlog
-      ? []
+      ? mysql8 ? ["--skip-log-bin"] : []
       : ["--log-bin=binlog", "--binlog-format=ROW", "--binlog-row-image=FULL", "--binlog-row-metadata=FULL"];
+    const flavorArgs = mysql8
+      ? [
+          "--gtid-mode=ON",
+          "--enforce-gtid-consistency=ON",
+          "--mysqlx=OFF",
+          `--secure-file-priv=${this.datadir}.tmp`,
+          `--pid-file=${this.datadir}.pid`,
+          "--innodb-redo-log-capacity=100M",
+          "--log-error-verbosity=2",
+        ]
+      : ["--innodb-log-file-size=48M"];
     const args = [
       "--no-defaults",
       "--user=root",
@@ -139,7 +231,7 @@ export class TestServer {
       "--character-set-server=utf8mb4",
       "--collation-server=utf8mb4_general_ci",
       "--innodb-buffer-pool-size=64M",
-      "--innodb-log-file-size=48M",
+      ...flavorArgs,
       "--innodb-flush-log-at-trx-commit=2",
       "--sync-binlog=0",
       "--skip-name-resolve",
@@ -155,11 +247,11 @@ export class TestServer {
     this.#proc = spawn(bin, args, { stdio: ["ignore", out, out], detached: false });
     closeSync(out);
     const proc = this.#proc;
-    const deadline = Date.now() + 30_000;
+    const deadline = Date.now() + 60_000;
     let lastErr: unknown = null;
     while (Date.now() < deadline) {
       if (proc.exitCode !== null || proc.signalCode !== null) {
-        throw new Error(`mariadbd ${this.name} exited at start (code ${proc.exitCode}); see ${this.datadir}.err`);
+        throw new Error(`${this.flavor} server ${this.name} exited at start (code ${proc.exitCode}); see ${this.datadir}.err`);
       }
       try {
         const c = await mysql.createConnection({ ...this.rootOptions, connectTimeout: 1000 });
@@ -170,7 +262,7 @@ export class TestServer {
         await new Promise((r) => setTimeout(r, 100));
       }
     }
-    throw new Error(`mariadbd ${this.name} did not accept connections within 30 s: ${String(lastErr)}`);
+    throw new Error(`${this.flavor} server ${this.name} did not accept connections within 60 s: ${String(lastErr)}`);
   }
 
   async connect(extra: mysql.ConnectionOptions = {}): Promise<mysql.Connection> {
@@ -220,12 +312,13 @@ export class TestServer {
     rmSync(`${this.datadir}.err`, { force: true });
     rmSync(`${this.datadir}.out`, { force: true });
     rmSync(`${this.datadir}.tmp`, { recursive: true, force: true });
+    rmSync(`${this.datadir}.pid`, { force: true });
   }
 }
 
 /** Start several servers at once. */
 export async function startServers(specs: ServerOptions[]): Promise<TestServer[]> {
   // the template must exist before parallel starts copy it
-  template(specs[0]?.baseDir ?? join(tmpdir(), "datasync-servers"));
+  for (const f of new Set(specs.map((s) => s.flavor ?? defaultFlavor()))) template(specs[0]?.baseDir ?? join(tmpdir(), "datasync-servers"), f);
   return Promise.all(specs.map((s) => new TestServer(s).start()));
 }
