@@ -2,6 +2,7 @@
 // versions, settings, grants and table keys, and hands them to the pure rules in rules.ts.
 import type { Config, Endpoint } from "./config.js";
 import { connect, describeConnError, type Conn } from "./db.js";
+import { describeIdentity, identityKey, readServerIdentity, type ServerIdentity } from "./identity.js";
 import {
   BOOKKEEPING_SCHEMA,
   checkBinlogSettings,
@@ -128,6 +129,49 @@ function label(e: Endpoint, name: string): string {
 export interface SourceFacts {
   version: ServerVersion;
   vars: Variables;
+  /** the source's server identity (DESIGN.md "Server identity"); absent where only the declared version is known */
+  identity?: ServerIdentity;
+  /** "source (host:port)" for messages */
+  label?: string;
+  /**
+   * The identity each replica showed at its last preflight, by replica name: a replica must be a server
+   * of its own, so a later preflight (agent start, every reconnect of a replica session) compares with them.
+   */
+  replicaIdentities?: Map<string, { identity: ServerIdentity; label: string }>;
+}
+
+/**
+ * Rule 1, live: a replica is neither the source nor another replica, by server identity rather than by
+ * host string (a DNS alias, another address, a proxy or a port forward name the same server). Writing to
+ * such a "replica" would overwrite the source's (or the other replica's) data. Registers the replica's
+ * identity in `source.replicaIdentities`; the check and the registration run without an await between
+ * them, so two sessions connecting at once still see each other.
+ */
+export function checkDistinctServer(name: string, label: string, where: string, id: ServerIdentity, source?: SourceFacts): RuleFailure[] {
+  const out: RuleFailure[] = [];
+  if (!source) return out;
+  const key = identityKey(id);
+  if (source.identity && identityKey(source.identity) === key) {
+    out.push({
+      rule: 1,
+      code: "replica-is-source",
+      where: label,
+      message: `${label} is the same server as ${source.label ?? "the source"}: both report ${describeIdentity(id)}. Writing to it would overwrite the source's data, so nothing is written. Fix: point ${where} at a different server (the address given reaches the source, e.g. a DNS alias, another address of it or a port forward).`,
+    });
+  }
+  source.replicaIdentities ??= new Map();
+  for (const [other, seen] of source.replicaIdentities) {
+    if (other !== name && identityKey(seen.identity) === key) {
+      out.push({
+        rule: 1,
+        code: "replica-twice",
+        where: label,
+        message: `${label} is the same server as ${seen.label}: both report ${describeIdentity(id)}. A server can be a replica only once per group (two writers would overwrite each other). Fix: point ${where} or replica ${other} at another server, or remove one of them.`,
+      });
+    }
+  }
+  if (out.length === 0) source.replicaIdentities.set(name, { identity: id, label });
+  return out;
 }
 
 /** Live checks of the source. Never throws for rule failures; connection errors become a failure. */
@@ -145,6 +189,7 @@ export async function preflightSource(cfg: Config): Promise<{ report: ServerRepo
     const [[{ v }]] = await c.query<any[]>("SELECT VERSION() AS v");
     const version = parseVersion(String(v))!;
     report.version = version;
+    const identity = await readServerIdentity(c);
     const vars = await readVariables(c);
     report.failures.push(...checkBinlogSettings(report.label, vars, version.flavor));
     report.failures.push(...checkSourcePrivileges(report.label, await readGrants(c), version.flavor));
@@ -155,7 +200,7 @@ export async function preflightSource(cfg: Config): Promise<{ report: ServerRepo
         `${report.label}: trigger${trig.length > 1 ? "s" : ""} ${trig.join(", ")} ${trig.length > 1 ? "are" : "is"} held back from the replicas while syncing (their effects arrive as rows); install them on a replica when syncing ends, e.g. at cutover.`,
       );
     }
-    return { report, facts: { version, vars } };
+    return { report, facts: { version, vars, identity, label: report.label, replicaIdentities: new Map() } };
   } finally {
     await c.end().catch(() => undefined);
   }
@@ -177,6 +222,7 @@ export async function preflightReplica(cfg: Config, index: number, source?: Sour
     const [[{ v }]] = await c.query<any[]>("SELECT VERSION() AS v");
     const version = parseVersion(String(v))!;
     report.version = version;
+    report.failures.push(...checkDistinctServer(r.name, report.label, `replicas[${index}]`, await readServerIdentity(c), source));
     if (source) {
       report.failures.push(
         ...checkVersionParity(
@@ -207,6 +253,34 @@ export async function preflightReplica(cfg: Config, index: number, source?: Sour
   } finally {
     await c.end().catch(() => undefined);
   }
+}
+
+/**
+ * Agent start: every reachable replica is a server of its own (not the source, not another replica), all
+ * checked before any replica session starts; an unreachable replica is checked when its session connects.
+ * Returns the failures (the agent refuses to start on any).
+ */
+export async function checkReplicaServers(cfg: Config, source: SourceFacts): Promise<RuleFailure[]> {
+  const seen = await Promise.all(
+    cfg.replicas.map(async (r, i) => {
+      let c: Conn;
+      try {
+        c = await connect(r, `replicas[${i}]`);
+      } catch {
+        return undefined; // reported by the replica's session, which checks again before writing
+      }
+      try {
+        return await readServerIdentity(c);
+      } finally {
+        await c.end().catch(() => undefined);
+      }
+    }),
+  );
+  const out: RuleFailure[] = [];
+  seen.forEach((id, i) => {
+    if (id) out.push(...checkDistinctServer(cfg.replicas[i].name, label(cfg.replicas[i], `replica ${cfg.replicas[i].name}`), `replicas[${i}]`, id, source));
+  });
+  return out;
 }
 
 export async function preflight(cfg: Config): Promise<PreflightReport> {

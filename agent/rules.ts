@@ -16,7 +16,16 @@ export const BOOKKEEPING_SCHEMA = "_datasync";
 export const GROUP_RE = /^[a-z0-9][a-z0-9-]{0,39}$/;
 export const REPLICA_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
 
-/** the loopback hosts on which TLS defaults to disabled */
+/**
+ * The hosts on which TLS defaults to disabled: exactly 127.0.0.1, localhost and ::1 (DESIGN.md). The rest of
+ * 127.0.0.0/8 is not on the list: such an address can be a tunnel or a proxy to a remote server.
+ */
+export function tlsOffByDefault(host: string): boolean {
+  const h = host.trim().toLowerCase();
+  return h === "localhost" || h === "127.0.0.1" || h === "::1" || h === "[::1]";
+}
+
+/** any loopback address (127.0.0.0/8, localhost, ::1) */
 export function isLoopback(host: string): boolean {
   const h = host.trim().toLowerCase();
   return h === "localhost" || h === "::1" || h === "[::1]" || /^127\.\d+\.\d+\.\d+$/.test(h);
