@@ -7,6 +7,7 @@ import {
   BOOKKEEPING_SCHEMA,
   checkBinlogSettings,
   checkPrimaryKeys,
+  checkReplicaPrivileges,
   checkSourcePrivileges,
   checkVersionParity,
   makeTableFilter,
@@ -85,41 +86,6 @@ export async function triggersInScope(c: Conn, databases: string[]): Promise<str
     [databases],
   );
   return rows.map((r) => `${r.db}.${r.name} (on ${r.tbl})`);
-}
-
-/** Replica privileges: DDL and DML on each synced schema and on _datasync. */
-export function checkReplicaPrivileges(server: string, grants: string[], schemas: string[]): RuleFailure[] {
-  const NEED = ["SELECT", "INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "ALTER", "INDEX"];
-  const privsOn = (schema: string): Set<string> => {
-    const s = new Set<string>();
-    for (const g of grants) {
-      const m = /^GRANT\s+(.+?)\s+ON\s+(\S+)\s+TO/i.exec(g);
-      if (!m) continue;
-      const target = m[2].replace(/`/g, "");
-      const dbPart = target.split(".")[0];
-      const matches = target === "*.*" || dbPart === schema || (dbPart.includes("%") && new RegExp(`^${dbPart.replace(/[.*+?^${}()|[\]\\]/g, "\\$&").replace(/%/g, ".*").replace(/_/g, ".")}$`).test(schema));
-      if (!matches || !target.endsWith(".*")) continue;
-      for (const p of m[1].split(",").map((x) => x.trim().toUpperCase())) {
-        if (p === "ALL" || p === "ALL PRIVILEGES") NEED.forEach((n) => s.add(n));
-        else s.add(p);
-      }
-    }
-    return s;
-  };
-  const out: RuleFailure[] = [];
-  for (const schema of schemas) {
-    const have = privsOn(schema);
-    const missing = NEED.filter((n) => !have.has(n));
-    if (missing.length) {
-      out.push({
-        rule: 6,
-        code: "replica-privileges",
-        where: server,
-        message: `${server}: the sync user lacks ${missing.join(", ")} on \`${schema}\`; required DDL and DML on the synced schemas and ${BOOKKEEPING_SCHEMA}. Fix: GRANT ALL PRIVILEGES ON \`${schema}\`.* TO <user>.`,
-      });
-    }
-  }
-  return out;
 }
 
 function label(e: Endpoint, name: string): string {
@@ -248,7 +214,7 @@ export async function preflightReplica(cfg: Config, index: number, source?: Sour
         message: `${report.label}: sql_generate_invisible_primary_key is ON, required OFF (tables created by the sync would get a key the source does not have). Set the server parameter sql_generate_invisible_primary_key=OFF.`,
       });
     }
-    report.failures.push(...checkReplicaPrivileges(report.label, await readGrants(c), [...cfg.databases, "_datasync"]));
+    report.failures.push(...checkReplicaPrivileges(report.label, await readGrants(c), cfg.databases));
     return report;
   } finally {
     await c.end().catch(() => undefined);
@@ -290,3 +256,4 @@ export async function preflight(cfg: Config): Promise<PreflightReport> {
 }
 
 export type { Flavor };
+export { checkReplicaPrivileges };

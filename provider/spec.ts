@@ -371,3 +371,15 @@ export function remoteAgentConfig(config: string, target: RemoteTarget, read: (p
   if (problems.length) throw new Error(`the agent config for ${target.name} cannot run there:\n  - ${problems.join("\n  - ")}`);
   return JSON.stringify(result);
 }
+
+/**
+ * The name of the dedicated sync account the provider creates on a replica it manages: `datasync_<group>`,
+ * shortened with a hash of the group to MySQL's 32 characters (Azure's limit too).
+ */
+export function defaultSyncUser(group: string): string {
+  const name = `datasync_${group}`;
+  if (name.length <= 32) return name;
+  let h = 0x811c9dc5; // FNV-1a: stable, no imports (this module is closure-serialized)
+  for (let i = 0; i < group.length; i++) h = Math.imul(h ^ group.charCodeAt(i), 0x01000193) >>> 0;
+  return `datasync_${group.slice(0, 14)}_${h.toString(16).padStart(8, "0")}`;
+}
