@@ -3,6 +3,7 @@
 // to its consumer with the resume position that follows it. One reader per replica: each replica
 // advances on its own, and a full consumer pauses its reader (memory stays bounded).
 import ZongJi from "@vlasky/zongji";
+import { explainDriverTlsError } from "./db.js";
 import { GtidSet, MariadbGtidPosition } from "@vlasky/zongji";
 import type { Flavor } from "./rules.js";
 
@@ -160,6 +161,8 @@ export class BinlogReader {
       z.on("error", (err: Error) => {
         if (this.#stopped || this.#failed) return;
         this.#failed = true;
+        const tls = explainDriverTlsError(err, o.connection as any);
+        if (tls) err.message = tls;
         const e = isPurgedError(err) ? new PurgedPositionError(this.lastRead, (err as any).message) : err;
         if (!ready) reject(e);
         else o.onError(e);
