@@ -5,6 +5,7 @@
 import ZongJi from "@vlasky/zongji";
 import { GtidSet, MariadbGtidPosition } from "@vlasky/zongji";
 import type { Flavor } from "./rules.js";
+import { EXACT, installExactRows } from "./rowdecode.js";
 
 export interface Position {
   file: string;
@@ -16,7 +17,10 @@ export interface Position {
 export type Row = Record<string, unknown>;
 
 export interface RowChange {
-  op: "insert" | "update" | "delete";
+  /** "savepoint"/"rollback-to": a source savepoint that a ROLLBACK TO in the same transaction returns to (rows empty) */
+  op: "insert" | "update" | "delete" | "savepoint" | "rollback-to";
+  /** the savepoint's name, for "savepoint" and "rollback-to" */
+  savepoint?: string;
   db: string;
   table: string;
   /** insert/delete: the rows; update: the after images */
@@ -70,9 +74,27 @@ export function comparePos(a: { file: string; pos: number }, b: { file: string; 
   return a.pos - b.pos;
 }
 
+/** SAVEPOINT x, ROLLBACK [WORK] TO [SAVEPOINT] x, RELEASE SAVEPOINT x (names bare or backquoted) */
+const SAVEPOINT_RE = /^\s*(SAVEPOINT|ROLLBACK\s+(?:WORK\s+)?TO(?:\s+SAVEPOINT)?|RELEASE\s+SAVEPOINT)\s+(`(?:[^`]|``)+`|[^\s;`]+)\s*;?\s*$/i;
+
+function unquoteName(n: string): string {
+  return n.startsWith("`") ? n.slice(1, -1).replace(/``/g, "`") : n;
+}
+
 const DML_RE = /^\s*(?:\/\*.*?\*\/\s*)*(INSERT|UPDATE|DELETE|REPLACE|LOAD\s+DATA)\b/is;
 
+/** the prepared part of an XA transaction, waiting for its XA COMMIT or XA ROLLBACK */
+export interface XaParked {
+  txn: Txn;
+  /** MySQL: the prepared part's GTID, added to the position with the commit */
+  gtid?: unknown;
+  /** where the commit or rollback was read (kept a while for a reader that starts before it) */
+  committedAt?: Position;
+}
+
 export interface ReaderOptions {
+  /** prepared XA transactions from the replica's previous reader */
+  xaParked?: ReadonlyMap<string, XaParked>;
   connection: Record<string, unknown>;
   serverId: number;
   flavor: Flavor;
@@ -113,9 +135,13 @@ export class BinlogReader {
   #mariaGtid: MariadbGtidPosition | null = null;
   #mysqlGtid: GtidSet | null = null;
   #pendingGtid: any;
-  /** MySQL XA: prepared transactions waiting for their XA COMMIT, by XID text */
-  #xaPrepared = new Map<string, Txn>();
+  /** XA: prepared transactions waiting for their XA COMMIT, by XID text (see XaParked) */
+  #xaPrepared: Map<string, XaParked>;
   #xaCurrent: string | null = null;
+  /** savepoints of the open transaction: where in its changes each was set, and whether a marker went in */
+  #savepoints: { name: string; index: number; marked: boolean }[] = [];
+  /** the next row event starts a new change (a savepoint lies between) */
+  #split = false;
   #paused = false;
   #stopped = false;
   #failed = false;
@@ -127,6 +153,10 @@ export class BinlogReader {
   constructor(o: ReaderOptions) {
     this.#o = o;
     this.lastRead = o.start;
+    // prepared XA transactions read by the previous reader of this replica (a reconnect, a source restart)
+    // that are still open at this reader's start
+    this.#xaPrepared = new Map();
+    for (const [xid, p] of o.xaParked ?? []) if (!p.committedAt || comparePos(p.committedAt, o.start) > 0) this.#xaPrepared.set(xid, { ...p, committedAt: undefined });
     if (o.start.gtid) {
       if (o.flavor === "mariadb") this.#mariaGtid = MariadbGtidPosition.parse(o.start.gtid);
       else this.#mysqlGtid = GtidSet.parse(o.start.gtid);
@@ -137,9 +167,15 @@ export class BinlogReader {
     return this.#paused;
   }
 
-  start(): Promise<void> {
+  async start(): Promise<void> {
+    await installExactRows();
+    return this.#start();
+  }
+
+  #start(): Promise<void> {
     const o = this.#o;
     const z: any = new ZongJi({ ...o.connection, dateStrings: true, timezone: "Z", supportBigNumbers: true, bigNumberStrings: true, jsonStrings: true });
+    z[EXACT] = true;
     this.#z = z;
     if (o.tableInfo) this.#overrideTableInfo(z, o.tableInfo);
     return new Promise((resolve, reject) => {
@@ -202,6 +238,8 @@ export class BinlogReader {
   }
 
   #open(ts: number): Txn {
+    this.#savepoints = [];
+    this.#split = false;
     return { pos: this.lastRead, ts, readAt: 0, changes: [], rowCount: 0, bytes: 256 };
   }
 
@@ -222,8 +260,12 @@ export class BinlogReader {
         const xa = /^\s*XA\s+(START|BEGIN|END|PREPARE|COMMIT|ROLLBACK)\s+(.*?)\s*$/is.exec(sql);
         if (xa) {
           const verb = xa[1].toUpperCase();
-          const xid = xa[2].replace(/\s+ONE\s+PHASE\s*$/i, "").replace(/\s+/g, "");
+          const xid = xa[2].replace(/\s+(ONE\s+PHASE|SUSPEND(\s+FOR\s+MIGRATE)?)\s*$/i, "").replace(/\s+/g, "");
           if (verb === "START" || verb === "BEGIN") {
+            if (!this.#cur) this.#cur = this.#open(ev.timestamp);
+            this.#xaCurrent = xid;
+          } else if (verb === "END") {
+            // MariaDB writes no XA START (the XID rides in the GTID event): XA END names the transaction
             if (!this.#cur) this.#cur = this.#open(ev.timestamp);
             this.#xaCurrent = xid;
           } else if (verb === "COMMIT") {
@@ -232,25 +274,34 @@ export class BinlogReader {
               this.#commit(ev);
             } else {
               const parked = this.#xaPrepared.get(xid);
-              this.#xaPrepared.delete(xid);
               const t = this.#cur ?? this.#open(ev.timestamp);
-              if (parked) {
-                t.changes.push(...parked.changes);
-                t.rowCount += parked.rowCount;
-                t.bytes += parked.bytes;
+              if (parked && !parked.committedAt) {
+                t.changes.push(...parked.txn.changes);
+                t.rowCount += parked.txn.rowCount;
+                t.bytes += parked.txn.bytes;
+                if (parked.gtid) this.#foldGtid(parked.gtid);
               }
               this.#cur = t;
               this.#commit(ev);
+              if (parked) this.#xaDone(xid, parked);
             }
           } else if (verb === "ROLLBACK") {
-            this.#xaPrepared.delete(xid);
+            const parked = this.#xaPrepared.get(xid);
+            if (parked?.gtid && !parked.committedAt) this.#foldGtid(parked.gtid);
             this.#cur = null;
             this.#commit(ev);
+            if (parked) this.#xaDone(xid, parked);
           }
           return;
         }
-        if (head.startsWith("BEGIN") || head.startsWith("SAVEPOINT") || /^ROLLBACK\s+(WORK\s+)?TO\b/.test(head) || head.startsWith("RELEASE SAVEPOINT")) {
+        if (head.startsWith("BEGIN")) {
           if (!this.#cur) this.#cur = this.#open(ev.timestamp);
+          return;
+        }
+        const sp = SAVEPOINT_RE.exec(sql);
+        if (sp) {
+          if (!this.#cur) this.#cur = this.#open(ev.timestamp);
+          this.#savepoint(this.#cur, sp[1].slice(0, 4).toUpperCase(), unquoteName(sp[2]));
           return;
         }
         if (head.startsWith("COMMIT") || /^ROLLBACK\s*$/.test(head)) {
@@ -288,9 +339,10 @@ export class BinlogReader {
         const t = this.#cur;
         const op = name === "writerows" ? "insert" : name === "updaterows" ? "update" : "delete";
         let last = t.changes[t.changes.length - 1];
-        if (!last || last.op !== op || last.db !== db || last.table !== table) {
+        if (this.#split || !last || last.op !== op || last.db !== db || last.table !== table) {
           last = { op, db, table, rows: [], before: op === "update" ? [] : undefined };
           t.changes.push(last);
+          this.#split = false;
         }
         if (op === "update") {
           for (const r of ev.rows) {
@@ -333,12 +385,85 @@ export class BinlogReader {
     }
   }
 
-  /** Park the prepared part of an XA transaction under the XID of its XA START until XA COMMIT. */
+  /**
+   * SAVEPOINT, ROLLBACK TO and RELEASE inside a transaction. A source writes ROLLBACK TO to its binlog only
+   * when the rolled-back part touched a non-transactional table (otherwise it truncates its cache), so the
+   * rows between the savepoint and the rollback are all in the stream: the transactional ones were undone
+   * on the source, the others were not. The replica's own engines make that distinction, as native
+   * replication does: a "savepoint" marker goes in where the savepoint was set (only once a rollback to it
+   * is seen, so the many savepoints of ORMs cost nothing) and a "rollback-to" marker where it was rolled back.
+   */
+  #savepoint(t: Txn, verb: string, name: string): void {
+    const sps = this.#savepoints;
+    const find = () => {
+      for (let i = sps.length - 1; i >= 0; i--) if (sps[i].name.toLowerCase() === name.toLowerCase()) return i;
+      return -1;
+    };
+    if (verb === "SAVE") {
+      const i = find();
+      if (i >= 0) sps.splice(i, 1); // a savepoint of the same name replaces the older one
+      sps.push({ name, index: t.changes.length, marked: false });
+      this.#split = true;
+      return;
+    }
+    const i = find();
+    if (verb === "RELE") {
+      if (i >= 0) sps.splice(i);
+      return;
+    }
+    if (i < 0) return; // a rollback to a savepoint set before anything was logged undoes nothing here
+    const mark = sps[i];
+    if (!mark.marked) {
+      t.changes.splice(mark.index, 0, { op: "savepoint", savepoint: name, db: "", table: "", rows: [] });
+      mark.marked = true;
+      for (const other of sps) if (other !== mark && other.index >= mark.index) other.index++;
+    }
+    sps.splice(i + 1); // later savepoints are gone with the rollback
+    t.changes.push({ op: "rollback-to", savepoint: name, db: "", table: "", rows: [] });
+    this.#split = true;
+  }
+
+  /**
+   * Park the prepared part of an XA transaction under its XID until its XA COMMIT (its rows are applied
+   * then, with the commit) or XA ROLLBACK (dropped). On MySQL the prepared part's GTID joins the resume
+   * position only with its commit: a reader that starts again (agent restart) is sent the prepared part
+   * again. MariaDB's GTID position has no holes, so there the parked parts are handed to the next reader
+   * of the replica (`xaParked`), which covers reconnects and source restarts.
+   */
   #parkXa(): void {
-    if (this.#cur) this.#xaPrepared.set(this.#xaCurrent ?? "", this.#cur);
+    if (this.#cur) {
+      const gtid = this.#o.flavor === "mysql" ? this.#pendingGtid : undefined;
+      if (gtid) this.#pendingGtid = undefined;
+      this.#xaPrepared.set(this.#xaCurrent ?? "", { txn: this.#cur, gtid });
+    }
     this.#cur = null;
     this.#xaCurrent = null;
     this.#foldPending();
+  }
+
+  /** an XA transaction ended at the last commit: kept a while with its end position, for a reader that starts before it */
+  #xaDone(xid: string, parked: XaParked): void {
+    parked.committedAt = this.lastRead;
+    let done = 0;
+    for (const p of this.#xaPrepared.values()) if (p.committedAt) done++;
+    if (done > 64) {
+      for (const [k, p] of this.#xaPrepared) {
+        if (p.committedAt && k !== xid) {
+          this.#xaPrepared.delete(k);
+          break;
+        }
+      }
+    }
+  }
+
+  /** the prepared XA transactions this reader holds, for the replica's next reader */
+  get xaParked(): ReadonlyMap<string, XaParked> {
+    return this.#xaPrepared;
+  }
+
+  #foldGtid(g: any): void {
+    this.#mysqlGtid ??= new GtidSet();
+    this.#mysqlGtid.add(g);
   }
 
   /** Add the current group's GTID to the executed position: at its commit, or when a group ends without one (an XA prepare). */
