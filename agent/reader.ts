@@ -5,7 +5,7 @@
 import ZongJi from "@vlasky/zongji";
 import { GtidSet, MariadbGtidPosition } from "@vlasky/zongji";
 import type { Flavor } from "./rules.js";
-import { EXACT, installExactRows } from "./rowdecode.js";
+import { EXACT, exactRowsReady, installExactRows } from "./rowdecode.js";
 
 export interface Position {
   file: string;
@@ -48,9 +48,13 @@ export interface Txn {
 
 export class PurgedPositionError extends Error {
   readonly code = "purged";
-  constructor(pos: Position, detail: string) {
+  /** `reset`: the history was erased (RESET MASTER / RESET BINARY LOGS AND GTIDS), not purged */
+  constructor(pos: Position, detail: string, reset = false) {
     super(
-      `the source no longer has the binlog at the replica's checkpoint (${pos.gtid ? `GTID ${pos.gtid}` : `${pos.file}:${pos.pos}`}): it was purged (${detail}). ` +
+      `the source no longer has the binlog at the replica's checkpoint (${pos.gtid ? `GTID ${pos.gtid}` : `${pos.file}:${pos.pos}`}): ` +
+        (reset
+          ? `its binary log history was reset (RESET MASTER, or RESET BINARY LOGS AND GTIDS on MySQL 8.4+): ${detail}. Later writes on the source cannot be placed after the checkpoint. `
+          : `it was purged (${detail}). `) +
         "The replica needs a new snapshot: run `datasync resnapshot --config F --replica NAME`.",
     );
     this.name = "PurgedPositionError";
@@ -145,6 +149,8 @@ export class BinlogReader {
   #paused = false;
   #stopped = false;
   #failed = false;
+  /** the furthest position handed to the consumer */
+  #handed: Position;
   /** the last commit seen (even when nothing in it was in scope) */
   lastRead: Position;
   /** when the last binlog event arrived (a stalled connection stops moving this) */
@@ -153,6 +159,7 @@ export class BinlogReader {
   constructor(o: ReaderOptions) {
     this.#o = o;
     this.lastRead = o.start;
+    this.#handed = o.start;
     // prepared XA transactions read by the previous reader of this replica (a reconnect, a source restart)
     // that are still open at this reader's start
     this.#xaPrepared = new Map();
@@ -167,9 +174,10 @@ export class BinlogReader {
     return this.#paused;
   }
 
-  async start(): Promise<void> {
-    await installExactRows();
-    return this.#start();
+  start(): Promise<void> {
+    // the decoding patch loads once per process; later readers start synchronously
+    if (exactRowsReady()) return this.#start();
+    return installExactRows().then(() => this.#start());
   }
 
   #start(): Promise<void> {
@@ -368,7 +376,10 @@ export class BinlogReader {
       case "rotate":
         // between transactions the reader has read up to the new file's start (a rotation writes no
         // transaction, yet moves the source's end: readiness checks compare against that end)
-        if (!this.#cur && ev.binlogName) this.lastRead = { ...this.lastRead, file: String(ev.binlogName), pos: Number(ev.position) || 4 };
+        if (!this.#cur && ev.binlogName) {
+          this.lastRead = { ...this.lastRead, file: String(ev.binlogName), pos: Number(ev.position) || 4 };
+          this.#moved();
+        }
         return;
       case "format":
       case "mariadbgtidlist":
@@ -378,6 +389,7 @@ export class BinlogReader {
         if (!this.#cur && ev.nextPosition > 0) {
           const file: string = this.#z?.options?.filename ?? this.lastRead.file;
           if (file === this.lastRead.file ? ev.nextPosition > this.lastRead.pos : true) this.lastRead = { ...this.lastRead, file, pos: ev.nextPosition };
+          if (name !== "heartbeat") this.#moved();
         }
         return;
       default:
@@ -479,6 +491,22 @@ export class BinlogReader {
     this.#pendingGtid = undefined;
   }
 
+  /**
+   * Between transactions the reader moved past events that are no transaction (a rotation, a new file's
+   * header): hand over an empty transaction at the new position, so an idle replica's applied position
+   * reaches the source's end (a FLUSH BINARY LOGS moves that end; lag and readiness compare against it).
+   * Only forward of everything handed over before (a reader starting by GTID is first rotated to the start
+   * of its file).
+   */
+  #moved(): void {
+    if (this.#cur || comparePos(this.lastRead, this.#handed) <= 0) return;
+    const gtid = this.#mariaGtid ? this.#mariaGtid.toString() : this.#mysqlGtid ? this.#mysqlGtid.toString() : (this.#handed.gtid ?? null);
+    const now = Date.now();
+    this.lastRead = { ...this.lastRead, gtid };
+    this.#handed = this.lastRead;
+    if (!this.#o.onTxn({ pos: this.lastRead, ts: now, readAt: now, changes: [], rowCount: 0, bytes: 256 })) this.pause();
+  }
+
   #commit(ev: any): void {
     const t = this.#cur ?? this.#open(ev.timestamp);
     this.#cur = null;
@@ -490,6 +518,7 @@ export class BinlogReader {
     if (!t.ts) t.ts = ev.timestamp;
     t.readAt = Date.now();
     this.lastRead = t.pos;
+    if (comparePos(t.pos, this.#handed) > 0) this.#handed = t.pos;
     if (!this.#o.onTxn(t)) this.pause();
   }
 

@@ -323,6 +323,10 @@ export class ReplicaSync {
       // and silently skip what was purged, so check the file before streaming.
       const files = await this.#src.binlogFiles();
       if (files.length && !files.includes(start.file)) {
+        // a checkpoint beyond the newest file: the history was reset, not purged
+        if (comparePos({ file: start.file, pos: 0 }, { file: files[files.length - 1], pos: 0 }) > 0) {
+          throw new PurgedPositionError(start, `binlog file ${start.file} is gone and the newest the source has is ${files[files.length - 1]}`, true);
+        }
         throw new PurgedPositionError(start, `binlog file ${start.file} is gone; the oldest the source has is ${files[0]}`);
       }
     }
@@ -335,7 +339,7 @@ export class ReplicaSync {
     this.#takenPos = start;
     this.#lastCheckpointAt = Date.now();
 
-    await this.#checkSourceRules();
+    await this.#checkSource(cp && (!cp.sourceId || cp.sourceId === this.#src.sourceId) ? start : null);
     const srcCfg = this.#cfg.source;
     const reader = new BinlogReader({
       connection: connectionOptions(srcCfg, "source") as any,
@@ -389,7 +393,7 @@ export class ReplicaSync {
    * at a source restart (binlog_row_metadata=FULL most often), and events written without it cannot be
    * decoded safely. The replica waits (down, retried with backoff) naming the setting and the fix.
    */
-  async #checkSourceRules(): Promise<void> {
+  async #checkSource(resume: Position | null): Promise<void> {
     let c: Conn;
     try {
       c = await connect(this.#cfg.source, "source");
@@ -399,8 +403,42 @@ export class ReplicaSync {
     try {
       const failures = checkBinlogSettings(`source (${this.#cfg.source.host}:${this.#cfg.source.port})`, await readVariables(c), this.#src.facts.version.flavor);
       if (failures.length) throw new ReplicaUnavailable("source-settings", `the source's binlog settings changed since the agent started: ${failures.map((f) => f.message).join(" ")}`);
+      if (resume) await this.#checkHistory(c, resume);
     } finally {
       await c.end().catch(() => undefined);
+    }
+  }
+
+  /**
+   * The resume point must lie in the source's binlog history. A RESET MASTER (RESET BINARY LOGS AND GTIDS)
+   * starts the history again: the checkpoint's file may exist again but be shorter than its position,
+   * and its GTIDs are no longer executed; a reader started there would wait for positions that never
+   * come (or the source refuses it, again and again). That is a replica that needs a new snapshot.
+   */
+  async #checkHistory(c: Conn, resume: Position): Promise<void> {
+    const [logs] = await c.query<any[]>("SHOW BINARY LOGS");
+    const file = logs.find((r) => String(r.Log_name) === resume.file);
+    if (file && Number(file.File_size) < resume.pos) {
+      throw new PurgedPositionError(resume, `binlog file ${resume.file} is ${file.File_size} bytes long, shorter than the checkpoint's position ${resume.pos}`, true);
+    }
+    if (!resume.gtid) return;
+    if (this.#src.facts.version.flavor === "mysql") {
+      const [[r]] = await c.query<any[]>("SELECT GTID_SUBSET(?, @@GLOBAL.gtid_executed) AS ok, @@GLOBAL.gtid_executed AS executed", [resume.gtid]);
+      if (!Number(r.ok)) throw new PurgedPositionError(resume, `the source's executed GTIDs (${String(r.executed).replace(/\s/g, "") || "none"}) do not contain the checkpoint's`, true);
+      return;
+    }
+    const [[r]] = await c.query<any[]>("SELECT @@GLOBAL.gtid_binlog_pos AS pos");
+    const have = new Map<string, bigint>();
+    for (const g of String(r.pos ?? "").split(",").filter(Boolean)) {
+      const [d, , n] = g.trim().split("-");
+      have.set(d, BigInt(n));
+    }
+    for (const g of resume.gtid.split(",").filter(Boolean)) {
+      const [d, , n] = g.trim().split("-");
+      const h = have.get(d);
+      if (h !== undefined && BigInt(n) > h) {
+        throw new PurgedPositionError(resume, `the source's binlog ends at GTID ${String(r.pos)}, before the checkpoint's ${g.trim()} in domain ${d}`, true);
+      }
     }
   }
 

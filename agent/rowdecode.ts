@@ -183,6 +183,12 @@ function readRow(common: Common, parser: any, tablemap: any, bitmap: Buffer, zon
 }
 
 let installed: Promise<void> | null = null;
+let ready = false;
+
+/** the exact decoding is installed (installExactRows has resolved) */
+export function exactRowsReady(): boolean {
+  return ready;
+}
 
 /** Installs the exact decoding into zongji's rows events (once per process; effective for EXACT instances). */
 export function installExactRows(): Promise<void> {
@@ -206,6 +212,7 @@ export function installExactRows(): Promise<void> {
       for (const k in before) if (!(k in after)) after[k] = before[k];
       return { before, after };
     };
+    ready = true;
   })();
   return installed;
 }
