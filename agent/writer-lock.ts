@@ -91,6 +91,8 @@ export class ReplicaLock {
   #watchdog: NodeJS.Timeout | null = null;
   lastRenewAt = 0;
   #renewing = false;
+  /** attempts that could not reach the replica (datasync_errors_total{kind="connection"}) */
+  failures = 0;
   /** a lock holder without a matching lease: since when (local clock), by connection id */
   #unleased = new Map<number, number>();
   #onLost: ((reason: string) => void) | null = null;
@@ -148,6 +150,7 @@ export class ReplicaLock {
     } catch (err) {
       const r = this.#cfg.replicas[this.index];
       this.view = { role: "down", detail: describeConnError(err, `replica ${this.name}`, r) };
+      this.failures++;
       return "down";
     }
     try {
@@ -165,6 +168,7 @@ export class ReplicaLock {
     } catch (err: any) {
       this.#drop();
       this.view = { role: "down", detail: `replica ${this.name}: writer lock: ${err?.message ?? err}` };
+      this.failures++;
       return "down";
     }
   }
@@ -417,6 +421,7 @@ export class GroupWriter {
   #stopped = false;
   #lastLogged = new Map<string, string>();
   #infoLabels = new Map<string, Record<string, string>>();
+  #failuresReported = new Map<string, number>();
 
   constructor(cfg: Config, log: Logger, metrics: Metrics | null = null, timing: WriterTiming = DEFAULT_TIMING) {
     this.#cfg = cfg;
@@ -551,7 +556,19 @@ export class GroupWriter {
         this.#m?.writerHolder.set(info, 1);
         this.#infoLabels.set(l.name, info);
       }
-      if (v.role === "standby") {
+      const fresh = l.failures - (this.#failuresReported.get(l.name) ?? 0);
+      if (fresh > 0) {
+        this.#failuresReported.set(l.name, l.failures);
+        this.#m?.errors.inc({ ...labels, kind: "connection" }, fresh);
+      }
+      if (v.role === "down") {
+        // a replica down at start (or lost) is reported and retried while the others sync
+        const msg = `replica unavailable, retrying: ${v.detail}`;
+        if (this.#lastLogged.get(l.name) !== msg) {
+          this.#lastLogged.set(l.name, msg);
+          this.#log.warn({ replica: l.name }, msg);
+        }
+      } else if (v.role === "standby") {
         const msg = `standby: replica ${l.name} is written by ${describeHolder(v.holder)}; this agent takes over when it ends`;
         if (this.#lastLogged.get(l.name) !== msg) {
           this.#lastLogged.set(l.name, msg);

@@ -24,7 +24,7 @@ beforeAll(async () => {
   // the schema streams to the replicas from its first statement; the audit triggers then count, on each
   // replica, every application of a ledger change (the audit schema is not synced)
   const a = start(writeConfig(makeConfig(src, reps)));
-  await a.waitStreaming(["r1", "r2"]);
+  await a.waitStreaming(["r1", "r2"], 60_000);
   for (const s of SCHEMA_SQL) await src.query(s);
   for (const t of AUDIT_TRIGGERS) await src.query(t);
   for (const r of reps) {
@@ -35,7 +35,7 @@ beforeAll(async () => {
   }
   await a.kill("SIGTERM");
   expect(await a.exited).toBe(0);
-});
+}, 240_000);
 
 afterAll(async () => {
   await Promise.all(agents.map((a) => a.kill("SIGKILL")));
@@ -115,11 +115,11 @@ it("two agents started together: one applies, the other is a standby that names 
   await sleep(300);
   const a = start(cfgFile);
   const b = start(cfgFile);
-  const first = await Promise.race([a.waitForLog(isWriterLog).then(() => a), b.waitForLog(isWriterLog).then(() => b)]);
+  const first = await Promise.race([a.waitForLog(isWriterLog, 60_000).then(() => a), b.waitForLog(isWriterLog, 60_000).then(() => b)]);
   const holder = first;
   const standby = first === a ? b : a;
-  await holder.waitStreaming(["r1", "r2"]);
-  await standby.waitForLog((l) => l.replica === "r1" && /^standby: /.test(l.msg ?? ""));
+  await holder.waitStreaming(["r1", "r2"], 60_000);
+  await standby.waitForLog((l) => l.replica === "r1" && /^standby: /.test(l.msg ?? ""), 60_000);
   await sleep(2500);
 
   // the standby: healthy, not ready, state standby naming the holder's pid, and no binlog connection
@@ -166,10 +166,10 @@ it("a partition that silently drops the holder's connections: the standby ends t
   const base = makeConfig(src, reps, { apply: { maxRows: 50 } });
   const viaProxy = { ...base, replicas: base.replicas.map((r: any, i: number) => ({ ...r, ...endpoint(reps[i]), port: px[i].port })) };
   const a = start(writeConfig(viaProxy));
-  await a.waitStreaming(["r1", "r2"]);
+  await a.waitStreaming(["r1", "r2"], 60_000);
   await a.waitForLog(isWriterLog);
   const b = start(writeConfig(base));
-  await b.waitForLog((l) => l.replica === "r2" && /^standby: /.test(l.msg ?? ""));
+  await b.waitForLog((l) => l.replica === "r2" && /^standby: /.test(l.msg ?? ""), 60_000);
 
   const writer = new Writer(src);
   writer.start(2);

@@ -146,7 +146,8 @@ export async function waitFor<T>(fn: () => Promise<T | false | null | undefined>
 
 /** Wait until the replica's checkpoint for the group has reached the source's current binlog end. */
 export async function waitCaughtUp(source: TestServer, replica: TestServer, group = "test", timeout = 60_000): Promise<void> {
-  const [st] = await source.query<any[]>("SHOW MASTER STATUS");
+  // MySQL 8.4 renamed the statement (9.x has only the new name)
+  const [st] = await source.query<any[]>("SHOW MASTER STATUS").catch(() => source.query<any[]>("SHOW BINARY LOG STATUS"));
   const file = st.File as string;
   const pos = Number(st.Position);
   const num = (f: string) => Number(/(\d+)$/.exec(f)?.[1] ?? 0);
