@@ -3,6 +3,7 @@
 // to its consumer with the resume position that follows it. One reader per replica: each replica
 // advances on its own, and a full consumer pauses its reader (memory stays bounded).
 import ZongJi from "@vlasky/zongji";
+import { explainDriverTlsError } from "./db.js";
 import { GtidSet, MariadbGtidPosition } from "@vlasky/zongji";
 import type { Flavor } from "./rules.js";
 
@@ -23,6 +24,12 @@ export interface RowChange {
   rows: Row[];
   /** update: the before images, same order as rows */
   before?: Row[];
+  /**
+   * the rows event carried NO_FOREIGN_KEY_CHECKS_F: the source session ran it with foreign_key_checks=0, or
+   * (MySQL 9.6+, SQL-layer foreign keys) it is a cascaded change of a child table, logged before its parent's
+   * event; applied with foreign key checks off as well, as MySQL's own applier does
+   */
+  noFkChecks?: boolean;
 }
 
 export interface Txn {
@@ -69,6 +76,9 @@ export function comparePos(a: { file: string; pos: number }, b: { file: string; 
   if (a.file !== b.file) return a.file < b.file ? -1 : 1;
   return a.pos - b.pos;
 }
+
+/** rows event flag: the session's foreign_key_checks was off (or, MySQL 9.6+, a logged cascade) */
+const NO_FOREIGN_KEY_CHECKS_F = 0x02;
 
 const DML_RE = /^\s*(?:\/\*.*?\*\/\s*)*(INSERT|UPDATE|DELETE|REPLACE|LOAD\s+DATA)\b/is;
 
@@ -151,6 +161,8 @@ export class BinlogReader {
       z.on("error", (err: Error) => {
         if (this.#stopped || this.#failed) return;
         this.#failed = true;
+        const tls = explainDriverTlsError(err, o.connection as any);
+        if (tls) err.message = tls;
         const e = isPurgedError(err) ? new PurgedPositionError(this.lastRead, (err as any).message) : err;
         if (!ready) reject(e);
         else o.onError(e);
@@ -287,9 +299,11 @@ export class BinlogReader {
         if (!this.#cur) this.#cur = this.#open(ev.timestamp);
         const t = this.#cur;
         const op = name === "writerows" ? "insert" : name === "updaterows" ? "update" : "delete";
+        const noFk = (ev.flags & NO_FOREIGN_KEY_CHECKS_F) !== 0;
         let last = t.changes[t.changes.length - 1];
-        if (!last || last.op !== op || last.db !== db || last.table !== table) {
+        if (!last || last.op !== op || last.db !== db || last.table !== table || !!last.noFkChecks !== noFk) {
           last = { op, db, table, rows: [], before: op === "update" ? [] : undefined };
+          if (noFk) last.noFkChecks = true;
           t.changes.push(last);
         }
         if (op === "update") {

@@ -782,11 +782,13 @@ export class ReplicaSync {
       for (const s of stmts) {
         try {
           if (s.relaxFk) await conn.query("SET SESSION foreign_key_checks = 0");
-          const [res] = await conn.query<any>(s.sql).finally(() => (s.relaxFk ? conn.query("SET SESSION foreign_key_checks = 1") : undefined));
-          if (s.fallback && Number(res.affectedRows) === 0) {
-            this.#log.warn({ table: s.table }, "an update found no row on the replica (it diverged or was not seeded); applied as an upsert");
-            await conn.query(s.fallback);
-          }
+          await (async () => {
+            const [res] = await conn.query<any>(s.sql);
+            if (s.fallback && Number(res.affectedRows) === 0) {
+              this.#log.warn({ table: s.table }, "an update found no row on the replica (it diverged or was not seeded); applied as an upsert");
+              await conn.query(s.fallback);
+            }
+          })().finally(() => (s.relaxFk ? conn.query("SET SESSION foreign_key_checks = 1") : undefined));
         } catch (err: any) {
           if (isTransient(err)) throw err;
           const range = batch ? `${fmtPos(batch[0].pos)} … ${fmtPos(batch[batch.length - 1].pos)}` : "";

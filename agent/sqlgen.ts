@@ -83,7 +83,7 @@ export interface Statement {
   rows: number;
   /** an UPDATE whose no-match must become an upsert of `fallback` */
   fallback?: string;
-  /** run with foreign key checks off (a table in a key cycle while it is being copied) */
+  /** run with foreign key checks off (a table in a key cycle while it is being copied; a change the source ran without them) */
   relaxFk?: boolean;
 }
 
@@ -100,6 +100,8 @@ export class StatementBuilder {
   #colsKey = "";
   #parts: string[] = [];
   #bytes = 0;
+  /** the current statement's changes ran without foreign key checks on the source */
+  #noFk = false;
   rows = 0;
 
   #flush(): void {
@@ -119,6 +121,7 @@ export class StatementBuilder {
       const pk = m.primaryKey.length === 1 ? quoteId(m.primaryKey[0]) : `(${m.primaryKey.map(quoteId).join(", ")})`;
       this.out.push({ sql: `DELETE FROM ${t} WHERE ${pk} IN (${this.#parts.join(",")})`, table: `${m.db}.${m.table}`, rows: this.#parts.length });
     }
+    if (this.#noFk) this.out[this.out.length - 1].relaxFk = true;
     this.#kind = null;
     this.#parts = [];
     this.#bytes = 0;
@@ -129,11 +132,12 @@ export class StatementBuilder {
     return this.out;
   }
 
-  #upsertRow(meta: TableMeta, row: Row, where: Where): void {
+  #upsertRow(meta: TableMeta, row: Row, where: Where, noFk: boolean): void {
     const cols = columnsOf(meta, row, where);
     const key = cols.length === meta.writable.length ? "*" : cols.join("\u0000");
-    if (this.#kind !== "upsert" || this.#meta !== meta || this.#colsKey !== key || this.#bytes > MAX_STMT_BYTES) {
+    if (this.#kind !== "upsert" || this.#meta !== meta || this.#colsKey !== key || this.#bytes > MAX_STMT_BYTES || this.#noFk !== noFk) {
       this.#flush();
+      this.#noFk = noFk;
       this.#kind = "upsert";
       this.#meta = meta;
       this.#cols = cols;
@@ -154,9 +158,10 @@ export class StatementBuilder {
     this.#bytes += tuple.length;
   }
 
-  #deleteRow(meta: TableMeta, row: Row): void {
-    if (this.#kind !== "delete" || this.#meta !== meta || this.#bytes > MAX_STMT_BYTES) {
+  #deleteRow(meta: TableMeta, row: Row, noFk: boolean): void {
+    if (this.#kind !== "delete" || this.#meta !== meta || this.#bytes > MAX_STMT_BYTES || this.#noFk !== noFk) {
       this.#flush();
+      this.#noFk = noFk;
       this.#kind = "delete";
       this.#meta = meta;
     }
@@ -181,10 +186,11 @@ export class StatementBuilder {
       });
     }
     this.rows += change.rows.length;
+    const noFk = change.noFkChecks === true;
     if (change.op === "insert") {
-      for (const r of change.rows) this.#upsertRow(meta, r, where);
+      for (const r of change.rows) this.#upsertRow(meta, r, where, noFk);
     } else if (change.op === "delete") {
-      for (const r of change.rows) this.#deleteRow(meta, r);
+      for (const r of change.rows) this.#deleteRow(meta, r, noFk);
     } else {
       for (let i = 0; i < change.rows.length; i++) {
         const before = change.before![i];
@@ -193,7 +199,7 @@ export class StatementBuilder {
         if (!keyChanged && !meta.hasSecondaryUnique) {
           // Same key, full after image, no other unique key that an upsert could hit by mistake:
           // an upsert is the UPDATE (or the upsert DESIGN.md asks for when no row matched).
-          this.#upsertRow(meta, after, where);
+          this.#upsertRow(meta, after, where, noFk);
           continue;
         }
         this.#flush();
@@ -204,6 +210,7 @@ export class StatementBuilder {
           table: `${meta.db}.${meta.table}`,
           rows: 1,
           fallback: this.upsertSql(meta, after, where),
+          ...(noFk ? { relaxFk: true } : {}),
         });
       }
     }

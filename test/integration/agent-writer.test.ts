@@ -239,7 +239,8 @@ it("a partition that silently drops the holder's connections: the standby ends t
   await b.waitForLog((l) => /lease of .* expired/.test(l.msg ?? ""), 15_000);
   for (const n of ["r1", "r2"]) await b.waitForLog((l) => l.replica === n && l.msg === "streaming", 15_000);
   const takeover = Date.now() - at;
-  expect(takeover).toBeLessThan(15_000);
+  // the lease (8 s) from the last renewal (up to 2 s before the stall), the next poll, then the session start-up
+  expect(takeover).toBeLessThan(20_000);
   await sleep(2000);
   // the partition heals: A finds B holding the group and stays a standby
   for (const p of px) p.resume();
@@ -252,7 +253,7 @@ it("a partition that silently drops the holder's connections: the standby ends t
   expect(committed).toBeGreaterThan(200);
   const applied = await expectExactlyOnceAndIdentical();
   expect(await watch.stop()).toEqual([]);
-  process.stdout.write(`partition (${src.flavor}): ${committed} single-row source transactions, ${applied} ledger applications, none twice; takeover ${takeover} ms after the stall\n`);
+  process.stdout.write(`partition (${src.flavor}): ${committed} single-row source transactions, ${applied} audit rows on each replica (all tests), none twice; takeover ${takeover} ms after the stall\n`);
   await a.kill("SIGTERM");
   await b.kill("SIGTERM");
   expect(await b.exited).toBe(0);

@@ -357,6 +357,24 @@ describe("BinlogReader: row changes", () => {
     expect(txns[0].rowCount).toBe(7);
   });
 
+  it("marks changes whose rows event had NO_FOREIGN_KEY_CHECKS_F (a MySQL 9.6+ cascade, logged before its parent) and keeps them apart", async () => {
+    const { txns, feed } = await startReader();
+    // flags as MySQL 9.7 writes them: 0x10 on every rows event; 0x02 on the cascaded child rows; 0x01 ends the statement
+    const flagged = (e: ReturnType<typeof rowsEv>, flags: number) => ({ ...e, flags });
+    feed(
+      query("BEGIN"),
+      flagged(rowsEv("deleterows", "shop", "kid", [{ id: 20, pid: 2 }]), 0x12),
+      flagged(rowsEv("deleterows", "shop", "kid", [{ id: 21, pid: 2 }]), 0x11),
+      flagged(rowsEv("deleterows", "shop", "parent", [{ id: 2 }]), 0x11),
+      xid(2100),
+    );
+    expect(txns[0].changes).toEqual([
+      { op: "delete", db: "shop", table: "kid", rows: [{ id: 20, pid: 2 }], before: undefined, noFkChecks: true },
+      { op: "delete", db: "shop", table: "kid", rows: [{ id: 21, pid: 2 }], before: undefined },
+      { op: "delete", db: "shop", table: "parent", rows: [{ id: 2 }], before: undefined },
+    ]);
+  });
+
   it("drops rows of tables out of scope, yet delivers the transaction (the position moves)", async () => {
     const { txns, feed } = await startReader();
     feed(query("BEGIN"), rowsEv("writerows", "shop", "audit_log", [{ id: 1 }]), rowsEv("writerows", "other", "t", [{ id: 1 }]), xid(3000));
