@@ -4,7 +4,6 @@ import type { Config, Endpoint } from "./config.js";
 import { connect, describeConnError, type Conn } from "./db.js";
 import { describeIdentity, identityKey, readServerIdentity, type ServerIdentity } from "./identity.js";
 import {
-  BOOKKEEPING_SCHEMA,
   checkBinlogSettings,
   checkPrimaryKeys,
   checkReplicaPrivileges,

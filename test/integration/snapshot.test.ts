@@ -34,7 +34,7 @@ describe("online snapshot under load", () => {
     await Promise.all([src, ...reps].map((s) => s?.destroy()));
   });
 
-  it("seeds two replicas while a writer runs, survives a SIGKILL mid-copy by resuming, and ends identical", async () => {
+  it("seeds two replicas while a writer runs, survives a SIGKILL mid-copy by resuming, and ends identical", { timeout: 240_000 }, async () => {
     try {
       await seedUnderLoad();
     } catch (e: any) {
