@@ -38,8 +38,9 @@ import {
   type ChunkSlot,
 } from "./snapshot.js";
 import { ApplyError, StatementBuilder, keyOf, type Statement } from "./sqlgen.js";
+import { acknowledgeCutover, cutoverView, isPromoted, readCutover, type CutoverView } from "./cutover-record.js";
 
-export type ReplicaState = "starting" | "connecting" | "streaming" | "down" | "failed" | "needs-snapshot" | "stopped";
+export type ReplicaState = "starting" | "connecting" | "streaming" | "down" | "failed" | "needs-snapshot" | "stopped" | "cut-over";
 
 export interface ReplicaStatus {
   name: string;
@@ -53,6 +54,8 @@ export interface ReplicaStatus {
   snapshot: { done: boolean; rowsCopied: number; rowsEstimate: number; rate: number; etaSeconds: number | null; tables: unknown[] } | null;
   lastError: string | null;
   quarantined: string[];
+  /** a cutover of the group recorded on this replica (in progress or done) */
+  cutover?: CutoverView | null;
 }
 
 export interface SourceContext {
@@ -142,6 +145,7 @@ export class ReplicaSync {
   #lastControlPoll = 0;
   /** a DDL-with-rows transaction whose DDL already took effect: apply only its rows when it is re-read */
   #skipDdlAt: Position | null = null;
+  #cutover: CutoverView | null = null;
 
   constructor(cfg: Config, index: number, src: SourceContext, log: Logger, metrics: Metrics, backoff: Backoff = defaultBackoff) {
     this.#cfg = cfg;
@@ -200,6 +204,12 @@ export class ReplicaSync {
         if (this.#stopping) break;
         await this.#teardown();
         if (err instanceof RestartRequested) continue;
+        if (err instanceof CutOverSeen) {
+          // the group was cut over: from here the new primary takes writes; this agent applies no more
+          this.#setState("cut-over", null);
+          this.#log.info({ cutover: this.#cutover }, "the group was cut over: this replica is no longer applied (state cut-over)");
+          return;
+        }
         if (err instanceof PurgedPositionError) {
           this.#setState("needs-snapshot", err.message);
           this.#m.errors.inc({ ...this.#labels, kind: "purged" });
@@ -307,6 +317,7 @@ export class ReplicaSync {
     if (report.failures.length) throw new ReplicaUnavailable("preflight", report.failures.map((f) => f.message).join("; "));
     await conn.query("SET SESSION transaction_isolation = 'READ-COMMITTED'").catch(() => conn.query("SET SESSION tx_isolation = 'READ-COMMITTED'"));
     await ensureBookkeeping(conn);
+    await this.#checkCutover(conn);
     const cp = await readCheckpoint(conn, this.#cfg.group);
     if (cp && cp.sourceId && cp.sourceId !== this.#src.sourceId) {
       this.#log.warn({ checkpointSource: cp.sourceId, source: this.#src.sourceId }, "the checkpoint was written for another source server; resuming by GTID/position anyway");
@@ -1123,6 +1134,7 @@ export class ReplicaSync {
     this.#lastControlPoll = Date.now();
     const conn = this.#conn;
     if (!conn) return;
+    await this.#checkCutover(conn);
     const [rows] = await conn.query<any[]>(
       `SELECT (SELECT state FROM ${SCHEMA}.checkpoints WHERE group_name = ?) AS state, (SELECT COUNT(*) FROM ${SCHEMA}.snapshot WHERE group_name = ? AND state = 'requested') AS requested`,
       [this.#cfg.group, this.#cfg.group],
@@ -1130,6 +1142,16 @@ export class ReplicaSync {
     if (rows[0]?.state === "resnapshot" || Number(rows[0]?.requested) > 0) {
       this.#log.info("a new snapshot was requested (datasync resnapshot): restarting this replica's session");
       throw new RestartRequested();
+    }
+  }
+
+  /** A cutover recorded on this replica: shown in status; once promoted, this replica stops applying. */
+  async #checkCutover(conn: Conn): Promise<void> {
+    const rec = await readCutover(conn, this.#cfg.group);
+    this.#cutover = cutoverView(rec);
+    if (isPromoted(rec)) {
+      await acknowledgeCutover(conn, this.#cfg.group);
+      throw new CutOverSeen();
     }
   }
 
@@ -1162,6 +1184,7 @@ export class ReplicaSync {
       snapshot: this.#copier ? { ...this.#copier.progress(), done: this.#cpState === "streaming" } : null,
       lastError: this.#lastError,
       quarantined: [...this.#quarantine],
+      cutover: this.#cutover,
     };
   }
 }
@@ -1182,6 +1205,8 @@ interface SlotEntry {
   resolve: () => void;
   reject: (e: Error) => void;
 }
+
+class CutOverSeen extends Error {}
 
 export class RestartRequested extends Error {
   constructor() {
