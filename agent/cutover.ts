@@ -28,7 +28,7 @@ export interface CutoverOptions {
   reverseConfig?: string;
   reverseGroup?: string;
   dryRun?: boolean;
-  /** how long an open write transaction may take to end by itself before it is killed (ms; default min(500, budget/4)) */
+  /** how long an open write transaction may take to end by itself before it is killed (ms; default min(250, budget/8)) */
   killGraceMs?: number;
   /** progress lines (stderr in the CLI) */
   progress?: (line: string) => void;
@@ -62,7 +62,7 @@ export interface CutoverReport {
   bypassAccounts: string[];
   killed: KilledTransaction[];
   fenceLifted?: boolean;
-  verify?: { tablesByKey: number; keysCompared: number; tablesWhole: string[]; differences: string[] };
+  verify?: { since: Position; transactions: number; tablesByKey: number; keysCompared: number; tablesWhole: string[]; differences: string[] };
   promoted?: { triggers: string[]; events: string[] };
   newPrimaryPosition?: Position | null;
   reverseConfig?: string;
@@ -351,8 +351,8 @@ export async function runCutover(cfg: Config, o: CutoverOptions): Promise<Cutove
     try {
       fenced = await step(
         "fence",
-        () => fence(ctl, aux, budget, o.killGraceMs ?? Math.min(500, budget / 4), [ctl.threadId, aux.threadId, src.threadId].filter((x): x is number => typeof x === "number")),
-        (r) => ({ killed: r.killed.length }),
+        () => fence(ctl, aux, budget, o.killGraceMs ?? Math.min(250, budget / 8), [ctl.threadId, aux.threadId, src.threadId].filter((x): x is number => typeof x === "number")),
+        (r) => ({ killed: r.killed.length, readOnlyMs: r.readOnlyMs }),
       );
     } catch (e: any) {
       // the fence never took hold (e.g. SET GLOBAL refused): nothing changed
@@ -445,7 +445,7 @@ export async function runCutover(cfg: Config, o: CutoverOptions): Promise<Cutove
               differences.push(...(r?.error ? [`could not verify: ${r.error}`] : r.tables.map((x) => `${x.table}: ${x.kind} differ`)));
             }
           }
-          rep.verify = { tablesByKey: t.keys.size, keysCompared, tablesWhole: whole, differences };
+          rep.verify = { since: p0, transactions: t.transactions, tablesByKey: t.keys.size, keysCompared, tablesWhole: whole, differences };
           if (differences.length) throw new Error(`${o.to} differs from the frozen source: ${differences.join("; ")}`);
           if (Date.now() > deadline) throw new Error(`the verify passed --max-freeze ${maxFreeze} s`);
         },
@@ -532,20 +532,6 @@ export async function runCutover(cfg: Config, o: CutoverOptions): Promise<Cutove
           ])
             await c.query(sql);
         };
-        // the old source: a replica of the reverse group; its triggers are held there, its events disabled
-        const oldObjs = await schemaObjects(ctl, cfg);
-        await ensureBookkeeping(ctl);
-        for (const t of oldObjs.triggers) {
-          const sql = await showCreateTrigger(ctl, t.db, t.name);
-          await ctl.query(heldDdlSql(revGroup, fin, t.db, sql));
-          await ctl.query(`DROP TRIGGER ${qualified(t.db, t.name)}`);
-        }
-        for (const e of oldObjs.events.filter((x) => x.enabled)) await ctl.query(`ALTER EVENT ${qualified(e.db, e.name)} DISABLE`);
-        for (const [c, label] of [[ctl, "source"], ...others.map((x) => [x.conn, x.name] as const)] as [Conn | null, string][]) {
-          if (!c) continue;
-          if (c !== ctl) await ensureBookkeeping(c);
-          await multi(c, cpFor, label);
-        }
         // the forward agent stops applying when it sees the record (within its control poll)
         const live = await liveAgent(cfg);
         if (live) {
@@ -560,6 +546,22 @@ export async function runCutover(cfg: Config, o: CutoverOptions): Promise<Cutove
         if (!r?.acknowledgedAt) {
           if (live) rep.warnings.push(`the forward agent at ${cfg.http.listen} has not acknowledged the cutover yet; the reverse group starts once it has stopped applying`);
           else await acknowledgeCutover(name, cfg.group);
+        }
+        // the old source: a replica of the reverse group; its triggers are held there, its events disabled.
+        // Kept out of its binlog where the account may (a forward agent still reading it must not apply them).
+        await ctl.query("SET SESSION sql_log_bin = 0").catch(() => undefined);
+        const oldObjs = await schemaObjects(ctl, cfg);
+        await ensureBookkeeping(ctl);
+        for (const t of oldObjs.triggers) {
+          const sql = await showCreateTrigger(ctl, t.db, t.name);
+          await ctl.query(heldDdlSql(revGroup, fin, t.db, sql));
+          await ctl.query(`DROP TRIGGER ${qualified(t.db, t.name)}`);
+        }
+        for (const e of oldObjs.events.filter((x) => x.enabled)) await ctl.query(`ALTER EVENT ${qualified(e.db, e.name)} DISABLE`);
+        for (const [c, label] of [[ctl, "source"], ...others.map((x) => [x.conn, x.name] as const)] as [Conn | null, string][]) {
+          if (!c) continue;
+          if (c !== ctl) await ensureBookkeeping(c);
+          await multi(c, cpFor, label);
         }
         writeFileSync(o.reverseConfig!, JSON.stringify(revCfgRaw, null, 2) + "\n", { mode: 0o600 });
         rep.reverseConfig = o.reverseConfig;

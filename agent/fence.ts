@@ -18,6 +18,8 @@ export interface FenceResult {
   /** read_only before the fence (the lift restores it) */
   wasReadOnly: boolean;
   killed: KilledTransaction[];
+  /** ms from the start until read_only=ON took hold */
+  readOnlyMs?: number;
   error?: string;
 }
 
@@ -120,9 +122,13 @@ export async function fence(ctl: Conn, aux: Conn, budgetMs: number, graceMs: num
   // SET GLOBAL read_only waits for commits in progress (and table locks): bounded by lock_wait_timeout
   await ctl.query(`SET SESSION lock_wait_timeout = ${Math.max(1, Math.ceil(budgetMs / 1000))}`);
   let setDone = false;
+  let setAt = 0;
   let setErr: any = null;
   const set = ctl.query("SET GLOBAL read_only = ON").then(
-    () => (setDone = true),
+    () => {
+      setDone = true;
+      setAt = Date.now() - t0;
+    },
     (e) => (setErr = e),
   );
   const seen = new Map<number, number>();
@@ -130,7 +136,7 @@ export async function fence(ctl: Conn, aux: Conn, budgetMs: number, graceMs: num
     while (Date.now() - t0 < budgetMs) {
       if (setErr) return { ok: false, wasReadOnly, killed, error: `SET GLOBAL read_only = ON failed: ${setErr.message}` };
       const open = await writeTransactions(aux, exclude);
-      if (setDone && open.length === 0) return { ok: true, wasReadOnly, killed };
+      if (setDone && open.every((t) => killed.some((k) => k.thread === t.thread))) return { ok: true, wasReadOnly, killed, readOnlyMs: setAt };
       const now = Date.now();
       for (const t of open) {
         if (!seen.has(t.thread)) seen.set(t.thread, now);

@@ -38,6 +38,7 @@ import {
   type ChunkSlot,
 } from "./snapshot.js";
 import { ApplyError, StatementBuilder, keyOf, type Statement } from "./sqlgen.js";
+import { sameSourceId } from "./provenance.js";
 import { acknowledgeCutover, cutoverView, isPromoted, readCutover, type CutoverView } from "./cutover-record.js";
 
 export type ReplicaState = "starting" | "connecting" | "streaming" | "down" | "failed" | "needs-snapshot" | "stopped" | "cut-over";
@@ -319,11 +320,11 @@ export class ReplicaSync {
     await ensureBookkeeping(conn);
     await this.#checkCutover(conn);
     const cp = await readCheckpoint(conn, this.#cfg.group);
-    if (cp && cp.sourceId && cp.sourceId !== this.#src.sourceId) {
+    if (cp && !sameSourceId(cp.sourceId, this.#src.sourceId)) {
       this.#log.warn({ checkpointSource: cp.sourceId, source: this.#src.sourceId }, "the checkpoint was written for another source server; resuming by GTID/position anyway");
     }
     const start = await this.#planSnapshot(conn, cp);
-    if (cp && (!cp.sourceId || cp.sourceId === this.#src.sourceId)) {
+    if (cp && sameSourceId(cp.sourceId, this.#src.sourceId)) {
       // A resume point in a purged file is lost history: MariaDB may even accept an old GTID position
       // and silently skip what was purged, so check the file before streaming.
       const files = await this.#src.binlogFiles();

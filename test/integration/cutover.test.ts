@@ -7,7 +7,8 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AgentProcess, makeConfig, runCli, waitFor, writeConfig } from "../support/agent.js";
+import { spawn } from "node:child_process";
+import { AgentProcess, BIN, makeConfig, ROOT, runCli, waitFor, writeConfig } from "../support/agent.js";
 import { AUDIT_TRIGGERS, SCHEMA_SQL, Writer } from "../support/load.js";
 import { defaultFlavor, freePort, startServers, type TestServer } from "../support/servers.js";
 
@@ -38,6 +39,18 @@ async function appUser(s: TestServer): Promise<void> {
 function appWriter(src: TestServer): Writer {
   const asApp = { connect: () => src.connect({ user: "app", password: "app-pw" }), query: (sql: string) => src.query(sql) } as unknown as TestServer;
   return new Writer(asApp);
+}
+
+/** `datasync <args>` without blocking this process (the writer runs here and must keep writing) */
+function runCliAsync(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: { ...process.env, ...env } });
+    let stdout = "";
+    let stderr = "";
+    p.stdout.on("data", (d) => (stdout += d));
+    p.stderr.on("data", (d) => (stderr += d));
+    p.on("close", (code) => resolve({ code, stdout, stderr }));
+  });
 }
 
 async function setup(src: TestServer, reps: TestServer[], group: string) {
@@ -92,10 +105,7 @@ describe(`cutover under load and the way back (${flavor})`, () => {
     await sleep(3000);
     const out = join(s.dir, "switched.txt");
     const rev = join(s.dir, "rev.json");
-    const r = runCli(
-      ["cutover", "--config", s.cfgFile, "--to", "r1", "--json", "--reverse-config", rev, "--switch-command", `echo "$DATASYNC_NEW_PRIMARY_NAME $DATASYNC_NEW_PRIMARY_PORT $DATASYNC_OLD_PRIMARY_PORT" > ${out}`],
-      { timeout: 120_000 },
-    );
+    const r = await runCliAsync(["cutover", "--config", s.cfgFile, "--to", "r1", "--json", "--reverse-config", rev, "--switch-command", `echo "$DATASYNC_NEW_PRIMARY_NAME $DATASYNC_NEW_PRIMARY_PORT $DATASYNC_OLD_PRIMARY_PORT" > ${out}`]);
     const stats = await writer.stop();
     console.log(JSON.stringify({ stats, verify: JSON.parse(r.stdout).verify, steps: JSON.parse(r.stdout).steps, killed: JSON.parse(r.stdout).killed }));
     expect(r.code, r.stdout + r.stderr).toBe(0);
@@ -183,7 +193,7 @@ describe(`cutover failure points (${flavor})`, () => {
     const limited = JSON.parse(readFileSync(s.cfgFile, "utf8"));
     limited.source = { ...limited.source, user: "limited", password: "pw" };
     const limitedFile = writeConfig(limited);
-    let r = runCli(["cutover", "--config", limitedFile, "--to", "r1", "--dry-run"]);
+    let r: { code: number | null; stdout: string; stderr: string } = runCli(["cutover", "--config", limitedFile, "--to", "r1", "--dry-run"]);
     expect(r.code, r.stdout + r.stderr).toBe(1);
     expect(r.stdout).toContain(flavor === "mariadb" ? "READ_ONLY ADMIN or SUPER" : "SYSTEM_VARIABLES_ADMIN or SUPER");
     expect(r.stdout).toContain(flavor === "mariadb" ? "CONNECTION ADMIN or SUPER" : "CONNECTION_ADMIN or SUPER");
@@ -214,7 +224,7 @@ describe(`cutover failure points (${flavor})`, () => {
 
     // drain and verify failures after the fence: exit 2, fence lifted, the source takes writes, nothing promoted
     for (const fault of ["drain", "verify"]) {
-      r = runCli(["cutover", "--config", s.cfgFile, "--to", "r1", "--json"], { env: { DATASYNC_TEST_CUTOVER_FAULT: fault } });
+      r = await runCliAsync(["cutover", "--config", s.cfgFile, "--to", "r1", "--json"], { DATASYNC_TEST_CUTOVER_FAULT: fault });
       expect(r.code, r.stdout + r.stderr).toBe(2);
       const rep = JSON.parse(r.stdout);
       expect(rep.fenceLifted).toBe(true);
@@ -235,7 +245,7 @@ describe(`cutover failure points (${flavor})`, () => {
     await app.query("START TRANSACTION");
     await app.query("INSERT INTO shop.customers (id, name) VALUES (50, 'never committed')");
     // the switch command fails: exit 3, r1 stays primary, the old source read-only
-    r = runCli(["cutover", "--config", s.cfgFile, "--to", "r1", "--json", "--switch-command", "echo switching; exit 7"]);
+    r = await runCliAsync(["cutover", "--config", s.cfgFile, "--to", "r1", "--json", "--switch-command", "echo switching; exit 7"]);
     expect(r.code, r.stdout + r.stderr).toBe(3);
     const rep = JSON.parse(r.stdout);
     expect(rep.switch.exitCode).toBe(7);
