@@ -107,7 +107,7 @@ describe(`cutover under load and the way back (${flavor})`, () => {
     const rev = join(s.dir, "rev.json");
     const r = await runCliAsync(["cutover", "--config", s.cfgFile, "--to", "r1", "--json", "--reverse-config", rev, "--switch-command", `echo "$DATASYNC_NEW_PRIMARY_NAME $DATASYNC_NEW_PRIMARY_PORT $DATASYNC_OLD_PRIMARY_PORT" > ${out}`]);
     const stats = await writer.stop();
-    console.log(JSON.stringify({ stats, verify: JSON.parse(r.stdout).verify, steps: JSON.parse(r.stdout).steps, killed: JSON.parse(r.stdout).killed }));
+    console.log(JSON.stringify({ freezeSeconds: JSON.parse(r.stdout).freezeSeconds, stats, steps: JSON.parse(r.stdout).steps.map((x: any) => `${x.name} ${x.seconds}`), killed: JSON.parse(r.stdout).killed.length }));
     expect(r.code, r.stdout + r.stderr).toBe(0);
     const rep = JSON.parse(r.stdout);
     expect(rep.replica).toBe("r1");
