@@ -38,7 +38,7 @@ import {
   type ChunkSlot,
 } from "./snapshot.js";
 import { ApplyError, StatementBuilder, keyOf, type Statement } from "./sqlgen.js";
-import { sameSourceId } from "./provenance.js";
+import { HistoryMismatchError, proveHistory, sameSourceId } from "./provenance.js";
 import { acknowledgeCutover, cutoverView, isPromoted, readCutover, type CutoverView } from "./cutover-record.js";
 
 export type ReplicaState = "starting" | "connecting" | "streaming" | "down" | "failed" | "needs-snapshot" | "stopped" | "cut-over";
@@ -320,10 +320,11 @@ export class ReplicaSync {
     await ensureBookkeeping(conn);
     await this.#checkCutover(conn);
     const cp = await readCheckpoint(conn, this.#cfg.group);
-    if (cp && !sameSourceId(cp.sourceId, this.#src.sourceId)) {
-      this.#log.warn({ checkpointSource: cp.sourceId, source: this.#src.sourceId }, "the checkpoint was written for another source server; resuming by GTID/position anyway");
+    let start = await this.#planSnapshot(conn, cp);
+    if (cp && cp.state !== "resnapshot" && !sameSourceId(cp.sourceId, this.#src.sourceId)) {
+      // a failover or the way back: resume only where the new source's history provably holds the checkpoint
+      start = await this.#proveOnNewSource(cp.sourceId, start);
     }
-    const start = await this.#planSnapshot(conn, cp);
     if (cp && sameSourceId(cp.sourceId, this.#src.sourceId)) {
       // A resume point in a purged file is lost history: MariaDB may even accept an old GTID position
       // and silently skip what was purged, so check the file before streaming.
@@ -379,6 +380,18 @@ export class ReplicaSync {
     this.#log.info({ position: start, snapshot: this.#cpState === "snapshot" }, "streaming");
     if (this.#cpState === "snapshot") await this.#startCopier(conn);
     await this.#applyLoop();
+  }
+
+  async #proveOnNewSource(checkpointSource: string, pos: Position): Promise<Position> {
+    const src = await connect(this.#cfg.source, "source");
+    try {
+      const proof = await proveHistory(src, this.#src.facts.version.flavor, pos);
+      if (!proof.ok) throw new HistoryMismatchError(pos, checkpointSource, this.#src.sourceId, proof.reason);
+      this.#log.info({ checkpointSource, source: this.#src.sourceId, position: pos, start: proof.start }, `the checkpoint was written for another source server; resuming: ${proof.how}`);
+      return proof.start;
+    } finally {
+      await src.end().catch(() => undefined);
+    }
   }
 
   /** the checkpoint statement, with the replica's mode (snapshot or streaming) */

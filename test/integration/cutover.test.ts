@@ -68,6 +68,10 @@ async function setup(src: TestServer, reps: TestServer[], group: string) {
   const cfgFile = writeConfig(cfg);
   const agent = new AgentProcess(cfgFile);
   await agent.waitStreaming(reps.map((_, i) => `r${i + 1}`));
+  // past the snapshot: a cutover refuses a replica still being seeded
+  for (const r of reps) {
+    await waitFor(async () => (await r.query<any[]>("SELECT state FROM _datasync.checkpoints WHERE group_name = ?", [group]))[0]?.state === "streaming", 60_000, "snapshot done");
+  }
   return { dir, cfgFile, agent, port };
 }
 
