@@ -85,7 +85,7 @@ export function isPromoted(r: CutoverRecord | null): boolean {
 }
 
 export async function writeCutover(c: Conn, rec: Partial<CutoverRecord> & { group: string; toReplica: string; role: string; state: string }, sourceIdentity?: string): Promise<void> {
-  await c.query(CUTOVER_DDL);
+  if (rec.state === "fencing" || rec.role === "replica") await c.query(CUTOVER_DDL);
   const e = mysql.escape;
   const f = rec.finalPosition;
   const n = rec.newPosition;

@@ -382,14 +382,20 @@ export async function runCutover(cfg: Config, o: CutoverOptions): Promise<Cutove
       await lift(`fence: ${fenced.error}`);
     }
     // the final position: stable once read_only holds and the killed transactions rolled back
-    let fin = await positionOf(ctl, flavor);
-    for (;;) {
-      await sleep(20);
-      const again = await positionOf(ctl, flavor);
-      if (again.file === fin.file && again.pos === fin.pos) break;
-      fin = again;
-      if (Date.now() > deadline) await lift("the source kept writing after read_only=ON (an account that bypasses read_only?)");
-    }
+    const settle = async (): Promise<Position | null> => {
+      let p = await positionOf(ctl, flavor);
+      for (;;) {
+        await sleep(20);
+        const again = await positionOf(ctl, flavor);
+        if (again.file === p.file && again.pos === p.pos) return p;
+        p = again;
+        if (Date.now() > deadline) return null;
+      }
+    };
+    const settled = await settle();
+    rep.steps[rep.steps.length - 1].seconds = secs(Date.now() - fenceStart);
+    if (!settled) await lift("the source kept writing after read_only=ON (an account that bypasses read_only?)");
+    const fin = settled!;
     rep.finalPosition = fin;
     await writeCutover(name, { group: cfg.group, toReplica: o.to, role: "new-primary", state: "draining", finalPosition: fin });
 
