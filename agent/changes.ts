@@ -20,10 +20,10 @@ export class ChangeTracker {
   transactions = 0;
   #reader: BinlogReader;
   #shapes: Map<string, TableShape>;
-  #children: Map<string, string[]>;
+  #children: Map<string, CascadeEdge[]>;
   #error: Error | null = null;
 
-  constructor(cfg: Config, flavor: Flavor, serverId: number, start: Position, shapes: Map<string, TableShape>, children: Map<string, string[]>, inScope: (db: string, t: string) => boolean) {
+  constructor(cfg: Config, flavor: Flavor, serverId: number, start: Position, shapes: Map<string, TableShape>, children: Map<string, CascadeEdge[]>, inScope: (db: string, t: string) => boolean) {
     this.#shapes = shapes;
     this.#children = children;
     this.#reader = new BinlogReader({
@@ -73,7 +73,7 @@ export class ChangeTracker {
     seen.add(name);
     this.whole.add(name);
     this.keys.delete(name);
-    for (const c of this.#children.get(name) ?? []) this.#markWhole(c, seen);
+    for (const c of this.#children.get(name) ?? []) this.#markWhole(c.child, seen);
   }
 
   #take(t: Txn): void {
@@ -99,9 +99,11 @@ export class ChangeTracker {
       };
       for (const r of ch.rows) add(r);
       for (const r of ch.before ?? []) add(r);
-      // a delete or an update on a parent may cascade to children, which the binlog does not show
-      if ((ch.op === "delete" || ch.op === "update") && this.#children.has(name)) {
-        for (const c of this.#children.get(name)!) this.#markWhole(c);
+      // a delete, or an update of referenced columns, on a parent may cascade to children: not in the binlog
+      for (const e of this.#children.get(name) ?? []) {
+        if (this.whole.has(e.child)) continue;
+        if (ch.op === "delete" && e.onDelete) this.#markWhole(e.child);
+        else if (ch.op === "update" && e.onUpdate.length && ch.rows.some((after, i) => e.onUpdate.some((col) => !same(after[col], ch.before?.[i]?.[col])))) this.#markWhole(e.child);
       }
       if (m.size > MAX_KEYS_PER_TABLE) this.#markWhole(name);
     }
@@ -109,20 +111,40 @@ export class ChangeTracker {
 }
 
 /** Child tables whose rows a change of a parent may change through a cascading foreign key. */
-export async function cascadingChildren(c: Conn, databases: string[]): Promise<Map<string, string[]>> {
+export interface CascadeEdge {
+  child: string;
+  /** a delete of a parent row reaches the child */
+  onDelete: boolean;
+  /** an update of these parent columns reaches the child */
+  onUpdate: string[];
+}
+
+/** Child tables whose rows a change of a parent may change through a cascading foreign key (by parent). */
+export async function cascadingChildren(c: Conn, databases: string[]): Promise<Map<string, CascadeEdge[]>> {
   const [rows] = await c.query<any[]>(
-    `SELECT CONSTRAINT_SCHEMA AS db, TABLE_NAME AS child, UNIQUE_CONSTRAINT_SCHEMA AS pdb, REFERENCED_TABLE_NAME AS parent
-       FROM information_schema.REFERENTIAL_CONSTRAINTS
-      WHERE CONSTRAINT_SCHEMA IN (?) AND (DELETE_RULE IN ('CASCADE', 'SET NULL', 'SET DEFAULT') OR UPDATE_RULE IN ('CASCADE', 'SET NULL', 'SET DEFAULT'))`,
+    `SELECT r.CONSTRAINT_SCHEMA AS db, r.CONSTRAINT_NAME AS name, r.TABLE_NAME AS child, r.UNIQUE_CONSTRAINT_SCHEMA AS pdb, r.REFERENCED_TABLE_NAME AS parent,
+            r.DELETE_RULE AS del, r.UPDATE_RULE AS upd, k.REFERENCED_COLUMN_NAME AS col
+       FROM information_schema.REFERENTIAL_CONSTRAINTS r
+       JOIN information_schema.KEY_COLUMN_USAGE k
+         ON k.CONSTRAINT_SCHEMA = r.CONSTRAINT_SCHEMA AND k.CONSTRAINT_NAME = r.CONSTRAINT_NAME AND k.TABLE_NAME = r.TABLE_NAME
+      WHERE r.CONSTRAINT_SCHEMA IN (?)`,
     [databases],
   );
-  const out = new Map<string, string[]>();
+  const acting = (rule: string) => ["CASCADE", "SET NULL", "SET DEFAULT"].includes(String(rule).toUpperCase());
+  const byConstraint = new Map<string, { parent: string; edge: CascadeEdge }>();
   for (const r of rows) {
-    const p = `${r.pdb}.${r.parent}`;
-    out.set(p, [...(out.get(p) ?? []), `${r.db}.${r.child}`]);
+    if (!acting(r.del) && !acting(r.upd)) continue;
+    const id = `${r.db}.${r.child}.${r.name}`;
+    let e = byConstraint.get(id);
+    if (!e) byConstraint.set(id, (e = { parent: `${r.pdb}.${r.parent}`, edge: { child: `${r.db}.${r.child}`, onDelete: acting(r.del), onUpdate: [] } }));
+    if (acting(r.upd)) e.edge.onUpdate.push(String(r.col));
   }
+  const out = new Map<string, CascadeEdge[]>();
+  for (const { parent, edge } of byConstraint.values()) out.set(parent, [...(out.get(parent) ?? []), edge]);
   return out;
 }
+
+const same = (a: unknown, b: unknown) => (Buffer.isBuffer(a) && Buffer.isBuffer(b) ? a.equals(b) : a === b || String(a) === String(b));
 
 const norm = (v: unknown) => (Buffer.isBuffer(v) ? `x${v.toString("hex")}` : v === null || v === undefined ? null : `s${String(v)}`);
 

@@ -148,6 +148,7 @@ program
   .option("--replicas <n>", "number of replicas (1-5)", "2")
   .option("--duration <s>", "stop after S seconds (default: until Ctrl-C)")
   .option("--keep", "leave the servers running and print how to connect")
+  .option("--cutover", "end with a cutover to replica1 under the workload and print the write freeze")
   .action(
     run(async (opts) => {
       const { sandbox } = await import("./sandbox.js");
