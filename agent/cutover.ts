@@ -13,7 +13,7 @@ import { cascadingChildren, ChangeTracker, compareKeys } from "./changes.js";
 import { acknowledgeCutover, readCutover, setCutoverState, writeCutover, isPromoted } from "./cutover-record.js";
 import { normalizeDdl } from "./ddl.js";
 import { bypassAccounts, fence, holds, holdsOn, liftFence, needs, type KilledTransaction } from "./fence.js";
-import { identityKey, readServerIdentity, describeIdentity, type ServerIdentity } from "./identity.js";
+import { identityKey, readServerIdentity, describeIdentity } from "./identity.js";
 import { checkReplicaPrivileges, readGrants, readVariables } from "./preflight.js";
 import { comparePos, type Position } from "./reader.js";
 import { checkBinlogSettings, checkSourcePrivileges, GROUP_RE, makeTableFilter, parseVersion, type Flavor } from "./rules.js";
