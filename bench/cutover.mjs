@@ -148,7 +148,12 @@ try {
     await sleep(LOAD_S * 1000);
     const rev = join(dir, `cut${i + 1}.json`);
     const t0 = Date.now();
-    const r = await cli(["cutover", "--config", cfgFile, "--to", to, "--json", "--reverse-config", rev, "--reverse-group", `cut${i + 1}`]);
+    let r = await cli(["cutover", "--config", cfgFile, "--to", to, "--json", "--reverse-config", rev, "--reverse-group", `cut${i + 1}`]);
+    // a loaded machine can time out a connection before the fence (exit 1, nothing changed): try again
+    for (let retry = 0; retry < 2 && r.code === 1 && /ETIMEDOUT|unreachable/.test(r.stdout); retry++) {
+      log(`run ${i + 1}: refused for a connection timeout before the fence; again`);
+      r = await cli(["cutover", "--config", cfgFile, "--to", to, "--json", "--reverse-config", rev, "--reverse-group", `cut${i + 1}`]);
+    }
     const loadSeconds = (Date.now() - t0) / 1000 + LOAD_S;
     load.stop = true;
     await load.done;
