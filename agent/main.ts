@@ -6,7 +6,7 @@ import { binlogStatus, connect, type Conn } from "./db.js";
 import { startHttp, type HttpServer } from "./http.js";
 import { createLogger, type Logger } from "./log.js";
 import { Metrics } from "./metrics.js";
-import { preflightSource, type SourceFacts } from "./preflight.js";
+import { checkReplicaServers, preflightSource, type SourceFacts } from "./preflight.js";
 import type { Position } from "./reader.js";
 import { ReplicaSync, type ReplicaStatus } from "./replica.js";
 import { makeTableFilter } from "./rules.js";
@@ -59,6 +59,8 @@ export class Agent {
       throw new StartupError(`the source fails preflight:\n  - ${report.failures.map((f) => f.message).join("\n  - ")}`);
     }
     for (const w of report.warnings) this.log.warn(w);
+    const sameServer = await checkReplicaServers(cfg, facts); // before any write: each replica is a server of its own
+    if (sameServer.length) throw new StartupError(`a replica is not a server of its own:\n  - ${sameServer.map((f) => f.message).join("\n  - ")}`);
     this.#facts = facts;
     this.#src = await connect(cfg.source, "source");
     const sourceId = await this.#sourceId();

@@ -19,8 +19,9 @@ import {
 import type { Logger } from "./log.js";
 import { scrub } from "./log.js";
 import type { Metrics } from "./metrics.js";
-import { preflightReplica, type SourceFacts } from "./preflight.js";
-import { BinlogReader, comparePos, PurgedPositionError, type Position, type Txn } from "./reader.js";
+import { preflightReplica, readVariables, type SourceFacts } from "./preflight.js";
+import { checkBinlogSettings } from "./rules.js";
+import { BinlogReader, comparePos, PurgedPositionError, type Position, type Txn, type XaParked } from "./reader.js";
 import { SchemaCache } from "./schema.js";
 import {
   ChunkReader,
@@ -133,6 +134,10 @@ export class ReplicaSync {
   #chunks: SlotEntry[] = [];
   /** keys deleted by the stream while their table is being copied (a chunk must not resurrect them) */
   #tombstones = new Map<string, Set<string>>();
+  /** the position after the last DDL the reader handed over (reader-side table metadata waits until it is applied) */
+  #lastDdlPos: Position | null = null;
+  /** prepared XA transactions read by the last reader, handed to the next one (reader.ts) */
+  #xaParked: ReadonlyMap<string, XaParked> | undefined;
   #snapshotTables = new Set<string>();
   /** tables waiting for their copy to start: the stream skips them (the copy will read their current rows) */
   #pendingTables = new Set<string>();
@@ -259,6 +264,7 @@ export class ReplicaSync {
     await this.#closeSides();
     const reader = this.#reader;
     this.#reader = null;
+    if (reader) this.#xaParked = reader.xaParked;
     if (reader) await reader.stop().catch(() => undefined);
     const conn = this.#conn;
     this.#conn = null;
@@ -330,6 +336,10 @@ export class ReplicaSync {
       // and silently skip what was purged, so check the file before streaming.
       const files = await this.#src.binlogFiles();
       if (files.length && !files.includes(start.file)) {
+        // a checkpoint beyond the newest file: the history was reset, not purged
+        if (comparePos({ file: start.file, pos: 0 }, { file: files[files.length - 1], pos: 0 }) > 0) {
+          throw new PurgedPositionError(start, `binlog file ${start.file} is gone and the newest the source has is ${files[files.length - 1]}`, true);
+        }
         throw new PurgedPositionError(start, `binlog file ${start.file} is gone; the oldest the source has is ${files[0]}`);
       }
     }
@@ -342,12 +352,14 @@ export class ReplicaSync {
     this.#takenPos = start;
     this.#lastCheckpointAt = Date.now();
 
+    await this.#checkSource(cp && sameSourceId(cp.sourceId, this.#src.sourceId) ? start : null);
     const srcCfg = this.#cfg.source;
     const reader = new BinlogReader({
       connection: connectionOptions(srcCfg, "source") as any,
       serverId: this.#src.serverIdBase + this.#index,
       flavor: this.#src.facts.version.flavor,
       start,
+      xaParked: this.#xaParked,
       databases: this.#cfg.databases,
       inScope: (db, t) => this.#src.inScope(db, t) && !this.#quarantine.has(`${db}.${t}`),
       onTxn: (t) => this.#enqueue(t),
@@ -356,6 +368,13 @@ export class ReplicaSync {
         this.#wake?.();
       },
       tableInfo: async (db, table) => {
+        // A table map without column names (binlog_row_metadata not FULL) is decoded with the replica's
+        // schema, which is right only at the same stream position: a DDL the reader passed but the applier
+        // has not applied yet would put values in the wrong columns. So wait for it (the reader is paused).
+        const c0 = this.#conn;
+        while (this.#conn === c0 && c0 && this.#lastDdlPos && this.#appliedPos && comparePos(this.#appliedPos, this.#lastDdlPos) < 0) {
+          await new Promise((r) => setTimeout(r, 20));
+        }
         const c = this.#conn;
         if (!c) return null;
         const [rows] = await c.query<any[]>(
@@ -394,6 +413,60 @@ export class ReplicaSync {
     }
   }
 
+  /**
+   * The source's binlog rules again, at every reader (re)connect: a setting made with SET GLOBAL is lost
+   * at a source restart (binlog_row_metadata=FULL most often), and events written without it cannot be
+   * decoded safely. The replica waits (down, retried with backoff) naming the setting and the fix.
+   */
+  async #checkSource(resume: Position | null): Promise<void> {
+    let c: Conn;
+    try {
+      c = await connect(this.#cfg.source, "source");
+    } catch (err) {
+      throw new ReplicaUnavailable("source", describeConnError(err, "source", this.#cfg.source), err);
+    }
+    try {
+      const failures = checkBinlogSettings(`source (${this.#cfg.source.host}:${this.#cfg.source.port})`, await readVariables(c), this.#src.facts.version.flavor);
+      if (failures.length) throw new ReplicaUnavailable("source-settings", `the source's binlog settings changed since the agent started: ${failures.map((f) => f.message).join(" ")}`);
+      if (resume) await this.#checkHistory(c, resume);
+    } finally {
+      await c.end().catch(() => undefined);
+    }
+  }
+
+  /**
+   * The resume point must lie in the source's binlog history. A RESET MASTER (RESET BINARY LOGS AND GTIDS)
+   * starts the history again: the checkpoint's file may exist again but be shorter than its position,
+   * and its GTIDs are no longer executed; a reader started there would wait for positions that never
+   * come (or the source refuses it, again and again). That is a replica that needs a new snapshot.
+   */
+  async #checkHistory(c: Conn, resume: Position): Promise<void> {
+    const [logs] = await c.query<any[]>("SHOW BINARY LOGS");
+    const file = logs.find((r) => String(r.Log_name) === resume.file);
+    if (file && Number(file.File_size) < resume.pos) {
+      throw new PurgedPositionError(resume, `binlog file ${resume.file} is ${file.File_size} bytes long, shorter than the checkpoint's position ${resume.pos}`, true);
+    }
+    if (!resume.gtid) return;
+    if (this.#src.facts.version.flavor === "mysql") {
+      const [[r]] = await c.query<any[]>("SELECT GTID_SUBSET(?, @@GLOBAL.gtid_executed) AS ok, @@GLOBAL.gtid_executed AS executed", [resume.gtid]);
+      if (!Number(r.ok)) throw new PurgedPositionError(resume, `the source's executed GTIDs (${String(r.executed).replace(/\s/g, "") || "none"}) do not contain the checkpoint's`, true);
+      return;
+    }
+    const [[r]] = await c.query<any[]>("SELECT @@GLOBAL.gtid_binlog_pos AS pos");
+    const have = new Map<string, bigint>();
+    for (const g of String(r.pos ?? "").split(",").filter(Boolean)) {
+      const [d, , n] = g.trim().split("-");
+      have.set(d, BigInt(n));
+    }
+    for (const g of resume.gtid.split(",").filter(Boolean)) {
+      const [d, , n] = g.trim().split("-");
+      const h = have.get(d);
+      if (h !== undefined && BigInt(n) > h) {
+        throw new PurgedPositionError(resume, `the source's binlog ends at GTID ${String(r.pos)}, before the checkpoint's ${g.trim()} in domain ${d}`, true);
+      }
+    }
+  }
+
   /** the checkpoint statement, with the replica's mode (snapshot or streaming) */
   #cp(pos: Position, ts: number, txns: number, rows: number, pending: DdlPending | null = null): string {
     return checkpointSql(this.#cfg.group, this.#src.sourceId, this.#src.facts.version.flavor, pos, ts, txns, rows, pending, this.#cpState);
@@ -404,6 +477,7 @@ export class ReplicaSync {
   #enqueue(t: Txn): boolean {
     if (TRACE && (this.#appliedTxns + this.#queued()) % 1000 === 0) process.stderr.write(`enqueue at=${Date.now() % 100000} queued=${this.#queued()} applied=${this.#appliedTxns}\n`);
     this.#queue.push(t);
+    if (t.ddl) this.#lastDdlPos = t.pos;
     this.#queueBytes += t.bytes;
     this.#queuedRows += t.rowCount;
     this.#queuedBytes += t.bytes;
@@ -658,6 +732,10 @@ export class ReplicaSync {
       // the error context is built only when an error needs it (this runs per source transaction)
       const where = () => `replica ${this.name}, source position ${fmtPos(t.pos)}`;
       for (const ch of t.changes) {
+        if (ch.savepoint !== undefined) {
+          b.marker(ch);
+          continue;
+        }
         const name = `${ch.db}.${ch.table}`;
         if (this.#quarantine.size && this.#quarantine.has(name)) continue;
         if (this.#pendingTables.size && this.#pendingTables.has(name)) continue;
@@ -764,11 +842,13 @@ export class ReplicaSync {
       for (const s of stmts) {
         try {
           if (s.relaxFk) await conn.query("SET SESSION foreign_key_checks = 0");
-          const [res] = await conn.query<any>(s.sql).finally(() => (s.relaxFk ? conn.query("SET SESSION foreign_key_checks = 1") : undefined));
-          if (s.fallback && Number(res.affectedRows) === 0) {
-            this.#log.warn({ table: s.table }, "an update found no row on the replica (it diverged or was not seeded); applied as an upsert");
-            await conn.query(s.fallback);
-          }
+          await (async () => {
+            const [res] = await conn.query<any>(s.sql);
+            if (s.fallback && Number(res.affectedRows) === 0) {
+              this.#log.warn({ table: s.table }, "an update found no row on the replica (it diverged or was not seeded); applied as an upsert");
+              await conn.query(s.fallback);
+            }
+          })().finally(() => (s.relaxFk ? conn.query("SET SESSION foreign_key_checks = 1") : undefined));
         } catch (err: any) {
           if (isTransient(err)) throw err;
           const range = batch ? `${fmtPos(batch[0].pos)} … ${fmtPos(batch[batch.length - 1].pos)}` : "";

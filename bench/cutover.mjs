@@ -86,10 +86,14 @@ function startLoad(server, rate, conns = 8) {
               `DELETE FROM bench.sbtest WHERE id = ${1 + ((id * 13) % ROWS)}; INSERT INTO bench.sbtest (id, k, c, pad) VALUES (${1 + ((id * 13) % ROWS)}, ${w}, 'c', 'pad') ON DUPLICATE KEY UPDATE k = k; COMMIT`,
           );
           st.committed++;
-        } catch {
+        } catch (e) {
           st.failed++;
-          c?.destroy();
-          c = null;
+          st.lastError = String(e?.message ?? e);
+          // a refused statement (read_only after the fence, a deadlock) keeps the session; a lost one reconnects
+          if (e?.fatal || !c) {
+            c?.destroy();
+            c = null;
+          } else await c.query("ROLLBACK").catch(() => undefined);
           await sleep(50);
         }
       }
@@ -164,7 +168,7 @@ try {
       throw new Error(`cutover printed no JSON (exit ${r.code}): ${r.stderr}`);
     }
     const achieved = Math.round(load.committed / loadSeconds);
-    results.push({ run: i + 1, exitCode: rep.exitCode, freezeSeconds: rep.freezeSeconds, txPerSec: achieved, steps: Object.fromEntries(rep.steps.map((s) => [s.name, s.seconds])), killed: rep.killed.length, changedRows: rep.verify?.keysCompared ?? null });
+    results.push({ run: i + 1, exitCode: rep.exitCode, freezeSeconds: rep.freezeSeconds, txPerSec: achieved, steps: Object.fromEntries(rep.steps.map((s) => [s.name, s.seconds])), killed: rep.killed.length, loadFailed: load.failed, loadLastError: load.lastError ?? null, changedRows: rep.verify?.keysCompared ?? null });
     log(`run ${i + 1}: exit ${rep.exitCode}, freeze ${rep.freezeSeconds} s at ~${achieved} tx/s (killed ${rep.killed.length}) ${rep.error ?? ""}`);
     if (rep.exitCode !== 0) break;
     await current.stop();
