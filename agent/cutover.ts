@@ -245,11 +245,13 @@ export async function runCutover(cfg: Config, o: CutoverOptions): Promise<Cutove
       const lacking = (grants: string[], n: { what: string; anyOf: string[] }, who: string, user: string) => {
         if (!holds(grants, n)) f.push(`${who}: the account ${user} lacks ${n.anyOf.join(" or ")}, needed for ${n.what}. Fix: GRANT ${n.anyOf[0]} ON *.* TO <user>.`);
       };
-      lacking(sg, need.setReadOnly, srcLabel, cfg.source.user);
+      const [[ro]] = await src.query<any[]>("SELECT @@GLOBAL.read_only AS r");
+      if (Number(ro.r) === 1) {
+        // fenced beforehand (an Azure server's read_only is a server parameter, set through the API): keep it
+        rep.warnings.push(`${srcLabel}: read_only is already ON; the cutover keeps it and sets nothing (an abort leaves it ON)`);
+      } else lacking(sg, need.setReadOnly, srcLabel, cfg.source.user);
       lacking(sg, need.kill, srcLabel, cfg.source.user);
       lacking(sg, need.process, srcLabel, cfg.source.user);
-      const [[ro]] = await src.query<any[]>("SELECT @@GLOBAL.read_only AS r");
-      if (Number(ro.r) === 1) f.push(`${srcLabel}: read_only is already ON; a cutover fences a writable source. Set it OFF first, or run the cutover from the group whose source takes writes.`);
       if (o.reverseConfig) {
         lacking(sg, need.bypass, srcLabel, cfg.source.user);
         f.push(...checkReplicaPrivileges(`${srcLabel} (a replica of the reverse group)`, sg, [...cfg.databases, SCHEMA]).map((x) => x.message));

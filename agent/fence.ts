@@ -124,7 +124,8 @@ export async function fence(ctl: Conn, aux: Conn, budgetMs: number, graceMs: num
   let setDone = false;
   let setAt = 0;
   let setErr: any = null;
-  const set = ctl.query("SET GLOBAL read_only = ON").then(
+  // already ON (set beforehand, e.g. an Azure server parameter): nothing to set
+  const set = (wasReadOnly ? Promise.resolve() : ctl.query("SET GLOBAL read_only = ON")).then(
     () => {
       setDone = true;
       setAt = Date.now() - t0;
@@ -166,5 +167,6 @@ export async function fence(ctl: Conn, aux: Conn, budgetMs: number, graceMs: num
 
 /** Lifts the fence: read_only back to what it was before. */
 export async function liftFence(c: Conn, wasReadOnly: boolean): Promise<void> {
-  await c.query(`SET GLOBAL read_only = ${wasReadOnly ? "ON" : "OFF"}`);
+  if (wasReadOnly) return;
+  await c.query("SET GLOBAL read_only = OFF");
 }

@@ -239,6 +239,15 @@ describe(`cutover failure points (${flavor})`, () => {
       expect((await r1.query<any[]>("SELECT state FROM _datasync.cutover WHERE group_name = 'fail'"))[0].state).toBe("aborted");
       expect(Number((await r1.query<any[]>("SELECT COUNT(*) AS n FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = 'shop'"))[0].n)).toBe(0);
     }
+    // a source fenced beforehand (Azure: read_only is a server parameter set through the API): the cutover sets
+    // nothing, and an abort leaves it read-only
+    await src.query("SET GLOBAL read_only = ON");
+    r = await runCliAsync(["cutover", "--config", s.cfgFile, "--to", "r1", "--json"], { DATASYNC_TEST_CUTOVER_FAULT: "verify" });
+    expect(r.code, r.stdout + r.stderr).toBe(2);
+    expect(JSON.parse(r.stdout).warnings.join("\n")).toContain("read_only is already ON");
+    expect(await readOnly(src)).toBe(1);
+    await src.query("SET GLOBAL read_only = OFF");
+
     // the agent still applies after an aborted cutover
     await waitCaughtUp(s.cfgFile, "r1");
     expect(Number((await r1.query<any[]>("SELECT COUNT(*) AS n FROM shop.customers WHERE name = 'writable again'"))[0].n)).toBe(2);
