@@ -67,7 +67,7 @@ async function setup(src: TestServer, reps: TestServer[], group: string) {
   const cfg = makeConfig(src, reps, { group, http: { listen: `127.0.0.1:${port}` } });
   const cfgFile = writeConfig(cfg);
   const agent = new AgentProcess(cfgFile);
-  await agent.waitStreaming(reps.map((_, i) => `r${i + 1}`));
+  await agent.waitStreaming(reps.map((_, i) => `r${i + 1}`), 180_000);
   // past the snapshot: a cutover refuses a replica still being seeded
   for (const r of reps) {
     await waitFor(async () => (await r.query<any[]>("SELECT state FROM _datasync.checkpoints WHERE group_name = ?", [group]))[0]?.state === "streaming", 60_000, "snapshot done");
@@ -90,7 +90,7 @@ describe(`cutover under load and the way back (${flavor})`, () => {
   let back: AgentProcess | null = null;
   beforeAll(async () => {
     servers = await startServers([{ name: "src", flavor }, { name: "r1", flavor }, { name: "r2", flavor }]);
-  }, 120_000);
+  }, 300_000);
   afterAll(async () => {
     await agent?.kill("SIGTERM");
     await back?.kill("SIGTERM");
@@ -177,7 +177,7 @@ describe(`cutover failure points (${flavor})`, () => {
   let agent: AgentProcess | null = null;
   beforeAll(async () => {
     servers = await startServers([{ name: "src", flavor }, { name: "r1", flavor }]);
-  }, 120_000);
+  }, 300_000);
   afterAll(async () => {
     await agent?.kill("SIGTERM");
     await Promise.all(servers.map((s) => s.destroy()));

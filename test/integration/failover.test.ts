@@ -38,7 +38,7 @@ describe(`source failover (${flavor})`, () => {
       { name: "rep", flavor },
       { name: "other", flavor },
     ]);
-  }, 120_000);
+  }, 300_000);
   afterAll(async () => {
     await agent?.kill("SIGTERM");
     await Promise.all(servers.map((s) => s.destroy()));
@@ -52,7 +52,7 @@ describe(`source failover (${flavor})`, () => {
     await a.query("INSERT INTO shop.t VALUES (1, 'a1'), (2, 'a2')");
     const cfg = makeConfig(a, [rep], { group: "fo" });
     agent = new AgentProcess(writeConfig(cfg));
-    await agent.waitStreaming(["r1"]);
+    await agent.waitStreaming(["r1"], 180_000);
     for (let i = 3; i <= 50; i++) await a.query("INSERT INTO shop.t VALUES (?, ?)", [i, `a${i}`]);
     await a.query("UPDATE shop.t SET v = 'changed' WHERE id <= 10");
     await waitFor(async () => (await rows(a)) === (await rows(rep)), 30_000, "agent caught up");
