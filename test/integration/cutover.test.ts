@@ -169,7 +169,7 @@ describe(`cutover under load and the way back (${flavor})`, () => {
     // the triggers on r1 fired (audit on r1); none on the old source (its triggers are held)
     expect(Number((await r1.query<any[]>("SELECT COUNT(*) AS n FROM audit.applied"))[0].n)).toBeGreaterThan(0);
     expect(Number((await src.query<any[]>("SELECT COUNT(*) AS n FROM audit.applied WHERE version > 100"))[0].n)).toBe(0);
-  }, 240_000);
+  }, 480_000);
 });
 
 describe(`cutover failure points (${flavor})`, () => {
@@ -271,5 +271,5 @@ describe(`cutover failure points (${flavor})`, () => {
     expect(Number((await src.query<any[]>("SELECT COUNT(*) AS n FROM shop.customers WHERE id = 50"))[0].n)).toBe(0);
     expect(await dump(r1)).toBe(await dump(src));
     await expect(src.connect({ user: "app", password: "app-pw" }).then((c) => c.query("INSERT INTO shop.customers (id, name) VALUES (51, 'x')"))).rejects.toThrow(/read.only/i);
-  }, 240_000);
+  }, 480_000);
 });

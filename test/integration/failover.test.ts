@@ -89,5 +89,5 @@ describe(`source failover (${flavor})`, () => {
     expect(ready.status).toBe(503);
     expect(ready.body.replicas[0].state).toBe("needs-snapshot");
     expect(await rows(rep)).toBe(before);
-  }, 180_000);
+  }, 480_000);
 });
