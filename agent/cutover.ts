@@ -534,7 +534,8 @@ export async function runCutover(cfg: Config, o: CutoverOptions): Promise<Cutove
             "START TRANSACTION",
             `DELETE FROM ${SCHEMA}.checkpoints WHERE group_name = ${c.escape(revGroup)}`,
             `DELETE FROM ${SCHEMA}.snapshot WHERE group_name = ${c.escape(revGroup)}`,
-            checkpointSql(revGroup, identityKey(nameId), flavor, newPos!, Date.now(), 0, 0, null, "streaming"),
+            // a fresh row (the compare-and-set guard that follows it in checkpointSql needs multiple statements)
+            checkpointSql(revGroup, identityKey(nameId), flavor, newPos!, Date.now(), 0, 0, null, "streaming", null).split(";\n")[0],
             `UPDATE ${SCHEMA}.checkpoints SET scope = ${c.escape(sig)} WHERE group_name = ${c.escape(revGroup)}`,
             "COMMIT",
           ])

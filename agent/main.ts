@@ -12,6 +12,7 @@ import { ReplicaSync, type ReplicaStatus } from "./replica.js";
 import { makeTableFilter } from "./rules.js";
 import { identityKey, readServerIdentity } from "./identity.js";
 import { readCutoverByReverse } from "./cutover-record.js";
+import { GroupWriter } from "./writer-lock.js";
 
 export class StartupError extends Error {
   constructor(message: string) {
@@ -38,6 +39,7 @@ export class Agent {
   #poll: NodeJS.Timeout | null = null;
   #http: HttpServer | null = null;
   #stopped = false;
+  #writer: GroupWriter | null = null;
 
   constructor(cfg: Config, opts: AgentOptions = {}) {
     this.cfg = cfg;
@@ -93,7 +95,11 @@ export class Agent {
         }
       },
       inScope,
+      writerGate: (i: number) => this.#writer!.gate(i),
     };
+    // one writer per group and replica: a standby's pipelines wait for the locks (no binlog connection)
+    this.#writer = new GroupWriter(cfg, this.log, this.metrics);
+    this.#writer.start();
     const own = replicaConfig(cfg);
     cfg.replicas.forEach((_, i) => {
       const r = new ReplicaSync(own, i, ctx, this.log, this.metrics);
@@ -180,6 +186,8 @@ export class Agent {
     this.#stopped = true;
     if (this.#poll) clearInterval(this.#poll);
     await Promise.all(this.replicas.map((r) => r.stop()));
+    // the locks go only once nothing writes any more
+    await this.#writer?.stop();
     await this.#http?.close();
     const src = this.#src;
     if (src) {

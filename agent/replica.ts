@@ -9,13 +9,16 @@ import {
   checkpointSql,
   ensureBookkeeping,
   heldDdlSql,
+  isWriterLost,
   loadQuarantine,
   quarantineSql,
   readCheckpoint,
   unquarantineSql,
   SCHEMA,
   type DdlPending,
+  WriterLost,
 } from "./checkpoint.js";
+import { sever, type LockView, type WriterGate } from "./writer-lock.js";
 import type { Logger } from "./log.js";
 import { scrub } from "./log.js";
 import type { Metrics } from "./metrics.js";
@@ -42,7 +45,7 @@ import { ApplyError, StatementBuilder, keyOf, type Statement } from "./sqlgen.js
 import { HistoryMismatchError, proveHistory, sameSourceId } from "./provenance.js";
 import { acknowledgeCutover, cutoverView, isPromoted, readCutover, type CutoverView } from "./cutover-record.js";
 
-export type ReplicaState = "starting" | "connecting" | "streaming" | "down" | "failed" | "needs-snapshot" | "stopped" | "cut-over";
+export type ReplicaState = "starting" | "connecting" | "streaming" | "standby" | "down" | "failed" | "needs-snapshot" | "stopped" | "cut-over";
 
 export interface ReplicaStatus {
   name: string;
@@ -58,6 +61,8 @@ export interface ReplicaStatus {
   quarantined: string[];
   /** a cutover of the group recorded on this replica (in progress or done) */
   cutover?: CutoverView | null;
+  /** the replica's writer lock: this agent ("writer"), another agent ("standby", naming it), or unknown */
+  writer: LockView | null;
 }
 
 export interface SourceContext {
@@ -71,6 +76,8 @@ export interface SourceContext {
   /** the binlog files the source still has */
   binlogFiles: () => Promise<string[]>;
   inScope: (db: string, table: string) => boolean;
+  /** one writer per group and replica (agent/writer-lock.ts): the replica's lock, when the agent takes locks */
+  writerGate?: (index: number) => WriterGate;
 }
 
 export interface Backoff {
@@ -152,6 +159,11 @@ export class ReplicaSync {
   /** a DDL-with-rows transaction whose DDL already took effect: apply only its rows when it is re-read */
   #skipDdlAt: Position | null = null;
   #cutover: CutoverView | null = null;
+  #gate: WriterGate | null;
+  /** set when the writer lock was lost during a session: the session's connections are already destroyed */
+  #fenced: string | null = null;
+  /** the checkpoint's compare-and-set version as this session read or last wrote it (null: no row) */
+  #cpSeq: number | null = null;
 
   constructor(cfg: Config, index: number, src: SourceContext, log: Logger, metrics: Metrics, backoff: Backoff = defaultBackoff) {
     this.#cfg = cfg;
@@ -167,6 +179,17 @@ export class ReplicaSync {
     this.#m.appliedRows.inc(this.#labels, 0);
     this.#m.appliedTxns.inc(this.#labels, 0);
     this.#m.snapshotRows.inc(this.#labels, 0);
+    this.#gate = src.writerGate?.(index) ?? null;
+    this.#gate?.onLost((reason) => this.#fence(reason));
+  }
+
+  /** The writer lock is lost: no statement of this session may reach the replica any more. */
+  #fence(reason: string): void {
+    this.#fenced = reason;
+    sever(this.#conn, reason);
+    for (const c of this.#sides) sever(c, reason);
+    this.#copier?.stop();
+    this.#wake?.();
   }
 
   get state(): ReplicaState {
@@ -203,6 +226,9 @@ export class ReplicaSync {
 
   async #run(): Promise<void> {
     while (!this.#stopping) {
+      // a standby opens no binlog connection and writes nothing: it waits here for the lock
+      if (this.#gate) await this.#gate.wait(() => this.#stopping, (s, detail) => this.#setState(s, detail));
+      if (this.#stopping) break;
       try {
         await this.#session();
         this.#attempt = 0;
@@ -215,6 +241,16 @@ export class ReplicaSync {
           this.#setState("cut-over", null);
           this.#log.info({ cutover: this.#cutover }, "the group was cut over: this replica is no longer applied (state cut-over)");
           return;
+        }
+        if (this.#fenced !== null || isWriterLost(err)) {
+          const reason = this.#fenced ?? `the checkpoint moved under this agent (compare-and-set from ${this.#checkpointPos ? fmtPos(this.#checkpointPos) : "no checkpoint"} failed): another agent writes this replica`;
+          if (this.#fenced === null) this.#gate?.lost(reason);
+          this.#fenced = null;
+          this.#m.errors.inc({ ...this.#labels, kind: "writer-lost" });
+          this.#setState("down", reason);
+          this.#log.warn({ position: this.#checkpointPos }, `stopped applying (writer lock lost; the open transaction is rolled back): ${reason}`);
+          if (!this.#gate) await this.#sleepUnlessStopped(1000);
+          continue;
         }
         if (err instanceof PurgedPositionError) {
           this.#setState("needs-snapshot", err.message);
@@ -320,12 +356,14 @@ export class ReplicaSync {
       throw new ReplicaUnavailable("connection", describeConnError(err, `replica ${this.name}`, r), err);
     }
     this.#conn = conn;
+    await this.#gate?.adopt(conn);
     const report = await preflightReplica(this.#cfg, this.#index, this.#src.facts);
     if (report.failures.length) throw new ReplicaUnavailable("preflight", report.failures.map((f) => f.message).join("; "));
     await conn.query("SET SESSION transaction_isolation = 'READ-COMMITTED'").catch(() => conn.query("SET SESSION tx_isolation = 'READ-COMMITTED'"));
     await ensureBookkeeping(conn);
     await this.#checkCutover(conn);
     const cp = await readCheckpoint(conn, this.#cfg.group);
+    this.#cpSeq = cp ? cp.seq : null;
     let start = await this.#planSnapshot(conn, cp);
     if (cp && cp.state !== "resnapshot" && !sameSourceId(cp.sourceId, this.#src.sourceId)) {
       // a failover or the way back: resume only where the new source's history provably holds the checkpoint
@@ -469,7 +507,11 @@ export class ReplicaSync {
 
   /** the checkpoint statement, with the replica's mode (snapshot or streaming) */
   #cp(pos: Position, ts: number, txns: number, rows: number, pending: DdlPending | null = null): string {
-    return checkpointSql(this.#cfg.group, this.#src.sourceId, this.#src.facts.version.flavor, pos, ts, txns, rows, pending, this.#cpState);
+    // compare-and-set from the version this session read or last wrote (every failure ends the session,
+    // and the next one reads it again, so counting on here is exact)
+    const expect = this.#cpSeq;
+    this.#cpSeq = (expect ?? 0) + 1;
+    return checkpointSql(this.#cfg.group, this.#src.sourceId, this.#src.facts.version.flavor, pos, ts, txns, rows, pending, this.#cpState, expect);
   }
 
   // ---------------------------------------------------------------- queue
@@ -529,6 +571,7 @@ export class ReplicaSync {
   async #applyLoop(): Promise<void> {
     const hb = Math.max(100, this.#cfg.heartbeatSeconds * 1000);
     while (!this.#stopping) {
+      if (this.#fenced !== null) throw new WriterLost(this.#fenced);
       if (this.#readerError) throw this.#readerError;
       if (this.#chunks.length > 0 && this.#chunkReady(this.#chunks[0])) {
         const c = this.#chunks.shift()!;
@@ -584,7 +627,7 @@ export class ReplicaSync {
           await running;
         }
       } catch (err: any) {
-        if (err instanceof ApplyError) throw err;
+        if (err instanceof ApplyError || isWriterLost(err)) throw err;
         if (isTransient(err)) throw err;
         throw new ApplyError(`applying source transactions up to ${fmtPos(batch[batch.length - 1].pos)} failed: ${err?.message ?? err}`, { sqlError: err?.message, cause: err });
       } finally {
@@ -830,7 +873,7 @@ export class ReplicaSync {
       await this.#careful(conn, stmts, checkpoint);
     } catch (err: any) {
       await conn.query("ROLLBACK").catch(() => undefined);
-      if (isTransient(err)) throw err;
+      if (isTransient(err) || isWriterLost(err)) throw err;
       // Find the exact statement that fails so the report names the table and the SQL error.
       await this.#careful(conn, stmts, checkpoint, batch, err);
     }
@@ -1201,7 +1244,11 @@ export class ReplicaSync {
   #sides: Conn[] = [];
 
   async #sideConnection(i: number): Promise<Conn> {
-    this.#sides[i] ??= await connect(this.#cfg.replicas[this.#index], `replicas[${this.#index}]`, { multipleStatements: true });
+    if (!this.#sides[i]) {
+      const c = await connect(this.#cfg.replicas[this.#index], `replicas[${this.#index}]`, { multipleStatements: true });
+      this.#sides[i] = c;
+      await this.#gate?.adopt(c);
+    }
     return this.#sides[i];
   }
 
@@ -1279,6 +1326,7 @@ export class ReplicaSync {
       lastError: this.#lastError,
       quarantined: [...this.#quarantine],
       cutover: this.#cutover,
+      writer: this.#gate ? this.#gate.view() : null,
     };
   }
 }

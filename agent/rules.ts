@@ -274,7 +274,7 @@ export const REPLICA_SCHEMA_PRIVILEGES: { privilege: string; why: string }[] = [
   { privilege: "REFERENCES", why: "foreign keys" },
   { privilege: "CREATE VIEW", why: "views" },
   { privilege: "CREATE ROUTINE", why: "procedures and functions" },
-  { privilege: "ALTER ROUTINE", why: "procedures and functions (ALTER, DROP)" },
+  { privilege: "ALTER ROUTINE", why: "procedures and functions" },
   { privilege: "EVENT", why: "events (created disabled)" },
   { privilege: "TRIGGER", why: "triggers (installed at cutover)" },
 ];
