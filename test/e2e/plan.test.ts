@@ -47,6 +47,14 @@ describe.concurrent("datasync plan", () => {
     for (const n of ["westeurope", "northeurope", "eastus", "mysql.corp.example.com:3306"]) expect(g.mermaid).toContain(n);
     await parseMermaid(g.mermaid);
     expect(j.resources.some((x: any) => x.type === "azure-native:dbformysql:Server")).toBe(true);
+    // the network a reviewer must see: the agent's static egress (NAT gateway) and how the servers are reached
+    expect(g.agent.detail).toContain("in a VNet subnet, logs to Log Analytics");
+    expect(g.network.egress).toMatch(/^a NAT gateway on its subnet 10\.42\.0\.0\/24: one static public IP \(stack output agentEgressIp/);
+    expect(g.network.serverAccess).toBe("public, firewall open to: corp-egress 203.0.113.10, agent-egress (the NAT IP, known after create)");
+    // the declared binlog retention (7 days) covers the tolerated outage (2 days): no warning
+    expect(g.rules.find((x: any) => x.id === "3")).toMatchObject({ status: "live" });
+    const md = await plan(["--stack", "prod"]);
+    expect(md.stdout).toContain("Network: agent egress via a NAT gateway on its subnet 10.42.0.0/24");
   });
 
   it("runs the program, not just the YAML: a replica added in code appears; secure values stay opaque", async () => {
