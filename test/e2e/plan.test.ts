@@ -1,10 +1,12 @@
 // `datasync plan` end to end: the CLI (bin/datasync.js → dist/provider/plan-cli.js) runs the stack program
 // under Pulumi mocks in a child node process; these tests check what a reviewer gets and the exit codes.
 import { beforeAll, describe, expect, it } from "vitest";
-import { writeFileSync } from "node:fs";
+import { appendFileSync, cpSync, mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import YAML from "yaml";
-import { devConfig, DIST_PROGRAM, ensureBuilt, git, plan, project } from "../support/plan-cli.js";
+import { devConfig, DIST_PROGRAM, ensureBuilt, git, plan, project, ROOT } from "../support/plan-cli.js";
 import { mermaidBlocks, parseMermaid } from "../support/plan-mermaid.js";
 
 beforeAll(() => ensureBuilt(), 120_000);
@@ -146,5 +148,29 @@ export default async function main() {
     const bad = await plan(["--stack", "dev", "--base", "no-such-ref"], dir);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain("--base no-such-ref: no such commit");
+  });
+
+  it("examples/azure as shipped: its program plans under mocks (33 resources, the NAT egress) and type-checks", async () => {
+    // what `npm install` in examples/azure makes: node_modules/datasync a link to the repository
+    const dir = mkdtempSync(join(tmpdir(), "datasync-example-azure-"));
+    try {
+      cpSync(join(ROOT, "examples/azure"), dir, { recursive: true });
+      mkdirSync(join(dir, "node_modules"));
+      symlinkSync(ROOT, join(dir, "node_modules/datasync"));
+      for (const m of ["@pulumi", "@types", "typescript"]) symlinkSync(realpathSync(join(ROOT, "node_modules", m)), join(dir, "node_modules", m));
+      appendFileSync(join(dir, "Pulumi.example.yaml"), "  datasync-azure-example:primaryPassword:\n    secure: v1:AAAAciphertextAAAA\n");
+      const r = await plan(["--stack", "example", "--format", "json"], dir);
+      expect(r.stderr).toBe("");
+      expect(r.code).toBe(0);
+      const j = JSON.parse(r.stdout);
+      expect(j.resources).toHaveLength(33);
+      expect(j.groups[0].network.egress).toMatch(/^a NAT gateway on its subnet/);
+      expect(j.groups[0].agent.detail).toContain("in a VNet subnet, logs to Log Analytics");
+      const tsc = spawnSync(process.execPath, [join(dir, "node_modules/typescript/bin/tsc"), "-p", join(dir, "tsconfig.json")], { encoding: "utf8" });
+      expect(tsc.stdout + tsc.stderr).toBe("");
+      expect(tsc.status).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
