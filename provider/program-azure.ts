@@ -78,6 +78,9 @@ export function azureStack(
   const registry: RegistryArgs | undefined = az.registry
     ? { server: az.registry.server, identityId: az.registry.identityId, username: az.registry.username, password: secretOf(az.registry.password) }
     : undefined;
+  if (az.agentImage && !/@sha256:[0-9a-f]{64}$/.test(az.agentImage)) {
+    pulumi.log.warn(`datasync:azure.agentImage ${az.agentImage} is not pinned by digest: a moved tag changes the agent without a diff. Use <image>@sha256:… (examples/ci/.github/workflows/datasync-agent-release.yml pins it).`);
+  }
   const agentSubnet = az.agentSubnetId ?? net?.agentSubnet.id;
   const agent = new SyncAgent(
     `${group}-agent`,

@@ -179,6 +179,9 @@ export function parseStackConfig(raw: Record<string, unknown>): StackConfig {
         if (loc !== agentLocation) problems.push(`${NAMESPACE}:replicas[${i}].location: ${loc} differs from the agent's region ${agentLocation}; private access puts each server in a delegated subnet of the agent's network, which must be in the server's region. Use network.access public (firewall open to the agent's NAT address only), or place the replica in ${agentLocation}.`);
       });
     }
+    if (!az.agentImage) {
+      problems.push(`${NAMESPACE}:azure.agentImage: required for target azure: the agent image in your registry, pinned by digest (<registry>/datasync-agent@sha256:…); build and push it with examples/ci/.github/workflows/datasync-agent-release.yml, then pulumi config set --path datasync:azure.agentImage <image@digest>.`);
+    }
     if (az.delegatedSubnetResourceId && !az.privateDnsZoneResourceId) problems.push(`${NAMESPACE}:azure.privateDnsZoneResourceId: required with delegatedSubnetResourceId (a private DNS zone ending in .mysql.database.azure.com, linked to the network).`);
     if (az.agentSubnetId && !az.agentEgressIp && access === "public") problems.push(`${NAMESPACE}:azure.agentEgressIp: required with agentSubnetId and public access: the address your subnet's NAT gateway uses, so the servers' firewall can allow the agent.`);
     if (az.registry && az.registry.identityId === undefined && (az.registry.username === undefined || az.registry.password === undefined)) {

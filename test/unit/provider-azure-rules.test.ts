@@ -149,7 +149,7 @@ describe("stack config, azure target", () => {
     primary: { host: "mysql.corp.example.com", user: "datasync", version: "8.0" },
     replicas: [{ name: "westeurope" }, { name: "eastus", location: "eastus" }],
     databases: ["shop"],
-    azure: { location: "westeurope" } as Record<string, unknown>,
+    azure: { location: "westeurope", agentImage: "r.azurecr.io/datasync-agent@sha256:" + "0".repeat(64) } as Record<string, unknown>,
   });
   const problems = (c: any) => {
     try {
@@ -170,6 +170,11 @@ describe("stack config, azure target", () => {
     const c = base();
     c.azure.network = { access: "private" };
     expect(problems(c)).toEqual([expect.stringMatching(/^datasync:replicas\[1\]\.location: eastus differs from the agent's region westeurope/)]);
+  });
+  it("needs the agent image (nothing publishes a default one)", () => {
+    const c = base();
+    delete c.azure.agentImage;
+    expect(problems(c)).toEqual([expect.stringMatching(/^datasync:azure\.agentImage: required for target azure.*datasync-agent-release\.yml/)]);
   });
   it("needs registry credentials or an identity, not both", () => {
     const c = base();
