@@ -25,7 +25,7 @@ let host: ChildProcess;
 let client: any;
 let providerText: string;
 let replicaProviderText: string;
-let primary: TestServer, r1: TestServer, r2: TestServer;
+let primary: TestServer, r1: TestServer, r2: TestServer, lc: TestServer;
 
 function call<T = any>(method: string, req: any, via = client): Promise<T> {
   return new Promise((resolve, reject) => via[method](req, (err: any, resp: T) => (err ? reject(err) : resolve(resp))));
@@ -121,8 +121,9 @@ beforeAll(async () => {
   if (ser.status !== 0) throw new Error(`serializing the provider failed: ${ser.stderr}`);
   providerText = JSON.parse(ser.stdout).SyncGroup;
   replicaProviderText = JSON.parse(ser.stdout).ReplicaServer;
-  [[primary, r1, r2]] = await Promise.all([
-    startServers([{ name: "eng-primary" }, { name: "eng-r1", noBinlog: true }, { name: "eng-r2", noBinlog: true }]),
+  [[primary, r1, r2, lc]] = await Promise.all([
+    // lc: a replica with names stored in lower case, as Azure creates every flexible server (lower_case_table_names=1)
+    startServers([{ name: "eng-primary" }, { name: "eng-r1", noBinlog: true }, { name: "eng-r2", noBinlog: true }, { name: "eng-lc", noBinlog: true, args: ["--lower-case-table-names=1"] }]),
     (async () => {
       // any engine address will do: the host only connects back for logging
       host = spawn(process.execPath, ["node_modules/@pulumi/pulumi/cmd/dynamic-provider/index.js", "127.0.0.1:1"], { stdio: ["ignore", "pipe", "pipe"] });
@@ -144,7 +145,7 @@ beforeAll(async () => {
 afterAll(async () => {
   client?.close();
   if (host && host.exitCode === null) host.kill("SIGTERM");
-  await Promise.all([primary, r1, r2].filter(Boolean).map((s) => s.destroy()));
+  await Promise.all([primary, r1, r2, lc].filter(Boolean).map((s) => s.destroy()));
 });
 
 describe("engine path (dynamic-provider host over gRPC)", () => {
@@ -280,5 +281,33 @@ describe("engine path (dynamic-provider host over gRPC)", () => {
     const created = await create(inputs);
     await del(created.id, created.outs);
     expect(await checkpoints(r1)).toEqual([]);
+  });
+
+  it("Create applies rule 6 for lower_case_table_names: source 0 → replica 1 syncs lower-case names, refuses others", async () => {
+    const g: any = { ...group([r1]), replicas: [{ name: "lc", ...ep(lc) }] };
+    expect(String((await lc.query<any[]>("SELECT @@lower_case_table_names AS v"))[0].v)).toBe("1");
+    const { inputs } = await check(g);
+    const { id, outs } = await create(inputs); // shop.orders: every name in scope is lower case
+    await del(id, outs);
+    await primary.query("CREATE TABLE shop.OrderItems (id INT PRIMARY KEY)");
+    try {
+      const err: any = await create(inputs).then(() => new Error("created"), (e) => e);
+      expect(err.details ?? err.message).toMatch(/\[rule 6\] replica lc \(127\.0\.0\.1:\d+\): lower_case_table_names is 1 .*the source has 0.*not lower case: shop\.OrderItems\. Rename it to lower case/);
+    } finally {
+      await primary.query("DROP TABLE shop.OrderItems");
+    }
+  });
+
+  it("Create applies rule 3 for binlog retention against tolerateOutageSeconds", async () => {
+    await primary.query("SET GLOBAL binlog_expire_logs_seconds = 3600");
+    try {
+      const { inputs } = await check({ ...group([r1]), tolerateOutageSeconds: 7200 });
+      const err: any = await create(inputs).then(() => new Error("created"), (e) => e);
+      expect(err.details ?? err.message).toMatch(/\[rule 3\] source \(127\.0\.0\.1:\d+\): binlogs are kept 1 h \(binlog_expire_logs_seconds=3600\), less than the 2 h .*tolerateOutageSeconds/);
+      const ok = await create((await check({ ...group([r1]), tolerateOutageSeconds: 1800 })).inputs);
+      await del(ok.id, ok.outs);
+    } finally {
+      await primary.query("SET GLOBAL binlog_expire_logs_seconds = 0");
+    }
   });
 });
