@@ -140,7 +140,7 @@ beforeAll(async () => {
     })(),
   ]);
   await primary.query("CREATE DATABASE shop; CREATE TABLE shop.orders (id INT PRIMARY KEY)");
-});
+}, 300_000); // four servers and a provider host: slow on a loaded 2-core machine
 
 afterAll(async () => {
   client?.close();

@@ -55,9 +55,7 @@ describe.concurrent("datasync plan", () => {
     expect(g.network.serverAccess).toBe("public, firewall open to: corp-egress 203.0.113.10, agent-egress (the NAT IP, known after create)");
     // the declared binlog retention (7 days) covers the tolerated outage (2 days): no warning
     expect(g.rules.find((x: any) => x.id === "3")).toMatchObject({ status: "live" });
-    const md = await plan(["--stack", "prod"]);
-    expect(md.stdout).toContain("Network: agent egress via a NAT gateway on its subnet 10.42.0.0/24");
-  });
+  }, 240_000);
 
   it("runs the program, not just the YAML: a replica added in code appears; secure values stay opaque", async () => {
     const config = devWith((c) => {
@@ -159,18 +157,18 @@ export default async function main() {
       symlinkSync(ROOT, join(dir, "node_modules/datasync"));
       for (const m of ["@pulumi", "@types", "typescript"]) symlinkSync(realpathSync(join(ROOT, "node_modules", m)), join(dir, "node_modules", m));
       appendFileSync(join(dir, "Pulumi.example.yaml"), "  datasync-azure-example:primaryPassword:\n    secure: v1:AAAAciphertextAAAA\n");
-      const r = await plan(["--stack", "example", "--format", "json"], dir);
+      const r = await plan(["--stack", "example"], dir);
       expect(r.stderr).toBe("");
       expect(r.code).toBe(0);
-      const j = JSON.parse(r.stdout);
-      expect(j.resources).toHaveLength(33);
-      expect(j.groups[0].network.egress).toMatch(/^a NAT gateway on its subnet/);
-      expect(j.groups[0].agent.detail).toContain("in a VNet subnet, logs to Log Analytics");
+      expect(r.stdout).toContain("✅ **The preview rules pass.** Program `index.js` run under Pulumi mocks");
+      expect(r.stdout).toContain("33 resources declared");
+      expect(r.stdout).toContain("in a VNet subnet, logs to Log Analytics.");
+      expect(r.stdout).toContain("Network: agent egress via a NAT gateway on its subnet 10.42.0.0/24: one static public IP");
       const tsc = spawnSync(process.execPath, [join(dir, "node_modules/typescript/bin/tsc"), "-p", join(dir, "tsconfig.json")], { encoding: "utf8" });
       expect(tsc.stdout + tsc.stderr).toBe("");
       expect(tsc.status).toBe(0);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
-  });
+  }, 300_000);
 });
