@@ -71,12 +71,12 @@ async function create(props: any) {
   const resp = await call("create", req);
   return { id: resp.getId(), outs: resp.getProperties().toJavaScript() };
 }
-async function diff(id: string, olds: any, news: any) {
+async function diff(id: string, olds: any, news: any, urn = URN, text = providerText) {
   const req = new provpb.DiffRequest();
   req.setId(id);
-  req.setUrn(URN);
+  req.setUrn(urn);
   req.setOlds(struct(olds));
-  req.setNews(struct({ ...news, __provider: providerText }));
+  req.setNews(struct({ ...news, __provider: text }));
   const resp = await call("diff", req);
   return { changes: resp.getChanges(), replaces: resp.getReplacesList() };
 }
@@ -272,6 +272,10 @@ describe("engine path (dynamic-provider host over gRPC)", () => {
     req.setProperties(struct(m));
     const outs = (await call("create", req)).getProperties().toJavaScript();
     expect(await members(r1)).toEqual(["orders/r1"]);
+    // a host unknown at preview (an Azure server being changed) is an update of the membership, not a replace
+    const { __provider: _p, ...declared } = m;
+    expect(await diff("orders/r1", outs, { ...declared, host: UNKNOWN }, RS_URN, replicaProviderText)).toEqual({ changes: provpb.DiffResponse.DiffChanges.DIFF_SOME, replaces: [] });
+    expect(await diff("orders/r1", outs, { ...declared, host: "10.9.9.9" }, RS_URN, replicaProviderText)).toEqual({ changes: provpb.DiffResponse.DiffChanges.DIFF_SOME, replaces: ["host"] });
     await fakeCheckpoint(r1, "orders");
     await del("orders/r1", outs, client, RS_URN);
     expect(await members(r1)).toEqual([]);
