@@ -378,3 +378,115 @@ export function makeTableFilter(f: TableFilter): (db: string, table: string) => 
     return !exc.some((r) => r.test(name));
   };
 }
+
+/** Azure Database for MySQL flexible server host names (public FQDN; private access keeps the same name). */
+export function isAzureMySqlHost(host: string | undefined): boolean {
+  return typeof host === "string" && /\.mysql\.database\.(azure\.com|chinacloudapi\.cn|usgovcloudapi\.net)\.?$/i.test(host.trim());
+}
+
+/**
+ * Whether the server variable sql_generate_invisible_primary_key exists on a version: MySQL 8.0.30 and
+ * later (a declared "8.0" counts, because Azure keeps 8.0 servers on a current minor version). Never on
+ * 5.7 or MariaDB, where setting it fails.
+ */
+export function hasInvisiblePrimaryKeySetting(v: ServerVersion): boolean {
+  if (v.flavor !== "mysql") return false;
+  if (v.major !== 8 || v.minor !== 0) return v.major > 8 || (v.major === 8 && v.minor > 0);
+  // "8.0" as declared (no patch) means a current 8.0 release; a live "8.0.21" is checked by its patch
+  return !/^\d+\.\d+\.\d+/.test(v.raw.trim()) || v.patch >= 30;
+}
+
+/**
+ * Rule 6, lower_case_table_names. Equal values pass. A source with 0 (case-sensitive names, Linux) may
+ * sync to a target with 1 (names stored lower case: Azure's fixed value) when every schema and table name
+ * in scope is already lower case and no two collide ignoring case; anything else is refused naming the
+ * tables. `names` are `db` and `db.table` of the source in scope. Unknown values (undefined) pass here.
+ */
+export function checkLowerCaseTableNames(server: string, source: string | undefined, target: string | undefined, names: string[]): RuleFailure[] {
+  if (source === undefined || target === undefined || source === target) return [];
+  if (source === "0" && target === "1") {
+    const upper = names.filter((n) => n !== n.toLowerCase());
+    const seen = new Map<string, string>();
+    const clashes: string[] = [];
+    for (const n of names) {
+      const k = n.toLowerCase();
+      const prev = seen.get(k);
+      if (prev !== undefined && prev !== n) clashes.push(`${prev} / ${n}`);
+      else seen.set(k, n);
+    }
+    const out: RuleFailure[] = [];
+    if (upper.length) {
+      out.push({
+        rule: 6,
+        code: "lower-case-table-names",
+        where: server,
+        message: `${server}: lower_case_table_names is 1 (names stored in lower case), the source has 0, and ${upper.length > 1 ? "these names in scope are" : "this name in scope is"} not lower case: ${upper.join(", ")}. Rename ${upper.length > 1 ? "them" : "it"} to lower case on the source (RENAME TABLE), or exclude ${upper.length > 1 ? "them" : "it"} with tables.exclude; Azure fixes lower_case_table_names when the server is created, so the target cannot change.`,
+      });
+    }
+    if (clashes.length) {
+      out.push({
+        rule: 6,
+        code: "lower-case-table-names-clash",
+        where: server,
+        message: `${server}: lower_case_table_names is 1 and the source has 0; these names in scope differ only in case and would be one table on the target: ${clashes.join(", ")}. Rename or exclude one of each pair.`,
+      });
+    }
+    return out;
+  }
+  return [
+    {
+      rule: 6,
+      code: "lower-case-table-names",
+      where: server,
+      message: `${server}: lower_case_table_names is ${target}, the source has ${source}; only equal values, or a source with 0 and a target with 1 whose names in scope are all lower case, can sync. Create the replica with lower_case_table_names=${source} (on Azure it is fixed at creation), or use a source with the target's value.`,
+    },
+  ];
+}
+
+/** Rule 6 (Azure targets): only InnoDB tables in scope. `tables` are `db.table` with their ENGINE. */
+export function checkStorageEngines(server: string, tables: { name: string; engine: string | null | undefined }[]): RuleFailure[] {
+  const bad = tables.filter((t) => typeof t.engine === "string" && t.engine.toUpperCase() !== "INNODB");
+  if (bad.length === 0) return [];
+  return [
+    {
+      rule: 6,
+      code: "storage-engine",
+      where: server,
+      message: `${server}: table${bad.length > 1 ? "s" : ""} ${bad.map((t) => `${t.name} (${t.engine})`).join(", ")} in scope ${bad.length > 1 ? "are" : "is"} not InnoDB; Azure Database for MySQL creates only InnoDB tables durably (MyISAM, ARCHIVE, BLACKHOLE, FEDERATED are refused). Convert ${bad.length > 1 ? "them" : "it"} on the source (ALTER TABLE … ENGINE=InnoDB) or exclude ${bad.length > 1 ? "them" : "it"} with tables.exclude.`,
+    },
+  ];
+}
+
+/**
+ * The binlog retention of a source in seconds from its variables: binlog_expire_logs_seconds (MySQL 8,
+ * MariaDB 10.6+), else expire_logs_days. 0 means never purged (Infinity); undefined when not readable.
+ */
+export function binlogRetentionSeconds(vars: Variables): number | undefined {
+  const s = vars.binlog_expire_logs_seconds;
+  const d = vars.expire_logs_days;
+  const sec = s === undefined ? undefined : Number(s);
+  const days = d === undefined ? undefined : Number(d);
+  if (sec !== undefined && Number.isFinite(sec) && sec > 0) return sec;
+  if (days !== undefined && Number.isFinite(days) && days > 0) return days * 86400;
+  if (sec === 0 && (days === undefined || days === 0)) return Infinity;
+  if (days === 0 && sec === undefined) return Infinity;
+  return undefined;
+}
+
+/**
+ * Rule 3, binlog retention: a replica (or the agent) that is away for `tolerateSeconds` resumes from its
+ * checkpoint only if the source still has the binlog of that time; shorter retention means a full
+ * re-snapshot after such an outage. `retentionSeconds` undefined (unknown) passes.
+ */
+export function checkBinlogRetention(server: string, retentionSeconds: number | undefined, tolerateSeconds: number): RuleFailure[] {
+  if (retentionSeconds === undefined || retentionSeconds === Infinity || retentionSeconds >= tolerateSeconds) return [];
+  const h = (s: number) => (s % 3600 === 0 ? `${s / 3600} h` : `${s} s`);
+  return [
+    {
+      rule: 3,
+      code: "binlog-retention",
+      where: server,
+      message: `${server}: binlogs are kept ${h(retentionSeconds)} (binlog_expire_logs_seconds=${retentionSeconds}), less than the ${h(tolerateSeconds)} a replica or the agent may be away (tolerateOutageSeconds); after a longer outage the replica needs a full snapshot. Set binlog_expire_logs_seconds to at least ${tolerateSeconds} on the source, or lower tolerateOutageSeconds.`,
+    },
+  ];
+}

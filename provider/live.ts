@@ -1,20 +1,32 @@
 // Live owns what the dynamic providers do against real servers: the create/update re-check (the agent's
 // preflight plus declared-versus-live versions) and the `_datasync` bookkeeping of a group on a replica.
 // These functions are captured by closure serialization: the agent modules and the driver are imported
-// inside them (never a connection or pool in a closure), by a URL fixed when this module loaded.
+// inside them (never a connection or pool in a closure), and found by the package name `datasync` from the
+// program's directory, never by a path fixed at build time: the state must not hold this checkout's
+// absolute path, or a `pulumi destroy` from another checkout or CI runner could not load them.
 import type { Config, Endpoint } from "../agent/config.js";
 import type { RuleFailure } from "../agent/rules.js";
 
-/** where the compiled agent modules are (dist/agent/), as a URL string so a serialized closure carries it */
-const AGENT_DIR = new URL("../agent/", import.meta.url).href;
-
-/** Import a compiled agent module: next to this file, else through the installed package. */
+/**
+ * Import a compiled agent module through the package name: `datasync/agent/<name>` resolved from the
+ * working directory, which the engine sets to the Pulumi project (its node_modules holds `datasync`, or
+ * the project is this package itself: the package's `exports` self-reference). A plain `import()` of the
+ * bare name is the last resort (it resolves from the provider host's own location).
+ */
 export async function agentModule(name: "config" | "db" | "preflight" | "rules"): Promise<any> {
+  const { createRequire } = await import("node:module");
+  const { pathToFileURL } = await import("node:url");
+  const { join } = await import("node:path");
+  const spec = `datasync/agent/${name}`;
+  let file: string | undefined;
   try {
-    return await import(`${AGENT_DIR}${name}.js`);
+    file = createRequire(join(process.cwd(), "__datasync__.js")).resolve(spec);
+  } catch {}
+  if (file) return await import(pathToFileURL(file).href);
+  try {
+    return await import(spec);
   } catch (err: any) {
-    if (err?.code !== "ERR_MODULE_NOT_FOUND") throw err;
-    return await import(`datasync/agent/${name}`);
+    throw new Error(`cannot load ${spec} from ${process.cwd()}: ${err?.message}. Run pulumi from the project directory whose node_modules holds the datasync package (npm install), or from the datasync repository itself after npm ci.`);
   }
 }
 
@@ -40,30 +52,84 @@ export interface LiveVersions {
   replicas: Record<string, string | undefined>;
 }
 
+export interface LiveOptions {
+  /** how long a replica or the agent may be away and still resume (binlog retention rule); default 86400 */
+  tolerateOutageSeconds?: number;
+}
+
 /**
  * Every live rule for a group (agent preflight: reachability, versions, binlog settings, keys in scope,
- * privileges, replica parameters) plus each declared version against `SELECT VERSION()`.
+ * privileges, replica parameters) plus each declared version against `SELECT VERSION()`, and the rules the
+ * provider evaluates itself (lower_case_table_names 0 → 1, InnoDB only on Azure targets, binlog retention).
  * Throws LiveCheckError with all failures; returns the live versions.
  */
-export async function liveCheck(cfg: Config, declared: DeclaredVersions, what: string): Promise<LiveVersions> {
+export async function liveCheck(cfg: Config, declared: DeclaredVersions, what: string, opts: LiveOptions = {}): Promise<LiveVersions> {
   const { preflight } = await agentModule("preflight");
   const { checkDeclaredVersion } = await agentModule("rules");
   const report = await preflight(cfg);
-  const failures: RuleFailure[] = [...report.source.failures];
+  // the preflight's lower_case_table_names check demands equal values; the provider applies rule 6 as
+  // DESIGN.md states it (0 → 1 allowed for lower-case names) in sourceAndTargetRules below
+  const keep = (f: RuleFailure) => f.code !== "lower-case-table-names";
+  const failures: RuleFailure[] = [...report.source.failures.filter(keep)];
   if (report.source.version) {
     failures.push(...checkDeclaredVersion("primary.version", report.source.label, declared.primary.version, declared.primary.flavor, report.source.version));
   }
   report.replicas.forEach((r: any, i: number) => {
-    failures.push(...r.failures);
+    failures.push(...r.failures.filter(keep));
     if (r.version && declared.replicas[i]) {
       failures.push(...checkDeclaredVersion(`replicas[${i}].version`, r.label, declared.replicas[i].version, declared.replicas[i].flavor, r.version));
     }
   });
+  if (report.source.reachable) failures.push(...(await sourceAndTargetRules(cfg, opts, report.replicas.map((r: any) => r.reachable))));
   if (failures.length) throw liveCheckError(what, failures);
   return {
     primary: report.source.version?.raw,
     replicas: Object.fromEntries(report.replicas.map((r: any) => [r.name, r.version?.raw])),
   };
+}
+
+/** The names and engines of the base tables in scope on the source, and its lower_case_table_names and binlog retention variables. */
+async function sourceAndTargetRules(cfg: Config, opts: LiveOptions, reachable: boolean[]): Promise<RuleFailure[]> {
+  const { connect } = await agentModule("db");
+  const rules = await agentModule("rules");
+  const out: RuleFailure[] = [];
+  const label = `source (${cfg.source.host}:${cfg.source.port})`;
+  let c: any;
+  let lctn: string | undefined;
+  const names: string[] = [];
+  const tables: { name: string; engine: string | null }[] = [];
+  try {
+    c = await connect(cfg.source, "source");
+    const [vars] = await c.query("SHOW GLOBAL VARIABLES WHERE Variable_name IN ('lower_case_table_names', 'binlog_expire_logs_seconds', 'expire_logs_days')");
+    const v: Record<string, string> = {};
+    for (const r of vars as any[]) v[String(r.Variable_name).toLowerCase()] = String(r.Value);
+    lctn = v.lower_case_table_names;
+    out.push(...rules.checkBinlogRetention(label, rules.binlogRetentionSeconds(v), opts.tolerateOutageSeconds ?? 86400));
+    const [rows] = await c.query("SELECT TABLE_SCHEMA AS db, TABLE_NAME AS tbl, ENGINE AS engine FROM information_schema.TABLES WHERE TABLE_TYPE = 'BASE TABLE' AND TABLE_SCHEMA IN (?) ORDER BY 1, 2", [cfg.databases]);
+    const inScope = rules.makeTableFilter({ databases: cfg.databases, include: cfg.tables?.include, exclude: cfg.tables?.exclude });
+    names.push(...cfg.databases);
+    for (const r of rows as any[]) {
+      if (!inScope(r.db, r.tbl)) continue;
+      names.push(`${r.db}.${r.tbl}`);
+      tables.push({ name: `${r.db}.${r.tbl}`, engine: r.engine });
+    }
+  } finally {
+    await c?.end().catch(() => undefined);
+  }
+  for (const [i, r] of cfg.replicas.entries()) {
+    if (!reachable[i]) continue; // the preflight reported it
+    const where = `replica ${r.name} (${r.host}:${r.port})`;
+    let rc: any;
+    try {
+      rc = await connect(r, `replicas[${i}]`);
+      const [[row]] = await rc.query("SELECT @@GLOBAL.lower_case_table_names AS v");
+      out.push(...rules.checkLowerCaseTableNames(where, lctn, row?.v === undefined || row?.v === null ? undefined : String(row.v), names));
+    } finally {
+      await rc?.end().catch(() => undefined);
+    }
+    if (rules.isAzureMySqlHost(r.host)) out.push(...rules.checkStorageEngines(where, tables));
+  }
+  return out;
 }
 
 /** Create `_datasync` and record the group's membership on one replica (idempotent). */
@@ -94,11 +160,12 @@ export async function prepareBookkeeping(e: Endpoint, where: string, group: stri
 const GROUP_COLUMNS = ["group_name", "grp", "sync_group", "group"];
 
 /**
- * Remove a group's bookkeeping from one replica: every row of a `_datasync` table keyed by the group
- * (membership, checkpoints, snapshot progress). Other groups' rows and the synced data stay.
+ * Remove a group's bookkeeping from one replica: with scope "group" (the group is destroyed) every row of a
+ * `_datasync` table keyed by the group (membership, checkpoints, snapshot progress); with "membership" (the
+ * replica leaves the group) only its `members` row. Other groups' rows and the synced data stay.
  * Returns false when the server cannot be reached (it may be gone already), so a delete can go on.
  */
-export async function removeBookkeeping(e: Endpoint, where: string, group: string): Promise<boolean> {
+export async function removeBookkeeping(e: Endpoint, where: string, group: string, scope: "group" | "membership" = "group"): Promise<boolean> {
   const { connect, describeConnError } = await agentModule("db");
   let c: any;
   try {
@@ -111,6 +178,13 @@ export async function removeBookkeeping(e: Endpoint, where: string, group: strin
     throw new Error(`cannot remove the bookkeeping of group ${group}: ${describeConnError(err, where, e)}`);
   }
   try {
+    if (scope === "membership") {
+      // a replica leaves the group: its membership row goes, its checkpoints stay (re-adding it resumes
+      // from them, no new snapshot); only destroying the group itself removes them
+      const [t] = await c.query("SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = '_datasync' AND TABLE_NAME = 'members'");
+      if ((t as any[]).length) await c.query("DELETE FROM `_datasync`.`members` WHERE group_name = ?", [group]);
+      return true;
+    }
     const [cols] = await c.query(
       "SELECT TABLE_NAME AS t, COLUMN_NAME AS col FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = '_datasync' AND COLUMN_NAME IN (?) ORDER BY 1",
       [GROUP_COLUMNS],

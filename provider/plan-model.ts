@@ -2,7 +2,7 @@
 // ever leaves the child process), and the per-group plan built from the records — servers, agent
 // placement and the preview rules, evaluated by the same `checkSyncGroup` as `SyncGroup.check`. Pure.
 import type { Flavor } from "../agent/rules.js";
-import { checkSyncGroup, flavorOf, UNKNOWN, type CheckFailure } from "./spec.js";
+import { checkSyncGroup, flavorOf, UNKNOWN, warnSyncGroup, type CheckFailure } from "./spec.js";
 
 export const SYNC_GROUP_TYPE = "pulumi-nodejs:dynamic/datasync:SyncGroup";
 const SECRET_SIG = "4dabf18193072939515e22adb298388d";
@@ -34,7 +34,7 @@ function pick(o: any, keys: string[]): Record<string, any> {
   return out;
 }
 
-const SERVER_KEYS = ["name", "host", "port", "user", "passwordEnv", "passwordFile", "version", "flavor", "tls", "serverId"];
+const SERVER_KEYS = ["name", "host", "port", "user", "passwordEnv", "passwordFile", "version", "flavor", "tls", "serverId", "binlogExpireSeconds"];
 
 function serverRecord(s: any): any {
   if (!s || typeof s !== "object") return s;
@@ -49,7 +49,7 @@ export function recordOf(type: string, name: string, rawInputs: unknown): Record
   const i = plain(rawInputs ?? {});
   let inputs: Record<string, any> = {};
   if (type === SYNC_GROUP_TYPE) {
-    inputs = pick(i, ["group", "databases", "tables", "agent"]);
+    inputs = pick(i, ["group", "databases", "tables", "agent", "tolerateOutageSeconds"]);
     inputs.primary = serverRecord(i.primary);
     inputs.replicas = Array.isArray(i.replicas) ? i.replicas.map(serverRecord) : i.replicas;
   } else if (type === "pulumi-nodejs:dynamic/datasync:ReplicaServer") {
@@ -57,10 +57,22 @@ export function recordOf(type: string, name: string, rawInputs: unknown): Record
   } else if (type === "azure-native:dbformysql:Server") {
     inputs = pick(i, ["location", "version"]);
     if (i.sku && typeof i.sku === "object") inputs.sku = pick(i.sku, ["name", "tier"]);
+    if (i.network && typeof i.network === "object") inputs.network = { publicNetworkAccess: i.network.publicNetworkAccess, private: i.network.delegatedSubnetResourceId !== undefined };
+  } else if (type === "azure-native:dbformysql:FirewallRule") {
+    inputs = pick(i, ["serverName", "firewallRuleName", "startIpAddress", "endIpAddress"]);
+  } else if (type === "azure-native:network:NatGateway" || type === "azure-native:network:PublicIPAddress" || type === "azure-native:privatedns:PrivateZone") {
+    inputs = pick(i, ["location", "privateZoneName", "idleTimeoutInMinutes"]);
+  } else if (type === "azure-native:network:Subnet") {
+    inputs = pick(i, ["addressPrefix"]);
+    inputs.delegations = Array.isArray(i.delegations) ? i.delegations.map((d: any) => d?.serviceName) : [];
+    inputs.nat = i.natGateway !== undefined;
   } else if (type === "azure-native:containerinstance:ContainerGroup") {
     inputs = pick(i, ["location"]);
     const c = Array.isArray(i.containers) ? i.containers[0] : undefined;
     if (c) inputs.container = { image: c.image, cpu: c.resources?.requests?.cpu, memoryInGB: c.resources?.requests?.memoryInGB };
+    // only what is there, so a plain container group records as before
+    if (Array.isArray(i.subnetIds) ? i.subnetIds.length > 0 : i.subnetIds !== undefined && i.subnetIds !== UNKNOWN) inputs.subnet = true;
+    if (i.diagnostics !== undefined && i.diagnostics !== null) inputs.logs = true;
   } else if (type === "pulumi-nodejs:dynamic/datasync:LocalAgent") {
     inputs = pick(i, ["entry"]);
   }
@@ -90,7 +102,7 @@ export interface AgentPlacement {
   detail?: string;
 }
 
-export type RuleStatus = "pass" | "fail" | "deferred" | "live";
+export type RuleStatus = "pass" | "fail" | "deferred" | "live" | "warn";
 
 export interface RuleResult {
   id: string;
@@ -107,6 +119,8 @@ export interface GroupPlan {
   databases: string[];
   tables?: { include?: string[]; exclude?: string[] };
   agent: AgentPlacement;
+  /** how the agent reaches out and the servers are reached (Azure) */
+  network?: { egress: string; serverAccess: string };
   /** exactly what SyncGroup.check would return for these inputs */
   failures: CheckFailure[];
   rules: RuleResult[];
@@ -158,7 +172,7 @@ export function ruleOf(f: CheckFailure): string {
   return "inputs";
 }
 
-function rulesOf(failures: CheckFailure[], g: { primary: PlanServer; replicas: PlanServer[] }): RuleResult[] {
+function rulesOf(failures: CheckFailure[], g: { primary: PlanServer; replicas: PlanServer[] }, warnings: string[] = []): RuleResult[] {
   const by = (id: string) => failures.filter((f) => ruleOf(f) === id).map((f) => f.reason);
   const result = (id: string, title: string, deferred: string[]): RuleResult => {
     const fails = by(id);
@@ -173,12 +187,37 @@ function rulesOf(failures: CheckFailure[], g: { primary: PlanServer; replicas: P
     result("5", "no system schema synced (accounts and privileges are never replicated)", []),
     result("inputs", "declared inputs: group and replica names, ports, databases, credentials, TLS", []),
     {
+      id: "3",
+      title: "binlog retention at least the outage a replica may have (declared primary.binlogExpireSeconds)",
+      status: warnings.length ? "warn" : "live",
+      notes: warnings.length ? warnings : ["checked live at create (binlog_expire_logs_seconds against tolerateOutageSeconds)"],
+    },
+    {
       id: "3,4,6",
-      title: "binlog settings, primary keys, privileges, Azure server parameters",
+      title: "binlog settings, primary keys, privileges, Azure parameters, lower_case_table_names, InnoDB on Azure",
       status: "live",
       notes: ["need the live servers: checked by pulumi up (create/update) and at agent start, not by a plan"],
     },
   ];
+}
+
+/** The agent's egress and the servers' access, from the network resources the program declared. */
+function networkOf(resources: RecordedResource[]): GroupPlan["network"] {
+  const servers = resources.filter((r) => r.type === "azure-native:dbformysql:Server");
+  if (servers.length === 0) return undefined;
+  const nat = resources.find((r) => r.type === "azure-native:network:NatGateway");
+  const subnet = resources.find((r) => r.type === "azure-native:network:Subnet" && r.inputs.nat);
+  const egress = nat
+    ? `a NAT gateway on its subnet${str(subnet?.inputs.addressPrefix) ? ` ${subnet!.inputs.addressPrefix}` : ""}: one static public IP (stack output agentEgressIp, known after create; allow it on the primary's firewall)`
+    : "no NAT gateway declared: the agent's outbound address is not predictable";
+  const isPrivate = servers.every((s) => s.inputs.network?.private);
+  const fw = resources.filter((r) => r.type === "azure-native:dbformysql:FirewallRule");
+  const names = [...new Set(fw.map((f) => `${f.inputs.firewallRuleName} ${str(f.inputs.startIpAddress) ?? "(the NAT IP, known after create)"}${str(f.inputs.endIpAddress) && f.inputs.endIpAddress !== f.inputs.startIpAddress ? `-${f.inputs.endIpAddress}` : ""}`))];
+  const zone = resources.find((r) => r.type === "azure-native:privatedns:PrivateZone");
+  const serverAccess = isPrivate
+    ? `private: delegated subnet${zone ? `, private DNS zone ${str(zone.inputs.privateZoneName) ?? ""}` : ""}; public access disabled`
+    : `public, firewall open to: ${names.join(", ") || "nothing (no firewall rule: unreachable)"}`;
+  return { egress, serverAccess };
 }
 
 function agentOf(resources: RecordedResource[], group: string, groups: number): AgentPlacement {
@@ -189,7 +228,9 @@ function agentOf(resources: RecordedResource[], group: string, groups: number): 
   if (aci) {
     const c = aci.inputs.container ?? {};
     const size = c.cpu !== undefined ? `${c.cpu} CPU, ${c.memoryInGB} GB` : undefined;
-    return { kind: "Azure Container Instances", location: str(aci.inputs.location), detail: [str(c.image), size].filter(Boolean).join(", ") || undefined };
+    const where = aci.inputs.subnet ? "in a VNet subnet" : undefined;
+    const logs = aci.inputs.logs ? "logs to Log Analytics" : undefined;
+    return { kind: "Azure Container Instances", location: str(aci.inputs.location), detail: [str(c.image), size, where, logs].filter(Boolean).join(", ") || undefined };
   }
   return { kind: "not declared", detail: "the program declares no agent; run `datasync agent` with the group's config" };
 }
@@ -214,6 +255,7 @@ export function buildPlan(meta: Omit<Plan, "groups" | "resources">, resources: R
       return s;
     });
     const failures = checkSyncGroup(i);
+    const warnings = warnSyncGroup(i);
     return {
       group,
       primary,
@@ -221,8 +263,9 @@ export function buildPlan(meta: Omit<Plan, "groups" | "resources">, resources: R
       databases: Array.isArray(i.databases) ? i.databases.filter((d: unknown) => typeof d === "string") : [],
       tables: i.tables,
       agent: agentOf(resources, group, groups.length),
+      network: networkOf(resources),
       failures,
-      rules: rulesOf(failures, { primary, replicas }),
+      rules: rulesOf(failures, { primary, replicas }, warnings),
     };
   });
   return { ...meta, target, groups: plans, resources: resources.map((r) => ({ type: r.type, name: r.name })) };

@@ -32,7 +32,7 @@ function endpoint(s: PlanServer): string {
   return s.host === undefined ? "(known after create)" : `${s.host}:${s.port ?? 3306}`;
 }
 
-const ICON: Record<RuleStatus, string> = { pass: "✅ pass", fail: "❌ fail", deferred: "⏳ pass so far (part deferred to create)", live: "🔌 live only" };
+const ICON: Record<RuleStatus, string> = { pass: "✅ pass", fail: "❌ fail", deferred: "⏳ pass so far (part deferred to create)", live: "🔌 live only", warn: "⚠️ warning" };
 
 function serverTable(g: GroupPlan): string[] {
   const rows = [
@@ -51,6 +51,7 @@ function groupSection(g: GroupPlan, plan: Plan, diff?: PlanDiff): string[] {
   const target = plan.target ? `target **${plan.target}**, ` : "";
   out.push(`${target}${g.replicas.length} replica${g.replicas.length === 1 ? "" : "s"}, databases ${g.databases.map((d) => `\`${d}\``).join(", ") || "–"}${g.tables?.include?.length ? `, tables include ${g.tables.include.map((t) => `\`${t}\``).join(", ")}` : ""}${g.tables?.exclude?.length ? `, tables exclude ${g.tables.exclude.map((t) => `\`${t}\``).join(", ")}` : ""}.`);
   out.push(`Agent: ${[g.agent.kind, g.agent.location, g.agent.detail].filter(Boolean).join(", ")}.`, "");
+  if (g.network) out.push(`Network: agent egress via ${g.network.egress}. Servers: ${g.network.serverAccess}.`, "");
   out.push("```mermaid", groupMermaid(g, diff).trimEnd(), "```", "");
   out.push(...serverTable(g), "");
   out.push("#### Rules", "", "| rule | result | |", "|---|---|---|");

@@ -30,6 +30,7 @@ const primarySchema = z.strictObject({
   flavor: z.enum(["mysql", "mariadb"]).optional(),
   tls: tls.optional(),
   serverId: z.number().int().positive().optional(),
+  binlogExpireSeconds: z.number().int().min(0).optional(),
 });
 
 const replicaSchema = z.strictObject({
@@ -70,13 +71,30 @@ const configSchema = z.strictObject({
       agentCpu: z.number().positive().optional(),
       agentMemoryInGB: z.number().positive().optional(),
       agentSubnetId: z.string().min(1).optional(),
-      lowerCaseTableNames: z.enum(["0", "1", "2"]).optional(),
+      agentEgressIp: z.string().min(7).optional(),
+      agentProbes: z.boolean().optional(),
+      lowerCaseTableNames: z.string().optional(),
+      network: z
+        .strictObject({
+          access: z.enum(["public", "private"]).optional(),
+          addressPrefix: z.string().optional(),
+          agentSubnetPrefix: z.string().optional(),
+          serverSubnetPrefix: z.string().optional(),
+        })
+        .optional(),
       firewallRules: z.array(firewallRule).optional(),
       delegatedSubnetResourceId: z.string().min(1).optional(),
       privateDnsZoneResourceId: z.string().min(1).optional(),
       administratorLogin: z.string().min(1).optional(),
+      registry: z
+        .strictObject({ server: z.string().min(1), identityId: z.string().min(1).optional(), username: z.string().min(1).optional(), password: secretish.optional() })
+        .optional(),
+      alerts: z.strictObject({ email: z.string().regex(/^[^@\s]+@[^@\s]+$/, "an e-mail address").optional(), lagSeconds: z.number().positive().optional() }).optional(),
+      logRetentionDays: z.number().int().min(30).max(730).optional(),
+      protect: z.boolean().optional(),
     })
     .optional(),
+  tolerateOutageSeconds: z.number().int().positive().optional(),
 });
 
 export type StackConfig = z.output<typeof configSchema>;
@@ -90,7 +108,7 @@ export class ProgramConfigError extends Error {
   }
 }
 
-const KEYS = ["target", "group", "primary", "replicas", "databases", "tables", "agent", "local", "azure"] as const;
+const KEYS = ["target", "group", "primary", "replicas", "databases", "tables", "agent", "local", "azure", "tolerateOutageSeconds"] as const;
 
 function keyPath(path: PropertyKey[]): string {
   let s = `${NAMESPACE}:`;
@@ -145,8 +163,31 @@ export function parseStackConfig(raw: Record<string, unknown>): StackConfig {
       }
       if (rep.location || rep.sku) problems.push(`${NAMESPACE}:replicas[${i}]: location and sku apply to target azure only; remove them or set datasync:target azure.`);
     });
-  } else if (c.azure?.firewallRules?.length && c.azure.delegatedSubnetResourceId) {
-    problems.push(`${NAMESPACE}:azure: give either firewallRules (public access) or delegatedSubnetResourceId (private access), not both.`);
+  } else if (c.azure) {
+    const az = c.azure;
+    const access = az.network?.access ?? (az.delegatedSubnetResourceId ? "private" : "public");
+    if (az.firewallRules?.length && (az.delegatedSubnetResourceId || access === "private")) {
+      problems.push(`${NAMESPACE}:azure: give either firewallRules (public access) or private access (network.access private, or delegatedSubnetResourceId), not both.`);
+    }
+    if (az.lowerCaseTableNames !== undefined) {
+      problems.push(`${NAMESPACE}:azure.lowerCaseTableNames: Azure fixes lower_case_table_names when a server is created (1 on MySQL 8.0) and refuses to change it, so it is read at create, never set; remove it (pulumi config rm --path datasync:azure.lowerCaseTableNames). A source with 0 syncs when every name in scope is lower case (rule 6).`);
+    }
+    if (access === "private" && !az.delegatedSubnetResourceId) {
+      const agentLocation = az.agentLocation ?? az.location;
+      c.replicas.forEach((r, i) => {
+        const loc = r.location ?? az.location;
+        if (loc !== agentLocation) problems.push(`${NAMESPACE}:replicas[${i}].location: ${loc} differs from the agent's region ${agentLocation}; private access puts each server in a delegated subnet of the agent's network, which must be in the server's region. Use network.access public (firewall open to the agent's NAT address only), or place the replica in ${agentLocation}.`);
+      });
+    }
+    if (!az.agentImage) {
+      problems.push(`${NAMESPACE}:azure.agentImage: required for target azure: the agent image in your registry, pinned by digest (<registry>/datasync-agent@sha256:…); build and push it with examples/ci/.github/workflows/datasync-agent-release.yml, then pulumi config set --path datasync:azure.agentImage <image@digest>.`);
+    }
+    if (az.delegatedSubnetResourceId && !az.privateDnsZoneResourceId) problems.push(`${NAMESPACE}:azure.privateDnsZoneResourceId: required with delegatedSubnetResourceId (a private DNS zone ending in .mysql.database.azure.com, linked to the network).`);
+    if (az.agentSubnetId && !az.agentEgressIp && access === "public") problems.push(`${NAMESPACE}:azure.agentEgressIp: required with agentSubnetId and public access: the address your subnet's NAT gateway uses, so the servers' firewall can allow the agent.`);
+    if (az.registry && az.registry.identityId === undefined && (az.registry.username === undefined || az.registry.password === undefined)) {
+      problems.push(`${NAMESPACE}:azure.registry: give identityId (a user-assigned identity with AcrPull on the registry) or username and password (--secret).`);
+    }
+    if (az.registry?.identityId && (az.registry.username || az.registry.password)) problems.push(`${NAMESPACE}:azure.registry: give identityId or username and password, not both.`);
   }
   if (problems.length) throw new ProgramConfigError(problems);
   return c;
@@ -170,8 +211,10 @@ export function groupName(c: StackConfig): string {
 
 function primaryArgs(c: StackConfig): PrimaryArgs {
   const p = c.primary;
-  return { host: p.host, port: p.port ?? 3306, user: p.user, password: secretOf(p.password), passwordEnv: p.passwordEnv, passwordFile: p.passwordFile, version: p.version, flavor: p.flavor, tls: p.tls, serverId: p.serverId };
+  return { host: p.host, port: p.port ?? 3306, user: p.user, password: secretOf(p.password), passwordEnv: p.passwordEnv, passwordFile: p.passwordFile, version: p.version, flavor: p.flavor, tls: p.tls, serverId: p.serverId, binlogExpireSeconds: p.binlogExpireSeconds };
 }
+
+export { secretOf };
 
 /** local replica spec with the documented defaults */
 function localReplica(c: StackConfig, i: number): ReplicaArgs {
@@ -236,7 +279,7 @@ export async function runProgram(c: StackConfig = loadStackConfig()): Promise<Re
       const spec = localReplica(c, i);
       return new ReplicaServer(`${group}-${c.replicas[i].name}`, { ...spec, group, primary: primaryRef, databases: c.databases });
     });
-    const sync = new SyncGroup(group, { group, primary, replicas: members.map((m) => m.spec), databases: c.databases, tables: c.tables, agent: c.agent as any }, { dependsOn: members });
+    const sync = new SyncGroup(group, { group, primary, replicas: members.map((m) => m.spec), databases: c.databases, tables: c.tables, agent: c.agent as any, tolerateOutageSeconds: c.tolerateOutageSeconds }, { dependsOn: members });
     const out: Record<string, unknown> = { group, topology: sync.topology, replicaNames: sync.replicaNames, agentConfig: sync.agentConfig };
     if (c.local?.startAgent !== false) {
       const agent = new LocalAgent(`${group}-agent`, { config: sync.agentConfig, entry: c.local?.entry, logFile: c.local?.logFile });

@@ -5,7 +5,7 @@ import * as pulumi from "@pulumi/pulumi";
 import type { Flavor } from "../agent/rules.js";
 import { agentModule, liveCheckError, prepareBookkeeping, removeBookkeeping } from "./live.js";
 import * as random from "@pulumi/random";
-import { canonical, checkSyncGroup, defaultSyncUser, flavorOf, STATE_VERSION, UNKNOWN, type ServerSpec } from "./spec.js";
+import { canonical, checkSyncGroup, defaultSyncUser, flavorOf, STATE_VERSION, stateVersionOf, UNKNOWN, type ServerSpec } from "./spec.js";
 import type { ReplicaArgs } from "./syncGroup.js";
 
 /** ReplicaServer inputs as the provider sees them (flat: top-level secrets stay addressable). */
@@ -114,6 +114,22 @@ async function dropSyncAccount(admin: any, where: string, user: string): Promise
   }
 }
 
+/**
+ * Which changes replace a membership. Its identity is group, replica name and endpoint; a value still
+ * unknown at preview (an Azure server's host while the server or its parameters change) is an update,
+ * never a replace: the real diff at `pulumi up` sees the known value, and a replace there deletes only the
+ * membership row (checkpoints stay). Older state updates (migration), newer state throws.
+ */
+export function diffReplicaServer(olds: any, news: any): { changes: boolean; replaces: string[]; deleteBeforeReplace: boolean; diffs: string[] } {
+  const dflt = (k: string, v: unknown) => v ?? (k === "port" ? 3306 : undefined);
+  const identity = ["group", "replicaName", "host", "port"];
+  const replaces = identity.filter((k) => news[k] !== UNKNOWN && canonical(dflt(k, olds[k])) !== canonical(dflt(k, news[k])));
+  const updates = ["user", "password", "passwordEnv", "passwordFile", "version", "flavor", "tls", "primary", "databases", "syncUser", "syncPassword"].filter((k) => canonical(olds[k]) !== canonical(news[k]) && !(k === "flavor" && news[k] === undefined));
+  updates.push(...identity.filter((k) => news[k] === UNKNOWN));
+  if (stateVersionOf(olds, `replica ${olds.replicaName} of group "${olds.group}"`) === "migrate") updates.push("stateVersion");
+  return { changes: replaces.length + updates.length > 0, replaces, deleteBeforeReplace: replaces.length > 0, diffs: [...replaces, ...updates] };
+}
+
 export const replicaServerProvider: pulumi.dynamic.ResourceProvider = {
   async check(_olds: any, news: any) {
     const failures = checkSyncGroup(asGroup(news))
@@ -122,22 +138,26 @@ export const replicaServerProvider: pulumi.dynamic.ResourceProvider = {
     return { inputs: { ...news, stateVersion: STATE_VERSION }, failures };
   },
   async diff(_id: string, olds: any, news: any) {
-    // identity of the membership: group, replica name and endpoint; the rest is re-checked in place
-    const replaces = ["group", "replicaName", "host", "port"].filter((k) => news[k] === UNKNOWN || canonical(olds[k] ?? (k === "port" ? 3306 : undefined)) !== canonical(news[k] ?? (k === "port" ? 3306 : undefined)));
-    const updates = ["user", "password", "passwordEnv", "passwordFile", "version", "flavor", "tls", "primary", "databases", "syncUser", "syncPassword"].filter((k) => canonical(olds[k]) !== canonical(news[k]) && !(k === "flavor" && news[k] === undefined));
-    return { changes: replaces.length + updates.length > 0, replaces, deleteBeforeReplace: replaces.length > 0 };
+    return diffReplicaServer(olds, news);
   },
   async create(inputs: any) {
     const outs = await join(inputs);
     return { id: `${inputs.group}/${inputs.replicaName}`, outs };
   },
   async update(_id: string, olds: any, news: any) {
+    stateVersionOf(olds, `replica ${olds.replicaName} of group "${olds.group}"`);
     const outs = await join(news);
-    if (olds.syncUser && olds.syncUser !== news.syncUser) await dropSyncAccount(endpointOf(news), `replica ${news.replicaName}`, olds.syncUser);
+    // the membership moved to another endpoint (an Azure host unknown at preview is an update): leave the old one
+    const moved = canonical(olds.host) !== canonical(news.host) || (olds.port ?? 3306) !== (news.port ?? 3306);
+    if (moved) await removeBookkeeping(endpointOf(olds), `previous ${olds.replicaName}`, olds.group, "membership");
+    if (olds.syncUser && olds.syncUser !== news.syncUser) await dropSyncAccount(endpointOf(moved ? olds : news), `replica ${news.replicaName}`, olds.syncUser);
     return { outs };
   },
   async delete(_id: string, props: any) {
-    await removeBookkeeping(endpointOf(props), props.replicaName, props.group);
+    // a membership ends: its row goes, the checkpoints stay (only destroying the SyncGroup removes them),
+    // so a replica replaced or re-added resumes instead of a full snapshot
+    stateVersionOf(props, `replica ${props.replicaName} of group "${props.group}"`);
+    await removeBookkeeping(endpointOf(props), props.replicaName, props.group, "membership");
     if (props.syncUser) await dropSyncAccount(endpointOf(props), `replica ${props.replicaName}`, props.syncUser);
   },
 };

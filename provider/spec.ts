@@ -3,6 +3,7 @@
 // Everything here is captured by closure serialization, so it may only use agent/rules.ts (pure) and
 // must not import drivers, zod or @pulumi at run time.
 import {
+  checkBinlogRetention,
   checkDatabases,
   checkTopology,
   checkVersionParity,
@@ -16,8 +17,30 @@ import { renderMermaid } from "./topology.js";
 
 /** The string the engine sends for a value not known yet (preview). */
 export const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
-/** Bumped when the shape of a provider's outputs changes (the provider code is frozen in state). */
-export const STATE_VERSION = 1;
+/**
+ * Bumped when the shape or meaning of a provider's state changes. The provider code is frozen in state
+ * (delete runs the code stored at the last create/update), so every diff reads the stored version:
+ * older state is migrated by an update (which also stores this code), newer state is refused.
+ * 1: first release (agent modules loaded by an absolute path; membership deletes removed checkpoints).
+ * 2: agent modules loaded by package name; membership deletes keep checkpoints.
+ */
+export const STATE_VERSION = 2;
+
+/**
+ * What a stored state version means for this code: "current", "migrate" (older: an update rewrites it)
+ * or an Error naming the fix (newer: written by a later datasync, which this code must not touch).
+ */
+export function stateVersionOf(olds: any, what: string): "current" | "migrate" {
+  const v = olds?.stateVersion;
+  if (v === STATE_VERSION) return "current";
+  if (v === undefined || v === null || (typeof v === "number" && v < STATE_VERSION)) return "migrate";
+  throw new Error(`${what}: the state was written by a newer datasync (state version ${JSON.stringify(v)}; this one understands up to ${STATE_VERSION}). Upgrade the datasync package of this project to the version that wrote it, then run pulumi again.`);
+}
+
+/** Older state brought to the current shape (v1 → v2: same fields; the update stores the new provider code). */
+export function migrateState<T extends Record<string, any>>(props: T): T & { stateVersion: number } {
+  return { ...props, stateVersion: STATE_VERSION };
+}
 
 export type TlsMode = "disabled" | "required" | "verify-ca" | "verify-identity";
 export interface TlsSpec {
@@ -46,6 +69,8 @@ export interface ServerSpec {
 export interface PrimarySpec extends ServerSpec {
   /** binlog client id; default derived from the group by the agent */
   serverId?: number;
+  /** the source's binlog_expire_logs_seconds as declared (preview warning); checked live at create */
+  binlogExpireSeconds?: number;
 }
 
 export interface ReplicaSpec extends ServerSpec {
@@ -76,6 +101,8 @@ export interface SyncGroupInputs {
   databases: string[];
   tables?: TablesSpec;
   agent?: AgentSettings;
+  /** how long a replica or the agent may be away and still resume from its checkpoint; default 86400 */
+  tolerateOutageSeconds?: number;
   /** derived (check recomputes them): the agent config JSON, the Mermaid topology, the replica names */
   agentConfig?: string;
   topology?: string;
@@ -208,6 +235,22 @@ export function checkSyncGroup(news: any): CheckFailure[] {
   return out;
 }
 
+export const DEFAULT_TOLERATE_OUTAGE_SECONDS = 86400;
+
+/**
+ * Preview warnings (not failures: the live value decides at create): the declared binlog retention of the
+ * primary against the outage a replica may have (rule 3, binlog retention).
+ */
+export function warnSyncGroup(news: any): string[] {
+  const out: string[] = [];
+  const declared = news?.primary?.binlogExpireSeconds;
+  const tolerate = typeof news?.tolerateOutageSeconds === "number" ? news.tolerateOutageSeconds : DEFAULT_TOLERATE_OUTAGE_SECONDS;
+  if (typeof declared === "number") {
+    out.push(...checkBinlogRetention("primary.binlogExpireSeconds", declared === 0 ? Infinity : declared, tolerate).map((f) => f.message));
+  }
+  return out;
+}
+
 function endpointConfig(s: ServerSpec): Record<string, unknown> {
   const e: Record<string, unknown> = { host: s.host, port: s.port ?? 3306, user: s.user };
   if (s.password !== undefined && s.password !== null) e.password = s.password;
@@ -314,7 +357,9 @@ export function diffSyncGroup(olds: any, news: any): { changes: boolean; replace
   if (!replaces.includes("primary") && canonical(redactedPrimary(olds.primary)) !== canonical(redactedPrimary(news.primary))) updates.push("primary");
   const redactedReplicas = (rs: any) => (Array.isArray(rs) ? rs.map(norm) : rs);
   if (canonical(redactedReplicas(olds.replicas)) !== canonical(redactedReplicas(news.replicas))) updates.push("replicas");
-  for (const k of ["databases", "tables", "agent"]) if (canonical(olds[k]) !== canonical(news[k])) updates.push(k);
+  for (const k of ["databases", "tables", "agent", "tolerateOutageSeconds"]) if (canonical(olds[k]) !== canonical(news[k])) updates.push(k);
+  // older state: an update migrates it and stores this provider code (newer state throws)
+  if (stateVersionOf(olds, `sync group "${olds.group}"`) === "migrate") updates.push("stateVersion");
   // credentials live only in the (secret) agent config: compare it to see a password change
   const newConfig = news.agentConfig ?? derive(news).agentConfig;
   if (updates.length === 0 && replaces.length === 0 && (newConfig === undefined || isUnknown(newConfig) || sameJson(newConfig, olds.agentConfig) === false)) updates.push("agentConfig");

@@ -11,8 +11,11 @@ import {
   derive,
   diffSyncGroup,
   flavorOf,
+  migrateState,
   redact,
   STATE_VERSION,
+  stateVersionOf,
+  warnSyncGroup,
   type AgentSettings,
   type PrimarySpec,
   type ReplicaSpec,
@@ -40,17 +43,18 @@ async function apply(news: SyncGroupInputs, olds?: any): Promise<Record<string, 
   const derived = derive(news);
   const { validateConfig } = await agentModule("config");
   const cfg: Config = validateConfig(JSON.parse(derived.agentConfig!));
-  const versions = await liveCheck(cfg, declaredOf(news), `sync group "${news.group}"`);
+  const versions = await liveCheck(cfg, declaredOf(news), `sync group "${news.group}"`, { tolerateOutageSeconds: news.tolerateOutageSeconds });
   const source = `${cfg.source.host}:${cfg.source.port}`;
   for (let i = 0; i < cfg.replicas.length; i++) {
     await prepareBookkeeping(cfg.replicas[i], `replicas[${i}]`, cfg.group, cfg.replicas[i].name, source);
   }
   if (olds?.agentConfig) {
-    // replicas that left the group (by name or endpoint) lose the group's bookkeeping
+    // replicas that left the group (by name or endpoint) lose their membership; their checkpoints stay,
+    // so a replica added back resumes instead of a full snapshot (only destroying the group removes them)
     const old = safeConfig(olds.agentConfig);
     const still = new Set(cfg.replicas.map((r) => `${r.name}@${r.host}:${r.port}`));
     for (const [i, r] of (old?.replicas ?? []).entries()) {
-      if (!still.has(`${r.name}@${r.host}:${r.port}`)) await removeBookkeeping(r, `previous replicas[${i}] (${r.name})`, old!.group);
+      if (!still.has(`${r.name}@${r.host}:${r.port}`)) await removeBookkeeping(r, `previous replicas[${i}] (${r.name})`, old!.group, "membership");
     }
   }
   return plain({
@@ -61,6 +65,7 @@ async function apply(news: SyncGroupInputs, olds?: any): Promise<Record<string, 
     databases: news.databases,
     tables: news.tables,
     agent: news.agent,
+    tolerateOutageSeconds: news.tolerateOutageSeconds,
     agentConfig: derived.agentConfig,
     topology: derived.topology,
     replicaNames: derived.replicaNames,
@@ -84,6 +89,7 @@ export const syncGroupProvider: pulumi.dynamic.ResourceProvider = {
     return { inputs: { ...news, ...derive(news), stateVersion: STATE_VERSION }, failures };
   },
   async diff(_id: string, olds: any, news: any) {
+    // diffSyncGroup reads the stored state version: older state updates (migrates), newer state throws
     const d = diffSyncGroup(olds, news);
     // a new group or primary must not share bookkeeping with the old one: delete it first
     return { changes: d.changes, replaces: d.replaces, deleteBeforeReplace: d.replaces.length > 0 };
@@ -93,9 +99,12 @@ export const syncGroupProvider: pulumi.dynamic.ResourceProvider = {
     return { id: String(inputs.group), outs };
   },
   async update(_id: string, olds: any, news: any) {
-    return { outs: await apply(news, olds) };
+    stateVersionOf(olds, `sync group "${olds.group}"`);
+    return { outs: await apply(news, migrateState(olds)) };
   },
   async delete(_id: string, props: any) {
+    // the group itself is destroyed: every row of it goes, checkpoints included
+    stateVersionOf(props, `sync group "${props.group}"`);
     const old = safeConfig(props.agentConfig);
     if (!old) return;
     // the stored config carries resolved ports and credentials (buildAgentConfig)
@@ -122,6 +131,8 @@ export interface ServerArgs {
 
 export interface PrimaryArgs extends ServerArgs {
   serverId?: pulumi.Input<number>;
+  /** the source's binlog_expire_logs_seconds as you know it (0 = never purged): warns at preview when below tolerateOutageSeconds */
+  binlogExpireSeconds?: pulumi.Input<number>;
 }
 
 export interface ReplicaArgs extends ServerArgs {
@@ -137,6 +148,12 @@ export interface SyncGroupArgs {
   databases: pulumi.Input<pulumi.Input<string>[]>;
   tables?: pulumi.Input<TablesSpec>;
   agent?: pulumi.Input<AgentSettings>;
+  /**
+   * How long a replica or the agent may be away (maintenance, outage) and still resume from its checkpoint:
+   * the source must keep its binlogs at least this long (checked live; a declared
+   * `primary.binlogExpireSeconds` below it warns at preview). Defaults to 86400 (a day).
+   */
+  tolerateOutageSeconds?: pulumi.Input<number>;
 }
 
 /** Plain-object specs get their password wrapped as a secret, keeping the other fields visible. */
@@ -184,6 +201,7 @@ export class SyncGroup extends pulumi.dynamic.Resource {
         databases: args.databases,
         tables: args.tables,
         agent: args.agent,
+        tolerateOutageSeconds: args.tolerateOutageSeconds,
         agentConfig,
         topology: derived.apply((d) => d.topology!),
         replicaNames: derived.apply((d) => d.replicaNames!),
@@ -194,5 +212,9 @@ export class SyncGroup extends pulumi.dynamic.Resource {
       "datasync",
       "SyncGroup",
     );
+    // preview warnings on the declared values (a check failure would stop the preview; these may be fine live)
+    pulumi.all([visible(primary), args.tolerateOutageSeconds]).apply(([p, t]) => {
+      for (const w of warnSyncGroup({ primary: p, tolerateOutageSeconds: t })) pulumi.log.warn(w, this);
+    });
   }
 }

@@ -1,10 +1,12 @@
 // `datasync plan` end to end: the CLI (bin/datasync.js → dist/provider/plan-cli.js) runs the stack program
 // under Pulumi mocks in a child node process; these tests check what a reviewer gets and the exit codes.
 import { beforeAll, describe, expect, it } from "vitest";
-import { writeFileSync } from "node:fs";
+import { appendFileSync, cpSync, mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import YAML from "yaml";
-import { devConfig, DIST_PROGRAM, ensureBuilt, git, plan, project } from "../support/plan-cli.js";
+import { devConfig, DIST_PROGRAM, ensureBuilt, git, plan, project, ROOT } from "../support/plan-cli.js";
 import { mermaidBlocks, parseMermaid } from "../support/plan-mermaid.js";
 
 beforeAll(() => ensureBuilt(), 120_000);
@@ -47,7 +49,13 @@ describe.concurrent("datasync plan", () => {
     for (const n of ["westeurope", "northeurope", "eastus", "mysql.corp.example.com:3306"]) expect(g.mermaid).toContain(n);
     await parseMermaid(g.mermaid);
     expect(j.resources.some((x: any) => x.type === "azure-native:dbformysql:Server")).toBe(true);
-  });
+    // the network a reviewer must see: the agent's static egress (NAT gateway) and how the servers are reached
+    expect(g.agent.detail).toContain("in a VNet subnet, logs to Log Analytics");
+    expect(g.network.egress).toMatch(/^a NAT gateway on its subnet 10\.42\.0\.0\/24: one static public IP \(stack output agentEgressIp/);
+    expect(g.network.serverAccess).toBe("public, firewall open to: corp-egress 203.0.113.10, agent-egress (the NAT IP, known after create)");
+    // the declared binlog retention (7 days) covers the tolerated outage (2 days): no warning
+    expect(g.rules.find((x: any) => x.id === "3")).toMatchObject({ status: "live" });
+  }, 240_000);
 
   it("runs the program, not just the YAML: a replica added in code appears; secure values stay opaque", async () => {
     const config = devWith((c) => {
@@ -139,4 +147,28 @@ export default async function main() {
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain("--base no-such-ref: no such commit");
   });
+
+  it("examples/azure as shipped: its program plans under mocks (33 resources, the NAT egress) and type-checks", async () => {
+    // what `npm install` in examples/azure makes: node_modules/datasync a link to the repository
+    const dir = mkdtempSync(join(tmpdir(), "datasync-example-azure-"));
+    try {
+      cpSync(join(ROOT, "examples/azure"), dir, { recursive: true });
+      mkdirSync(join(dir, "node_modules"));
+      symlinkSync(ROOT, join(dir, "node_modules/datasync"));
+      for (const m of ["@pulumi", "@types", "typescript"]) symlinkSync(realpathSync(join(ROOT, "node_modules", m)), join(dir, "node_modules", m));
+      appendFileSync(join(dir, "Pulumi.example.yaml"), "  datasync-azure-example:primaryPassword:\n    secure: v1:AAAAciphertextAAAA\n");
+      const r = await plan(["--stack", "example"], dir);
+      expect(r.stderr).toBe("");
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain("✅ **The preview rules pass.** Program `index.js` run under Pulumi mocks");
+      expect(r.stdout).toContain("33 resources declared");
+      expect(r.stdout).toContain("in a VNet subnet, logs to Log Analytics.");
+      expect(r.stdout).toContain("Network: agent egress via a NAT gateway on its subnet 10.42.0.0/24: one static public IP");
+      const tsc = spawnSync(process.execPath, [join(dir, "node_modules/typescript/bin/tsc"), "-p", join(dir, "tsconfig.json")], { encoding: "utf8" });
+      expect(tsc.stdout + tsc.stderr).toBe("");
+      expect(tsc.status).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 300_000);
 });

@@ -11,6 +11,8 @@ export interface Registered {
   type: string;
   name: string;
   inputs: any;
+  /** the resource options the engine would get */
+  options?: { protect: boolean; deleteBeforeReplace: boolean; replaceOnChanges: string[]; dependsOn: string[] };
 }
 
 export function isSecretEnvelope(v: unknown): boolean {
@@ -40,13 +42,21 @@ export function stackConfig(file: string, extra: Record<string, unknown> = {}): 
   return Object.fromEntries(Object.entries(all).map(([k, v]) => [k, typeof v === "string" ? v : JSON.stringify(v)]));
 }
 
+/** what the mock cloud answers for the resources Azure computes (stand-ins, documentation ranges) */
+export const MOCK_EGRESS_IP = "198.51.100.20";
+export const MOCK_WORKSPACE_CUSTOMER_ID = "6f1c2e8a-0000-4000-8000-000000000001";
+export const MOCK_WORKSPACE_KEY = "workspace-shared-key==";
+
 export async function runUnderMocks(stack: string, config: Record<string, string>, secretKeys: string[] = []) {
   const registered: Registered[] = [];
+  const options = new Map<string, Registered["options"]>();
   pulumi.runtime.setMocks(
     {
       newResource: (args) => {
-        registered.push({ type: args.type, name: args.name, inputs: args.inputs });
+        registered.push({ type: args.type, name: args.name, inputs: args.inputs, options: options.get(`${args.type}::${args.name}`) });
         const state: any = { ...args.inputs };
+        if (args.type === "azure-native:network:PublicIPAddress") state.ipAddress = MOCK_EGRESS_IP;
+        if (args.type === "azure-native:operationalinsights:Workspace") state.customerId = MOCK_WORKSPACE_CUSTOMER_ID;
         if (args.type.startsWith("azure-native:")) state.name = args.inputs.serverName ?? args.name;
         if (args.type === "azure-native:dbformysql:Server") state.fullyQualifiedDomainName = `${args.inputs.serverName ?? args.name}.mysql.database.azure.com`;
         if (args.type === "random:index/randomPassword:RandomPassword") state.result = "generated-Pa55word";
@@ -54,12 +64,24 @@ export async function runUnderMocks(stack: string, config: Record<string, string
         if (args.type === "pulumi-nodejs:dynamic/datasync:LocalAgent") Object.assign(state, { pid: 4242, healthUrl: "http://127.0.0.1:9464/healthz" });
         return { id: `${args.name}-id`, state };
       },
-      call: () => ({}),
+      call: (args) => (args.token === "azure-native:operationalinsights:getSharedKeys" ? { primarySharedKey: MOCK_WORKSPACE_KEY } : {}),
     },
     "datasync",
     stack,
     true,
   );
+  // the mock monitor sees the resource options (protect, replaceOnChanges, …) that newResource does not get
+  const monitor: any = pulumi.runtime.getMonitor();
+  const register = monitor.registerResource.bind(monitor);
+  monitor.registerResource = (req: any, cb: any) => {
+    options.set(`${req.getType()}::${req.getName()}`, {
+      protect: req.getProtect(),
+      deleteBeforeReplace: req.getDeletebeforereplace(),
+      replaceOnChanges: req.getReplaceonchangesList(),
+      dependsOn: req.getDependenciesList(),
+    });
+    return register(req, cb);
+  };
   pulumi.runtime.setAllConfig(config, secretKeys);
   const program = dist<ProgramModule>("program");
   const outputs = await program.runProgram();

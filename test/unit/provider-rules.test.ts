@@ -2,7 +2,7 @@
 // config, diff (replace versus in place), topology, stack-config errors, Azure version mapping.
 import { describe, expect, it } from "vitest";
 import { validateConfig } from "../../agent/config.js";
-import { buildAgentConfig, checkSyncGroup, derive, diffSyncGroup, UNKNOWN } from "../../provider/spec.js";
+import { buildAgentConfig, checkSyncGroup, derive, diffSyncGroup, STATE_VERSION, UNKNOWN } from "../../provider/spec.js";
 import { renderMermaid } from "../../provider/topology.js";
 import { parseStackConfig, collectTopology, ProgramConfigError } from "../../provider/program.js";
 import { azureVersionFor } from "../../provider/azureReplica.js";
@@ -105,7 +105,8 @@ describe("agent config and derived outputs", () => {
 });
 
 describe("diffSyncGroup", () => {
-  const olds = () => ({ ...valid(), agentConfig: derive(valid()).agentConfig });
+  // stored state carries the state version it was written with
+  const olds = () => ({ ...valid(), agentConfig: derive(valid()).agentConfig, stateVersion: STATE_VERSION });
   it("replaces on a new group name or primary endpoint", () => {
     expect(diffSyncGroup(olds(), { ...valid(), group: "billing" }).replaces).toEqual(["group"]);
     const n: any = valid();
