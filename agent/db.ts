@@ -23,8 +23,10 @@ export function connectionOptions(e: Endpoint, where: string, extra: mysql.Conne
       cert: pem(e.tls?.cert),
       key: pem(e.tls?.key),
       rejectUnauthorized: mode === "verify-ca" || mode === "verify-identity",
+      // mysql2 checks the host name or IP against the certificate only when asked (it ignores a
+      // checkServerIdentity given here): without this, verify-identity was verify-ca
+      verifyIdentity: mode === "verify-identity",
     };
-    if (mode === "verify-ca") (ssl as any).checkServerIdentity = () => undefined;
   }
   return {
     host: e.host,
