@@ -225,6 +225,8 @@ export class TestServer {
           "--innodb-log-writer-threads=OFF",
           "--innodb-doublewrite=OFF",
           "--innodb-adaptive-hash-index=OFF",
+          // many servers at once exhaust the kernel's aio-max-nr (io_setup EAGAIN: "Cannot initialize AIO sub-system")
+          "--innodb-use-native-aio=OFF",
         ]
       : ["--innodb-log-file-size=48M"];
     const args = [
