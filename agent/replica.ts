@@ -312,7 +312,10 @@ export class ReplicaSync {
       this.#log.warn({ checkpointSource: cp.sourceId, source: this.#src.sourceId }, "the checkpoint was written for another source server; resuming by GTID/position anyway");
     }
     const start = await this.#planSnapshot(conn, cp);
-    if (cp && (!cp.sourceId || cp.sourceId === this.#src.sourceId)) {
+    // MySQL resumes by its GTID set: the checkpoint's file may be purged while every transaction after it is still
+    // there (the dump starts from them), and the server itself refuses (1236, needs-snapshot) when one is gone.
+    const byMysqlGtid = this.#src.facts.version.flavor === "mysql" && !!start.gtid;
+    if (cp && (!cp.sourceId || cp.sourceId === this.#src.sourceId) && !byMysqlGtid) {
       // A resume point in a purged file is lost history: MariaDB may even accept an old GTID position
       // and silently skip what was purged, so check the file before streaming.
       const files = await this.#src.binlogFiles();
