@@ -5,6 +5,7 @@ import mysql from "mysql2";
 import { qualified, quoteId } from "./db.js";
 import type { Row, RowChange } from "./reader.js";
 import type { TableMeta } from "./schema.js";
+import { ENUM_ERROR, type CharsetBuffer } from "./rowdecode.js";
 
 /** the characters mysql.escape backslash-escapes in a string */
 // eslint-disable-next-line no-control-regex -- the same set mysql.escape escapes
@@ -17,16 +18,45 @@ export function escapeValue(v: unknown, type: string | undefined): string {
   // zongji decodes YEAR 0000 as 1900 (a year MySQL cannot store), so 1900 can only mean 0000.
   if (type === "year" && (v === 1900 || v === "1900")) return "0";
   if (typeof v === "number") {
+    // FLOAT/DOUBLE keep a negative zero (String(-0) is "0")
+    if (Object.is(v, -0)) return "-0e0";
     if (Number.isFinite(v)) return String(v);
     return "NULL";
   }
   if (typeof v === "bigint") return v.toString();
-  if (Buffer.isBuffer(v)) return v.length === 0 ? "''" : `X'${v.toString("hex")}'`;
+  if (Buffer.isBuffer(v)) {
+    if (v.length === 0) return "''";
+    // text kept as its bytes (rowdecode.ts): the introducer makes the literal that charset's text, byte for byte
+    const cs = (v as CharsetBuffer).charset;
+    return cs ? `_${cs} X'${v.toString("hex")}'` : `X'${v.toString("hex")}'`;
+  }
+  // the ENUM error value: index 0 (the empty string), storable only under a lenient sql_mode (see LENIENT)
+  if (v === ENUM_ERROR) return "0";
   if (typeof v === "boolean") return v ? "1" : "0";
   if (typeof v === "string") return mysql.escape(v);
   if (v instanceof Date) return mysql.escape(v.toISOString().replace("T", " ").replace("Z", ""));
   // JSON that arrived parsed (should not happen with jsonStrings): write it as JSON text
   return mysql.escape(JSON.stringify(v));
+}
+
+/**
+ * Prefix of a statement that writes a value only a lenient sql_mode accepts (the ENUM error value): the
+ * source stored it under its session's sql_mode, and a row event carries it as stored. MariaDB runs the
+ * executable comment (SET STATEMENT … FOR); MySQL ignores it and takes the SET_VAR hint after the verb.
+ */
+const LENIENT_PREFIX = "/*M!100301 SET STATEMENT sql_mode='' FOR */ ";
+const LENIENT_HINT = "/*+ SET_VAR(sql_mode='') */ ";
+
+/** the statement made lenient (see LENIENT_PREFIX) */
+export function lenient(sql: string): string {
+  const m = /^(INSERT|UPDATE|DELETE)\s+/.exec(sql);
+  if (!m) return sql;
+  return LENIENT_PREFIX + m[0] + LENIENT_HINT + sql.slice(m[0].length);
+}
+
+function hasEnumError(row: Row): boolean {
+  for (const k in row) if (row[k] === ENUM_ERROR) return true;
+  return false;
 }
 
 export class ApplyError extends Error {
@@ -100,6 +130,8 @@ export class StatementBuilder {
   #colsKey = "";
   #parts: string[] = [];
   #bytes = 0;
+  /** the pending statement writes the ENUM error value */
+  #lenient = false;
   /** the current statement's changes ran without foreign key checks on the source */
   #noFk = false;
   rows = 0;
@@ -116,7 +148,8 @@ export class StatementBuilder {
       const upd = this.#cols.filter((c) => !m.primaryKey.includes(c)).map((c) => `${quoteId(c)} = VALUES(${quoteId(c)})`);
       // a table of key columns only: a no-op assignment keeps ON DUPLICATE KEY valid
       const onDup = upd.length ? upd.join(", ") : `${quoteId(m.primaryKey[0])} = ${quoteId(m.primaryKey[0])}`;
-      this.out.push({ sql: `INSERT INTO ${t} (${cols}) VALUES ${this.#parts.join(",")} ON DUPLICATE KEY UPDATE ${onDup}`, table: `${m.db}.${m.table}`, rows: this.#parts.length });
+      const sql = `INSERT INTO ${t} (${cols}) VALUES ${this.#parts.join(",")} ON DUPLICATE KEY UPDATE ${onDup}`;
+      this.out.push({ sql: this.#lenient ? lenient(sql) : sql, table: `${m.db}.${m.table}`, rows: this.#parts.length });
     } else {
       const pk = m.primaryKey.length === 1 ? quoteId(m.primaryKey[0]) : `(${m.primaryKey.map(quoteId).join(", ")})`;
       this.out.push({ sql: `DELETE FROM ${t} WHERE ${pk} IN (${this.#parts.join(",")})`, table: `${m.db}.${m.table}`, rows: this.#parts.length });
@@ -125,6 +158,7 @@ export class StatementBuilder {
     this.#kind = null;
     this.#parts = [];
     this.#bytes = 0;
+    this.#lenient = false;
   }
 
   finish(): Statement[] {
@@ -153,6 +187,7 @@ export class StatementBuilder {
     const types = this.#types;
     const vals = new Array<string>(cols.length);
     for (let i = 0; i < cols.length; i++) vals[i] = escapeValue(row[cols[i]], types[i]);
+    if (!this.#lenient && hasEnumError(row)) this.#lenient = true;
     const tuple = `(${vals.join(",")})`;
     this.#parts.push(tuple);
     this.#bytes += tuple.length;
@@ -176,14 +211,38 @@ export class StatementBuilder {
     const cols = columnsOf(meta, row, where);
     const upd = cols.filter((c) => !meta.primaryKey.includes(c)).map((c) => `${quoteId(c)} = VALUES(${quoteId(c)})`);
     const onDup = upd.length ? upd.join(", ") : `${quoteId(meta.primaryKey[0])} = ${quoteId(meta.primaryKey[0])}`;
-    return `INSERT INTO ${qualified(meta.db, meta.table)} (${cols.map(quoteId).join(", ")}) VALUES (${cols.map((c) => escapeValue(row[c], meta.types.get(c))).join(",")}) ON DUPLICATE KEY UPDATE ${onDup}`;
+    const sql = `INSERT INTO ${qualified(meta.db, meta.table)} (${cols.map(quoteId).join(", ")}) VALUES (${cols.map((c) => escapeValue(row[c], meta.types.get(c))).join(",")}) ON DUPLICATE KEY UPDATE ${onDup}`;
+    return hasEnumError(row) ? lenient(sql) : sql;
+  }
+
+  /** A source savepoint or a rollback to it (reader.ts): run on the replica in place, its engines decide what is undone. */
+  marker(change: RowChange): void {
+    this.#flush();
+    const name = quoteId(change.savepoint ?? "");
+    this.out.push({ sql: change.op === "savepoint" ? `SAVEPOINT ${name}` : `ROLLBACK TO SAVEPOINT ${name}`, table: "", rows: 0 });
   }
 
   add(change: RowChange, meta: TableMeta, where: Where): void {
+    if (change.savepoint !== undefined) return this.marker(change);
     if (meta.primaryKey.length === 0) {
       throw new ApplyError(`${whereText(where)}: table \`${meta.db}\`.\`${meta.table}\` has no primary key on the replica; rows cannot be located. Add the key on the replica or exclude the table.`, {
         table: `${meta.db}.${meta.table}`,
       });
+    }
+    if (change.op !== "insert") {
+      // a row image without the whole key (a session's binlog_row_image=NOBLOB on a table whose key the
+      // replica defines differently, or an image that left key columns out) cannot locate its row
+      for (const r of change.before ?? change.rows) {
+        let whole = true;
+        for (const k of meta.primaryKey) if (!(k in r)) whole = false;
+        if (!whole) {
+          const missing = meta.primaryKey.filter((k) => !(k in r));
+          throw new ApplyError(
+            `${whereText(where)}: the ${change.op} of \`${meta.db}\`.\`${meta.table}\` arrived without the key column(s) ${missing.map((k) => `\`${k}\``).join(", ")} in its row image (the source session wrote it with binlog_row_image other than FULL), so the row cannot be located on the replica. Set binlog_row_image=FULL on the source for every session (SET GLOBAL binlog_row_image='FULL' and drop session overrides), then resnapshot the table (datasync resnapshot --tables ${meta.db}.${meta.table}).`,
+            { table: `${meta.db}.${meta.table}` },
+          );
+        }
+      }
     }
     this.rows += change.rows.length;
     const noFk = change.noFkChecks === true;
@@ -205,8 +264,9 @@ export class StatementBuilder {
         this.#flush();
         const cols = columnsOf(meta, after, where);
         const set = cols.map((c) => `${quoteId(c)} = ${escapeValue(after[c], meta.types.get(c))}`).join(", ");
+        const upd = `UPDATE ${qualified(meta.db, meta.table)} SET ${set} WHERE ${whereKey(meta, before)}`;
         this.out.push({
-          sql: `UPDATE ${qualified(meta.db, meta.table)} SET ${set} WHERE ${whereKey(meta, before)}`,
+          sql: hasEnumError(after) ? lenient(upd) : upd,
           table: `${meta.db}.${meta.table}`,
           rows: 1,
           fallback: this.upsertSql(meta, after, where),
