@@ -369,7 +369,10 @@ export class ReplicaSync {
       // a failover or the way back: resume only where the new source's history provably holds the checkpoint
       start = await this.#proveOnNewSource(cp.sourceId, start);
     }
-    if (cp && sameSourceId(cp.sourceId, this.#src.sourceId)) {
+    // MySQL resumes by its GTID set: the checkpoint's file may be purged while every transaction after it is still
+    // there (the dump starts from them), and the server itself refuses (1236, needs-snapshot) when one is gone.
+    const byMysqlGtid = this.#src.facts.version.flavor === "mysql" && !!start.gtid;
+    if (cp && sameSourceId(cp.sourceId, this.#src.sourceId) && !byMysqlGtid) {
       // A resume point in a purged file is lost history: MariaDB may even accept an old GTID position
       // and silently skip what was purged, so check the file before streaming.
       const files = await this.#src.binlogFiles();

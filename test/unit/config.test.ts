@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { baseServerId, ConfigError, loadConfig, redactConfig, resolvePassword, tlsModeOf, validateConfig } from "../../agent/config.js";
+import { connectionOptions } from "../../agent/db.js";
 
 const dir = mkdtempSync(join(tmpdir(), "datasync-config-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -430,6 +431,16 @@ describe("tlsModeOf", () => {
     expect(tlsModeOf(ep("127.0.0.1", { mode: "required" }))).toBe("required");
     expect(tlsModeOf(ep("db.example.com", { mode: "disabled" }))).toBe("disabled");
     expect(tlsModeOf(ep("db.example.com", { ca: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n" }))).toBe("verify-identity");
+  });
+});
+
+describe("connectionOptions: TLS modes as mysql2 options", () => {
+  const ep = (mode: string) => validateConfig({ ...base(), source: { host: "db.example.com", user: "u", password: "p", tls: { mode } } }).source;
+  it("verify-identity asks mysql2 to check the name (it does not by default), verify-ca only the chain", () => {
+    expect(connectionOptions(ep("verify-identity"), "source").ssl).toMatchObject({ rejectUnauthorized: true, verifyIdentity: true });
+    expect(connectionOptions(ep("verify-ca"), "source").ssl).toMatchObject({ rejectUnauthorized: true, verifyIdentity: false });
+    expect(connectionOptions(ep("required"), "source").ssl).toMatchObject({ rejectUnauthorized: false, verifyIdentity: false });
+    expect(connectionOptions(ep("disabled"), "source").ssl).toBeUndefined();
   });
 });
 
