@@ -114,11 +114,41 @@ program
   );
 
 program
+  .command("cutover")
+  .description("migration cutover to replica NAME: checks, fence, drain, verify, promote, switch, way back; exit 0 done, 1 refused, 2 aborted (fence lifted), 3 switch failed")
+  .addOption(configOpt())
+  .requiredOption("--to <name>", "the replica that becomes the primary")
+  .option("--max-freeze <s>", "longest write freeze in seconds (also the lag it accepts before the fence)", "5")
+  .option("--switch-command <cmd>", "run through the shell after promote, with DATASYNC_NEW_PRIMARY_HOST/PORT/NAME and DATASYNC_OLD_PRIMARY_HOST/PORT")
+  .option("--reverse-config <file>", "write the agent config of the way back (source NAME, replicas the old source and the others)")
+  .option("--reverse-group <g>", "group name of the way back (default <group>-rev)")
+  .option("--dry-run", "check every precondition and privilege; change nothing")
+  .option("--json", "print the report as one JSON object")
+  .action(
+    run(async (opts) => {
+      const { runCutover, formatCutover } = await import("./cutover.js");
+      const maxFreeze = Number(opts.maxFreeze);
+      const r = await runCutover(config(opts), {
+        to: opts.to,
+        maxFreeze,
+        switchCommand: opts.switchCommand,
+        reverseConfig: opts.reverseConfig,
+        reverseGroup: opts.reverseGroup,
+        dryRun: !!opts.dryRun,
+        progress: opts.json || !process.stderr.isTTY ? undefined : (l) => process.stderr.write(`… ${l}\n`),
+      });
+      process.stdout.write(opts.json ? JSON.stringify(r, null, 2) + "\n" : formatCutover(r));
+      return r.exitCode;
+    }, 1),
+  );
+
+program
   .command("sandbox")
   .description("the local sandbox: private servers, the agent, a workload, verification")
   .option("--replicas <n>", "number of replicas (1-5)", "2")
   .option("--duration <s>", "stop after S seconds (default: until Ctrl-C)")
   .option("--keep", "leave the servers running and print how to connect")
+  .option("--cutover", "end with a cutover to replica1 under the workload and print the write freeze")
   .action(
     run(async (opts) => {
       const { sandbox } = await import("./sandbox.js");

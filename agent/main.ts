@@ -10,6 +10,8 @@ import { checkReplicaServers, preflightSource, type SourceFacts } from "./prefli
 import type { Position } from "./reader.js";
 import { ReplicaSync, type ReplicaStatus } from "./replica.js";
 import { makeTableFilter } from "./rules.js";
+import { identityKey, readServerIdentity } from "./identity.js";
+import { readCutoverByReverse } from "./cutover-record.js";
 import { GroupWriter } from "./writer-lock.js";
 
 export class StartupError extends Error {
@@ -64,6 +66,7 @@ export class Agent {
     this.#facts = facts;
     this.#src = await connect(cfg.source, "source");
     const sourceId = await this.#sourceId();
+    await this.#refuseWhileForwardApplies();
     if (this.#opts.http !== false) {
       try {
         this.#http = await startHttp(cfg.http.listen, this);
@@ -105,14 +108,24 @@ export class Agent {
     });
   }
 
+  /** The source's identity (DESIGN.md "Server identity"), recorded with every checkpoint. */
   async #sourceId(): Promise<string> {
-    const [[r]] = await this.#src!.query<any[]>("SELECT @@server_id AS id, @@hostname AS h");
-    let uuid = "";
-    if (this.#facts!.version.flavor === "mysql") {
-      const [[u]] = await this.#src!.query<any[]>("SELECT @@server_uuid AS u");
-      uuid = u.u;
+    return identityKey(await readServerIdentity(this.#src!));
+  }
+
+  /**
+   * A reverse group (the way back of a cutover) starts only once the forward group's agent has stopped
+   * applying to its source (the new primary): it acknowledges the cutover record when it stops.
+   */
+  async #refuseWhileForwardApplies(): Promise<void> {
+    const rec = await readCutoverByReverse(this.#src!, this.cfg.group).catch(() => null);
+    if (rec && !rec.acknowledgedAt) {
+      await this.#src!.end().catch(() => undefined);
+      this.#src = null;
+      throw new StartupError(
+        `group ${this.cfg.group} is the way back of the cutover of group ${rec.group} to ${rec.toReplica} (${rec.updatedAt}), and that group's agent has not stopped applying to this source yet; stop the agent of group ${rec.group} (it stops by itself within seconds of the cutover) and start this one again`,
+      );
     }
-    return `${this.#facts!.version.flavor}:${uuid || r.id}@${r.h}`;
   }
 
   async #masterStatus(): Promise<any> {
@@ -163,7 +176,8 @@ export class Agent {
 
   status(): { group: string; ready: boolean; replicas: ReplicaStatus[] } {
     const replicas = this.replicas.map((r) => r.status());
-    const ready = replicas.every((r) => r.connected && (r.snapshot === null || r.snapshot.done) && r.lagSeconds !== null && r.lagSeconds <= this.cfg.readyLagSeconds);
+    // a replica whose group was cut over has done its job: it does not hold readiness back
+    const ready = replicas.every((r) => r.state === "cut-over" || (r.connected && (r.snapshot === null || r.snapshot.done) && r.lagSeconds !== null && r.lagSeconds <= this.cfg.readyLagSeconds));
     return { group: this.cfg.group, ready, replicas };
   }
 

@@ -88,6 +88,11 @@ export function comparePos(a: { file: string; pos: number }, b: { file: string; 
 /** SAVEPOINT x, ROLLBACK [WORK] TO [SAVEPOINT] x, RELEASE SAVEPOINT x (names bare or backquoted) */
 const SAVEPOINT_RE = /^\s*(SAVEPOINT|ROLLBACK\s+(?:WORK\s+)?TO(?:\s+SAVEPOINT)?|RELEASE\s+SAVEPOINT)\s+(`(?:[^`]|``)+`|[^\s;`]+)\s*;?\s*$/i;
 
+/** an XID as the server writes it into XA statements of the binlog: X'gtrid',X'bqual',formatID */
+function xidText(gtrid: Buffer, bqual: Buffer, formatId: unknown): string {
+  return `X'${gtrid.toString("hex")}',X'${bqual.toString("hex")}',${Number(formatId)}`.toUpperCase();
+}
+
 function unquoteName(n: string): string {
   return n.startsWith("`") ? n.slice(1, -1).replace(/``/g, "`") : n;
 }
@@ -280,7 +285,7 @@ export class BinlogReader {
         const xa = /^\s*XA\s+(START|BEGIN|END|PREPARE|COMMIT|ROLLBACK)\s+(.*?)\s*$/is.exec(sql);
         if (xa) {
           const verb = xa[1].toUpperCase();
-          const xid = xa[2].replace(/\s+(ONE\s+PHASE|SUSPEND(\s+FOR\s+MIGRATE)?)\s*$/i, "").replace(/\s+/g, "");
+          const xid = xa[2].replace(/\s+(ONE\s+PHASE|SUSPEND(\s+FOR\s+MIGRATE)?)\s*$/i, "").replace(/\s+/g, "").toUpperCase();
           if (verb === "START" || verb === "BEGIN") {
             if (!this.#cur) this.#cur = this.#open(ev.timestamp);
             this.#xaCurrent = xid;
@@ -384,9 +389,18 @@ export class BinlogReader {
       case "xid":
         this.#commit(ev);
         return;
-      case "xaprepare":
+      case "xaprepare": {
+        // MySQL logs XA COMMIT … ONE PHASE as an XA_PREPARE event with its one-phase flag: a commit
+        if (ev.onePhase) {
+          this.#xaCurrent = null;
+          this.#commit(ev);
+          return;
+        }
+        // the event's own XID, in the form the server writes into XA COMMIT/ROLLBACK
+        if (Buffer.isBuffer(ev.xidGtrid) && Buffer.isBuffer(ev.xidBqual)) this.#xaCurrent = xidText(ev.xidGtrid, ev.xidBqual, ev.xidFormatId);
         if (this.#cur) this.#parkXa();
         return;
+      }
       case "rotate":
         // between transactions the reader has read up to the new file's start (a rotation writes no
         // transaction, yet moves the source's end: readiness checks compare against that end)

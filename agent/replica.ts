@@ -42,8 +42,10 @@ import {
   type ChunkSlot,
 } from "./snapshot.js";
 import { ApplyError, StatementBuilder, keyOf, type Statement } from "./sqlgen.js";
+import { HistoryMismatchError, proveHistory, sameSourceId } from "./provenance.js";
+import { acknowledgeCutover, cutoverView, isPromoted, readCutover, type CutoverView } from "./cutover-record.js";
 
-export type ReplicaState = "starting" | "connecting" | "streaming" | "standby" | "down" | "failed" | "needs-snapshot" | "stopped";
+export type ReplicaState = "starting" | "connecting" | "streaming" | "standby" | "down" | "failed" | "needs-snapshot" | "stopped" | "cut-over";
 
 export interface ReplicaStatus {
   name: string;
@@ -57,6 +59,8 @@ export interface ReplicaStatus {
   snapshot: { done: boolean; rowsCopied: number; rowsEstimate: number; rate: number; etaSeconds: number | null; tables: unknown[] } | null;
   lastError: string | null;
   quarantined: string[];
+  /** a cutover of the group recorded on this replica (in progress or done) */
+  cutover?: CutoverView | null;
   /** the replica's writer lock: this agent ("writer"), another agent ("standby", naming it), or unknown */
   writer: LockView | null;
 }
@@ -154,6 +158,7 @@ export class ReplicaSync {
   #lastControlPoll = 0;
   /** a DDL-with-rows transaction whose DDL already took effect: apply only its rows when it is re-read */
   #skipDdlAt: Position | null = null;
+  #cutover: CutoverView | null = null;
   #gate: WriterGate | null;
   /** set when the writer lock was lost during a session: the session's connections are already destroyed */
   #fenced: string | null = null;
@@ -231,6 +236,12 @@ export class ReplicaSync {
         if (this.#stopping) break;
         await this.#teardown();
         if (err instanceof RestartRequested) continue;
+        if (err instanceof CutOverSeen) {
+          // the group was cut over: from here the new primary takes writes; this agent applies no more
+          this.#setState("cut-over", null);
+          this.#log.info({ cutover: this.#cutover }, "the group was cut over: this replica is no longer applied (state cut-over)");
+          return;
+        }
         if (this.#fenced !== null || isWriterLost(err)) {
           const reason = this.#fenced ?? `the checkpoint moved under this agent (compare-and-set from ${this.#checkpointPos ? fmtPos(this.#checkpointPos) : "no checkpoint"} failed): another agent writes this replica`;
           if (this.#fenced === null) this.#gate?.lost(reason);
@@ -350,13 +361,15 @@ export class ReplicaSync {
     if (report.failures.length) throw new ReplicaUnavailable("preflight", report.failures.map((f) => f.message).join("; "));
     await conn.query("SET SESSION transaction_isolation = 'READ-COMMITTED'").catch(() => conn.query("SET SESSION tx_isolation = 'READ-COMMITTED'"));
     await ensureBookkeeping(conn);
+    await this.#checkCutover(conn);
     const cp = await readCheckpoint(conn, this.#cfg.group);
     this.#cpSeq = cp ? cp.seq : null;
-    if (cp && cp.sourceId && cp.sourceId !== this.#src.sourceId) {
-      this.#log.warn({ checkpointSource: cp.sourceId, source: this.#src.sourceId }, "the checkpoint was written for another source server; resuming by GTID/position anyway");
+    let start = await this.#planSnapshot(conn, cp);
+    if (cp && cp.state !== "resnapshot" && !sameSourceId(cp.sourceId, this.#src.sourceId)) {
+      // a failover or the way back: resume only where the new source's history provably holds the checkpoint
+      start = await this.#proveOnNewSource(cp.sourceId, start);
     }
-    const start = await this.#planSnapshot(conn, cp);
-    if (cp && (!cp.sourceId || cp.sourceId === this.#src.sourceId)) {
+    if (cp && sameSourceId(cp.sourceId, this.#src.sourceId)) {
       // A resume point in a purged file is lost history: MariaDB may even accept an old GTID position
       // and silently skip what was purged, so check the file before streaming.
       const files = await this.#src.binlogFiles();
@@ -377,7 +390,7 @@ export class ReplicaSync {
     this.#takenPos = start;
     this.#lastCheckpointAt = Date.now();
 
-    await this.#checkSource(cp && (!cp.sourceId || cp.sourceId === this.#src.sourceId) ? start : null);
+    await this.#checkSource(cp && sameSourceId(cp.sourceId, this.#src.sourceId) ? start : null);
     const srcCfg = this.#cfg.source;
     const reader = new BinlogReader({
       connection: connectionOptions(srcCfg, "source") as any,
@@ -424,6 +437,18 @@ export class ReplicaSync {
     this.#log.info({ position: start, snapshot: this.#cpState === "snapshot" }, "streaming");
     if (this.#cpState === "snapshot") await this.#startCopier(conn);
     await this.#applyLoop();
+  }
+
+  async #proveOnNewSource(checkpointSource: string, pos: Position): Promise<Position> {
+    const src = await connect(this.#cfg.source, "source");
+    try {
+      const proof = await proveHistory(src, this.#src.facts.version.flavor, pos);
+      if (!proof.ok) throw new HistoryMismatchError(pos, checkpointSource, this.#src.sourceId, proof.reason);
+      this.#log.info({ checkpointSource, source: this.#src.sourceId, position: pos, start: proof.start }, `the checkpoint was written for another source server; resuming: ${proof.how}`);
+      return proof.start;
+    } finally {
+      await src.end().catch(() => undefined);
+    }
   }
 
   /**
@@ -1250,6 +1275,7 @@ export class ReplicaSync {
     this.#lastControlPoll = Date.now();
     const conn = this.#conn;
     if (!conn) return;
+    await this.#checkCutover(conn);
     const [rows] = await conn.query<any[]>(
       `SELECT (SELECT state FROM ${SCHEMA}.checkpoints WHERE group_name = ?) AS state, (SELECT COUNT(*) FROM ${SCHEMA}.snapshot WHERE group_name = ? AND state = 'requested') AS requested`,
       [this.#cfg.group, this.#cfg.group],
@@ -1257,6 +1283,16 @@ export class ReplicaSync {
     if (rows[0]?.state === "resnapshot" || Number(rows[0]?.requested) > 0) {
       this.#log.info("a new snapshot was requested (datasync resnapshot): restarting this replica's session");
       throw new RestartRequested();
+    }
+  }
+
+  /** A cutover recorded on this replica: shown in status; once promoted, this replica stops applying. */
+  async #checkCutover(conn: Conn): Promise<void> {
+    const rec = await readCutover(conn, this.#cfg.group);
+    this.#cutover = cutoverView(rec);
+    if (isPromoted(rec)) {
+      await acknowledgeCutover(conn, this.#cfg.group);
+      throw new CutOverSeen();
     }
   }
 
@@ -1289,6 +1325,7 @@ export class ReplicaSync {
       snapshot: this.#copier ? { ...this.#copier.progress(), done: this.#cpState === "streaming" } : null,
       lastError: this.#lastError,
       quarantined: [...this.#quarantine],
+      cutover: this.#cutover,
       writer: this.#gate ? this.#gate.view() : null,
     };
   }
@@ -1310,6 +1347,8 @@ interface SlotEntry {
   resolve: () => void;
   reject: (e: Error) => void;
 }
+
+class CutOverSeen extends Error {}
 
 export class RestartRequested extends Error {
   constructor() {

@@ -13,6 +13,7 @@ import { createShop, Heartbeat, LagProbe, Workload } from "./sandbox-shop.js";
 import { createDisplay, formatSummary, type Display, type ReplicaSummary, type Summary, type View } from "./sandbox-ui.js";
 import { serverBinary, startServers, type TestServer } from "./servers.js";
 import { exitCodeOf, verifyOrError } from "./verifier.js";
+import { formatCutover, runCutover, type CutoverReport } from "./cutover.js";
 import { formatVerify } from "./verify.js";
 
 export interface SandboxOptions {
@@ -22,6 +23,8 @@ export interface SandboxOptions {
   duration?: string | number;
   /** leave the servers running and print how to reuse them */
   keep?: boolean;
+  /** end with `datasync cutover` to replica1 under the workload (the workload writes as an account without SUPER) */
+  cutover?: boolean;
 }
 
 export interface SandboxIo {
@@ -36,7 +39,7 @@ const TICK_MS = 200;
 
 class UsageError extends Error {}
 
-function parseOptions(o: SandboxOptions): { replicas: number; durationMs: number | null; keep: boolean } {
+function parseOptions(o: SandboxOptions): { replicas: number; durationMs: number | null; keep: boolean; cutover: boolean } {
   const rs = String(o.replicas ?? "2").trim();
   const replicas = Number(rs);
   if (!/^\d+$/.test(rs) || replicas < 1 || replicas > MAX_REPLICAS) {
@@ -48,7 +51,7 @@ function parseOptions(o: SandboxOptions): { replicas: number; durationMs: number
     if (!Number.isFinite(d) || d <= 0) throw new UsageError(`--duration must be a positive number of seconds (got "${o.duration}")`);
     durationMs = d * 1000;
   }
-  return { replicas, durationMs, keep: !!o.keep };
+  return { replicas, durationMs, keep: !!o.keep, cutover: !!o.cutover };
 }
 
 /** The repository root (for .sandbox/): the nearest folder above this module with a package.json. */
@@ -160,7 +163,7 @@ export async function sandbox(o: SandboxOptions, io: SandboxIo = { out: process.
     say(`datasync sandbox: starting a primary and ${opts.replicas} replica${opts.replicas === 1 ? "" : "s"} (private MariaDB servers under ${display(runDir)})`);
     servers = await startServers([
       { name: "primary", baseDir: serversDir, serverId: 1 },
-      ...Array.from({ length: opts.replicas }, (_, i) => ({ name: `replica${i + 1}`, baseDir: serversDir, serverId: 101 + i, noBinlog: true })),
+      ...Array.from({ length: opts.replicas }, (_, i) => ({ name: `replica${i + 1}`, baseDir: serversDir, serverId: 101 + i, noBinlog: !(opts.cutover && i === 0) })),
     ]);
     // the servers are copies of one initialized datadir; the template is not needed any more
     rmSync(join(serversDir, `template-${process.pid}`), { recursive: true, force: true });
@@ -179,9 +182,11 @@ export async function sandbox(o: SandboxOptions, io: SandboxIo = { out: process.
     await agent.start();
     const t1 = Date.now();
     say(`agent running in-process (log: ${display(logFile)}; metrics: http://${agent.httpAddress}/metrics)`);
-    workload = new Workload(src, prefill, { ratePerSecond: 40 });
+    // a cutover fences the primary with read_only, which an account with SUPER (root) would bypass
+    const writer = opts.cutover ? await appAccount(src) : src;
+    workload = new Workload(writer, prefill, { ratePerSecond: 40 });
     workload.start();
-    heartbeat = new Heartbeat(src, 200);
+    heartbeat = new Heartbeat(writer, 200);
     await heartbeat.start();
     const a = agent;
     const streaming = (name: string) => {
@@ -214,8 +219,25 @@ export async function sandbox(o: SandboxOptions, io: SandboxIo = { out: process.
 
     // finish: no new writes, then one last beat; a replica that shows it has applied everything before it
     say(`${why === "duration" ? `${opts.durationMs! / 1000} s elapsed` : `${why} received`}: stopping the workload and waiting for the replicas to catch up`);
+    let cutover: CutoverReport | null = null;
+    let finalSeq = -1;
+    if (opts.cutover) {
+      // a cutover needs replica1 past its snapshot and streaming (it refuses otherwise)
+      const until = Date.now() + 600_000;
+      while (!(streaming("replica1") && (a.status().replicas[0].lagSeconds ?? 99) < 2) && Date.now() < until) {
+        ui.update(view());
+        await new Promise((r) => setTimeout(r, TICK_MS));
+      }
+      // the last beat lands before the fence; the workload keeps writing through the cutover
+      finalSeq = await heartbeat.stop();
+      ui.close();
+      say("cutover to replica1 under the workload: verify, fence, drain, verify what changed, promote…");
+      cutover = await runCutover(cfg, { to: "replica1", maxFreeze: 5 });
+      io.out.write(formatCutover(cutover));
+      say(cutover.freezeSeconds !== null ? `write freeze: ${cutover.freezeSeconds.toFixed(3)} s (from read_only=ON on the primary to replica1 promoted)` : "no write freeze: the cutover did not fence");
+    }
     const wl = await workload.stop();
-    const finalSeq = await heartbeat.stop();
+    if (!opts.cutover) finalSeq = await heartbeat.stop();
     const tStop = Date.now();
     // caught up: past its snapshot, checkpoint at the source's end, and the last beat visible
     const [end] = await src.query<any[]>("SHOW MASTER STATUS");
@@ -241,7 +263,7 @@ export async function sandbox(o: SandboxOptions, io: SandboxIo = { out: process.
     say("verifying: chunked checksums of every table, source against each replica…");
     const { outcome, verifyError } = await verifyOrError(cfg);
     const code = outcome ? exitCodeOf(outcome) : 2;
-    ok = code === 0 && catchUpMs !== null;
+    ok = code === 0 && catchUpMs !== null && (!cutover || cutover.exitCode === 0);
     const replicas: ReplicaSummary[] = final.replicas.map((r, i) => {
       const ro = outcome?.replicas.find((x) => x.name === r.name);
       return {
@@ -348,4 +370,17 @@ function printKeep(out: NodeJS.WritableStream, cfg: Config, servers: TestServer[
     `and remove ${display(runDir)}`,
   ];
   out.write(lines.join("\n") + "\n");
+}
+
+/** An application account for the sandbox's writers: DML on shop, no privilege that bypasses read_only. */
+async function appAccount(src: TestServer): Promise<TestServer> {
+  await src.query("CREATE USER IF NOT EXISTS 'shop_app'@'127.0.0.1' IDENTIFIED BY 'shop-app'");
+  await src.query("GRANT SELECT, INSERT, UPDATE, DELETE ON shop.* TO 'shop_app'@'127.0.0.1'");
+  return new Proxy(src, {
+    get(target, prop) {
+      if (prop === "connect") return (extra: object = {}) => target.connect({ user: "shop_app", password: "shop-app", ...extra });
+      const v = (target as any)[prop];
+      return typeof v === "function" ? v.bind(target) : v;
+    },
+  });
 }

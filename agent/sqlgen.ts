@@ -18,6 +18,8 @@ export function escapeValue(v: unknown, type: string | undefined): string {
   // zongji decodes YEAR 0000 as 1900 (a year MySQL cannot store), so 1900 can only mean 0000.
   if (type === "year" && (v === 1900 || v === "1900")) return "0";
   if (typeof v === "number") {
+    // FLOAT/DOUBLE keep a negative zero (String(-0) is "0")
+    if (Object.is(v, -0)) return "-0e0";
     if (Number.isFinite(v)) return String(v);
     return "NULL";
   }

@@ -3,6 +3,7 @@
 import type { Config } from "./config.js";
 import { connect, describeConnError, type Conn } from "./db.js";
 import { readCheckpoint } from "./checkpoint.js";
+import { cutoverView, readCutover, type CutoverView } from "./cutover-record.js";
 import { binlogEnd } from "./snapshot.js";
 import { comparePos, type Position } from "./reader.js";
 
@@ -18,6 +19,8 @@ export interface ReplicaStatusRow {
   lagSeconds: number | null;
   snapshot: unknown;
   live: boolean;
+  /** a cutover of the group recorded on this replica: in progress (fencing, draining) or its outcome */
+  cutover: CutoverView | null;
   /** the writer lease on the replica (agent/writer-lock.ts): which agent holds the group's writer lock */
   writer: WriterLease | null;
 }
@@ -69,13 +72,14 @@ export async function status(cfg: Config): Promise<StatusReport> {
   }
   for (let i = 0; i < cfg.replicas.length; i++) {
     const r = cfg.replicas[i];
-    const row: ReplicaStatusRow = { name: r.name, reachable: false, checkpoint: null, checkpointUpdatedAt: null, appliedTransactions: null, state: null, behindSource: null, lagSeconds: null, snapshot: null, live: false, writer: null };
+    const row: ReplicaStatusRow = { name: r.name, reachable: false, checkpoint: null, checkpointUpdatedAt: null, appliedTransactions: null, state: null, behindSource: null, lagSeconds: null, snapshot: null, live: false, cutover: null, writer: null };
     try {
       const c = await connect(r, `replicas[${i}]`);
       try {
         row.reachable = true;
         const [s] = await c.query<any[]>("SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '_datasync'");
         const cp = s.length ? await readCheckpoint(c, cfg.group) : null;
+        row.cutover = s.length ? cutoverView(await readCutover(c, cfg.group)) : null;
         if (s.length) row.writer = await readLease(c, cfg.group);
         if (cp && cp.state === "snapshot") {
           const [sn] = await c.query<any[]>("SELECT SUM(rows_copied) AS c, SUM(GREATEST(rows_estimate, rows_copied)) AS e, SUM(state <> 'done') AS left_ FROM _datasync.snapshot WHERE group_name = ?", [cfg.group]);
@@ -158,5 +162,7 @@ export function formatStatus(s: StatusReport): string {
   const w = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
   for (const r of rows) lines.push(r.map((c, i) => c.padEnd(w[i])).join("  ").trimEnd());
   for (const r of s.replicas) if (r.error) lines.push(`  ${r.name}: ${r.error}`);
+  const cut = s.replicas.find((r) => r.cutover)?.cutover;
+  if (cut) lines.push(`cutover to ${cut.to}: ${cut.state}${cut.freezeSeconds !== null ? ` (write freeze ${cut.freezeSeconds.toFixed(3)} s)` : ""}, ${cut.updatedAt}${cut.detail ? `: ${cut.detail}` : ""}`);
   return lines.join("\n") + "\n";
 }

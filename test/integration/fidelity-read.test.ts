@@ -273,7 +273,8 @@ describe("reader fidelity", () => {
   }
 
   it("FLUSH BINARY LOGS on an idle source keeps an idle replica at lag 0 and ready", async () => {
-    await src.query("INSERT INTO shop.xa VALUES (100, 'before flush')");
+    await src.query("CREATE TABLE shop.fl (id INT PRIMARY KEY, v VARCHAR(20))");
+    await src.query("INSERT INTO shop.fl VALUES (100, 'before flush')");
     await waitCaughtUp(src, rep);
     await new Promise((r) => setTimeout(r, 1000));
     await src.query("FLUSH BINARY LOGS");
@@ -311,10 +312,11 @@ describe("reader fidelity", () => {
   });
 
   it("RESET MASTER on the source: the replica reports needs-snapshot (running, and after an agent restart)", async () => {
-    await src.query("INSERT INTO shop.xa VALUES (200, 'before reset')");
+    await src.query("CREATE TABLE shop.rs (id INT PRIMARY KEY, v VARCHAR(20))");
+    await src.query("INSERT INTO shop.rs VALUES (200, 'before reset')");
     await waitCaughtUp(src, rep);
     await src.query(mysql ? "RESET BINARY LOGS AND GTIDS" : "RESET MASTER");
-    await src.query("INSERT INTO shop.xa VALUES (201, 'after reset')");
+    await src.query("INSERT INTO shop.rs VALUES (201, 'after reset')");
     const st = await waitFor(async () => {
       const s = await replicaState();
       return s.state === "needs-snapshot" ? s : null;

@@ -91,10 +91,11 @@ describe("escapeValue", () => {
     expect(escapeValue("12345678901234567890.123456789", "decimal")).toBe("'12345678901234567890.123456789'");
   });
 
-  it("negative zero is written as a numeric zero literal", () => {
+  it("negative zero keeps its sign (FLOAT/DOUBLE store -0), as a numeric literal", () => {
     const s = escapeValue(-0, "double");
-    expect(Number(s)).toBe(0);
-    expect(s).not.toMatch(/NULL|'/);
+    expect(s).toBe("-0e0");
+    expect(Object.is(Number(s), -0)).toBe(true);
+    expect(escapeValue(0, "double")).toBe("0");
   });
 
   it("YEAR 1900 is zongji's decoding of YEAR 0000 and is written as 0, for number and string", () => {
