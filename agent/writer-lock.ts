@@ -305,7 +305,8 @@ export class ReplicaLock {
       const [res] = await this.#conn.query<any>({
         sql: `UPDATE ${SCHEMA}.writer SET renewed_at = NOW(6), conns = ?, ttl_ms = ? WHERE group_name = ? AND holder = ? AND lock_conn = CONNECTION_ID() AND IS_USED_LOCK(?) = CONNECTION_ID()`,
         values: [this.#conns.join(","), this.#t.ttlMs, this.#cfg.group, this.#self.id, this.#lock],
-        timeout: Math.max(500, this.#t.renewMs),
+        // a slow renewal (a loaded server) is not a lost lock: only the watchdog decides, at ttl − margin
+        timeout: Math.max(500, this.#t.ttlMs - Math.min(1500, this.#t.ttlMs / 4)),
       });
       if (Number(res.affectedRows) !== 1) throw new Error("the lease row names another holder or the lock is not this session's");
       if (!this.#held) return;

@@ -46,7 +46,7 @@ afterAll(async () => {
   await Promise.all(agents.map((a) => a.kill("SIGKILL")));
   if (process.env.DATASYNC_TEST_KEEP_LOGS) agents.forEach((a, i) => writeFileSync(join(process.env.DATASYNC_TEST_KEEP_LOGS!, `agent-writer-${i}.log`), a.stdoutText + "\n" + a.stderr));
   await Promise.all(proxies.map((p) => p.close()));
-  await Promise.all([src, ...reps].map((s) => s?.destroy()));
+  await Promise.all([src, ...(reps ?? [])].map((s) => s?.destroy()));
 });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
