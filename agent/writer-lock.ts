@@ -29,7 +29,7 @@ export interface WriterTiming {
 
 // A holder fences itself 1.5 s before its lease can expire (6.5 s without a renewal): three renewals may fail
 // or be late (a loaded machine stalls an event loop for seconds) before it gives up a healthy lock.
-export const DEFAULT_TIMING: WriterTiming = { ttlMs: 8000, renewMs: 2000, pollMs: 1000 };
+export const DEFAULT_TIMING: WriterTiming = { ttlMs: 8000, renewMs: 2000, pollMs: 500 };
 
 /** Who holds a replica's writer lock, as a standby sees it (from the lease row). */
 export interface HolderView {
