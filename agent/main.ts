@@ -6,7 +6,7 @@ import { binlogStatus, connect, type Conn } from "./db.js";
 import { startHttp, type HttpServer } from "./http.js";
 import { createLogger, type Logger } from "./log.js";
 import { Metrics } from "./metrics.js";
-import { checkReplicaServers, preflightSource, type SourceFacts } from "./preflight.js";
+import { checkReplicaServers, preflightSource, proveDistinctServer, type SourceFacts } from "./preflight.js";
 import type { Position } from "./reader.js";
 import { ReplicaSync, type ReplicaStatus } from "./replica.js";
 import { makeTableFilter } from "./rules.js";
@@ -98,7 +98,7 @@ export class Agent {
       writerGate: (i: number) => this.#writer!.gate(i),
     };
     // one writer per group and replica: a standby's pipelines wait for the locks (no binlog connection)
-    this.#writer = new GroupWriter(cfg, this.log, this.metrics);
+    this.#writer = new GroupWriter(cfg, this.log, this.metrics, undefined, (c, i) => proveDistinctServer(c, cfg, i, facts));
     this.#writer.start();
     const own = replicaConfig(cfg);
     cfg.replicas.forEach((_, i) => {

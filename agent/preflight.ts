@@ -221,6 +221,16 @@ export async function preflightReplica(cfg: Config, index: number, source?: Sour
 }
 
 /**
+ * Before the first write on a new connection to replica `index` (the writer lock's connection, on every
+ * reconnect): the server behind it is neither the source nor another replica. Throws naming both endpoints.
+ */
+export async function proveDistinctServer(c: Conn, cfg: Config, index: number, source: SourceFacts): Promise<void> {
+  const r = cfg.replicas[index];
+  const failures = checkDistinctServer(r.name, label(r, `replica ${r.name}`), `replicas[${index}]`, await readServerIdentity(c), source);
+  if (failures.length) throw new Error(failures.map((f) => f.message).join("; "));
+}
+
+/**
  * Agent start: every reachable replica is a server of its own (not the source, not another replica), all
  * checked before any replica session starts; an unreachable replica is checked when its session connects.
  * Returns the failures (the agent refuses to start on any).

@@ -15,6 +15,9 @@ import type { Metrics } from "./metrics.js";
 
 export { WriterLost };
 
+/** A check run on each new lock connection before its first write (server identity, preflight.ts); throws to refuse. */
+export type ServerCheck = (c: Conn, index: number) => Promise<void>;
+
 export interface WriterTiming {
   /** a lease not renewed for this long (server clock) is expired: a successor may end its connections */
   ttlMs: number;
@@ -98,7 +101,11 @@ export class ReplicaLock {
   #onLost: ((reason: string) => void) | null = null;
   #warned = new Set<string>();
 
-  constructor(cfg: Config, index: number, self: HolderView, log: Logger, timing: WriterTiming) {
+  /** proves the server behind a new connection is this replica (not the source, not another replica) before any write */
+  #verify: ServerCheck | null;
+
+  constructor(cfg: Config, index: number, self: HolderView, log: Logger, timing: WriterTiming, verify: ServerCheck | null = null) {
+    this.#verify = verify;
     this.#cfg = cfg;
     this.index = index;
     this.name = cfg.replicas[index].name;
@@ -125,6 +132,7 @@ export class ReplicaLock {
     const c = await connect(r, `replicas[${this.index}]`);
     c.on("error", () => undefined);
     try {
+      await this.#verify?.(c, this.index);
       await c.query(`CREATE DATABASE IF NOT EXISTS ${SCHEMA}`);
       await c.query(WRITER_DDL);
     } catch (err) {
@@ -424,14 +432,14 @@ export class GroupWriter {
   #infoLabels = new Map<string, Record<string, string>>();
   #failuresReported = new Map<string, number>();
 
-  constructor(cfg: Config, log: Logger, metrics: Metrics | null = null, timing: WriterTiming = DEFAULT_TIMING) {
+  constructor(cfg: Config, log: Logger, metrics: Metrics | null = null, timing: WriterTiming = DEFAULT_TIMING, verify: ServerCheck | null = null) {
     this.#cfg = cfg;
     this.#log = log.child({ component: "writer" });
     this.#m = metrics;
     this.#t = timing;
     const host = hostname();
     this.self = { id: `${host}:${process.pid}:${randomBytes(3).toString("hex")}`, host, pid: process.pid, lockConnection: 0, since: null, renewedAgoSeconds: null, self: true };
-    this.#locks = cfg.replicas.map((_, i) => new ReplicaLock(cfg, i, this.self, this.#log, timing));
+    this.#locks = cfg.replicas.map((_, i) => new ReplicaLock(cfg, i, this.self, this.#log, timing, verify));
     this.#order = [...this.#locks].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
 
