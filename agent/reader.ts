@@ -5,6 +5,15 @@
 import ZongJi from "@vlasky/zongji";
 import { GtidSet, MariadbGtidPosition } from "@vlasky/zongji";
 import type { Flavor } from "./rules.js";
+import {
+  keepGeometryRaw,
+  parseStatusVars,
+  ROWS_NO_CHECK_CONSTRAINT_CHECKS,
+  ROWS_NO_FOREIGN_KEY_CHECKS,
+  ROWS_RELAXED_UNIQUE_CHECKS,
+  takeQueryRaw,
+  type QuerySession,
+} from "./binlog-raw.js";
 
 export interface Position {
   file: string;
@@ -23,6 +32,8 @@ export interface RowChange {
   rows: Row[];
   /** update: the before images, same order as rows */
   before?: Row[];
+  /** the rows event flags (the writing session's foreign key, unique and CHECK constraint checks) */
+  flags?: number;
 }
 
 export interface Txn {
@@ -34,8 +45,11 @@ export interface Txn {
   readAt: number;
   changes: RowChange[];
   rowCount: number;
-  /** a standalone DDL (or other non-DML query) with its default schema */
-  ddl?: { sql: string; schema: string };
+  /**
+   * a standalone DDL (or other non-DML query) with its default schema, the session it ran in on the
+   * source (status variables) and its statement bytes (in the source client's character set)
+   */
+  ddl?: { sql: string; schema: string; session?: QuerySession; raw?: Buffer; ts?: number };
   /** DML that arrived as a statement (a session switched to STATEMENT format) */
   statementDml?: { sql: string; schema: string };
   /** approximate memory held by this transaction */
@@ -216,8 +230,12 @@ export class BinlogReader {
         this.#cur = this.#open(ev.timestamp);
         this.#pendingGtid = name === "mariadbgtid" ? { domainId: ev.domainId, serverId: ev.serverId, seqNo: ev.seqNo } : ev.gtid;
         return;
+      case "tablemap":
+        keepGeometryRaw(ev.tableMap?.[ev.tableId]);
+        return;
       case "query": {
         const sql: string = ev.query;
+        const raw = takeQueryRaw(ev);
         const head = sql.trimStart().slice(0, 24).toUpperCase();
         const xa = /^\s*XA\s+(START|BEGIN|END|PREPARE|COMMIT|ROLLBACK)\s+(.*?)\s*$/is.exec(sql);
         if (xa) {
@@ -267,12 +285,17 @@ export class BinlogReader {
         // MySQL 8.0.21+ logs an atomic CREATE TABLE … SELECT as "CREATE TABLE … START TRANSACTION",
         // followed by its rows and an Xid: one transaction, not a standalone DDL.
         const ctas = /\s+START\s+TRANSACTION\s*$/i.exec(sql);
+        const session = raw ? parseStatusVars(raw.statusVars, this.#o.flavor) : undefined;
         if (ctas) {
+          // the suffix is ASCII: as many bytes as characters
+          const q = raw?.query;
           this.#cur.ddl = { sql: sql.slice(0, ctas.index), schema: ev.schema ?? "" };
+          if (raw) Object.assign(this.#cur.ddl, { session, raw: q ? q.subarray(0, q.length - (sql.length - ctas.index)) : undefined, ts: ev.timestamp });
           return;
         }
         // A standalone statement (DDL, account management, …) is its own transaction.
         this.#cur.ddl = { sql, schema: ev.schema ?? "" };
+        if (raw) Object.assign(this.#cur.ddl, { session, raw: raw.query ?? undefined, ts: ev.timestamp });
         this.#commit(ev);
         return;
       }
@@ -287,9 +310,12 @@ export class BinlogReader {
         if (!this.#cur) this.#cur = this.#open(ev.timestamp);
         const t = this.#cur;
         const op = name === "writerows" ? "insert" : name === "updaterows" ? "update" : "delete";
+        // the checks the writing session ran with (foreign keys, unique, MariaDB CHECK constraints)
+        const flags = Number(ev.flags ?? 0) & (ROWS_NO_FOREIGN_KEY_CHECKS | ROWS_RELAXED_UNIQUE_CHECKS | ROWS_NO_CHECK_CONSTRAINT_CHECKS);
         let last = t.changes[t.changes.length - 1];
-        if (!last || last.op !== op || last.db !== db || last.table !== table) {
+        if (!last || last.op !== op || last.db !== db || last.table !== table || (last.flags ?? 0) !== flags) {
           last = { op, db, table, rows: [], before: op === "update" ? [] : undefined };
+          if (flags) last.flags = flags;
           t.changes.push(last);
         }
         if (op === "update") {

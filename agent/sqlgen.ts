@@ -83,8 +83,29 @@ export interface Statement {
   rows: number;
   /** an UPDATE whose no-match must become an upsert of `fallback` */
   fallback?: string;
-  /** run with foreign key checks off (a table in a key cycle while it is being copied) */
+  /** run with foreign key checks off (the source session had them off, or a table in a key cycle while it is being copied) */
   relaxFk?: boolean;
+  /** MariaDB: run with check_constraint_checks off (the source session had them off) */
+  relaxChecks?: boolean;
+}
+
+/** rows event flags (binlog-raw.ts) */
+const ROWS_NO_FOREIGN_KEY_CHECKS = 0x0002;
+const ROWS_NO_CHECK_CONSTRAINT_CHECKS = 0x0080;
+
+/** The session settings a statement runs under, as statements to run before and after it. */
+export function sessionToggles(s: Pick<Statement, "relaxFk" | "relaxChecks">): { before: string[]; after: string[] } {
+  const before: string[] = [];
+  const after: string[] = [];
+  if (s.relaxFk) {
+    before.push("SET SESSION foreign_key_checks = 0");
+    after.push("SET SESSION foreign_key_checks = 1");
+  }
+  if (s.relaxChecks) {
+    before.push("SET SESSION check_constraint_checks = 0");
+    after.push("SET SESSION check_constraint_checks = 1");
+  }
+  return { before, after };
 }
 
 const MAX_STMT_BYTES = 1 << 20;
@@ -100,7 +121,15 @@ export class StatementBuilder {
   #colsKey = "";
   #parts: string[] = [];
   #bytes = 0;
+  /** the rows event flags of the changes being merged (statements never merge rows written under different checks) */
+  #flags = 0;
   rows = 0;
+
+  #push(st: Statement): void {
+    if (this.#flags & ROWS_NO_FOREIGN_KEY_CHECKS) st.relaxFk = true;
+    if (this.#flags & ROWS_NO_CHECK_CONSTRAINT_CHECKS) st.relaxChecks = true;
+    this.out.push(st);
+  }
 
   #flush(): void {
     if (!this.#kind || !this.#meta || this.#parts.length === 0) {
@@ -114,10 +143,10 @@ export class StatementBuilder {
       const upd = this.#cols.filter((c) => !m.primaryKey.includes(c)).map((c) => `${quoteId(c)} = VALUES(${quoteId(c)})`);
       // a table of key columns only: a no-op assignment keeps ON DUPLICATE KEY valid
       const onDup = upd.length ? upd.join(", ") : `${quoteId(m.primaryKey[0])} = ${quoteId(m.primaryKey[0])}`;
-      this.out.push({ sql: `INSERT INTO ${t} (${cols}) VALUES ${this.#parts.join(",")} ON DUPLICATE KEY UPDATE ${onDup}`, table: `${m.db}.${m.table}`, rows: this.#parts.length });
+      this.#push({ sql: `INSERT INTO ${t} (${cols}) VALUES ${this.#parts.join(",")} ON DUPLICATE KEY UPDATE ${onDup}`, table: `${m.db}.${m.table}`, rows: this.#parts.length });
     } else {
       const pk = m.primaryKey.length === 1 ? quoteId(m.primaryKey[0]) : `(${m.primaryKey.map(quoteId).join(", ")})`;
-      this.out.push({ sql: `DELETE FROM ${t} WHERE ${pk} IN (${this.#parts.join(",")})`, table: `${m.db}.${m.table}`, rows: this.#parts.length });
+      this.#push({ sql: `DELETE FROM ${t} WHERE ${pk} IN (${this.#parts.join(",")})`, table: `${m.db}.${m.table}`, rows: this.#parts.length });
     }
     this.#kind = null;
     this.#parts = [];
@@ -155,7 +184,10 @@ export class StatementBuilder {
   }
 
   #deleteRow(meta: TableMeta, row: Row): void {
-    if (this.#kind !== "delete" || this.#meta !== meta || this.#bytes > MAX_STMT_BYTES) {
+    // A table that references itself: InnoDB checks each row as the statement reaches it, in key order,
+    // not in the source's order (a parent before its child fails with 1451 under RESTRICT). One
+    // statement per row keeps the source's order.
+    if (this.#kind !== "delete" || this.#meta !== meta || this.#bytes > MAX_STMT_BYTES || meta.selfReferencing) {
       this.#flush();
       this.#kind = "delete";
       this.#meta = meta;
@@ -180,6 +212,11 @@ export class StatementBuilder {
         table: `${meta.db}.${meta.table}`,
       });
     }
+    const flags = change.flags ?? 0;
+    if (flags !== this.#flags) {
+      this.#flush();
+      this.#flags = flags;
+    }
     this.rows += change.rows.length;
     if (change.op === "insert") {
       for (const r of change.rows) this.#upsertRow(meta, r, where);
@@ -199,7 +236,7 @@ export class StatementBuilder {
         this.#flush();
         const cols = columnsOf(meta, after, where);
         const set = cols.map((c) => `${quoteId(c)} = ${escapeValue(after[c], meta.types.get(c))}`).join(", ");
-        this.out.push({
+        this.#push({
           sql: `UPDATE ${qualified(meta.db, meta.table)} SET ${set} WHERE ${whereKey(meta, before)}`,
           table: `${meta.db}.${meta.table}`,
           rows: 1,
