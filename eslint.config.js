@@ -13,4 +13,16 @@ export default tseslint.config(
       "no-empty": ["error", { allowEmptyCatch: true }],
     },
   },
+  {
+    // DESIGN.md: the agent never imports provider/ or @pulumi/* (its image carries no Pulumi)
+    files: ["agent/**/*.ts"],
+    rules: {
+      "no-restricted-imports": ["error", {
+        patterns: [
+          { group: ["../provider/*", "../../provider/*", "**/provider/*"], message: "the agent never imports provider/ (DESIGN.md layout)" },
+          { group: ["@pulumi/*"], message: "the agent image carries no Pulumi (DESIGN.md layout)" },
+        ],
+      }],
+    },
+  },
 );

@@ -1,13 +1,34 @@
 import { defineConfig } from "vitest/config";
 
-// Integration tests start real MariaDB servers; they run in forks, a few at a time (2 cores).
+// Three projects: `unit` runs once (pure units, mocks, the plan CLI: no server); `mariadb` and `mysql` run every
+// test that starts real servers, once per flavor (TestServer reads DATASYNC_TEST_FLAVOR, set here per project).
+// One fork pool for all of them, a few files at a time (2 cores): `npx vitest run --project mysql` runs one flavor.
+const perFlavor = ["test/integration/**/*.test.ts", "test/e2e/engine.test.ts", "test/chaos/**/*.test.ts"];
+// What only exists on MySQL (GTID sets, caching_sha2_password, invisible primary keys …).
+const mysqlOnly = ["test/integration/mysql-*.test.ts"];
+// The image's entrypoint and `npm start`'s sandbox: the product's embedded default (MariaDB), flavor-agnostic code.
+const once = ["test/e2e/docker.test.ts", "test/e2e/sandbox.test.ts"];
+
 export default defineConfig({
   test: {
-    include: ["test/**/*.test.ts"],
     pool: "forks",
     maxWorkers: 2,
     testTimeout: 120_000,
     hookTimeout: 120_000,
     reporters: ["default"],
+    projects: [
+      {
+        extends: true,
+        test: { name: "unit", include: ["test/unit/**/*.test.ts", "test/e2e/plan.test.ts"] },
+      },
+      {
+        extends: true,
+        test: { name: "mariadb", include: [...perFlavor, ...once], exclude: mysqlOnly, env: { DATASYNC_TEST_FLAVOR: "mariadb" } },
+      },
+      {
+        extends: true,
+        test: { name: "mysql", include: perFlavor, env: { DATASYNC_TEST_FLAVOR: "mysql" } },
+      },
+    ],
   },
 });

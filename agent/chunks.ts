@@ -39,10 +39,11 @@ export const FULL_RANGE: KeyRange = Object.freeze({ after: null, through: null }
 
 /**
  * The 64-bit row hash. `crc64` is CRC32 and CRC32C of the same bytes (MariaDB ≥ 10.8; about 1.5× faster
- * than MD5 there); `md5` is the first 64 bits of MD5 (every MySQL and MariaDB). Both sides of a
- * comparison must use the same one.
+ * than MD5 there); `md5` is the first 64 bits of MD5 (MariaDB, MySQL before 9); `sha2` the first 64 bits
+ * of SHA-256 (MySQL 9 has no MD5() or SHA1(); SHA2() exists everywhere). Both sides of a comparison must
+ * use the same one. The per-row digest that narrows a differing range is MD5 with crc64/md5, SHA-256 with sha2.
  */
-export type HashAlgo = "crc64" | "md5";
+export type HashAlgo = "crc64" | "md5" | "sha2";
 
 const STRING_TYPES = new Set(["char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum", "set", "json"]);
 const VARLEN_TYPES = new Set(["varchar", "tinytext", "text", "mediumtext", "longtext", "json", "varbinary", "tinyblob", "blob", "mediumblob", "longblob", "char", "binary"]);
@@ -90,7 +91,12 @@ export function rowString(s: TableShape): string {
 export function rowHash64(s: TableShape, algo: HashAlgo): string {
   const r = rowString(s);
   if (algo === "crc64") return `(CRC32(${r}) << 32 | CRC32C(${r}))`;
-  return `CAST(CONV(LEFT(MD5(${r}), 16), 16, 10) AS UNSIGNED)`;
+  return `CAST(CONV(LEFT(${algo === "sha2" ? `SHA2(${r}, 256)` : `MD5(${r})`}, 16), 16, 10) AS UNSIGNED)`;
+}
+
+/** the full digest of the row (hex text), compared row by row when a range differs */
+export function rowDigest(s: TableShape, algo: HashAlgo): string {
+  return algo === "sha2" ? `SHA2(${rowString(s)}, 256)` : `MD5(${rowString(s)})`;
 }
 
 /** A SQL literal for a value as mysql2 returned it (numbers of integer/decimal columns stay unquoted). */
@@ -156,9 +162,9 @@ export function keysSql(s: TableShape, r: KeyRange, limit?: number): string {
   return `SELECT ${keyList(s)} FROM ${qualified(s.db, s.table)} WHERE ${rangeWhere(s, r)} ORDER BY ${keyList(s)}${limit ? ` LIMIT ${limit}` : ""}`;
 }
 
-/** key columns and a full 128-bit hash per row of a range, in key order */
-export function rowHashesSql(s: TableShape, r: KeyRange, limit?: number): string {
-  return `SELECT ${keyList(s)}, MD5(${rowString(s)}) AS \`#h\` FROM ${qualified(s.db, s.table)} WHERE ${rangeWhere(s, r)} ORDER BY ${keyList(s)}${limit ? ` LIMIT ${limit}` : ""}`;
+/** key columns and the full digest of each row of a range, in key order */
+export function rowHashesSql(s: TableShape, r: KeyRange, algo: HashAlgo, limit?: number): string {
+  return `SELECT ${keyList(s)}, ${rowDigest(s, algo)} AS \`#h\` FROM ${qualified(s.db, s.table)} WHERE ${rangeWhere(s, r)} ORDER BY ${keyList(s)}${limit ? ` LIMIT ${limit}` : ""}`;
 }
 
 /** WHERE clause selecting exactly these keys */
@@ -169,8 +175,8 @@ export function keysWhere(s: TableShape, keys: Key[]): string {
   return keys.map((k) => `(${cols.map((c, i) => `${quoteId(c.name)} = ${literal(k[i], c)}`).join(" AND ")})`).join(" OR ");
 }
 
-export function rowHashesByKeySql(s: TableShape, keys: Key[]): string {
-  return `SELECT ${keyList(s)}, MD5(${rowString(s)}) AS \`#h\` FROM ${qualified(s.db, s.table)} WHERE ${keysWhere(s, keys)}`;
+export function rowHashesByKeySql(s: TableShape, keys: Key[], algo: HashAlgo): string {
+  return `SELECT ${keyList(s)}, ${rowDigest(s, algo)} AS \`#h\` FROM ${qualified(s.db, s.table)} WHERE ${keysWhere(s, keys)}`;
 }
 
 /** How repair reads a column so that writing it back is byte-exact. */

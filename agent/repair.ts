@@ -14,6 +14,7 @@ import {
   readRangeSql,
   readRowsSql,
   updateSql,
+  type HashAlgo,
   type Key,
   type KeyRange,
   type TableShape,
@@ -55,8 +56,8 @@ interface Plan {
 }
 
 /** The statements that make one range of a replica equal to the source, from a fresh look at both. */
-async function planRange(src: Peer, rep: Peer, s: TableShape, d: RangeDiff, table: string): Promise<Plan | null> {
-  const now = await recheckKeys(src.conn, rep.conn, s, d);
+async function planRange(src: Peer, rep: Peer, s: TableShape, d: RangeDiff, table: string, algo: HashAlgo): Promise<Plan | null> {
+  const now = await recheckKeys(src.conn, rep.conn, s, d, algo);
   const write = [...now.changed, ...now.missing];
   if (write.length + now.extra.length === 0) return null;
   const rows = new Map<string, Record<string, unknown>>();
@@ -155,7 +156,7 @@ export async function runRepair(cfg: Config, opts: RepairOptions = {}): Promise<
             // a transient error, or a duplicate key because the agent wrote the same row meanwhile:
             // look again and retry, at most three times
             for (let attempt = 1; ; attempt++) {
-              const p = await planRange(source, rep, s, d, t.table);
+              const p = await planRange(source, rep, s, d, t.table, res.before.algo);
               if (!p) break;
               if (opts.dryRun) {
                 out(sqlText(p));

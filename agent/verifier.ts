@@ -143,17 +143,24 @@ export async function closePeers(peers: Peer[]): Promise<void> {
   await Promise.all(peers.flatMap((p) => [p.conn, p.conn2].filter(Boolean).map((c) => (c as Conn).end().catch(() => undefined))));
 }
 
-/** CRC32C exists on MariaDB ≥ 10.8; use it only when every server has it (both sides must agree). */
-async function chooseAlgo(peers: Peer[]): Promise<HashAlgo> {
-  const ok = await Promise.all(
-    peers.map((p) =>
-      p.conn
-        .query("SELECT CRC32C('a')")
-        .then(() => true)
-        .catch(() => false),
-    ),
-  );
-  return ok.every(Boolean) ? "crc64" : "md5";
+/**
+ * The fastest hash every server has (both sides must agree): CRC32C exists on MariaDB ≥ 10.8, MD5() on
+ * MariaDB and MySQL before 9 (on MySQL 9 an unknown function is looked up as a stored function, so the probe
+ * fails with "No database selected" or "FUNCTION … does not exist"); SHA2() on every MySQL and MariaDB.
+ */
+export async function chooseAlgo(peers: Peer[]): Promise<HashAlgo> {
+  const all = (sql: string) =>
+    Promise.all(
+      peers.map((p) =>
+        p.conn
+          .query(sql)
+          .then(() => true)
+          .catch(() => false),
+      ),
+    ).then((ok) => ok.every(Boolean));
+  if (await all("SELECT CRC32C('a')")) return "crc64";
+  if (await all("SELECT MD5('a')")) return "md5";
+  return "sha2";
 }
 
 /** Base tables in scope on one server, with their shapes. */
@@ -221,11 +228,11 @@ async function checksum(p: Peer, s: TableShape, r: KeyRange, algo: HashAlgo, con
   return { n: Number(rows[0].n), x: String(rows[0].x) };
 }
 
-async function rowHashes(c: Conn, s: TableShape, r: KeyRange, page = 5000): Promise<Map<string, { key: Key; h: string }>> {
+async function rowHashes(c: Conn, s: TableShape, r: KeyRange, algo: HashAlgo, page = 5000): Promise<Map<string, { key: Key; h: string }>> {
   const out = new Map<string, { key: Key; h: string }>();
   let after = r.after;
   for (;;) {
-    const [rows] = await c.query<any[]>(rowHashesSql(s, { after, through: r.through }, page));
+    const [rows] = await c.query<any[]>(rowHashesSql(s, { after, through: r.through }, algo, page));
     for (const row of rows) {
       const key = keyOf(s, row);
       out.set(keyId(key), { key, h: row["#h"] });
@@ -235,18 +242,18 @@ async function rowHashes(c: Conn, s: TableShape, r: KeyRange, page = 5000): Prom
   }
 }
 
-async function rowHashesByKey(c: Conn, s: TableShape, keys: Key[]): Promise<Map<string, string>> {
+async function rowHashesByKey(c: Conn, s: TableShape, keys: Key[], algo: HashAlgo): Promise<Map<string, string>> {
   const out = new Map<string, string>();
   for (let i = 0; i < keys.length; i += 500) {
-    const [rows] = await c.query<any[]>(rowHashesByKeySql(s, keys.slice(i, i + 500)));
+    const [rows] = await c.query<any[]>(rowHashesByKeySql(s, keys.slice(i, i + 500), algo));
     for (const row of rows) out.set(keyId(keyOf(s, row)), row["#h"]);
   }
   return out;
 }
 
 /** Row-level difference of one range between the source and a replica. */
-export async function diffRange(src: Conn, rep: Conn, s: TableShape, r: KeyRange): Promise<Pick<RangeDiff, "missing" | "extra" | "changed">> {
-  const [a, b] = await Promise.all([rowHashes(src, s, r), rowHashes(rep, s, r)]);
+export async function diffRange(src: Conn, rep: Conn, s: TableShape, r: KeyRange, algo: HashAlgo): Promise<Pick<RangeDiff, "missing" | "extra" | "changed">> {
+  const [a, b] = await Promise.all([rowHashes(src, s, r, algo), rowHashes(rep, s, r, algo)]);
   const missing: Key[] = [];
   const extra: Key[] = [];
   const changed: Key[] = [];
@@ -260,9 +267,9 @@ export async function diffRange(src: Conn, rep: Conn, s: TableShape, r: KeyRange
 }
 
 /** Re-read the differing keys on both sides; keep those that still differ (classified afresh). */
-export async function recheckKeys(src: Conn, rep: Conn, s: TableShape, d: RangeDiff): Promise<RangeDiff> {
+export async function recheckKeys(src: Conn, rep: Conn, s: TableShape, d: RangeDiff, algo: HashAlgo): Promise<RangeDiff> {
   const keys = [...d.missing, ...d.extra, ...d.changed];
-  const [a, b] = await Promise.all([rowHashesByKey(src, s, keys), rowHashesByKey(rep, s, keys)]);
+  const [a, b] = await Promise.all([rowHashesByKey(src, s, keys, algo), rowHashesByKey(rep, s, keys, algo)]);
   const out: RangeDiff = { ...d, missing: [], extra: [], changed: [] };
   for (const k of keys) {
     const id = keyId(k);
@@ -305,7 +312,7 @@ async function narrow(source: Peer, reps: Peer[], s: TableShape, chunk: KeyRange
     await Promise.all(
       differing.map(async (p) => {
         try {
-          const d = await diffRange(source.conn, p.conn, s, leaf.range);
+          const d = await diffRange(source.conn, p.conn, s, leaf.range, algo);
           if (d.missing.length + d.extra.length + d.changed.length === 0) return;
           const list = out.get(p) ?? [];
           list.push({ range: leaf.range, first: leaf.first, last: leaf.last, ...d });
@@ -457,7 +464,7 @@ export async function runVerify(cfg: Config, opts: VerifyOptions = {}, peers?: {
               if (a.n !== b.n || a.x !== b.x) next.push({ ...d, unnarrowed: { sourceRows: a.n, replicaRows: b.n } });
               continue;
             }
-            const r = await recheckKeys(source.conn, p.conn, s, d);
+            const r = await recheckKeys(source.conn, p.conn, s, d, algo);
             if (diffRows(r) > 0) next.push(r);
           }
           t.ranges = next;

@@ -10,7 +10,10 @@ import {
   insertSql,
   keyBound,
   literal,
+  FULL_RANGE,
   rangeWhere,
+  rowHashesByKeySql,
+  rowHashesSql,
   rowString,
   updateSql,
   type Column,
@@ -56,6 +59,15 @@ describe("row hash", () => {
     expect(r).not.toContain("`g`");
     expect(checksumSql(single, { after: null, through: ["9"] }, "md5")).toContain("CONV(LEFT(MD5(");
     expect(checksumSql(single, { after: null, through: ["9"] }, "crc64")).toContain("CRC32C(");
+  });
+
+  it("uses SHA2 and no MD5 with sha2 (MySQL 9 has no MD5()), for chunk sums and row digests", () => {
+    const sum = checksumSql(single, { after: null, through: ["9"] }, "sha2");
+    expect(sum).toContain("CONV(LEFT(SHA2(CONCAT_WS(");
+    expect(sum).not.toContain("MD5(");
+    expect(rowHashesSql(single, FULL_RANGE, "sha2", 10)).toMatch(/SHA2\(CONCAT_WS\(.*, 256\) AS `#h`/);
+    expect(rowHashesByKeySql(single, [["1"]], "sha2")).not.toContain("MD5(");
+    expect(rowHashesSql(single, FULL_RANGE, "md5")).toContain("MD5(CONCAT_WS(");
   });
 });
 
