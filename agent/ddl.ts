@@ -28,6 +28,8 @@ export type DdlPlan =
       creates?: { db: string; table: string; hasPrimaryKey: boolean | "like"; likeOf?: DdlObject };
       /** tables this statement removes (leave quarantine) */
       drops?: DdlObject[];
+      /** tables renamed into the scope: seeded online from the source (DESIGN.md), like a table added to the filters */
+      seeds?: DdlObject[];
     };
 
 /** How the source session lexed the statement (its sql_mode): ANSI_QUOTES makes "…" an identifier, NO_BACKSLASH_ESCAPES makes \\ an ordinary character. */
@@ -295,7 +297,29 @@ export function planDdl(sql: string, defaultDb: string, scope: ScopeCheck, mode:
     }
   }
   if (p.type === "table" && p.verb === "alter" && p.objects.length > 1) plan.drops = [p.objects[0]];
-  if (p.type === "table" && p.verb === "rename") plan.drops = p.objects.filter((_, i) => i % 2 === 0);
+  if (p.type === "table" && p.verb === "rename") {
+    plan.drops = p.objects.filter((_, i) => i % 2 === 0);
+    // Across the scope (a staging swap with an excluded stage table, a move to an unsynced database): a
+    // table renamed out of the scope stops syncing (dropped from the replica), one renamed into it is
+    // seeded online; renames within the scope run as one statement, in the source's order.
+    const pairs: [DdlObject, DdlObject][] = [];
+    for (let i = 0; i + 1 < p.objects.length; i += 2) pairs.push([p.objects[i], p.objects[i + 1]]);
+    if (pairs.some(([a, b]) => !inScopeObj(a) || !inScopeObj(b))) {
+      const q = (o: DdlObject) => `${quoteId(o.db)}.${quoteId(o.name)}`;
+      const stmts: string[] = [];
+      const seeds: DdlObject[] = [];
+      for (const [a, b] of pairs) {
+        if (inScopeObj(a) && inScopeObj(b)) stmts.push(`RENAME TABLE ${q(a)} TO ${q(b)}`);
+        else if (inScopeObj(a)) stmts.push(`DROP TABLE IF EXISTS ${q(a)}`);
+        else if (inScopeObj(b)) {
+          stmts.push(`DROP TABLE IF EXISTS ${q(b)}`);
+          seeds.push(b);
+        }
+      }
+      plan.sql = stmts.join(";\n");
+      if (seeds.length) plan.seeds = seeds;
+    }
+  }
   if (p.type === "database" && p.verb === "drop") plan.drops = p.objects;
   return plan;
 }

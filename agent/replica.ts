@@ -929,6 +929,14 @@ export class ReplicaSync {
         this.#quarantine.delete(`${o.db}.${o.name}`);
       }
     }
+    for (const o of plan.seeds ?? []) {
+      // seeded online by the next session (the control poll restarts this one when it sees the request)
+      extra.push(
+        `INSERT INTO ${SCHEMA}.snapshot (group_name, db, tbl, state) VALUES (${conn.escape(cfg.group)}, ${conn.escape(o.db)}, ${conn.escape(o.name)}, 'requested') ` +
+          "ON DUPLICATE KEY UPDATE state = 'requested', last_key = NULL, rows_copied = 0",
+      );
+      this.#log.info({ table: `${o.db}.${o.name}`, position: pos }, "a table was renamed into the scope: it is seeded with an online snapshot");
+    }
     await conn.query(["START TRANSACTION", ...extra, this.#cp(pos, Date.now(), 1, 0), "COMMIT"].join(";\n"));
     this.#appliedPos = pos;
     this.#checkpointPos = pos;
@@ -1006,6 +1014,13 @@ export class ReplicaSync {
           await prepareReplicaTables(src, conn, cfg, want, false);
           this.#cpState = "snapshot";
           await conn.query(["START TRANSACTION", ...registerTablesSql(cfg.group, want), `UPDATE ${SCHEMA}.checkpoints SET state = 'snapshot' WHERE group_name = ${conn.escape(cfg.group)}`, "COMMIT"].join(";\n"));
+        }
+        // tables an unfinished snapshot registered that the scope no longer holds (excluded, e.g. to get
+        // past a table the copy broke on) are not copied
+        const gone = (await loadSnapshotTables(conn, cfg.group)).filter((t) => t.state !== "done" && !this.#src.inScope(t.db, t.table));
+        if (gone.length) {
+          this.#log.info({ tables: gone.map((t) => `${t.db}.${t.table}`) }, "tables left the scope before their snapshot finished: not copied");
+          for (const t of gone) await conn.query(`DELETE FROM ${SCHEMA}.snapshot WHERE group_name = ? AND db = ? AND tbl = ?`, [cfg.group, t.db, t.table]);
         }
         const todo = (await loadSnapshotTables(conn, cfg.group)).filter((t) => t.state !== "done");
         this.#cpState = todo.length ? "snapshot" : "streaming";
