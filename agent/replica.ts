@@ -493,7 +493,7 @@ export class ReplicaSync {
           await running;
         }
       } catch (err: any) {
-        if (err instanceof ApplyError) throw err;
+        if (err instanceof ApplyError || err instanceof RestartRequested) throw err;
         if (isTransient(err)) throw err;
         throw new ApplyError(`applying source transactions up to ${fmtPos(batch[batch.length - 1].pos)} failed: ${err?.message ?? err}`, { sqlError: err?.message, cause: err });
       } finally {
@@ -944,6 +944,11 @@ export class ReplicaSync {
     this.#appliedTxns++;
     this.#m.appliedTxns.inc(this.#labels);
     this.#log.info({ position: pos, objects: plan.objects }, "DDL applied");
+    if (plan.seeds?.length) {
+      // the stream skips them until their copy starts; a new session plans the copy now
+      for (const o of plan.seeds) this.#pendingTables.add(`${o.db}.${o.name}`);
+      throw new RestartRequested();
+    }
   }
 
   /** A DDL was marked pending when the agent stopped: apply it only if it did not take effect. */

@@ -19,6 +19,8 @@ const GEO_DDL = mysql
   ? "CREATE TABLE shop.geo (id INT PRIMARY KEY, g GEOMETRY NULL, p POINT SRID 4326 NULL)"
   : "CREATE TABLE shop.geo (id INT PRIMARY KEY, g GEOMETRY NULL, p POINT NULL)";
 
+const config = () => makeConfig(src, [rep], { databases: ["shop", "fresh"], tables: { exclude: ["shop.stage_*"] } });
+
 beforeAll(async () => {
   [src, rep] = await startServers([{ name: "fa-src" }, { name: "fa-rep" }]);
   // rows a dump file loaded with foreign key checks off (children first, and an orphan): the snapshot
@@ -33,7 +35,7 @@ beforeAll(async () => {
   );
   // a small packet on the replica, so the packet case needs MiBs, not tens of them
   await rep.query("SET GLOBAL max_allowed_packet = 4194304");
-  agent = new AgentProcess(writeConfig(makeConfig(src, [rep], { databases: ["shop", "fresh"] })), { DATASYNC_TEST_APPLY_DELAY_MS: "60" });
+  agent = new AgentProcess(writeConfig(config()), { DATASYNC_TEST_APPLY_DELAY_MS: "60" });
   await agent.waitStreaming(["r1"]);
 }, 120_000);
 
@@ -189,6 +191,24 @@ describe(`fidelity of applied DDL and rows (${flavor})`, () => {
     expect(s).toHaveLength(4);
   });
 
+  it("RENAME TABLE across the scope: a staging swap seeds the table renamed in, drops the one renamed out", async () => {
+    await src.query("CREATE TABLE shop.live (id INT PRIMARY KEY, v VARCHAR(10))");
+    await src.query("INSERT INTO shop.live VALUES (1, 'old'), (2, 'old')");
+    await src.query("CREATE TABLE shop.stage_live (id INT PRIMARY KEY, v VARCHAR(10))"); // excluded
+    await src.query("INSERT INTO shop.stage_live VALUES (1, 'new'), (3, 'new'), (4, 'new')");
+    await caughtUp();
+    await src.query("RENAME TABLE shop.live TO shop.stage_old, shop.stage_live TO shop.live");
+    await src.query("INSERT INTO shop.live VALUES (5, 'after')");
+    await src.query("UPDATE shop.live SET v = 'upd' WHERE id = 3");
+    await waitFor(async () => (await rep.query<any[]>("SELECT COUNT(*) AS n FROM _datasync.snapshot WHERE db = 'shop' AND tbl = 'live' AND state = 'done'"))[0].n > 0, 30_000, "live seeded").catch((e) => {
+      throw new Error(`${e.message}\n${agent.stdoutText.slice(-3000)}`);
+    });
+    await caughtUp();
+    const [s, r] = await both("SELECT * FROM shop.live ORDER BY id");
+    expect(r).toEqual(s);
+    expect(await rep.query("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'shop' AND TABLE_NAME LIKE 'stage%'")).toEqual([]);
+  });
+
   if (flavor === "mariadb") {
     it("applies rows written with check_constraint_checks=OFF as the source did (MariaDB)", async () => {
       await src.query("CREATE TABLE shop.chk (id INT PRIMARY KEY, v INT, CHECK (v > 0))");
@@ -208,6 +228,32 @@ describe(`fidelity of applied DDL and rows (${flavor})`, () => {
     });
   }
 
+  it("a restart with a narrower scope does not copy what an unfinished snapshot had registered", async () => {
+    const rep2 = (await startServers([{ name: "fa-rep2" }]))[0];
+    try {
+      const cfg = (exclude: string[]) => writeConfig(makeConfig(src, [rep2], { group: "narrow", databases: ["shop"], tables: { exclude } }));
+      // the snapshot registers its tables, then the agent dies before copying
+      const a = new AgentProcess(cfg(["shop.stage_*"]), { DATASYNC_TEST_COPY_START_DELAY_MS: "60000" });
+      await a.waitStreaming(["r1"]);
+      await a.kill("SIGKILL");
+      const count = async (q: string) => Number((await rep2.query<any[]>(q))[0].n);
+      expect(await count("SELECT COUNT(*) AS n FROM _datasync.snapshot WHERE tbl = 'snap_child' AND state = 'pending'")).toBe(1);
+      // restarted without the table (say its copy failed): the others are copied, it is not
+      const b = new AgentProcess(cfg(["shop.stage_*", "shop.snap_child"]));
+      try {
+        await waitFor(async () => (await rep2.query<any[]>("SELECT state FROM _datasync.checkpoints WHERE group_name = 'narrow'"))[0]?.state === "streaming", 60_000, "snapshot done");
+        expect(await count("SELECT COUNT(*) AS n FROM _datasync.snapshot WHERE tbl = 'snap_child'")).toBe(0);
+        expect(await count("SELECT COUNT(*) AS n FROM shop.snap_child")).toBe(0);
+        const [s, r] = [await src.query("SELECT * FROM shop.snap_parent"), await rep2.query("SELECT * FROM shop.snap_parent")];
+        expect(r).toEqual(s);
+      } finally {
+        await b.kill("SIGKILL");
+      }
+    } finally {
+      await rep2.destroy();
+    }
+  });
+
   it("splits statements under the replica's max_allowed_packet; a row above it stops the replica naming the setting", async () => {
     await src.query("CREATE TABLE shop.blobs (id INT PRIMARY KEY, b LONGBLOB)");
     // five 1 MiB rows in one transaction: 10 MiB of hex, more than the replica's 4 MiB packet
@@ -226,7 +272,7 @@ describe(`fidelity of applied DDL and rows (${flavor})`, () => {
     // the fix named in the message, then a restart: the row lands
     await rep.query("SET GLOBAL max_allowed_packet = 16777216");
     await agent.kill("SIGTERM");
-    agent = new AgentProcess(writeConfig(makeConfig(src, [rep], { databases: ["shop", "fresh"] })));
+    agent = new AgentProcess(writeConfig(config()));
     await agent.waitStreaming(["r1"]);
     await caughtUp();
     const [s2, r2] = await both(sums);
