@@ -239,7 +239,6 @@ const DECODERS: Record<string, string> = {
   utf8mb3: "utf-8",
   utf8mb4: "utf-8",
   ascii: "utf-8",
-  latin1: "windows-1252",
   latin2: "iso-8859-2",
   latin7: "iso-8859-13",
   greek: "iso-8859-7",
@@ -267,6 +266,8 @@ const DECODERS: Record<string, string> = {
  * that character set cannot be decoded here: the caller stops the replica rather than guess.
  */
 export function decodeStatement(bytes: Buffer, charset: string): string | null {
+  // Node's TextDecoder takes windows-1252 for ISO-8859-1 (0x80 → U+0080): MySQL's latin1 is decoded here
+  if (charset.toLowerCase() === "latin1") return decodeLatin1(bytes);
   const label = DECODERS[charset.toLowerCase()];
   if (!label) return null;
   try {
@@ -274,6 +275,21 @@ export function decodeStatement(bytes: Buffer, charset: string): string | null {
   } catch {
     return null;
   }
+}
+
+/** cp1252's 0x80–0x9F; the five bytes it leaves undefined are the C1 controls, as in MySQL's latin1 */
+const CP1252_HIGH = [
+  0x20ac, 0x81, 0x201a, 0x192, 0x201e, 0x2026, 0x2020, 0x2021, 0x2c6, 0x2030, 0x160, 0x2039, 0x152, 0x8d, 0x17d, 0x8f,
+  0x90, 0x2018, 0x2019, 0x201c, 0x201d, 0x2022, 0x2013, 0x2014, 0x2dc, 0x2122, 0x161, 0x203a, 0x153, 0x9d, 0x17e, 0x178,
+];
+
+function decodeLatin1(b: Buffer): string {
+  let out = "";
+  for (let i = 0; i < b.length; i += 4096) {
+    const part = b.subarray(i, i + 4096);
+    out += String.fromCharCode(...Array.from(part, (x) => (x >= 0x80 && x <= 0x9f ? CP1252_HIGH[x - 0x80] : x)));
+  }
+  return out;
 }
 
 /** MySQL type code of GEOMETRY columns, and of the BLOB decoding that keeps their bytes */
