@@ -1148,8 +1148,11 @@ export class ReplicaSync {
     stmts.push(progressSql(this.#cfg.group, chunk, chunk.last ? "done" : "copying", chunk.lastKey, chunk.rows.length));
     if (finishing) stmts.push(`UPDATE ${SCHEMA}.checkpoints SET state = 'streaming' WHERE group_name = ${conn.escape(this.#cfg.group)}`);
     // every chunk is written with foreign key checks off (DESIGN.md): the source's rows may have been
-    // loaded with them off (children before parents, orphans), and the copy must hold exactly those rows
-    const relaxed = true;
+    // loaded with them off (children before parents, orphans), and the copy must hold exactly those rows;
+    // on MariaDB likewise CHECK constraints (rows written under check_constraint_checks=OFF)
+    const mariadb = this.#src.facts.version.flavor === "mariadb";
+    const off = ["SET SESSION foreign_key_checks = 0", ...(mariadb ? ["SET SESSION check_constraint_checks = 0"] : [])];
+    const on = ["SET SESSION foreign_key_checks = 1", ...(mariadb ? ["SET SESSION check_constraint_checks = 1"] : [])];
     // The rest of the chunk goes through a second connection at the same time (the replica server can
     // use two cores). No stream batch runs meanwhile, so the tombstone check above still holds. The main
     // transaction (with the progress) commits only once the other parts have committed: a crash before
@@ -1157,7 +1160,7 @@ export class ReplicaSync {
     // runs ahead of rows that did not land.
     const sideLanes = lanes.slice(1).filter((l) => l.length > 0);
     const sides = await Promise.all(sideLanes.map((_, i) => this.#sideConnection(i)));
-    if (relaxed) await conn.query("SET SESSION foreign_key_checks = 0");
+    await conn.query(off.join(";\n"));
     const limit = this.#statementLimit();
     // a lane's statements go as few multi-statement queries as the replica's packet allows
     const runLane = async (c: Conn, qs: string[]) => {
@@ -1166,14 +1169,14 @@ export class ReplicaSync {
     try {
       await Promise.all([
         runLane(conn, stmts),
-        ...sideLanes.map((l, i) => runLane(sides[i], [...(relaxed ? ["SET SESSION foreign_key_checks = 0"] : []), "START TRANSACTION", ...l, "COMMIT", ...(relaxed ? ["SET SESSION foreign_key_checks = 1"] : [])])),
+        ...sideLanes.map((l, i) => runLane(sides[i], [...off, "START TRANSACTION", ...l, "COMMIT", ...on])),
       ]);
       await conn.query("COMMIT");
     } catch (err: any) {
       await conn.query("ROLLBACK").catch(() => undefined);
       throw err;
     } finally {
-      if (relaxed) await conn.query("SET SESSION foreign_key_checks = 1").catch(() => undefined);
+      await conn.query(on.join(";\n")).catch(() => undefined);
     }
     this.#m.snapshotRows.inc(this.#labels, written);
     if (chunk.last) {

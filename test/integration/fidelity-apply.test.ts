@@ -241,7 +241,9 @@ describe(`fidelity of applied DDL and rows (${flavor})`, () => {
       // restarted without the table (say its copy failed): the others are copied, it is not
       const b = new AgentProcess(cfg(["shop.stage_*", "shop.snap_child"]));
       try {
-        await waitFor(async () => (await rep2.query<any[]>("SELECT state FROM _datasync.checkpoints WHERE group_name = 'narrow'"))[0]?.state === "streaming", 60_000, "snapshot done");
+        await waitFor(async () => (await rep2.query<any[]>("SELECT state FROM _datasync.checkpoints WHERE group_name = 'narrow'"))[0]?.state === "streaming", 60_000, "snapshot done").catch((e) => {
+          throw new Error(`${e.message}\n${b.stdoutText.slice(-3000)}`);
+        });
         expect(await count("SELECT COUNT(*) AS n FROM _datasync.snapshot WHERE tbl = 'snap_child'")).toBe(0);
         expect(await count("SELECT COUNT(*) AS n FROM shop.snap_child")).toBe(0);
         const [s, r] = [await src.query("SELECT * FROM shop.snap_parent"), await rep2.query("SELECT * FROM shop.snap_parent")];
