@@ -127,6 +127,8 @@ export class BinlogReader {
   #mariaGtid: MariadbGtidPosition | null = null;
   #mysqlGtid: GtidSet | null = null;
   #pendingGtid: any;
+  /** the current MariaDB GTID group is not standalone: a DDL in it is followed by its rows */
+  #groupWithRows = false;
   /** MySQL XA: prepared transactions waiting for their XA COMMIT, by XID text */
   #xaPrepared = new Map<string, Txn>();
   #xaCurrent: string | null = null;
@@ -229,6 +231,9 @@ export class BinlogReader {
         this.#foldPending();
         this.#cur = this.#open(ev.timestamp);
         this.#pendingGtid = name === "mariadbgtid" ? { domainId: ev.domainId, serverId: ev.serverId, seqNo: ev.seqNo } : ev.gtid;
+        // MariaDB: a DDL in a group that is not standalone carries rows (CREATE TABLE … SELECT logs the
+        // CREATE, then its rows, then an Xid, under one GTID)
+        this.#groupWithRows = name === "mariadbgtid" && ev.standalone === false;
         return;
       case "tablemap":
         keepGeometryRaw(ev.tableMap?.[ev.tableId]);
@@ -286,7 +291,14 @@ export class BinlogReader {
         // followed by its rows and an Xid: one transaction, not a standalone DDL.
         const ctas = /\s+START\s+TRANSACTION\s*$/i.exec(sql);
         const session = raw ? parseStatusVars(raw.statusVars, this.#o.flavor) : undefined;
-        if (ctas) {
+        if (ctas || (this.#groupWithRows && this.#o.flavor === "mariadb")) {
+          // one transaction: the DDL, then its rows, committed by the group's Xid (a checkpoint after the
+          // DDL alone would name the whole GTID and skip the rows on a resume)
+          if (!ctas) {
+            this.#cur.ddl = { sql, schema: ev.schema ?? "" };
+            if (raw) Object.assign(this.#cur.ddl, { session, raw: raw.query ?? undefined, ts: ev.timestamp });
+            return;
+          }
           // the suffix is ASCII: as many bytes as characters
           const q = raw?.query;
           this.#cur.ddl = { sql: sql.slice(0, ctas.index), schema: ev.schema ?? "" };

@@ -836,7 +836,8 @@ export class ReplicaSync {
     // key, names may hold quotes): whether the table has a primary key is read from the replica after it
     // (#keylessCreated), and a table without one is dropped again and quarantined.
     if (t.changes.length > 0) {
-      // MySQL's atomic CREATE TABLE … SELECT: the DDL, then its rows with the checkpoint in one target transaction
+      // CREATE TABLE … SELECT (MySQL's atomic one; MariaDB's CREATE and rows under one GTID): the DDL, then
+      // its rows with the checkpoint in one target transaction
       const rowsOnly: Txn = { ...t, ddl: undefined };
       if (this.#skipDdlAt && comparePos(this.#skipDdlAt, t.pos) === 0) {
         this.#skipDdlAt = null;
@@ -845,6 +846,7 @@ export class ReplicaSync {
       const fp = await fingerprint(conn, plan.objects);
       await conn.query(this.#cp(this.#checkpointPos!, 0, 0, 0, { pos: t.pos, fingerprint: fp, sql, schema: t.ddl.schema, withRows: true, context: ctx }));
       await this.#runDdl(conn, plan, t.ddl.schema, ctx);
+      faultPoint("ddl-ran");
       const keyless = await this.#keylessCreated(conn, plan, t.pos);
       if (keyless.length) return advance(keyless);
       return this.#applyRows([rowsOnly]);
