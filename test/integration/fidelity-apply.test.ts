@@ -228,6 +228,21 @@ describe(`fidelity of applied DDL and rows (${flavor})`, () => {
     });
   }
 
+  it("CREATE TABLE … SELECT with the agent killed between the DDL and its rows: the rows land after the restart", async () => {
+    await caughtUp();
+    await agent.kill("SIGTERM");
+    const faulty = new AgentProcess(writeConfig(config()), { DATASYNC_FAULT: "ddl-ran" });
+    await faulty.waitStreaming(["r1"]);
+    await src.query("CREATE TABLE shop.ctas (PRIMARY KEY (id)) SELECT id, pid FROM shop.child");
+    expect(await faulty.exited).not.toBe(0); // killed right after the CREATE ran on the replica
+    agent = new AgentProcess(writeConfig(config()));
+    await agent.waitStreaming(["r1"]);
+    await caughtUp();
+    const [s, r] = await both("SELECT * FROM shop.ctas ORDER BY id");
+    expect(r).toEqual(s);
+    expect(r).toHaveLength(3);
+  });
+
   it("a restart with a narrower scope does not copy what an unfinished snapshot had registered", async () => {
     const rep2 = (await startServers([{ name: "fa-rep2" }]))[0];
     try {
