@@ -24,7 +24,8 @@ const DDL = [
      ddl_pending TEXT NULL,
      state VARCHAR(20) NOT NULL DEFAULT 'streaming',
      scope TEXT NULL,
-     updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6)
+     updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6),
+     writer_seq BIGINT UNSIGNED NOT NULL DEFAULT 0
    ) ENGINE=InnoDB`,
   `CREATE TABLE IF NOT EXISTS ${SCHEMA}.held_ddl (
      id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
@@ -60,8 +61,34 @@ export const SNAPSHOT_DDL = `CREATE TABLE IF NOT EXISTS ${SCHEMA}.snapshot (
 ) ENGINE=InnoDB`;
 DDL.push(SNAPSHOT_DDL);
 
+/**
+ * The writer lease (agent/writer-lock.ts): who holds the group's writer lock on this replica, which
+ * connections it writes through (a successor ends them), and when it last renewed (server clock).
+ */
+export const WRITER_DDL = `CREATE TABLE IF NOT EXISTS ${SCHEMA}.writer (
+  group_name VARCHAR(40) NOT NULL PRIMARY KEY,
+  replica VARCHAR(63) NOT NULL,
+  holder VARCHAR(128) NOT NULL,
+  host VARCHAR(255) NOT NULL,
+  pid INT UNSIGNED NOT NULL,
+  lock_conn BIGINT UNSIGNED NOT NULL,
+  conns VARCHAR(1024) NOT NULL DEFAULT '',
+  ttl_ms INT UNSIGNED NOT NULL,
+  started_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+  renewed_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+  released_at TIMESTAMP(6) NULL DEFAULT NULL
+) ENGINE=InnoDB`;
+DDL.push(WRITER_DDL);
+
 export async function ensureBookkeeping(c: Conn): Promise<void> {
   for (const sql of DDL) await c.query(sql);
+  // extend only: the compare-and-set version of the checkpoint row (added to rows of older agents)
+  const [cols] = await c.query<any[]>(`SELECT 1 FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = '${SCHEMA}' AND TABLE_NAME = 'checkpoints' AND COLUMN_NAME = 'writer_seq'`);
+  if (cols.length === 0) {
+    await c.query(`ALTER TABLE ${SCHEMA}.checkpoints ADD COLUMN writer_seq BIGINT UNSIGNED NOT NULL DEFAULT 0`).catch((e: any) => {
+      if (e?.errno !== 1060) throw e; // another agent added it meanwhile
+    });
+  }
 }
 
 export interface Checkpoint {
@@ -76,6 +103,8 @@ export interface Checkpoint {
   state: string;
   scope: string | null;
   updatedAt: string;
+  /** compare-and-set version: every checkpoint write moves it by one, from the value its writer read */
+  seq: number;
 }
 
 export interface DdlPending {
@@ -105,10 +134,25 @@ export async function readCheckpoint(c: Conn, group: string): Promise<Checkpoint
     state: r.state,
     scope: r.scope ?? null,
     updatedAt: r.updated_at,
+    seq: Number(r.writer_seq ?? 0),
   };
 }
 
-/** The statement that records a checkpoint; runs inside the target transaction it covers. */
+/**
+ * Follows a checkpoint write in the same multi-statement query: fails with ER_TOO_MANY_ROWS (1172) unless
+ * the write changed exactly one row, so a lost compare-and-set stops the query before its COMMIT (the
+ * transaction stays open and is rolled back). Portable: no stored program, no SIGNAL, any sql_mode.
+ */
+export const CAS_GUARD = "SELECT 1 FROM (SELECT 1 AS a UNION ALL SELECT 2) AS datasync_cas WHERE ROW_COUNT() <> 1 INTO @datasync_cas";
+export const CAS_LOST_ERRNO = 1172;
+
+/**
+ * The statements that record a checkpoint; they run inside the target transaction they cover. The
+ * checkpoint moves only by compare-and-set: `expectSeq` is the `writer_seq` its writer read (or last
+ * wrote), and null when it read no row (then a plain insert, which another writer's row makes fail). A
+ * writer that lost its lock without knowing therefore cannot move the checkpoint (backwards or at all):
+ * its transaction fails at the guard and is rolled back. The new row has `writer_seq = expectSeq + 1`.
+ */
 export function checkpointSql(
   group: string,
   sourceId: string,
@@ -117,16 +161,40 @@ export function checkpointSql(
   sourceTs: number,
   txns: number,
   rows: number,
-  ddlPending: DdlPending | null = null,
-  state = "streaming",
+  ddlPending: DdlPending | null,
+  state: string,
+  expectSeq: number | null,
 ): string {
   const e = mysql.escape;
+  const pending = e(ddlPending ? JSON.stringify(ddlPending) : null);
+  if (expectSeq === null) {
+    return (
+      `INSERT IGNORE INTO ${SCHEMA}.checkpoints (group_name, source_id, flavor, binlog_file, binlog_pos, gtid, source_ts, applied_txns, applied_rows, ddl_pending, state, writer_seq) ` +
+      `VALUES (${e(group)}, ${e(sourceId)}, ${e(flavor)}, ${e(pos.file)}, ${pos.pos}, ${e(pos.gtid ?? null)}, ${Math.round(sourceTs)}, ${txns}, ${rows}, ${pending}, ${e(state)}, 1);\n${CAS_GUARD}`
+    );
+  }
   return (
-    `INSERT INTO ${SCHEMA}.checkpoints (group_name, source_id, flavor, binlog_file, binlog_pos, gtid, source_ts, applied_txns, applied_rows, ddl_pending, state) ` +
-    `VALUES (${e(group)}, ${e(sourceId)}, ${e(flavor)}, ${e(pos.file)}, ${pos.pos}, ${e(pos.gtid ?? null)}, ${Math.round(sourceTs)}, ${txns}, ${rows}, ${e(ddlPending ? JSON.stringify(ddlPending) : null)}, ${e(state)}) ` +
-    `ON DUPLICATE KEY UPDATE source_id = VALUES(source_id), flavor = VALUES(flavor), binlog_file = VALUES(binlog_file), binlog_pos = VALUES(binlog_pos), gtid = VALUES(gtid), ` +
-    `source_ts = GREATEST(source_ts, VALUES(source_ts)), applied_txns = applied_txns + VALUES(applied_txns), applied_rows = applied_rows + VALUES(applied_rows), ddl_pending = VALUES(ddl_pending), state = VALUES(state)`
+    `UPDATE ${SCHEMA}.checkpoints SET source_id = ${e(sourceId)}, flavor = ${e(flavor)}, binlog_file = ${e(pos.file)}, binlog_pos = ${pos.pos}, gtid = ${e(pos.gtid ?? null)}, ` +
+    `source_ts = GREATEST(source_ts, ${Math.round(sourceTs)}), applied_txns = applied_txns + ${txns}, applied_rows = applied_rows + ${rows}, ddl_pending = ${pending}, state = ${e(state)}, ` +
+    `writer_seq = ${expectSeq + 1} WHERE group_name = ${e(group)} AND writer_seq = ${expectSeq};\n${CAS_GUARD}`
   );
+}
+
+/** A checkpoint compare-and-set that failed: another writer moved the checkpoint since this one read it. */
+export class WriterLost extends Error {
+  constructor(message: string, cause?: unknown) {
+    super(message);
+    this.name = "WriterLost";
+    if (cause) (this as any).cause = cause;
+  }
+}
+
+/** Whether an error (or one it wraps) is a lost checkpoint compare-and-set or a lost writer lock. */
+export function isWriterLost(err: any): boolean {
+  for (let e = err, depth = 0; e && depth < 5; e = e.cause, depth++) {
+    if (e instanceof WriterLost || e?.errno === CAS_LOST_ERRNO) return true;
+  }
+  return false;
 }
 
 export async function loadQuarantine(c: Conn, group: string): Promise<Set<string>> {

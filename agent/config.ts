@@ -4,7 +4,7 @@ import { readFileSync } from "node:fs";
 import { createHash } from "node:crypto";
 import YAML from "yaml";
 import { z } from "zod";
-import { checkDatabases, checkTopology, GROUP_RE, isLoopback, REPLICA_NAME_RE } from "./rules.js";
+import { checkDatabases, checkTopology, GROUP_RE, REPLICA_NAME_RE, tlsOffByDefault } from "./rules.js";
 
 export const TLS_MODES = ["disabled", "required", "verify-ca", "verify-identity"] as const;
 export type TlsMode = (typeof TLS_MODES)[number];
@@ -120,6 +120,8 @@ export function validateConfig(raw: unknown): Config {
   const problems = [
     ...checkTopology(c.source, c.replicas).map((f) => f.message),
     ...checkDatabases(c.databases).map((f) => f.message),
+    ...checkTlsMaterial(c.source, "source"),
+    ...c.replicas.flatMap((r, i) => checkTlsMaterial(r, `replicas[${i}]`)),
   ];
   if (problems.length) throw new ConfigError(problems);
   return deepFreeze(c);
@@ -180,8 +182,55 @@ export function resolvePassword(e: Endpoint, where: string, env: NodeJS.ProcessE
   return "";
 }
 
-export function tlsModeOf(e: Endpoint): TlsMode {
-  return e.tls?.mode ?? (isLoopback(e.host) ? "disabled" : "verify-identity");
+/** TLS is off by default only on 127.0.0.1, localhost and ::1 (DESIGN.md); every other host gets verify-identity. */
+export function tlsModeOf(e: Pick<Endpoint, "host" | "tls">): TlsMode {
+  return e.tls?.mode ?? (tlsOffByDefault(e.host) ? "disabled" : "verify-identity");
+}
+
+const PEM_RE = /-----BEGIN ([A-Z0-9 ]+)-----[\s\S]+?-----END \1-----/;
+
+/** PEM text itself (inline), as opposed to the path of a file. */
+export function isPemText(v: string): boolean {
+  return v.includes("-----BEGIN");
+}
+
+/**
+ * The PEM of a tls.ca/cert/key value: the value itself when it is PEM text, else the contents of the file
+ * it names. Throws (naming `path` and the fix, never the value of a key) when it is neither.
+ */
+export function readPem(value: string, path: string): string {
+  const shown = path.endsWith(".key") ? "the value" : JSON.stringify(value.length > 80 ? `${value.slice(0, 77)}...` : value);
+  const fix = `give the path of a readable PEM file or the PEM text itself (-----BEGIN ...-----); the provider inlines file contents for remote agents`;
+  if (isPemText(value)) {
+    if (!PEM_RE.test(value)) throw new ConfigError([`${path}: the PEM text is incomplete (no matching -----END ...----- line); ${fix}`]);
+    return value;
+  }
+  let text: string;
+  try {
+    text = readFileSync(value, "utf8");
+  } catch (err: any) {
+    throw new ConfigError([`${path}: ${shown} is neither PEM text nor a readable file (${err.code ?? err.message}); ${fix}`]);
+  }
+  if (!PEM_RE.test(text)) throw new ConfigError([`${path}: the file ${path.endsWith(".key") ? "" : `${value} `}holds no PEM block (-----BEGIN ...----- ... -----END ...-----); ${fix}`]);
+  return text;
+}
+
+/** tls.ca, tls.cert and tls.key must each be PEM text or a readable PEM file (checked at load, not at first connect). */
+function checkTlsMaterial(e: Endpoint, where: string): string[] {
+  const out: string[] = [];
+  for (const k of ["ca", "cert", "key"] as const) {
+    const v = e.tls?.[k];
+    if (v === undefined) continue;
+    try {
+      readPem(v, `${where}.tls.${k}`);
+    } catch (err: any) {
+      out.push(...(err instanceof ConfigError ? err.problems : [String(err?.message)]));
+    }
+  }
+  if ((e.tls?.cert === undefined) !== (e.tls?.key === undefined)) {
+    out.push(`${where}.tls: ${e.tls?.cert === undefined ? "key" : "cert"} is given without ${e.tls?.cert === undefined ? "cert" : "key"}; a client certificate needs both tls.cert and tls.key`);
+  }
+  return out;
 }
 
 /** The binlog client id: configured, else derived from the group (stable across restarts), offset per replica. */
@@ -196,7 +245,7 @@ export function redactConfig(c: Config): unknown {
   const red = (e: any) => ({
     ...e,
     password: e.password === undefined ? undefined : "***",
-    tls: e.tls ? { ...e.tls, key: e.tls.key === undefined ? undefined : e.tls.key.includes("-----BEGIN") ? "***" : e.tls.key } : undefined,
+    tls: e.tls ? { ...e.tls, key: e.tls.key === undefined ? undefined : isPemText(e.tls.key) ? "***" : e.tls.key } : undefined,
   });
   return { ...c, source: red(c.source), replicas: c.replicas.map(red) };
 }

@@ -20,7 +20,7 @@ export function startHttp(listen: string, agent: Agent): Promise<HttpServer> {
       if (url === "/healthz") {
         const st = agent.status();
         res.writeHead(200, { "content-type": "application/json" });
-        res.end(JSON.stringify({ status: "ok", group: st.group, replicas: st.replicas.map((r) => ({ name: r.name, state: r.state })) }));
+        res.end(JSON.stringify({ status: "ok", group: st.group, replicas: st.replicas.map((r) => ({ name: r.name, state: r.state, writer: r.writer?.role ?? null })) }));
       } else if (url === "/readyz") {
         const st = agent.status();
         res.writeHead(st.ready ? 200 : 503, { "content-type": "application/json" });

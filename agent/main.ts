@@ -6,10 +6,11 @@ import { binlogStatus, connect, type Conn } from "./db.js";
 import { startHttp, type HttpServer } from "./http.js";
 import { createLogger, type Logger } from "./log.js";
 import { Metrics } from "./metrics.js";
-import { preflightSource, type SourceFacts } from "./preflight.js";
+import { checkReplicaServers, preflightSource, type SourceFacts } from "./preflight.js";
 import type { Position } from "./reader.js";
 import { ReplicaSync, type ReplicaStatus } from "./replica.js";
 import { makeTableFilter } from "./rules.js";
+import { GroupWriter } from "./writer-lock.js";
 
 export class StartupError extends Error {
   constructor(message: string) {
@@ -36,6 +37,7 @@ export class Agent {
   #poll: NodeJS.Timeout | null = null;
   #http: HttpServer | null = null;
   #stopped = false;
+  #writer: GroupWriter | null = null;
 
   constructor(cfg: Config, opts: AgentOptions = {}) {
     this.cfg = cfg;
@@ -57,6 +59,8 @@ export class Agent {
       throw new StartupError(`the source fails preflight:\n  - ${report.failures.map((f) => f.message).join("\n  - ")}`);
     }
     for (const w of report.warnings) this.log.warn(w);
+    const sameServer = await checkReplicaServers(cfg, facts); // before any write: each replica is a server of its own
+    if (sameServer.length) throw new StartupError(`a replica is not a server of its own:\n  - ${sameServer.map((f) => f.message).join("\n  - ")}`);
     this.#facts = facts;
     this.#src = await connect(cfg.source, "source");
     const sourceId = await this.#sourceId();
@@ -88,7 +92,11 @@ export class Agent {
         }
       },
       inScope,
+      writerGate: (i: number) => this.#writer!.gate(i),
     };
+    // one writer per group and replica: a standby's pipelines wait for the locks (no binlog connection)
+    this.#writer = new GroupWriter(cfg, this.log, this.metrics);
+    this.#writer.start();
     const own = replicaConfig(cfg);
     cfg.replicas.forEach((_, i) => {
       const r = new ReplicaSync(own, i, ctx, this.log, this.metrics);
@@ -164,6 +172,8 @@ export class Agent {
     this.#stopped = true;
     if (this.#poll) clearInterval(this.#poll);
     await Promise.all(this.replicas.map((r) => r.stop()));
+    // the locks go only once nothing writes any more
+    await this.#writer?.stop();
     await this.#http?.close();
     const src = this.#src;
     if (src) {

@@ -2,10 +2,11 @@
 // versions, settings, grants and table keys, and hands them to the pure rules in rules.ts.
 import type { Config, Endpoint } from "./config.js";
 import { connect, describeConnError, type Conn } from "./db.js";
+import { describeIdentity, identityKey, readServerIdentity, type ServerIdentity } from "./identity.js";
 import {
-  BOOKKEEPING_SCHEMA,
   checkBinlogSettings,
   checkPrimaryKeys,
+  checkReplicaPrivileges,
   checkSourcePrivileges,
   checkVersionParity,
   makeTableFilter,
@@ -86,41 +87,6 @@ export async function triggersInScope(c: Conn, databases: string[]): Promise<str
   return rows.map((r) => `${r.db}.${r.name} (on ${r.tbl})`);
 }
 
-/** Replica privileges: DDL and DML on each synced schema and on _datasync. */
-export function checkReplicaPrivileges(server: string, grants: string[], schemas: string[]): RuleFailure[] {
-  const NEED = ["SELECT", "INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "ALTER", "INDEX"];
-  const privsOn = (schema: string): Set<string> => {
-    const s = new Set<string>();
-    for (const g of grants) {
-      const m = /^GRANT\s+(.+?)\s+ON\s+(\S+)\s+TO/i.exec(g);
-      if (!m) continue;
-      const target = m[2].replace(/`/g, "");
-      const dbPart = target.split(".")[0];
-      const matches = target === "*.*" || dbPart === schema || (dbPart.includes("%") && new RegExp(`^${dbPart.replace(/[.*+?^${}()|[\]\\]/g, "\\$&").replace(/%/g, ".*").replace(/_/g, ".")}$`).test(schema));
-      if (!matches || !target.endsWith(".*")) continue;
-      for (const p of m[1].split(",").map((x) => x.trim().toUpperCase())) {
-        if (p === "ALL" || p === "ALL PRIVILEGES") NEED.forEach((n) => s.add(n));
-        else s.add(p);
-      }
-    }
-    return s;
-  };
-  const out: RuleFailure[] = [];
-  for (const schema of schemas) {
-    const have = privsOn(schema);
-    const missing = NEED.filter((n) => !have.has(n));
-    if (missing.length) {
-      out.push({
-        rule: 6,
-        code: "replica-privileges",
-        where: server,
-        message: `${server}: the sync user lacks ${missing.join(", ")} on \`${schema}\`; required DDL and DML on the synced schemas and ${BOOKKEEPING_SCHEMA}. Fix: GRANT ALL PRIVILEGES ON \`${schema}\`.* TO <user>.`,
-      });
-    }
-  }
-  return out;
-}
-
 function label(e: Endpoint, name: string): string {
   return `${name} (${e.host}:${e.port})`;
 }
@@ -128,6 +94,49 @@ function label(e: Endpoint, name: string): string {
 export interface SourceFacts {
   version: ServerVersion;
   vars: Variables;
+  /** the source's server identity (DESIGN.md "Server identity"); absent where only the declared version is known */
+  identity?: ServerIdentity;
+  /** "source (host:port)" for messages */
+  label?: string;
+  /**
+   * The identity each replica showed at its last preflight, by replica name: a replica must be a server
+   * of its own, so a later preflight (agent start, every reconnect of a replica session) compares with them.
+   */
+  replicaIdentities?: Map<string, { identity: ServerIdentity; label: string }>;
+}
+
+/**
+ * Rule 1, live: a replica is neither the source nor another replica, by server identity rather than by
+ * host string (a DNS alias, another address, a proxy or a port forward name the same server). Writing to
+ * such a "replica" would overwrite the source's (or the other replica's) data. Registers the replica's
+ * identity in `source.replicaIdentities`; the check and the registration run without an await between
+ * them, so two sessions connecting at once still see each other.
+ */
+export function checkDistinctServer(name: string, label: string, where: string, id: ServerIdentity, source?: SourceFacts): RuleFailure[] {
+  const out: RuleFailure[] = [];
+  if (!source) return out;
+  const key = identityKey(id);
+  if (source.identity && identityKey(source.identity) === key) {
+    out.push({
+      rule: 1,
+      code: "replica-is-source",
+      where: label,
+      message: `${label} is the same server as ${source.label ?? "the source"}: both report ${describeIdentity(id)}. Writing to it would overwrite the source's data, so nothing is written. Fix: point ${where} at a different server (the address given reaches the source, e.g. a DNS alias, another address of it or a port forward).`,
+    });
+  }
+  source.replicaIdentities ??= new Map();
+  for (const [other, seen] of source.replicaIdentities) {
+    if (other !== name && identityKey(seen.identity) === key) {
+      out.push({
+        rule: 1,
+        code: "replica-twice",
+        where: label,
+        message: `${label} is the same server as ${seen.label}: both report ${describeIdentity(id)}. A server can be a replica only once per group (two writers would overwrite each other). Fix: point ${where} or replica ${other} at another server, or remove one of them.`,
+      });
+    }
+  }
+  if (out.length === 0) source.replicaIdentities.set(name, { identity: id, label });
+  return out;
 }
 
 /** Live checks of the source. Never throws for rule failures; connection errors become a failure. */
@@ -145,6 +154,7 @@ export async function preflightSource(cfg: Config): Promise<{ report: ServerRepo
     const [[{ v }]] = await c.query<any[]>("SELECT VERSION() AS v");
     const version = parseVersion(String(v))!;
     report.version = version;
+    const identity = await readServerIdentity(c);
     const vars = await readVariables(c);
     report.failures.push(...checkBinlogSettings(report.label, vars, version.flavor));
     report.failures.push(...checkSourcePrivileges(report.label, await readGrants(c), version.flavor));
@@ -155,7 +165,7 @@ export async function preflightSource(cfg: Config): Promise<{ report: ServerRepo
         `${report.label}: trigger${trig.length > 1 ? "s" : ""} ${trig.join(", ")} ${trig.length > 1 ? "are" : "is"} held back from the replicas while syncing (their effects arrive as rows); install them on a replica when syncing ends, e.g. at cutover.`,
       );
     }
-    return { report, facts: { version, vars } };
+    return { report, facts: { version, vars, identity, label: report.label, replicaIdentities: new Map() } };
   } finally {
     await c.end().catch(() => undefined);
   }
@@ -177,6 +187,7 @@ export async function preflightReplica(cfg: Config, index: number, source?: Sour
     const [[{ v }]] = await c.query<any[]>("SELECT VERSION() AS v");
     const version = parseVersion(String(v))!;
     report.version = version;
+    report.failures.push(...checkDistinctServer(r.name, report.label, `replicas[${index}]`, await readServerIdentity(c), source));
     if (source) {
       report.failures.push(
         ...checkVersionParity(
@@ -202,11 +213,39 @@ export async function preflightReplica(cfg: Config, index: number, source?: Sour
         message: `${report.label}: sql_generate_invisible_primary_key is ON, required OFF (tables created by the sync would get a key the source does not have). Set the server parameter sql_generate_invisible_primary_key=OFF.`,
       });
     }
-    report.failures.push(...checkReplicaPrivileges(report.label, await readGrants(c), [...cfg.databases, "_datasync"]));
+    report.failures.push(...checkReplicaPrivileges(report.label, await readGrants(c), cfg.databases));
     return report;
   } finally {
     await c.end().catch(() => undefined);
   }
+}
+
+/**
+ * Agent start: every reachable replica is a server of its own (not the source, not another replica), all
+ * checked before any replica session starts; an unreachable replica is checked when its session connects.
+ * Returns the failures (the agent refuses to start on any).
+ */
+export async function checkReplicaServers(cfg: Config, source: SourceFacts): Promise<RuleFailure[]> {
+  const seen = await Promise.all(
+    cfg.replicas.map(async (r, i) => {
+      let c: Conn;
+      try {
+        c = await connect(r, `replicas[${i}]`);
+      } catch {
+        return undefined; // reported by the replica's session, which checks again before writing
+      }
+      try {
+        return await readServerIdentity(c);
+      } finally {
+        await c.end().catch(() => undefined);
+      }
+    }),
+  );
+  const out: RuleFailure[] = [];
+  seen.forEach((id, i) => {
+    if (id) out.push(...checkDistinctServer(cfg.replicas[i].name, label(cfg.replicas[i], `replica ${cfg.replicas[i].name}`), `replicas[${i}]`, id, source));
+  });
+  return out;
 }
 
 export async function preflight(cfg: Config): Promise<PreflightReport> {
@@ -216,3 +255,4 @@ export async function preflight(cfg: Config): Promise<PreflightReport> {
 }
 
 export type { Flavor };
+export { checkReplicaPrivileges };

@@ -3,17 +3,18 @@
 // to its consumer with the resume position that follows it. One reader per replica: each replica
 // advances on its own, and a full consumer pauses its reader (memory stays bounded).
 import ZongJi from "@vlasky/zongji";
+import { explainDriverTlsError } from "./db.js";
 import { GtidSet, MariadbGtidPosition } from "@vlasky/zongji";
 import type { Flavor } from "./rules.js";
 import {
   keepGeometryRaw,
   parseStatusVars,
   ROWS_NO_CHECK_CONSTRAINT_CHECKS,
-  ROWS_NO_FOREIGN_KEY_CHECKS,
   ROWS_RELAXED_UNIQUE_CHECKS,
   takeQueryRaw,
   type QuerySession,
 } from "./binlog-raw.js";
+import { EXACT, exactRowsReady, installExactRows } from "./rowdecode.js";
 
 export interface Position {
   file: string;
@@ -25,15 +26,24 @@ export interface Position {
 export type Row = Record<string, unknown>;
 
 export interface RowChange {
-  op: "insert" | "update" | "delete";
+  /** "savepoint"/"rollback-to": a source savepoint that a ROLLBACK TO in the same transaction returns to (rows empty) */
+  op: "insert" | "update" | "delete" | "savepoint" | "rollback-to";
+  /** the savepoint's name, for "savepoint" and "rollback-to" */
+  savepoint?: string;
   db: string;
   table: string;
   /** insert/delete: the rows; update: the after images */
   rows: Row[];
   /** update: the before images, same order as rows */
   before?: Row[];
-  /** the rows event flags (the writing session's foreign key, unique and CHECK constraint checks) */
+  /** the rows event flags besides foreign key checks (unique and MariaDB CHECK constraint checks) */
   flags?: number;
+  /**
+   * the rows event carried NO_FOREIGN_KEY_CHECKS_F: the source session ran it with foreign_key_checks=0, or
+   * (MySQL 9.6+, SQL-layer foreign keys) it is a cascaded change of a child table, logged before its parent's
+   * event; applied with foreign key checks off as well, as MySQL's own applier does
+   */
+  noFkChecks?: boolean;
 }
 
 export interface Txn {
@@ -58,9 +68,13 @@ export interface Txn {
 
 export class PurgedPositionError extends Error {
   readonly code = "purged";
-  constructor(pos: Position, detail: string) {
+  /** `reset`: the history was erased (RESET MASTER / RESET BINARY LOGS AND GTIDS), not purged */
+  constructor(pos: Position, detail: string, reset = false) {
     super(
-      `the source no longer has the binlog at the replica's checkpoint (${pos.gtid ? `GTID ${pos.gtid}` : `${pos.file}:${pos.pos}`}): it was purged (${detail}). ` +
+      `the source no longer has the binlog at the replica's checkpoint (${pos.gtid ? `GTID ${pos.gtid}` : `${pos.file}:${pos.pos}`}): ` +
+        (reset
+          ? `its binary log history was reset (RESET MASTER, or RESET BINARY LOGS AND GTIDS on MySQL 8.4+): ${detail}. Later writes on the source cannot be placed after the checkpoint. `
+          : `it was purged (${detail}). `) +
         "The replica needs a new snapshot: run `datasync resnapshot --config F --replica NAME`.",
     );
     this.name = "PurgedPositionError";
@@ -84,9 +98,30 @@ export function comparePos(a: { file: string; pos: number }, b: { file: string; 
   return a.pos - b.pos;
 }
 
+/** SAVEPOINT x, ROLLBACK [WORK] TO [SAVEPOINT] x, RELEASE SAVEPOINT x (names bare or backquoted) */
+const SAVEPOINT_RE = /^\s*(SAVEPOINT|ROLLBACK\s+(?:WORK\s+)?TO(?:\s+SAVEPOINT)?|RELEASE\s+SAVEPOINT)\s+(`(?:[^`]|``)+`|[^\s;`]+)\s*;?\s*$/i;
+
+function unquoteName(n: string): string {
+  return n.startsWith("`") ? n.slice(1, -1).replace(/``/g, "`") : n;
+}
+
+/** rows event flag: the session's foreign_key_checks was off (or, MySQL 9.6+, a logged cascade) */
+const NO_FOREIGN_KEY_CHECKS_F = 0x02;
+
 const DML_RE = /^\s*(?:\/\*.*?\*\/\s*)*(INSERT|UPDATE|DELETE|REPLACE|LOAD\s+DATA)\b/is;
 
+/** the prepared part of an XA transaction, waiting for its XA COMMIT or XA ROLLBACK */
+export interface XaParked {
+  txn: Txn;
+  /** MySQL: the prepared part's GTID, added to the position with the commit */
+  gtid?: unknown;
+  /** where the commit or rollback was read (kept a while for a reader that starts before it) */
+  committedAt?: Position;
+}
+
 export interface ReaderOptions {
+  /** prepared XA transactions from the replica's previous reader */
+  xaParked?: ReadonlyMap<string, XaParked>;
   connection: Record<string, unknown>;
   serverId: number;
   flavor: Flavor;
@@ -129,12 +164,18 @@ export class BinlogReader {
   #pendingGtid: any;
   /** the current MariaDB GTID group is not standalone: a DDL in it is followed by its rows */
   #groupWithRows = false;
-  /** MySQL XA: prepared transactions waiting for their XA COMMIT, by XID text */
-  #xaPrepared = new Map<string, Txn>();
+  /** XA: prepared transactions waiting for their XA COMMIT, by XID text (see XaParked) */
+  #xaPrepared: Map<string, XaParked>;
   #xaCurrent: string | null = null;
+  /** savepoints of the open transaction: where in its changes each was set, and whether a marker went in */
+  #savepoints: { name: string; index: number; marked: boolean }[] = [];
+  /** the next row event starts a new change (a savepoint lies between) */
+  #split = false;
   #paused = false;
   #stopped = false;
   #failed = false;
+  /** the furthest position handed to the consumer */
+  #handed: Position;
   /** the last commit seen (even when nothing in it was in scope) */
   lastRead: Position;
   /** when the last binlog event arrived (a stalled connection stops moving this) */
@@ -143,6 +184,11 @@ export class BinlogReader {
   constructor(o: ReaderOptions) {
     this.#o = o;
     this.lastRead = o.start;
+    this.#handed = o.start;
+    // prepared XA transactions read by the previous reader of this replica (a reconnect, a source restart)
+    // that are still open at this reader's start
+    this.#xaPrepared = new Map();
+    for (const [xid, p] of o.xaParked ?? []) if (!p.committedAt || comparePos(p.committedAt, o.start) > 0) this.#xaPrepared.set(xid, { ...p, committedAt: undefined });
     if (o.start.gtid) {
       if (o.flavor === "mariadb") this.#mariaGtid = MariadbGtidPosition.parse(o.start.gtid);
       else this.#mysqlGtid = GtidSet.parse(o.start.gtid);
@@ -154,8 +200,15 @@ export class BinlogReader {
   }
 
   start(): Promise<void> {
+    // the decoding patch loads once per process; later readers start synchronously
+    if (exactRowsReady()) return this.#start();
+    return installExactRows().then(() => this.#start());
+  }
+
+  #start(): Promise<void> {
     const o = this.#o;
     const z: any = new ZongJi({ ...o.connection, dateStrings: true, timezone: "Z", supportBigNumbers: true, bigNumberStrings: true, jsonStrings: true });
+    z[EXACT] = true;
     this.#z = z;
     if (o.tableInfo) this.#overrideTableInfo(z, o.tableInfo);
     return new Promise((resolve, reject) => {
@@ -167,6 +220,8 @@ export class BinlogReader {
       z.on("error", (err: Error) => {
         if (this.#stopped || this.#failed) return;
         this.#failed = true;
+        const tls = explainDriverTlsError(err, o.connection as any);
+        if (tls) err.message = tls;
         const e = isPurgedError(err) ? new PurgedPositionError(this.lastRead, (err as any).message) : err;
         if (!ready) reject(e);
         else o.onError(e);
@@ -218,6 +273,8 @@ export class BinlogReader {
   }
 
   #open(ts: number): Txn {
+    this.#savepoints = [];
+    this.#split = false;
     return { pos: this.lastRead, ts, readAt: 0, changes: [], rowCount: 0, bytes: 256 };
   }
 
@@ -245,8 +302,12 @@ export class BinlogReader {
         const xa = /^\s*XA\s+(START|BEGIN|END|PREPARE|COMMIT|ROLLBACK)\s+(.*?)\s*$/is.exec(sql);
         if (xa) {
           const verb = xa[1].toUpperCase();
-          const xid = xa[2].replace(/\s+ONE\s+PHASE\s*$/i, "").replace(/\s+/g, "");
+          const xid = xa[2].replace(/\s+(ONE\s+PHASE|SUSPEND(\s+FOR\s+MIGRATE)?)\s*$/i, "").replace(/\s+/g, "");
           if (verb === "START" || verb === "BEGIN") {
+            if (!this.#cur) this.#cur = this.#open(ev.timestamp);
+            this.#xaCurrent = xid;
+          } else if (verb === "END") {
+            // MariaDB writes no XA START (the XID rides in the GTID event): XA END names the transaction
             if (!this.#cur) this.#cur = this.#open(ev.timestamp);
             this.#xaCurrent = xid;
           } else if (verb === "COMMIT") {
@@ -255,25 +316,34 @@ export class BinlogReader {
               this.#commit(ev);
             } else {
               const parked = this.#xaPrepared.get(xid);
-              this.#xaPrepared.delete(xid);
               const t = this.#cur ?? this.#open(ev.timestamp);
-              if (parked) {
-                t.changes.push(...parked.changes);
-                t.rowCount += parked.rowCount;
-                t.bytes += parked.bytes;
+              if (parked && !parked.committedAt) {
+                t.changes.push(...parked.txn.changes);
+                t.rowCount += parked.txn.rowCount;
+                t.bytes += parked.txn.bytes;
+                if (parked.gtid) this.#foldGtid(parked.gtid);
               }
               this.#cur = t;
               this.#commit(ev);
+              if (parked) this.#xaDone(xid, parked);
             }
           } else if (verb === "ROLLBACK") {
-            this.#xaPrepared.delete(xid);
+            const parked = this.#xaPrepared.get(xid);
+            if (parked?.gtid && !parked.committedAt) this.#foldGtid(parked.gtid);
             this.#cur = null;
             this.#commit(ev);
+            if (parked) this.#xaDone(xid, parked);
           }
           return;
         }
-        if (head.startsWith("BEGIN") || head.startsWith("SAVEPOINT") || /^ROLLBACK\s+(WORK\s+)?TO\b/.test(head) || head.startsWith("RELEASE SAVEPOINT")) {
+        if (head.startsWith("BEGIN")) {
           if (!this.#cur) this.#cur = this.#open(ev.timestamp);
+          return;
+        }
+        const sp = SAVEPOINT_RE.exec(sql);
+        if (sp) {
+          if (!this.#cur) this.#cur = this.#open(ev.timestamp);
+          this.#savepoint(this.#cur, sp[1].slice(0, 4).toUpperCase(), unquoteName(sp[2]));
           return;
         }
         if (head.startsWith("COMMIT") || /^ROLLBACK\s*$/.test(head)) {
@@ -322,13 +392,16 @@ export class BinlogReader {
         if (!this.#cur) this.#cur = this.#open(ev.timestamp);
         const t = this.#cur;
         const op = name === "writerows" ? "insert" : name === "updaterows" ? "update" : "delete";
-        // the checks the writing session ran with (foreign keys, unique, MariaDB CHECK constraints)
-        const flags = Number(ev.flags ?? 0) & (ROWS_NO_FOREIGN_KEY_CHECKS | ROWS_RELAXED_UNIQUE_CHECKS | ROWS_NO_CHECK_CONSTRAINT_CHECKS);
+        const noFk = (ev.flags & NO_FOREIGN_KEY_CHECKS_F) !== 0;
+        // the other checks the writing session ran with (unique, MariaDB CHECK constraints)
+        const flags = Number(ev.flags ?? 0) & (ROWS_RELAXED_UNIQUE_CHECKS | ROWS_NO_CHECK_CONSTRAINT_CHECKS);
         let last = t.changes[t.changes.length - 1];
-        if (!last || last.op !== op || last.db !== db || last.table !== table || (last.flags ?? 0) !== flags) {
+        if (this.#split || !last || last.op !== op || last.db !== db || last.table !== table || !!last.noFkChecks !== noFk || (last.flags ?? 0) !== flags) {
           last = { op, db, table, rows: [], before: op === "update" ? [] : undefined };
+          if (noFk) last.noFkChecks = true;
           if (flags) last.flags = flags;
           t.changes.push(last);
+          this.#split = false;
         }
         if (op === "update") {
           for (const r of ev.rows) {
@@ -354,7 +427,10 @@ export class BinlogReader {
       case "rotate":
         // between transactions the reader has read up to the new file's start (a rotation writes no
         // transaction, yet moves the source's end: readiness checks compare against that end)
-        if (!this.#cur && ev.binlogName) this.lastRead = { ...this.lastRead, file: String(ev.binlogName), pos: Number(ev.position) || 4 };
+        if (!this.#cur && ev.binlogName) {
+          this.lastRead = { ...this.lastRead, file: String(ev.binlogName), pos: Number(ev.position) || 4 };
+          this.#moved();
+        }
         return;
       case "format":
       case "mariadbgtidlist":
@@ -364,6 +440,7 @@ export class BinlogReader {
         if (!this.#cur && ev.nextPosition > 0) {
           const file: string = this.#z?.options?.filename ?? this.lastRead.file;
           if (file === this.lastRead.file ? ev.nextPosition > this.lastRead.pos : true) this.lastRead = { ...this.lastRead, file, pos: ev.nextPosition };
+          if (name !== "heartbeat") this.#moved();
         }
         return;
       default:
@@ -371,12 +448,85 @@ export class BinlogReader {
     }
   }
 
-  /** Park the prepared part of an XA transaction under the XID of its XA START until XA COMMIT. */
+  /**
+   * SAVEPOINT, ROLLBACK TO and RELEASE inside a transaction. A source writes ROLLBACK TO to its binlog only
+   * when the rolled-back part touched a non-transactional table (otherwise it truncates its cache), so the
+   * rows between the savepoint and the rollback are all in the stream: the transactional ones were undone
+   * on the source, the others were not. The replica's own engines make that distinction, as native
+   * replication does: a "savepoint" marker goes in where the savepoint was set (only once a rollback to it
+   * is seen, so the many savepoints of ORMs cost nothing) and a "rollback-to" marker where it was rolled back.
+   */
+  #savepoint(t: Txn, verb: string, name: string): void {
+    const sps = this.#savepoints;
+    const find = () => {
+      for (let i = sps.length - 1; i >= 0; i--) if (sps[i].name.toLowerCase() === name.toLowerCase()) return i;
+      return -1;
+    };
+    if (verb === "SAVE") {
+      const i = find();
+      if (i >= 0) sps.splice(i, 1); // a savepoint of the same name replaces the older one
+      sps.push({ name, index: t.changes.length, marked: false });
+      this.#split = true;
+      return;
+    }
+    const i = find();
+    if (verb === "RELE") {
+      if (i >= 0) sps.splice(i);
+      return;
+    }
+    if (i < 0) return; // a rollback to a savepoint set before anything was logged undoes nothing here
+    const mark = sps[i];
+    if (!mark.marked) {
+      t.changes.splice(mark.index, 0, { op: "savepoint", savepoint: name, db: "", table: "", rows: [] });
+      mark.marked = true;
+      for (const other of sps) if (other !== mark && other.index >= mark.index) other.index++;
+    }
+    sps.splice(i + 1); // later savepoints are gone with the rollback
+    t.changes.push({ op: "rollback-to", savepoint: name, db: "", table: "", rows: [] });
+    this.#split = true;
+  }
+
+  /**
+   * Park the prepared part of an XA transaction under its XID until its XA COMMIT (its rows are applied
+   * then, with the commit) or XA ROLLBACK (dropped). On MySQL the prepared part's GTID joins the resume
+   * position only with its commit: a reader that starts again (agent restart) is sent the prepared part
+   * again. MariaDB's GTID position has no holes, so there the parked parts are handed to the next reader
+   * of the replica (`xaParked`), which covers reconnects and source restarts.
+   */
   #parkXa(): void {
-    if (this.#cur) this.#xaPrepared.set(this.#xaCurrent ?? "", this.#cur);
+    if (this.#cur) {
+      const gtid = this.#o.flavor === "mysql" ? this.#pendingGtid : undefined;
+      if (gtid) this.#pendingGtid = undefined;
+      this.#xaPrepared.set(this.#xaCurrent ?? "", { txn: this.#cur, gtid });
+    }
     this.#cur = null;
     this.#xaCurrent = null;
     this.#foldPending();
+  }
+
+  /** an XA transaction ended at the last commit: kept a while with its end position, for a reader that starts before it */
+  #xaDone(xid: string, parked: XaParked): void {
+    parked.committedAt = this.lastRead;
+    let done = 0;
+    for (const p of this.#xaPrepared.values()) if (p.committedAt) done++;
+    if (done > 64) {
+      for (const [k, p] of this.#xaPrepared) {
+        if (p.committedAt && k !== xid) {
+          this.#xaPrepared.delete(k);
+          break;
+        }
+      }
+    }
+  }
+
+  /** the prepared XA transactions this reader holds, for the replica's next reader */
+  get xaParked(): ReadonlyMap<string, XaParked> {
+    return this.#xaPrepared;
+  }
+
+  #foldGtid(g: any): void {
+    this.#mysqlGtid ??= new GtidSet();
+    this.#mysqlGtid.add(g);
   }
 
   /** Add the current group's GTID to the executed position: at its commit, or when a group ends without one (an XA prepare). */
@@ -392,6 +542,22 @@ export class BinlogReader {
     this.#pendingGtid = undefined;
   }
 
+  /**
+   * Between transactions the reader moved past events that are no transaction (a rotation, a new file's
+   * header): hand over an empty transaction at the new position, so an idle replica's applied position
+   * reaches the source's end (a FLUSH BINARY LOGS moves that end; lag and readiness compare against it).
+   * Only forward of everything handed over before (a reader starting by GTID is first rotated to the start
+   * of its file).
+   */
+  #moved(): void {
+    if (this.#cur || comparePos(this.lastRead, this.#handed) <= 0) return;
+    const gtid = this.#mariaGtid ? this.#mariaGtid.toString() : this.#mysqlGtid ? this.#mysqlGtid.toString() : (this.#handed.gtid ?? null);
+    const now = Date.now();
+    this.lastRead = { ...this.lastRead, gtid };
+    this.#handed = this.lastRead;
+    if (!this.#o.onTxn({ pos: this.lastRead, ts: now, readAt: now, changes: [], rowCount: 0, bytes: 256 })) this.pause();
+  }
+
   #commit(ev: any): void {
     const t = this.#cur ?? this.#open(ev.timestamp);
     this.#cur = null;
@@ -403,6 +569,7 @@ export class BinlogReader {
     if (!t.ts) t.ts = ev.timestamp;
     t.readAt = Date.now();
     this.lastRead = t.pos;
+    if (comparePos(t.pos, this.#handed) > 0) this.#handed = t.pos;
     if (!this.#o.onTxn(t)) this.pause();
   }
 

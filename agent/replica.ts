@@ -10,18 +10,22 @@ import {
   checkpointSql,
   ensureBookkeeping,
   heldDdlSql,
+  isWriterLost,
   loadQuarantine,
   quarantineSql,
   readCheckpoint,
   unquarantineSql,
   SCHEMA,
   type DdlPending,
+  WriterLost,
 } from "./checkpoint.js";
+import { sever, type LockView, type WriterGate } from "./writer-lock.js";
 import type { Logger } from "./log.js";
 import { scrub } from "./log.js";
 import type { Metrics } from "./metrics.js";
-import { preflightReplica, type SourceFacts } from "./preflight.js";
-import { BinlogReader, comparePos, PurgedPositionError, type Position, type Txn } from "./reader.js";
+import { preflightReplica, readVariables, type SourceFacts } from "./preflight.js";
+import { checkBinlogSettings } from "./rules.js";
+import { BinlogReader, comparePos, PurgedPositionError, type Position, type Txn, type XaParked } from "./reader.js";
 import { loadTableMeta, SchemaCache } from "./schema.js";
 import {
   ChunkReader,
@@ -40,7 +44,7 @@ import {
 } from "./snapshot.js";
 import { ApplyError, StatementBuilder, keyOf, sessionToggles, type Statement } from "./sqlgen.js";
 
-export type ReplicaState = "starting" | "connecting" | "streaming" | "down" | "failed" | "needs-snapshot" | "stopped";
+export type ReplicaState = "starting" | "connecting" | "streaming" | "standby" | "down" | "failed" | "needs-snapshot" | "stopped";
 
 export interface ReplicaStatus {
   name: string;
@@ -54,6 +58,8 @@ export interface ReplicaStatus {
   snapshot: { done: boolean; rowsCopied: number; rowsEstimate: number; rate: number; etaSeconds: number | null; tables: unknown[] } | null;
   lastError: string | null;
   quarantined: string[];
+  /** the replica's writer lock: this agent ("writer"), another agent ("standby", naming it), or unknown */
+  writer: LockView | null;
 }
 
 export interface SourceContext {
@@ -67,6 +73,8 @@ export interface SourceContext {
   /** the binlog files the source still has */
   binlogFiles: () => Promise<string[]>;
   inScope: (db: string, table: string) => boolean;
+  /** one writer per group and replica (agent/writer-lock.ts): the replica's lock, when the agent takes locks */
+  writerGate?: (index: number) => WriterGate;
 }
 
 export interface Backoff {
@@ -134,6 +142,10 @@ export class ReplicaSync {
   #chunks: SlotEntry[] = [];
   /** keys deleted by the stream while their table is being copied (a chunk must not resurrect them) */
   #tombstones = new Map<string, Set<string>>();
+  /** the position after the last DDL the reader handed over (reader-side table metadata waits until it is applied) */
+  #lastDdlPos: Position | null = null;
+  /** prepared XA transactions read by the last reader, handed to the next one (reader.ts) */
+  #xaParked: ReadonlyMap<string, XaParked> | undefined;
   #snapshotTables = new Set<string>();
   /** tables waiting for their copy to start: the stream skips them (the copy will read their current rows) */
   #pendingTables = new Set<string>();
@@ -147,6 +159,11 @@ export class ReplicaSync {
   #lastControlPoll = 0;
   /** a DDL-with-rows transaction whose DDL already took effect: apply only its rows when it is re-read */
   #skipDdlAt: Position | null = null;
+  #gate: WriterGate | null;
+  /** set when the writer lock was lost during a session: the session's connections are already destroyed */
+  #fenced: string | null = null;
+  /** the checkpoint's compare-and-set version as this session read or last wrote it (null: no row) */
+  #cpSeq: number | null = null;
 
   constructor(cfg: Config, index: number, src: SourceContext, log: Logger, metrics: Metrics, backoff: Backoff = defaultBackoff) {
     this.#cfg = cfg;
@@ -162,6 +179,17 @@ export class ReplicaSync {
     this.#m.appliedRows.inc(this.#labels, 0);
     this.#m.appliedTxns.inc(this.#labels, 0);
     this.#m.snapshotRows.inc(this.#labels, 0);
+    this.#gate = src.writerGate?.(index) ?? null;
+    this.#gate?.onLost((reason) => this.#fence(reason));
+  }
+
+  /** The writer lock is lost: no statement of this session may reach the replica any more. */
+  #fence(reason: string): void {
+    this.#fenced = reason;
+    sever(this.#conn, reason);
+    for (const c of this.#sides) sever(c, reason);
+    this.#copier?.stop();
+    this.#wake?.();
   }
 
   get state(): ReplicaState {
@@ -198,6 +226,9 @@ export class ReplicaSync {
 
   async #run(): Promise<void> {
     while (!this.#stopping) {
+      // a standby opens no binlog connection and writes nothing: it waits here for the lock
+      if (this.#gate) await this.#gate.wait(() => this.#stopping, (s, detail) => this.#setState(s, detail));
+      if (this.#stopping) break;
       try {
         await this.#session();
         this.#attempt = 0;
@@ -205,6 +236,16 @@ export class ReplicaSync {
         if (this.#stopping) break;
         await this.#teardown();
         if (err instanceof RestartRequested) continue;
+        if (this.#fenced !== null || isWriterLost(err)) {
+          const reason = this.#fenced ?? `the checkpoint moved under this agent (compare-and-set from ${this.#checkpointPos ? fmtPos(this.#checkpointPos) : "no checkpoint"} failed): another agent writes this replica`;
+          if (this.#fenced === null) this.#gate?.lost(reason);
+          this.#fenced = null;
+          this.#m.errors.inc({ ...this.#labels, kind: "writer-lost" });
+          this.#setState("down", reason);
+          this.#log.warn({ position: this.#checkpointPos }, `stopped applying (writer lock lost; the open transaction is rolled back): ${reason}`);
+          if (!this.#gate) await this.#sleepUnlessStopped(1000);
+          continue;
+        }
         if (err instanceof PurgedPositionError) {
           this.#setState("needs-snapshot", err.message);
           this.#m.errors.inc({ ...this.#labels, kind: "purged" });
@@ -253,6 +294,7 @@ export class ReplicaSync {
     await this.#closeSides();
     const reader = this.#reader;
     this.#reader = null;
+    if (reader) this.#xaParked = reader.xaParked;
     if (reader) await reader.stop().catch(() => undefined);
     const conn = this.#conn;
     this.#conn = null;
@@ -308,6 +350,7 @@ export class ReplicaSync {
       throw new ReplicaUnavailable("connection", describeConnError(err, `replica ${this.name}`, r), err);
     }
     this.#conn = conn;
+    await this.#gate?.adopt(conn);
     const report = await preflightReplica(this.#cfg, this.#index, this.#src.facts);
     if (report.failures.length) throw new ReplicaUnavailable("preflight", report.failures.map((f) => f.message).join("; "));
     // the largest statement the replica takes (a bigger one makes it drop the connection)
@@ -316,6 +359,7 @@ export class ReplicaSync {
     await conn.query("SET SESSION transaction_isolation = 'READ-COMMITTED'").catch(() => conn.query("SET SESSION tx_isolation = 'READ-COMMITTED'"));
     await ensureBookkeeping(conn);
     const cp = await readCheckpoint(conn, this.#cfg.group);
+    this.#cpSeq = cp ? cp.seq : null;
     if (cp && cp.sourceId && cp.sourceId !== this.#src.sourceId) {
       this.#log.warn({ checkpointSource: cp.sourceId, source: this.#src.sourceId }, "the checkpoint was written for another source server; resuming by GTID/position anyway");
     }
@@ -325,6 +369,10 @@ export class ReplicaSync {
       // and silently skip what was purged, so check the file before streaming.
       const files = await this.#src.binlogFiles();
       if (files.length && !files.includes(start.file)) {
+        // a checkpoint beyond the newest file: the history was reset, not purged
+        if (comparePos({ file: start.file, pos: 0 }, { file: files[files.length - 1], pos: 0 }) > 0) {
+          throw new PurgedPositionError(start, `binlog file ${start.file} is gone and the newest the source has is ${files[files.length - 1]}`, true);
+        }
         throw new PurgedPositionError(start, `binlog file ${start.file} is gone; the oldest the source has is ${files[0]}`);
       }
     }
@@ -337,12 +385,14 @@ export class ReplicaSync {
     this.#takenPos = start;
     this.#lastCheckpointAt = Date.now();
 
+    await this.#checkSource(cp && (!cp.sourceId || cp.sourceId === this.#src.sourceId) ? start : null);
     const srcCfg = this.#cfg.source;
     const reader = new BinlogReader({
       connection: connectionOptions(srcCfg, "source") as any,
       serverId: this.#src.serverIdBase + this.#index,
       flavor: this.#src.facts.version.flavor,
       start,
+      xaParked: this.#xaParked,
       databases: this.#cfg.databases,
       inScope: (db, t) => this.#src.inScope(db, t) && !this.#quarantine.has(`${db}.${t}`),
       onTxn: (t) => this.#enqueue(t),
@@ -351,6 +401,13 @@ export class ReplicaSync {
         this.#wake?.();
       },
       tableInfo: async (db, table) => {
+        // A table map without column names (binlog_row_metadata not FULL) is decoded with the replica's
+        // schema, which is right only at the same stream position: a DDL the reader passed but the applier
+        // has not applied yet would put values in the wrong columns. So wait for it (the reader is paused).
+        const c0 = this.#conn;
+        while (this.#conn === c0 && c0 && this.#lastDdlPos && this.#appliedPos && comparePos(this.#appliedPos, this.#lastDdlPos) < 0) {
+          await new Promise((r) => setTimeout(r, 20));
+        }
         const c = this.#conn;
         if (!c) return null;
         const [rows] = await c.query<any[]>(
@@ -377,9 +434,67 @@ export class ReplicaSync {
     await this.#applyLoop();
   }
 
+  /**
+   * The source's binlog rules again, at every reader (re)connect: a setting made with SET GLOBAL is lost
+   * at a source restart (binlog_row_metadata=FULL most often), and events written without it cannot be
+   * decoded safely. The replica waits (down, retried with backoff) naming the setting and the fix.
+   */
+  async #checkSource(resume: Position | null): Promise<void> {
+    let c: Conn;
+    try {
+      c = await connect(this.#cfg.source, "source");
+    } catch (err) {
+      throw new ReplicaUnavailable("source", describeConnError(err, "source", this.#cfg.source), err);
+    }
+    try {
+      const failures = checkBinlogSettings(`source (${this.#cfg.source.host}:${this.#cfg.source.port})`, await readVariables(c), this.#src.facts.version.flavor);
+      if (failures.length) throw new ReplicaUnavailable("source-settings", `the source's binlog settings changed since the agent started: ${failures.map((f) => f.message).join(" ")}`);
+      if (resume) await this.#checkHistory(c, resume);
+    } finally {
+      await c.end().catch(() => undefined);
+    }
+  }
+
+  /**
+   * The resume point must lie in the source's binlog history. A RESET MASTER (RESET BINARY LOGS AND GTIDS)
+   * starts the history again: the checkpoint's file may exist again but be shorter than its position,
+   * and its GTIDs are no longer executed; a reader started there would wait for positions that never
+   * come (or the source refuses it, again and again). That is a replica that needs a new snapshot.
+   */
+  async #checkHistory(c: Conn, resume: Position): Promise<void> {
+    const [logs] = await c.query<any[]>("SHOW BINARY LOGS");
+    const file = logs.find((r) => String(r.Log_name) === resume.file);
+    if (file && Number(file.File_size) < resume.pos) {
+      throw new PurgedPositionError(resume, `binlog file ${resume.file} is ${file.File_size} bytes long, shorter than the checkpoint's position ${resume.pos}`, true);
+    }
+    if (!resume.gtid) return;
+    if (this.#src.facts.version.flavor === "mysql") {
+      const [[r]] = await c.query<any[]>("SELECT GTID_SUBSET(?, @@GLOBAL.gtid_executed) AS ok, @@GLOBAL.gtid_executed AS executed", [resume.gtid]);
+      if (!Number(r.ok)) throw new PurgedPositionError(resume, `the source's executed GTIDs (${String(r.executed).replace(/\s/g, "") || "none"}) do not contain the checkpoint's`, true);
+      return;
+    }
+    const [[r]] = await c.query<any[]>("SELECT @@GLOBAL.gtid_binlog_pos AS pos");
+    const have = new Map<string, bigint>();
+    for (const g of String(r.pos ?? "").split(",").filter(Boolean)) {
+      const [d, , n] = g.trim().split("-");
+      have.set(d, BigInt(n));
+    }
+    for (const g of resume.gtid.split(",").filter(Boolean)) {
+      const [d, , n] = g.trim().split("-");
+      const h = have.get(d);
+      if (h !== undefined && BigInt(n) > h) {
+        throw new PurgedPositionError(resume, `the source's binlog ends at GTID ${String(r.pos)}, before the checkpoint's ${g.trim()} in domain ${d}`, true);
+      }
+    }
+  }
+
   /** the checkpoint statement, with the replica's mode (snapshot or streaming) */
   #cp(pos: Position, ts: number, txns: number, rows: number, pending: DdlPending | null = null): string {
-    return checkpointSql(this.#cfg.group, this.#src.sourceId, this.#src.facts.version.flavor, pos, ts, txns, rows, pending, this.#cpState);
+    // compare-and-set from the version this session read or last wrote (every failure ends the session,
+    // and the next one reads it again, so counting on here is exact)
+    const expect = this.#cpSeq;
+    this.#cpSeq = (expect ?? 0) + 1;
+    return checkpointSql(this.#cfg.group, this.#src.sourceId, this.#src.facts.version.flavor, pos, ts, txns, rows, pending, this.#cpState, expect);
   }
 
   // ---------------------------------------------------------------- queue
@@ -387,6 +502,7 @@ export class ReplicaSync {
   #enqueue(t: Txn): boolean {
     if (TRACE && (this.#appliedTxns + this.#queued()) % 1000 === 0) process.stderr.write(`enqueue at=${Date.now() % 100000} queued=${this.#queued()} applied=${this.#appliedTxns}\n`);
     this.#queue.push(t);
+    if (t.ddl) this.#lastDdlPos = t.pos;
     this.#queueBytes += t.bytes;
     this.#queuedRows += t.rowCount;
     this.#queuedBytes += t.bytes;
@@ -438,6 +554,7 @@ export class ReplicaSync {
   async #applyLoop(): Promise<void> {
     const hb = Math.max(100, this.#cfg.heartbeatSeconds * 1000);
     while (!this.#stopping) {
+      if (this.#fenced !== null) throw new WriterLost(this.#fenced);
       if (this.#readerError) throw this.#readerError;
       if (this.#chunks.length > 0 && this.#chunkReady(this.#chunks[0])) {
         const c = this.#chunks.shift()!;
@@ -493,7 +610,7 @@ export class ReplicaSync {
           await running;
         }
       } catch (err: any) {
-        if (err instanceof ApplyError || err instanceof RestartRequested) throw err;
+        if (err instanceof ApplyError || err instanceof RestartRequested || isWriterLost(err)) throw err;
         if (isTransient(err)) throw err;
         throw new ApplyError(`applying source transactions up to ${fmtPos(batch[batch.length - 1].pos)} failed: ${err?.message ?? err}`, { sqlError: err?.message, cause: err });
       } finally {
@@ -641,6 +758,10 @@ export class ReplicaSync {
       // the error context is built only when an error needs it (this runs per source transaction)
       const where = () => `replica ${this.name}, source position ${fmtPos(t.pos)}`;
       for (const ch of t.changes) {
+        if (ch.savepoint !== undefined) {
+          b.marker(ch);
+          continue;
+        }
         const name = `${ch.db}.${ch.table}`;
         if (this.#quarantine.size && this.#quarantine.has(name)) continue;
         if (this.#pendingTables.size && this.#pendingTables.has(name)) continue;
@@ -730,7 +851,7 @@ export class ReplicaSync {
       await this.#careful(conn, stmts, checkpoint);
     } catch (err: any) {
       await conn.query("ROLLBACK").catch(() => undefined);
-      if (isTransient(err)) throw err;
+      if (isTransient(err) || isWriterLost(err)) throw err;
       // Find the exact statement that fails so the report names the table and the SQL error.
       await this.#careful(conn, stmts, checkpoint, batch, err);
     }
@@ -1197,7 +1318,11 @@ export class ReplicaSync {
   #sides: Conn[] = [];
 
   async #sideConnection(i: number): Promise<Conn> {
-    this.#sides[i] ??= await connect(this.#cfg.replicas[this.#index], `replicas[${this.#index}]`, { multipleStatements: true });
+    if (!this.#sides[i]) {
+      const c = await connect(this.#cfg.replicas[this.#index], `replicas[${this.#index}]`, { multipleStatements: true });
+      this.#sides[i] = c;
+      await this.#gate?.adopt(c);
+    }
     return this.#sides[i];
   }
 
@@ -1263,6 +1388,7 @@ export class ReplicaSync {
       snapshot: this.#copier ? { ...this.#copier.progress(), done: this.#cpState === "streaming" } : null,
       lastError: this.#lastError,
       quarantined: [...this.#quarantine],
+      writer: this.#gate ? this.#gate.view() : null,
     };
   }
 }

@@ -16,7 +16,16 @@ export const BOOKKEEPING_SCHEMA = "_datasync";
 export const GROUP_RE = /^[a-z0-9][a-z0-9-]{0,39}$/;
 export const REPLICA_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
 
-/** the loopback hosts on which TLS defaults to disabled */
+/**
+ * The hosts on which TLS defaults to disabled: exactly 127.0.0.1, localhost and ::1 (DESIGN.md). The rest of
+ * 127.0.0.0/8 is not on the list: such an address can be a tunnel or a proxy to a remote server.
+ */
+export function tlsOffByDefault(host: string): boolean {
+  const h = host.trim().toLowerCase();
+  return h === "localhost" || h === "127.0.0.1" || h === "::1" || h === "[::1]";
+}
+
+/** any loopback address (127.0.0.0/8, localhost, ::1) */
 export function isLoopback(host: string): boolean {
   const h = host.trim().toLowerCase();
   return h === "localhost" || h === "::1" || h === "[::1]" || /^127\.\d+\.\d+\.\d+$/.test(h);
@@ -250,6 +259,99 @@ export function checkSourcePrivileges(server: string, grants: string[], flavor: 
       message: `${server}: the sync user lacks ${missing.join(", ")}; required REPLICATION SLAVE, ${flavor === "mariadb" ? "BINLOG MONITOR" : "REPLICATION CLIENT"}, SELECT. Fix: GRANT ${missing.join(", ")} ON ${missing.length === 1 && missing[0] === "SELECT" ? "<db>.*" : "*.*"} TO <user>.`,
     },
   ];
+}
+
+/** what the sync account needs on every synced schema: rows, tables, and the DDL of the other objects it replicates */
+export const REPLICA_SCHEMA_PRIVILEGES: { privilege: string; why: string }[] = [
+  { privilege: "SELECT", why: "rows" },
+  { privilege: "INSERT", why: "rows" },
+  { privilege: "UPDATE", why: "rows" },
+  { privilege: "DELETE", why: "rows" },
+  { privilege: "CREATE", why: "tables" },
+  { privilege: "DROP", why: "tables" },
+  { privilege: "ALTER", why: "tables" },
+  { privilege: "INDEX", why: "indexes" },
+  { privilege: "REFERENCES", why: "foreign keys" },
+  { privilege: "CREATE VIEW", why: "views" },
+  { privilege: "CREATE ROUTINE", why: "procedures and functions" },
+  { privilege: "ALTER ROUTINE", why: "procedures and functions" },
+  { privilege: "EVENT", why: "events (created disabled)" },
+  { privilege: "TRIGGER", why: "triggers (installed at cutover)" },
+];
+/** what the sync account needs on `_datasync` (its own bookkeeping tables) */
+export const BOOKKEEPING_PRIVILEGES = ["SELECT", "INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "ALTER", "INDEX"];
+
+/** The account name in SHOW GRANTS output ("`sync`@`%`"), for the fix in messages. */
+function grantee(grants: string[]): string {
+  for (const g of grants) {
+    const m = /\bTO\s+(\S+@\S+)/i.exec(g);
+    if (m) return m[1].replace(/`/g, "'");
+  }
+  return "<user>";
+}
+
+/** The privileges `grants` (SHOW GRANTS rows) give on `schema` (global and schema-level grants, wildcards). */
+export function privilegesOn(grants: string[], schema: string, all: string[]): Set<string> {
+  const s = new Set<string>();
+  for (const g of grants) {
+    const m = /^GRANT\s+(.+?)\s+ON\s+(\S+)\s+TO/i.exec(g);
+    if (!m) continue;
+    const target = m[2].replace(/`/g, "");
+    const dbPart = target.split(".")[0];
+    const wildcard = () => {
+      // a schema-level grant may name a pattern: % any string, _ one character, \_ a literal underscore
+      let re = "";
+      for (let i = 0; i < dbPart.length; i++) {
+        const ch = dbPart[i];
+        if (ch === "\\" && i + 1 < dbPart.length) re += dbPart[++i].replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+        else if (ch === "%") re += ".*";
+        else if (ch === "_") re += ".";
+        else re += ch.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+      }
+      return new RegExp(`^${re}$`).test(schema);
+    };
+    const matches = target === "*.*" || dbPart.replace(/\\_/g, "_") === schema || ((dbPart.includes("%") || dbPart.includes("_")) && wildcard());
+    if (!matches || !target.endsWith(".*")) continue;
+    for (const p of m[1].split(",").map((x) => x.trim().toUpperCase().replace(/\s+/g, " "))) {
+      if (p === "ALL" || p === "ALL PRIVILEGES") all.forEach((n) => s.add(n));
+      else s.add(p);
+    }
+  }
+  return s;
+}
+
+/**
+ * Rule 6, replicas: rows and DDL on every synced schema (the DDL of tables, views, routines, events,
+ * triggers and foreign keys is replicated, so each privilege is named before the first such DDL fails)
+ * and the bookkeeping privileges on `_datasync`. `grants` is SHOW GRANTS of the sync account.
+ */
+export function checkReplicaPrivileges(server: string, grants: string[], schemas: string[]): RuleFailure[] {
+  const out: RuleFailure[] = [];
+  const who = grantee(grants);
+  const need = REPLICA_SCHEMA_PRIVILEGES.map((p) => p.privilege);
+  for (const schema of schemas) {
+    const have = privilegesOn(grants, schema, need);
+    const missing = REPLICA_SCHEMA_PRIVILEGES.filter((p) => !have.has(p.privilege));
+    if (missing.length) {
+      out.push({
+        rule: 6,
+        code: "replica-privileges",
+        where: server,
+        message: `${server}: the sync user lacks ${missing.map((p) => p.privilege).join(", ")} on \`${schema}\` (needed for ${[...new Set(missing.map((p) => p.why))].join("; ")}); the sync replicates rows and DDL of the synced schemas. Fix: GRANT ${missing.map((p) => p.privilege).join(", ")} ON \`${schema}\`.* TO ${who} (or GRANT ALL PRIVILEGES ON \`${schema}\`.*).`,
+      });
+    }
+  }
+  const have = privilegesOn(grants, BOOKKEEPING_SCHEMA, BOOKKEEPING_PRIVILEGES);
+  const missing = BOOKKEEPING_PRIVILEGES.filter((n) => !have.has(n));
+  if (missing.length) {
+    out.push({
+      rule: 6,
+      code: "replica-privileges",
+      where: server,
+      message: `${server}: the sync user lacks ${missing.join(", ")} on \`${BOOKKEEPING_SCHEMA}\` (its checkpoints and snapshot progress). Fix: GRANT ALL PRIVILEGES ON \`${BOOKKEEPING_SCHEMA}\`.* TO ${who}.`,
+    });
+  }
+  return out;
 }
 
 /** Simple glob (`*`, `?`) on `db.table`, case-sensitive like table names on Linux. */

@@ -56,20 +56,22 @@ export class SchemaCache {
   }
 }
 
+/**
+ * A generated column (never written) by information_schema.COLUMNS.EXTRA: "VIRTUAL GENERATED", "STORED
+ * GENERATED" (MySQL, MariaDB), "PERSISTENT GENERATED" (MariaDB). Not MySQL's "DEFAULT_GENERATED", which marks
+ * an ordinary column with an expression default (DEFAULT CURRENT_TIMESTAMP, DEFAULT (expr)): that one holds
+ * data and must be written and compared. (MySQL has no COLUMNS.IS_GENERATED; MariaDB's agrees with EXTRA.)
+ */
+export function isGeneratedExtra(extra: unknown): boolean {
+  return /(^|\s)(VIRTUAL|STORED|PERSISTENT)(\s|$)/i.test(String(extra ?? ""));
+}
+
 export async function loadTableMeta(c: Conn, db: string, table: string): Promise<TableMeta | null> {
   const [cols] = await c.query<any[]>(
-    `SELECT COLUMN_NAME AS name, DATA_TYPE AS type, EXTRA AS extra, IS_GENERATED AS gen
+    `SELECT COLUMN_NAME AS name, DATA_TYPE AS type, EXTRA AS extra
      FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION`,
     [db, table],
-  ).catch(async (e) => {
-    // MySQL 5.7 has no IS_GENERATED column; EXTRA says VIRTUAL/STORED GENERATED there.
-    if (e?.errno !== 1054) throw e;
-    return c.query<any[]>(
-      `SELECT COLUMN_NAME AS name, DATA_TYPE AS type, EXTRA AS extra, 'NEVER' AS gen
-       FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION`,
-      [db, table],
-    );
-  });
+  );
   if (cols.length === 0) return null;
   const [keys] = await c.query<any[]>(
     `SELECT INDEX_NAME AS idx, COLUMN_NAME AS col FROM information_schema.STATISTICS
@@ -86,9 +88,7 @@ export async function loadTableMeta(c: Conn, db: string, table: string): Promise
 
 function buildMeta(db: string, table: string, cols: any[], keys: any[]): TableMeta {
   const columns = cols.map((r) => String(r.name));
-  const generated = new Set(
-    cols.filter((r) => /GENERATED|VIRTUAL|PERSISTENT|STORED/i.test(String(r.extra)) || (r.gen && String(r.gen) !== "NEVER")).map((r) => String(r.name)),
-  );
+  const generated = new Set(cols.filter((r) => isGeneratedExtra(r.extra)).map((r) => String(r.name)));
   const writable = columns.filter((c) => !generated.has(c));
   return {
     db,
@@ -110,7 +110,7 @@ function buildMeta(db: string, table: string, cols: any[], keys: any[]): TableMe
 export async function loadDatabasesMeta(c: Conn, dbs: string[]): Promise<TableMeta[]> {
   if (!dbs.length) return [];
   const [cols] = await c.query<any[]>(
-    `SELECT c.TABLE_SCHEMA AS db, c.TABLE_NAME AS tbl, c.COLUMN_NAME AS name, c.DATA_TYPE AS type, c.EXTRA AS extra, c.IS_GENERATED AS gen
+    `SELECT c.TABLE_SCHEMA AS db, c.TABLE_NAME AS tbl, c.COLUMN_NAME AS name, c.DATA_TYPE AS type, c.EXTRA AS extra
      FROM information_schema.COLUMNS c JOIN information_schema.TABLES t ON t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME
      WHERE c.TABLE_SCHEMA IN (?) AND t.TABLE_TYPE = 'BASE TABLE' ORDER BY c.TABLE_SCHEMA, c.TABLE_NAME, c.ORDINAL_POSITION`,
     [dbs],

@@ -5,6 +5,7 @@ import mysql from "mysql2";
 import { qualified, quoteId } from "./db.js";
 import type { Row, RowChange } from "./reader.js";
 import type { TableMeta } from "./schema.js";
+import { ENUM_ERROR, type CharsetBuffer } from "./rowdecode.js";
 
 /** the characters mysql.escape backslash-escapes in a string */
 // eslint-disable-next-line no-control-regex -- the same set mysql.escape escapes
@@ -21,12 +22,39 @@ export function escapeValue(v: unknown, type: string | undefined): string {
     return "NULL";
   }
   if (typeof v === "bigint") return v.toString();
-  if (Buffer.isBuffer(v)) return v.length === 0 ? "''" : `X'${v.toString("hex")}'`;
+  if (Buffer.isBuffer(v)) {
+    if (v.length === 0) return "''";
+    // text kept as its bytes (rowdecode.ts): the introducer makes the literal that charset's text, byte for byte
+    const cs = (v as CharsetBuffer).charset;
+    return cs ? `_${cs} X'${v.toString("hex")}'` : `X'${v.toString("hex")}'`;
+  }
+  // the ENUM error value: index 0 (the empty string), storable only under a lenient sql_mode (see LENIENT)
+  if (v === ENUM_ERROR) return "0";
   if (typeof v === "boolean") return v ? "1" : "0";
   if (typeof v === "string") return mysql.escape(v);
   if (v instanceof Date) return mysql.escape(v.toISOString().replace("T", " ").replace("Z", ""));
   // JSON that arrived parsed (should not happen with jsonStrings): write it as JSON text
   return mysql.escape(JSON.stringify(v));
+}
+
+/**
+ * Prefix of a statement that writes a value only a lenient sql_mode accepts (the ENUM error value): the
+ * source stored it under its session's sql_mode, and a row event carries it as stored. MariaDB runs the
+ * executable comment (SET STATEMENT … FOR); MySQL ignores it and takes the SET_VAR hint after the verb.
+ */
+const LENIENT_PREFIX = "/*M!100301 SET STATEMENT sql_mode='' FOR */ ";
+const LENIENT_HINT = "/*+ SET_VAR(sql_mode='') */ ";
+
+/** the statement made lenient (see LENIENT_PREFIX) */
+export function lenient(sql: string): string {
+  const m = /^(INSERT|UPDATE|DELETE)\s+/.exec(sql);
+  if (!m) return sql;
+  return LENIENT_PREFIX + m[0] + LENIENT_HINT + sql.slice(m[0].length);
+}
+
+function hasEnumError(row: Row): boolean {
+  for (const k in row) if (row[k] === ENUM_ERROR) return true;
+  return false;
 }
 
 export class ApplyError extends Error {
@@ -83,14 +111,13 @@ export interface Statement {
   rows: number;
   /** an UPDATE whose no-match must become an upsert of `fallback` */
   fallback?: string;
-  /** run with foreign key checks off (the source session had them off, or a table in a key cycle while it is being copied) */
+  /** run with foreign key checks off (a table in a key cycle while it is being copied; a change the source ran without them) */
   relaxFk?: boolean;
   /** MariaDB: run with check_constraint_checks off (the source session had them off) */
   relaxChecks?: boolean;
 }
 
-/** rows event flags (binlog-raw.ts) */
-const ROWS_NO_FOREIGN_KEY_CHECKS = 0x0002;
+/** rows event flag (binlog-raw.ts; foreign key checks travel as RowChange.noFkChecks) */
 const ROWS_NO_CHECK_CONSTRAINT_CHECKS = 0x0080;
 
 /** The session settings a statement runs under, as statements to run before and after it. */
@@ -121,12 +148,15 @@ export class StatementBuilder {
   #colsKey = "";
   #parts: string[] = [];
   #bytes = 0;
-  /** the rows event flags of the changes being merged (statements never merge rows written under different checks) */
+  /** the rows event flags of the changes being merged (statements never merge rows written under different CHECK constraint checks) */
   #flags = 0;
+  /** the pending statement writes the ENUM error value */
+  #lenient = false;
+  /** the current statement's changes ran without foreign key checks on the source */
+  #noFk = false;
   rows = 0;
 
   #push(st: Statement): void {
-    if (this.#flags & ROWS_NO_FOREIGN_KEY_CHECKS) st.relaxFk = true;
     if (this.#flags & ROWS_NO_CHECK_CONSTRAINT_CHECKS) st.relaxChecks = true;
     this.out.push(st);
   }
@@ -143,14 +173,17 @@ export class StatementBuilder {
       const upd = this.#cols.filter((c) => !m.primaryKey.includes(c)).map((c) => `${quoteId(c)} = VALUES(${quoteId(c)})`);
       // a table of key columns only: a no-op assignment keeps ON DUPLICATE KEY valid
       const onDup = upd.length ? upd.join(", ") : `${quoteId(m.primaryKey[0])} = ${quoteId(m.primaryKey[0])}`;
-      this.#push({ sql: `INSERT INTO ${t} (${cols}) VALUES ${this.#parts.join(",")} ON DUPLICATE KEY UPDATE ${onDup}`, table: `${m.db}.${m.table}`, rows: this.#parts.length });
+      const sql = `INSERT INTO ${t} (${cols}) VALUES ${this.#parts.join(",")} ON DUPLICATE KEY UPDATE ${onDup}`;
+      this.#push({ sql: this.#lenient ? lenient(sql) : sql, table: `${m.db}.${m.table}`, rows: this.#parts.length });
     } else {
       const pk = m.primaryKey.length === 1 ? quoteId(m.primaryKey[0]) : `(${m.primaryKey.map(quoteId).join(", ")})`;
       this.#push({ sql: `DELETE FROM ${t} WHERE ${pk} IN (${this.#parts.join(",")})`, table: `${m.db}.${m.table}`, rows: this.#parts.length });
     }
+    if (this.#noFk) this.out[this.out.length - 1].relaxFk = true;
     this.#kind = null;
     this.#parts = [];
     this.#bytes = 0;
+    this.#lenient = false;
   }
 
   finish(): Statement[] {
@@ -158,11 +191,12 @@ export class StatementBuilder {
     return this.out;
   }
 
-  #upsertRow(meta: TableMeta, row: Row, where: Where): void {
+  #upsertRow(meta: TableMeta, row: Row, where: Where, noFk: boolean): void {
     const cols = columnsOf(meta, row, where);
     const key = cols.length === meta.writable.length ? "*" : cols.join("\u0000");
-    if (this.#kind !== "upsert" || this.#meta !== meta || this.#colsKey !== key || this.#bytes > MAX_STMT_BYTES) {
+    if (this.#kind !== "upsert" || this.#meta !== meta || this.#colsKey !== key || this.#bytes > MAX_STMT_BYTES || this.#noFk !== noFk) {
       this.#flush();
+      this.#noFk = noFk;
       this.#kind = "upsert";
       this.#meta = meta;
       this.#cols = cols;
@@ -178,17 +212,19 @@ export class StatementBuilder {
     const types = this.#types;
     const vals = new Array<string>(cols.length);
     for (let i = 0; i < cols.length; i++) vals[i] = escapeValue(row[cols[i]], types[i]);
+    if (!this.#lenient && hasEnumError(row)) this.#lenient = true;
     const tuple = `(${vals.join(",")})`;
     this.#parts.push(tuple);
     this.#bytes += tuple.length;
   }
 
-  #deleteRow(meta: TableMeta, row: Row): void {
+  #deleteRow(meta: TableMeta, row: Row, noFk: boolean): void {
     // A table that references itself: InnoDB checks each row as the statement reaches it, in key order,
     // not in the source's order (a parent before its child fails with 1451 under RESTRICT). One
     // statement per row keeps the source's order.
-    if (this.#kind !== "delete" || this.#meta !== meta || this.#bytes > MAX_STMT_BYTES || meta.selfReferencing) {
+    if (this.#kind !== "delete" || this.#meta !== meta || this.#bytes > MAX_STMT_BYTES || this.#noFk !== noFk || meta.selfReferencing) {
       this.#flush();
+      this.#noFk = noFk;
       this.#kind = "delete";
       this.#meta = meta;
     }
@@ -203,10 +239,19 @@ export class StatementBuilder {
     const cols = columnsOf(meta, row, where);
     const upd = cols.filter((c) => !meta.primaryKey.includes(c)).map((c) => `${quoteId(c)} = VALUES(${quoteId(c)})`);
     const onDup = upd.length ? upd.join(", ") : `${quoteId(meta.primaryKey[0])} = ${quoteId(meta.primaryKey[0])}`;
-    return `INSERT INTO ${qualified(meta.db, meta.table)} (${cols.map(quoteId).join(", ")}) VALUES (${cols.map((c) => escapeValue(row[c], meta.types.get(c))).join(",")}) ON DUPLICATE KEY UPDATE ${onDup}`;
+    const sql = `INSERT INTO ${qualified(meta.db, meta.table)} (${cols.map(quoteId).join(", ")}) VALUES (${cols.map((c) => escapeValue(row[c], meta.types.get(c))).join(",")}) ON DUPLICATE KEY UPDATE ${onDup}`;
+    return hasEnumError(row) ? lenient(sql) : sql;
+  }
+
+  /** A source savepoint or a rollback to it (reader.ts): run on the replica in place, its engines decide what is undone. */
+  marker(change: RowChange): void {
+    this.#flush();
+    const name = quoteId(change.savepoint ?? "");
+    this.out.push({ sql: change.op === "savepoint" ? `SAVEPOINT ${name}` : `ROLLBACK TO SAVEPOINT ${name}`, table: "", rows: 0 });
   }
 
   add(change: RowChange, meta: TableMeta, where: Where): void {
+    if (change.savepoint !== undefined) return this.marker(change);
     if (meta.primaryKey.length === 0) {
       throw new ApplyError(`${whereText(where)}: table \`${meta.db}\`.\`${meta.table}\` has no primary key on the replica; rows cannot be located. Add the key on the replica or exclude the table.`, {
         table: `${meta.db}.${meta.table}`,
@@ -217,11 +262,27 @@ export class StatementBuilder {
       this.#flush();
       this.#flags = flags;
     }
+    if (change.op !== "insert") {
+      // a row image without the whole key (a session's binlog_row_image=NOBLOB on a table whose key the
+      // replica defines differently, or an image that left key columns out) cannot locate its row
+      for (const r of change.before ?? change.rows) {
+        let whole = true;
+        for (const k of meta.primaryKey) if (!(k in r)) whole = false;
+        if (!whole) {
+          const missing = meta.primaryKey.filter((k) => !(k in r));
+          throw new ApplyError(
+            `${whereText(where)}: the ${change.op} of \`${meta.db}\`.\`${meta.table}\` arrived without the key column(s) ${missing.map((k) => `\`${k}\``).join(", ")} in its row image (the source session wrote it with binlog_row_image other than FULL), so the row cannot be located on the replica. Set binlog_row_image=FULL on the source for every session (SET GLOBAL binlog_row_image='FULL' and drop session overrides), then resnapshot the table (datasync resnapshot --tables ${meta.db}.${meta.table}).`,
+            { table: `${meta.db}.${meta.table}` },
+          );
+        }
+      }
+    }
     this.rows += change.rows.length;
+    const noFk = change.noFkChecks === true;
     if (change.op === "insert") {
-      for (const r of change.rows) this.#upsertRow(meta, r, where);
+      for (const r of change.rows) this.#upsertRow(meta, r, where, noFk);
     } else if (change.op === "delete") {
-      for (const r of change.rows) this.#deleteRow(meta, r);
+      for (const r of change.rows) this.#deleteRow(meta, r, noFk);
     } else {
       for (let i = 0; i < change.rows.length; i++) {
         const before = change.before![i];
@@ -230,17 +291,19 @@ export class StatementBuilder {
         if (!keyChanged && !meta.hasSecondaryUnique) {
           // Same key, full after image, no other unique key that an upsert could hit by mistake:
           // an upsert is the UPDATE (or the upsert DESIGN.md asks for when no row matched).
-          this.#upsertRow(meta, after, where);
+          this.#upsertRow(meta, after, where, noFk);
           continue;
         }
         this.#flush();
         const cols = columnsOf(meta, after, where);
         const set = cols.map((c) => `${quoteId(c)} = ${escapeValue(after[c], meta.types.get(c))}`).join(", ");
+        const upd = `UPDATE ${qualified(meta.db, meta.table)} SET ${set} WHERE ${whereKey(meta, before)}`;
         this.#push({
-          sql: `UPDATE ${qualified(meta.db, meta.table)} SET ${set} WHERE ${whereKey(meta, before)}`,
+          sql: hasEnumError(after) ? lenient(upd) : upd,
           table: `${meta.db}.${meta.table}`,
           rows: 1,
           fallback: this.upsertSql(meta, after, where),
+          ...(noFk ? { relaxFk: true } : {}),
         });
       }
     }

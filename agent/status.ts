@@ -1,7 +1,7 @@
 // Status owns `datasync status`: per replica the checkpoint (from `_datasync`), the source's current
 // position, and the live lag/state from the running agent's /readyz when it answers.
 import type { Config } from "./config.js";
-import { connect, describeConnError } from "./db.js";
+import { connect, describeConnError, type Conn } from "./db.js";
 import { readCheckpoint } from "./checkpoint.js";
 import { binlogEnd } from "./snapshot.js";
 import { comparePos, type Position } from "./reader.js";
@@ -18,6 +18,19 @@ export interface ReplicaStatusRow {
   lagSeconds: number | null;
   snapshot: unknown;
   live: boolean;
+  /** the writer lease on the replica (agent/writer-lock.ts): which agent holds the group's writer lock */
+  writer: WriterLease | null;
+}
+
+export interface WriterLease {
+  holder: string;
+  host: string;
+  pid: number;
+  since: string;
+  renewedAgoSeconds: number;
+  /** renewed_at older than the lease period: the holder stopped renewing (a successor may take over) */
+  expired: boolean;
+  released: boolean;
 }
 
 export interface StatusReport {
@@ -56,13 +69,14 @@ export async function status(cfg: Config): Promise<StatusReport> {
   }
   for (let i = 0; i < cfg.replicas.length; i++) {
     const r = cfg.replicas[i];
-    const row: ReplicaStatusRow = { name: r.name, reachable: false, checkpoint: null, checkpointUpdatedAt: null, appliedTransactions: null, state: null, behindSource: null, lagSeconds: null, snapshot: null, live: false };
+    const row: ReplicaStatusRow = { name: r.name, reachable: false, checkpoint: null, checkpointUpdatedAt: null, appliedTransactions: null, state: null, behindSource: null, lagSeconds: null, snapshot: null, live: false, writer: null };
     try {
       const c = await connect(r, `replicas[${i}]`);
       try {
         row.reachable = true;
         const [s] = await c.query<any[]>("SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '_datasync'");
         const cp = s.length ? await readCheckpoint(c, cfg.group) : null;
+        if (s.length) row.writer = await readLease(c, cfg.group);
         if (cp && cp.state === "snapshot") {
           const [sn] = await c.query<any[]>("SELECT SUM(rows_copied) AS c, SUM(GREATEST(rows_estimate, rows_copied)) AS e, SUM(state <> 'done') AS left_ FROM _datasync.snapshot WHERE group_name = ?", [cfg.group]);
           row.snapshot = { done: false, rowsCopied: Number(sn[0].c ?? 0), rowsEstimate: Number(sn[0].e ?? 0), tablesLeft: Number(sn[0].left_ ?? 0) };
@@ -96,6 +110,23 @@ export async function status(cfg: Config): Promise<StatusReport> {
   return out;
 }
 
+async function readLease(c: Conn, group: string): Promise<WriterLease | null> {
+  const [t] = await c.query<any[]>("SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = '_datasync' AND TABLE_NAME = 'writer'");
+  if (!t.length) return null;
+  const [rows] = await c.query<any[]>("SELECT holder, host, pid, started_at, ttl_ms, released_at, TIMESTAMPDIFF(MICROSECOND, renewed_at, NOW(6)) AS age_us FROM _datasync.writer WHERE group_name = ?", [group]);
+  if (!rows.length) return null;
+  const w = rows[0];
+  const age = Number(w.age_us) / 1e6;
+  return { holder: w.holder, host: w.host, pid: Number(w.pid), since: w.started_at, renewedAgoSeconds: Math.round(age * 10) / 10, expired: age * 1000 >= Number(w.ttl_ms), released: w.released_at !== null };
+}
+
+function fmtWriter(w: WriterLease | null): string {
+  if (!w) return "-";
+  const who = `${w.host}:${w.pid}`;
+  if (w.released) return `none (${who} released)`;
+  return w.expired ? `${who} (lease expired ${w.renewedAgoSeconds}s ago)` : who;
+}
+
 const fmt = (p: Position | null) => (p ? `${p.file}:${p.pos}${p.gtid ? ` gtid ${p.gtid}` : ""}` : "-");
 
 export function formatStatus(s: StatusReport): string {
@@ -105,7 +136,7 @@ export function formatStatus(s: StatusReport): string {
     `agent http ${s.agent.address}: ${s.agent.reachable ? (s.agent.ready ? "ready" : "not ready") : "not reachable (lag shown from checkpoints only)"}`,
     "",
   ];
-  const rows = [["replica", "state", "snapshot", "checkpoint", "lag", "applied tx", "updated"]];
+  const rows = [["replica", "state", "writer", "snapshot", "checkpoint", "lag", "applied tx", "updated"]];
   for (const r of s.replicas) {
     const sn: any = r.snapshot;
     let snap = "-";
@@ -116,6 +147,7 @@ export function formatStatus(s: StatusReport): string {
     rows.push([
       r.name,
       r.error ? `unreachable` : (r.state ?? "-"),
+      fmtWriter(r.writer),
       snap,
       fmt(r.checkpoint),
       r.lagSeconds === null ? (r.behindSource ? "behind" : "-") : `${r.lagSeconds.toFixed(1)}s`,

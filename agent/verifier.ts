@@ -5,6 +5,7 @@
 // No locks are taken: every statement is a plain consistent read.
 import type { Config, Endpoint } from "./config.js";
 import { connect, describeConnError, type Conn } from "./db.js";
+import { isGeneratedExtra } from "./schema.js";
 import { BOOKKEEPING_SCHEMA, globToRegExp, makeTableFilter, SYSTEM_SCHEMAS } from "./rules.js";
 import {
   boundarySql,
@@ -189,7 +190,7 @@ export async function readShapes(c: Conn, cfg: Config, only?: (name: string) => 
     const s = out.get(`${r.db}.${r.tbl}`);
     if (!s) continue;
     const extra = String(r.extra ?? "").toUpperCase();
-    const generated = /GENERATED|VIRTUAL|PERSISTENT|STORED/.test(extra);
+    const generated = isGeneratedExtra(extra);
     const col: Column = {
       name: r.name,
       dataType: String(r.dataType),

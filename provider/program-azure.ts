@@ -38,7 +38,7 @@ export function azureStack(
         tags,
       }),
   );
-  const members = replicas.map((r, i) => new ReplicaServer(`${group}-${c.replicas[i].name}`, { ...r.spec, group, primary: primaryRef, databases: c.databases }));
+  const members = replicas.map((r, i) => new ReplicaServer(`${group}-${c.replicas[i].name}`, { ...r.spec, group, primary: primaryRef, databases: c.databases, syncAccount: true }));
   const sync = new SyncGroup(group, { group, primary, replicas: members.map((m) => m.spec), databases: c.databases, tables: c.tables, agent: c.agent as any }, { dependsOn: members });
   const agent = new SyncAgent(`${group}-agent`, {
     resourceGroupName: rg,

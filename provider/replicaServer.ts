@@ -4,7 +4,8 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { Flavor } from "../agent/rules.js";
 import { agentModule, liveCheckError, prepareBookkeeping, removeBookkeeping } from "./live.js";
-import { canonical, checkSyncGroup, flavorOf, STATE_VERSION, UNKNOWN, type ServerSpec } from "./spec.js";
+import * as random from "@pulumi/random";
+import { canonical, checkSyncGroup, defaultSyncUser, flavorOf, STATE_VERSION, UNKNOWN, type ServerSpec } from "./spec.js";
 import type { ReplicaArgs } from "./syncGroup.js";
 
 /** ReplicaServer inputs as the provider sees them (flat: top-level secrets stay addressable). */
@@ -13,6 +14,9 @@ interface ReplicaServerInputs extends ServerSpec {
   replicaName: string;
   primary: { version: string; flavor?: Flavor; host?: string; port?: number };
   databases: string[];
+  /** the dedicated sync account created on this replica with the admin credentials above (user, password) */
+  syncUser?: string;
+  syncPassword?: string;
 }
 
 function asGroup(n: any) {
@@ -54,7 +58,60 @@ async function join(n: ReplicaServerInputs): Promise<Record<string, unknown>> {
   if (all.length) throw liveCheckError(`replica ${n.replicaName} of group "${n.group}"`, all);
   const source = n.primary.host ? `${n.primary.host}:${n.primary.port ?? 3306}` : "(primary)";
   await prepareBookkeeping(e, n.replicaName, n.group, n.replicaName, source);
+  if (n.syncUser) {
+    if (!n.syncPassword) throw new Error(`replica ${n.replicaName}: syncUser ${n.syncUser} is given without syncPassword; give the password as a secret (or let ReplicaServer generate it with syncAccount: true).`);
+    await ensureSyncAccount(e, `replica ${n.replicaName}`, n.syncUser, n.syncPassword, n.databases);
+    // the account the agent will use must pass the replica privilege rule on its own
+    const own = await preflightReplica({ ...cfg, replicas: [{ ...e, user: n.syncUser, password: n.syncPassword, passwordEnv: undefined, passwordFile: undefined }] }, 0, undefined);
+    if (own.failures.length) throw liveCheckError(`the sync account ${n.syncUser} of replica ${n.replicaName}`, own.failures);
+  }
   return JSON.parse(JSON.stringify({ ...n, flavor: flavorOf(n), liveVersion: report.version?.raw, stateVersion: STATE_VERSION }));
+}
+
+/**
+ * Least privilege: the agent writes with an account of its own, not the server admin. Creates (or updates
+ * the password of) `user`@'%' and grants exactly what rule 6 names on the synced schemas and `_datasync`.
+ * The password goes to the server as a statement parameter and never into a message.
+ */
+async function ensureSyncAccount(admin: any, where: string, user: string, password: string, databases: string[]): Promise<void> {
+  const { connect, describeConnError, quoteId } = await agentModule("db");
+  const { REPLICA_SCHEMA_PRIVILEGES, BOOKKEEPING_PRIVILEGES, BOOKKEEPING_SCHEMA } = await agentModule("rules");
+  let c: any;
+  try {
+    c = await connect(admin, where);
+  } catch (err) {
+    throw new Error(`cannot create the sync account ${user}: ${describeConnError(err, where, admin)}`);
+  }
+  const account = `${c.escape(user)}@'%'`;
+  try {
+    await c.query(`CREATE USER IF NOT EXISTS ${account} IDENTIFIED BY ?`, [password]);
+    await c.query(`ALTER USER ${account} IDENTIFIED BY ?`, [password]);
+    const schemaPrivs = REPLICA_SCHEMA_PRIVILEGES.map((p: { privilege: string }) => p.privilege).join(", ");
+    for (const db of databases) await c.query(`GRANT ${schemaPrivs} ON ${quoteId(db)}.* TO ${account}`);
+    await c.query(`GRANT ${BOOKKEEPING_PRIVILEGES.join(", ")} ON ${quoteId(BOOKKEEPING_SCHEMA)}.* TO ${account}`);
+  } catch (err: any) {
+    // err.sql would carry the password: only the server's message is kept
+    throw new Error(`${where} (${admin.host}:${admin.port}): creating the sync account ${user} failed: ${err?.sqlMessage ?? err?.code ?? "error"}; the admin account ${admin.user} needs CREATE USER and the privileges it grants (with GRANT OPTION).`);
+  } finally {
+    await c.end().catch(() => undefined);
+  }
+}
+
+/** Drop the sync account when the membership ends (the admin stays). */
+async function dropSyncAccount(admin: any, where: string, user: string): Promise<void> {
+  const { connect } = await agentModule("db");
+  let c: any;
+  try {
+    c = await connect(admin, where);
+  } catch {
+    process.stderr.write(`datasync: ${where} (${admin.host}:${admin.port}) is unreachable; its sync account ${user} was left in place\n`);
+    return;
+  }
+  try {
+    await c.query(`DROP USER IF EXISTS ${c.escape(user)}@'%'`);
+  } finally {
+    await c.end().catch(() => undefined);
+  }
 }
 
 export const replicaServerProvider: pulumi.dynamic.ResourceProvider = {
@@ -67,18 +124,21 @@ export const replicaServerProvider: pulumi.dynamic.ResourceProvider = {
   async diff(_id: string, olds: any, news: any) {
     // identity of the membership: group, replica name and endpoint; the rest is re-checked in place
     const replaces = ["group", "replicaName", "host", "port"].filter((k) => news[k] === UNKNOWN || canonical(olds[k] ?? (k === "port" ? 3306 : undefined)) !== canonical(news[k] ?? (k === "port" ? 3306 : undefined)));
-    const updates = ["user", "password", "passwordEnv", "passwordFile", "version", "flavor", "tls", "primary", "databases"].filter((k) => canonical(olds[k]) !== canonical(news[k]) && !(k === "flavor" && news[k] === undefined));
+    const updates = ["user", "password", "passwordEnv", "passwordFile", "version", "flavor", "tls", "primary", "databases", "syncUser", "syncPassword"].filter((k) => canonical(olds[k]) !== canonical(news[k]) && !(k === "flavor" && news[k] === undefined));
     return { changes: replaces.length + updates.length > 0, replaces, deleteBeforeReplace: replaces.length > 0 };
   },
   async create(inputs: any) {
     const outs = await join(inputs);
     return { id: `${inputs.group}/${inputs.replicaName}`, outs };
   },
-  async update(_id: string, _olds: any, news: any) {
-    return { outs: await join(news) };
+  async update(_id: string, olds: any, news: any) {
+    const outs = await join(news);
+    if (olds.syncUser && olds.syncUser !== news.syncUser) await dropSyncAccount(endpointOf(news), `replica ${news.replicaName}`, olds.syncUser);
+    return { outs };
   },
   async delete(_id: string, props: any) {
     await removeBookkeeping(endpointOf(props), props.replicaName, props.group);
+    if (props.syncUser) await dropSyncAccount(endpointOf(props), `replica ${props.replicaName}`, props.syncUser);
   },
 };
 
@@ -89,6 +149,12 @@ export interface ReplicaServerArgs extends ReplicaArgs {
   primary: pulumi.Input<{ version: pulumi.Input<string>; flavor?: pulumi.Input<Flavor>; host?: pulumi.Input<string>; port?: pulumi.Input<number> }>;
   /** the synced databases (the sync user needs DDL and DML on them and on _datasync) */
   databases: pulumi.Input<pulumi.Input<string>[]>;
+  /**
+   * Least privilege for a replica the program manages: create a dedicated sync account with `user`/`password`
+   * (the admin) and hand the group that account instead. `true`: user `datasync_<group>`, a generated password
+   * (@pulumi/random, a secret). Defaults to none (the given account is the sync account).
+   */
+  syncAccount?: boolean | { user?: pulumi.Input<string>; password?: pulumi.Input<string> };
 }
 
 export class ReplicaServer extends pulumi.dynamic.Resource {
@@ -105,6 +171,11 @@ export class ReplicaServer extends pulumi.dynamic.Resource {
   readonly spec: ReplicaArgs;
 
   constructor(name: string, args: ReplicaServerArgs, opts: pulumi.CustomResourceOptions = {}) {
+    const sa = args.syncAccount === true ? {} : args.syncAccount || undefined;
+    const syncUser = sa ? (sa.user ?? pulumi.output(args.group).apply(defaultSyncUser)) : undefined;
+    const syncPassword = sa
+      ? pulumi.secret(sa.password ?? new random.RandomPassword(`${name}-sync`, { length: 32, special: true, overrideSpecial: "-_.~!#%^*", minLower: 2, minUpper: 2, minNumeric: 2 }, { parent: opts.parent }).result)
+      : undefined;
     super(
       replicaServerProvider,
       name,
@@ -122,10 +193,12 @@ export class ReplicaServer extends pulumi.dynamic.Resource {
         tls: args.tls,
         primary: args.primary,
         databases: args.databases,
+        syncUser,
+        syncPassword,
         liveVersion: undefined,
         stateVersion: STATE_VERSION,
       },
-      { ...opts, additionalSecretOutputs: [...(opts.additionalSecretOutputs ?? []), "password"] },
+      { ...opts, additionalSecretOutputs: [...(opts.additionalSecretOutputs ?? []), "password", "syncPassword"] },
       "datasync",
       "ReplicaServer",
     );
@@ -137,12 +210,17 @@ export class ReplicaServer extends pulumi.dynamic.Resource {
       name: after(args.name),
       host: after(args.host),
       port: after(args.port ?? 3306),
-      user: after(args.user),
       version: after(args.version),
       ...(args.flavor !== undefined ? { flavor: after(args.flavor) } : {}),
-      ...(args.password !== undefined ? { password: pulumi.secret(after(args.password)) } : {}),
-      ...(args.passwordEnv !== undefined ? { passwordEnv: after(args.passwordEnv) } : {}),
-      ...(args.passwordFile !== undefined ? { passwordFile: after(args.passwordFile) } : {}),
+      // with a sync account the group (and its agent) gets that account, never the admin
+      ...(syncUser !== undefined
+        ? { user: after(syncUser), password: pulumi.secret(after(syncPassword!)) }
+        : {
+            user: after(args.user),
+            ...(args.password !== undefined ? { password: pulumi.secret(after(args.password)) } : {}),
+            ...(args.passwordEnv !== undefined ? { passwordEnv: after(args.passwordEnv) } : {}),
+            ...(args.passwordFile !== undefined ? { passwordFile: after(args.passwordFile) } : {}),
+          }),
       ...(args.tls !== undefined ? { tls: after(args.tls) } : {}),
     };
   }

@@ -320,3 +320,66 @@ export function diffSyncGroup(olds: any, news: any): { changes: boolean; replace
   if (updates.length === 0 && replaces.length === 0 && (newConfig === undefined || isUnknown(newConfig) || sameJson(newConfig, olds.agentConfig) === false)) updates.push("agentConfig");
   return { changes: replaces.length > 0 || updates.length > 0, replaces, updates };
 }
+
+/** What a remote target (a container) provides to the agent besides its config. */
+export interface RemoteTarget {
+  /** e.g. "Azure Container Instances" (for messages) */
+  name: string;
+  /** names of environment variables the target sets in the agent's process (secure values) */
+  env?: string[];
+  /** files the target mounts into the agent's file system */
+  files?: string[];
+}
+
+/**
+ * The agent config for an agent that runs elsewhere (a container): a `tls.ca`/`cert`/`key` given as a path
+ * is read here, where `pulumi up` runs, and inlined as PEM (the path would not exist in the container);
+ * `passwordEnv`/`passwordFile` are refused unless the target provides that variable or file. The result
+ * carries credentials: keep it secret. `read` reads a file (injected: this module is closure-serialized
+ * and must not import `fs`); its errors become messages naming the key and the fix.
+ */
+export function remoteAgentConfig(config: string, target: RemoteTarget, read: (path: string) => string): string {
+  const c = JSON.parse(config);
+  const problems: string[] = [];
+  const endpoint = (e: any, where: string) => {
+    if (!e || typeof e !== "object") return e;
+    const out = { ...e };
+    if (typeof e.passwordEnv === "string" && !(target.env ?? []).includes(e.passwordEnv)) {
+      problems.push(`${where}.passwordEnv: the environment variable ${e.passwordEnv} exists where pulumi runs, not in the agent's ${target.name}; give ${where}.password as a Pulumi secret (pulumi config set --secret), which travels encrypted in the agent config`);
+    }
+    if (typeof e.passwordFile === "string" && !(target.files ?? []).includes(e.passwordFile)) {
+      problems.push(`${where}.passwordFile: the file ${e.passwordFile} exists where pulumi runs, not in the agent's ${target.name}; give ${where}.password as a Pulumi secret (pulumi config set --secret), which travels encrypted in the agent config`);
+    }
+    if (e.tls && typeof e.tls === "object") {
+      const tls = { ...e.tls };
+      for (const k of ["ca", "cert", "key"]) {
+        const v = tls[k];
+        if (typeof v !== "string" || v.includes("-----BEGIN") || (target.files ?? []).includes(v)) continue;
+        try {
+          const text = read(v);
+          if (!/-----BEGIN [A-Z0-9 ]+-----/.test(text)) throw new Error("no PEM block in it");
+          tls[k] = text;
+        } catch (err: any) {
+          problems.push(`${where}.tls.${k}: cannot inline ${k === "key" ? "the key file" : v} for the agent's ${target.name} (${err?.code ?? err?.message}); give a readable PEM file or the PEM text itself`);
+        }
+      }
+      out.tls = tls;
+    }
+    return out;
+  };
+  const result = { ...c, source: endpoint(c.source, "primary"), replicas: Array.isArray(c.replicas) ? c.replicas.map((r: any, i: number) => endpoint(r, `replicas[${i}]`)) : c.replicas };
+  if (problems.length) throw new Error(`the agent config for ${target.name} cannot run there:\n  - ${problems.join("\n  - ")}`);
+  return JSON.stringify(result);
+}
+
+/**
+ * The name of the dedicated sync account the provider creates on a replica it manages: `datasync_<group>`,
+ * shortened with a hash of the group to MySQL's 32 characters (Azure's limit too).
+ */
+export function defaultSyncUser(group: string): string {
+  const name = `datasync_${group}`;
+  if (name.length <= 32) return name;
+  let h = 0x811c9dc5; // FNV-1a: stable, no imports (this module is closure-serialized)
+  for (let i = 0; i < group.length; i++) h = Math.imul(h ^ group.charCodeAt(i), 0x01000193) >>> 0;
+  return `datasync_${group.slice(0, 14)}_${h.toString(16).padStart(8, "0")}`;
+}

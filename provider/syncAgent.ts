@@ -2,14 +2,19 @@
 // environment value, probes on /healthz and /readyz, restart Always, CPU and memory.
 import * as pulumi from "@pulumi/pulumi";
 import * as containerinstance from "@pulumi/azure-native/containerinstance/index.js";
+import { readFileSync } from "node:fs";
+import { remoteAgentConfig } from "./spec.js";
 
 export const AGENT_PORT = 9464;
 /** Default image; override with the stack config `datasync:agentImage` or the `image` argument. */
 export const DEFAULT_IMAGE = "ghcr.io/datasync/datasync-agent:0.1.0";
 
-/** The config the container runs: HTTP on all interfaces so the probes reach it. Pure; exported for tests. */
+/**
+ * The config the container runs: HTTP on all interfaces so the probes reach it; CA/cert/key files inlined
+ * and passwordEnv/passwordFile refused (they exist where pulumi runs, not in the container). Exported for tests.
+ */
 export function containerConfig(config: string): string {
-  const c = JSON.parse(config);
+  const c = JSON.parse(remoteAgentConfig(config, { name: "Azure container" }, (p) => readFileSync(p, "utf8")));
   return JSON.stringify({ ...c, http: { ...(c.http ?? {}), listen: `0.0.0.0:${AGENT_PORT}` } });
 }
 

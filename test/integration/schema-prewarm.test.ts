@@ -1,5 +1,6 @@
 // The session's schema prewarm (two INFORMATION_SCHEMA queries for whole databases) must describe every
-// table exactly as the per-table load does: columns, generated columns, types, key, other unique keys.
+// table exactly as the per-table load does: columns, generated columns (not columns with an expression
+// default), types, key, other unique keys.
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { startServers, type TestServer } from "../support/servers.js";
 import { loadDatabasesMeta, loadTableMeta, SchemaCache } from "../../agent/schema.js";
@@ -10,7 +11,10 @@ beforeAll(async () => {
   [s] = await startServers([{ name: "prewarm" }]);
   await s.query("CREATE DATABASE a");
   await s.query("CREATE DATABASE b");
-  await s.query("CREATE TABLE a.t1 (id INT PRIMARY KEY, v VARCHAR(10), g INT AS (id * 2) VIRTUAL, s INT AS (id + 1) STORED, u INT, UNIQUE KEY (u))");
+  // ts and d have expression defaults (MySQL's EXTRA says DEFAULT_GENERATED): data columns, written like any other
+  await s.query(
+    "CREATE TABLE a.t1 (id INT PRIMARY KEY, v VARCHAR(10), g INT AS (id * 2) VIRTUAL, s INT AS (id + 1) STORED, u INT, ts TIMESTAMP NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP, d DATETIME DEFAULT CURRENT_TIMESTAMP, UNIQUE KEY (u))",
+  );
   await s.query("CREATE TABLE a.t2 (k1 VARBINARY(8) NOT NULL, k2 INT NOT NULL, d DECIMAL(10,2), PRIMARY KEY (k2, k1))");
   await s.query("CREATE TABLE a.nokey (x INT)");
   await s.query("CREATE VIEW a.v AS SELECT id FROM a.t1");
@@ -28,7 +32,7 @@ it("describes every base table of the databases exactly as the per-table load do
     expect(all.map((m) => `${m.db}.${m.table}`).sort()).toEqual(["a.nokey", "a.t1", "a.t2", "b.we`ird"]);
     for (const m of all) expect(m).toEqual(await loadTableMeta(c, m.db, m.table));
     const t1 = all.find((m) => m.table === "t1")!;
-    expect(t1.writable).toEqual(["id", "v", "u"]);
+    expect(t1.writable).toEqual(["id", "v", "u", "ts", "d"]);
     expect(t1.hasSecondaryUnique).toBe(true);
     expect(all.find((m) => m.table === "t2")!.primaryKey).toEqual(["k2", "k1"]);
     // the cache serves prewarmed tables without asking again, and still loads others lazily

@@ -3,8 +3,9 @@
 // brought into scope later is copied alone; a purged binlog position asks for (and gets) a resnapshot.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startServers, type TestServer } from "../support/servers.js";
-import { AgentProcess, checksums, makeConfig, runCli, tableList, waitCaughtUp, waitFor, writeConfig } from "../support/agent.js";
+import { AgentProcess, binlogStatus, checksums, makeConfig, runCli, tableList, waitCaughtUp, waitFor, writeConfig } from "../support/agent.js";
 import { prefill, SCHEMA_SQL, Writer } from "../support/load.js";
+import { seq } from "../support/sql.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -33,7 +34,7 @@ describe("online snapshot under load", () => {
     await Promise.all([src, ...reps].map((s) => s?.destroy()));
   });
 
-  it("seeds two replicas while a writer runs, survives a SIGKILL mid-copy by resuming, and ends identical", async () => {
+  it("seeds two replicas while a writer runs, survives a SIGKILL mid-copy by resuming, and ends identical", { timeout: 240_000 }, async () => {
     try {
       await seedUnderLoad();
     } catch (e: any) {
@@ -105,9 +106,9 @@ describe("snapshot correctness and scope changes", () => {
     [src, rep] = await startServers([{ name: "snap2-src" }, { name: "snap2-r1" }]);
     await src.query("CREATE DATABASE shop");
     await src.query("CREATE TABLE shop.items (id INT PRIMARY KEY, v VARCHAR(20), f FLOAT, d DOUBLE, b BLOB, y YEAR, g INT AS (id * 2) VIRTUAL)");
-    await src.query("INSERT INTO shop.items (id, v, f, d, b, y) SELECT seq, CONCAT('v', seq), seq + 0.1000001, 0.1 + 0.2 + seq, UNHEX(HEX(seq)), IF(seq % 2, 0, 1999) FROM shop.seq_1_to_5000");
+    await src.query(`INSERT INTO shop.items (id, v, f, d, b, y) SELECT seq, CONCAT('v', seq), seq + 0.1000001, 0.1 + 0.2 + seq, UNHEX(HEX(seq)), IF(seq % 2, 0, 1999) FROM ${seq(5000, { db: "shop" })}`);
     await src.query("CREATE TABLE shop.extra (k VARBINARY(16) NOT NULL, n INT NOT NULL, PRIMARY KEY (k, n))");
-    await src.query("INSERT INTO shop.extra SELECT UNHEX(HEX(seq % 7)), seq, FROM shop.seq_1_to_3000".replace(", FROM", " FROM"));
+    await src.query(`INSERT INTO shop.extra SELECT UNHEX(HEX(seq % 7)), seq FROM ${seq(3000, { db: "shop" })}`);
   });
 
   afterAll(async () => {
@@ -155,7 +156,7 @@ describe("snapshot correctness and scope changes", () => {
     await agent!.kill("SIGTERM");
     await src.query("INSERT INTO shop.items (id, v) VALUES (200000, 'while stopped')");
     await src.query("FLUSH BINARY LOGS");
-    const [st] = await src.query<any[]>("SHOW MASTER STATUS");
+    const st = await binlogStatus(src);
     // a binlog dump thread of the stopped agent may linger a moment and keep its file from being purged
     await waitFor(
       async () => {
@@ -198,9 +199,9 @@ describe("snapshot chunks and foreign-key cascades", () => {
       "CREATE TABLE fk.kid_del (id INT PRIMARY KEY, pid INT NOT NULL, CONSTRAINT kd FOREIGN KEY (pid) REFERENCES fk.parent (id) ON DELETE CASCADE ON UPDATE CASCADE)",
     );
     await src.query("CREATE TABLE fk.kid_null (id INT PRIMARY KEY, pid INT NULL, CONSTRAINT kn FOREIGN KEY (pid) REFERENCES fk.parent (id) ON DELETE SET NULL ON UPDATE CASCADE)");
-    await src.query("INSERT INTO fk.parent SELECT seq, CONCAT('p', seq) FROM fk.seq_1_to_300");
-    await src.query("INSERT INTO fk.kid_del SELECT seq, seq % 300 + 1 FROM fk.seq_1_to_3000");
-    await src.query("INSERT INTO fk.kid_null SELECT seq, seq % 300 + 1 FROM fk.seq_1_to_3000");
+    await src.query(`INSERT INTO fk.parent SELECT seq, CONCAT('p', seq) FROM ${seq(300, { db: "fk" })}`);
+    await src.query(`INSERT INTO fk.kid_del SELECT seq, seq % 300 + 1 FROM ${seq(3000, { db: "fk" })}`);
+    await src.query(`INSERT INTO fk.kid_null SELECT seq, seq % 300 + 1 FROM ${seq(3000, { db: "fk" })}`);
   });
 
   afterAll(async () => {
@@ -230,9 +231,9 @@ describe("snapshot chunks and foreign-key cascades", () => {
     await agent?.kill("SIGTERM");
     await src.query("CREATE DATABASE rs");
     await src.query("CREATE TABLE rs.a (id INT PRIMARY KEY)");
-    await src.query("INSERT INTO rs.a SELECT seq FROM rs.seq_1_to_10");
+    await src.query(`INSERT INTO rs.a SELECT seq FROM ${seq(10, { db: "rs" })}`);
     await src.query("CREATE TABLE rs.t (id INT PRIMARY KEY, v INT NOT NULL)");
-    await src.query("INSERT INTO rs.t SELECT seq, seq FROM rs.seq_1_to_2000");
+    await src.query(`INSERT INTO rs.t SELECT seq, seq FROM ${seq(2000, { db: "rs" })}`);
     const cfgFile = writeConfig(makeConfig(src, [rep], { group: "restart", databases: ["rs"], snapshot: { chunkRows: 1000, rowsPerSecond: 0 } }));
     agent = new AgentProcess(cfgFile, { DATASYNC_TEST_CHUNK_PAUSE_TABLE: "rs.a:3000,rs.t:60000", DATASYNC_TEST_APPLY_DELAY_MS: "1500" });
     await agent.waitForLog((l) => /test hook: chunk read/.test(l.msg ?? "") && l.table === "rs.a", 30_000);

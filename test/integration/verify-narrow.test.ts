@@ -5,13 +5,14 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { validateConfig, type Config } from "../../agent/config.js";
 import { runVerify, exitCodeOf } from "../../agent/verifier.js";
 import { startServers, type TestServer } from "../support/servers.js";
+import { seq } from "../support/sql.js";
 
 const DATA = `
 CREATE DATABASE big; USE big;
 CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(40) NOT NULL, n INT NULL);
-INSERT INTO t SELECT seq, CONCAT('value ', seq), IF(seq MOD 7 = 0, NULL, seq * 3) FROM seq_1_to_100000;
+INSERT INTO t SELECT seq, CONCAT('value ', seq), IF(seq MOD 7 = 0, NULL, seq * 3) FROM ${seq(100000)};
 CREATE TABLE ck (a INT NOT NULL, b VARCHAR(10) NOT NULL, v INT NOT NULL, PRIMARY KEY (a, b));
-INSERT INTO ck SELECT x.seq, CONCAT('b', LPAD(y.seq, 3, '0')), x.seq * y.seq FROM seq_1_to_1000 x, seq_1_to_100 y;
+INSERT INTO ck SELECT x.seq, CONCAT('b', LPAD(y.seq, 3, '0')), x.seq * y.seq FROM ${seq(1000, { alias: "x" })}, ${seq(100, { alias: "y" })};
 `;
 
 let servers: TestServer[] = [];

@@ -144,9 +144,15 @@ export async function waitFor<T>(fn: () => Promise<T | false | null | undefined>
   throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ""}`);
 }
 
+/** The source's binlog status row (File, Position; Executed_Gtid_Set on MySQL): MySQL 8.4 renamed the statement. */
+export async function binlogStatus(source: TestServer): Promise<{ File: string; Position: number | string; Executed_Gtid_Set?: string }> {
+  const [st] = await source.query<any[]>(source.flavor === "mysql" ? "SHOW BINARY LOG STATUS" : "SHOW MASTER STATUS");
+  return st;
+}
+
 /** Wait until the replica's checkpoint for the group has reached the source's current binlog end. */
 export async function waitCaughtUp(source: TestServer, replica: TestServer, group = "test", timeout = 60_000): Promise<void> {
-  const [st] = await source.query<any[]>("SHOW MASTER STATUS");
+  const st = await binlogStatus(source);
   const file = st.File as string;
   const pos = Number(st.Position);
   const num = (f: string) => Number(/(\d+)$/.exec(f)?.[1] ?? 0);

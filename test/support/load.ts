@@ -3,6 +3,7 @@
 // to `shop.ledger` is also counted on the source by a trigger, so replicas can prove exactly-once.
 import type { Connection } from "mysql2/promise";
 import type { TestServer } from "./servers.js";
+import { seq } from "./sql.js";
 
 export const SCHEMA_SQL = [
   "CREATE DATABASE IF NOT EXISTS shop",
@@ -164,10 +165,10 @@ export class Writer {
 /** Fill the load schema with `n` customers, each with one order of two lines (fast, server-side). */
 export async function prefill(src: TestServer, n: number): Promise<void> {
   await src.query(`INSERT INTO shop.customers (id, name, email)
-    SELECT seq, CONCAT('pre ', seq), IF(seq % 3 = 0, NULL, CONCAT('p', seq, '@example.com')) FROM shop.seq_1_to_${n}`);
+    SELECT seq, CONCAT('pre ', seq), IF(seq % 3 = 0, NULL, CONCAT('p', seq, '@example.com')) FROM ${seq(n, { db: "shop", flavor: src.flavor })}`);
   await src.query(`INSERT INTO shop.orders (id, customer_id, total, note, created)
-    SELECT seq, seq, (seq % 10000) / 100, IF(seq % 2, 'pre-note ✓', NULL), '2024-01-01 00:00:00.000001' + INTERVAL seq SECOND FROM shop.seq_1_to_${n}`);
+    SELECT seq, seq, (seq % 10000) / 100, IF(seq % 2, 'pre-note ✓', NULL), '2024-01-01 00:00:00.000001' + INTERVAL seq SECOND FROM ${seq(n, { db: "shop", flavor: src.flavor })}`);
   await src.query(`INSERT INTO shop.order_lines (order_id, line, sku, qty)
-    SELECT o.seq, l.seq, UNHEX(LPAD(HEX(o.seq * 7 + l.seq), 8, '0')), l.seq FROM shop.seq_1_to_${n} o, shop.seq_1_to_2 l`);
-  await src.query(`INSERT INTO shop.ledger (id, version, payload) SELECT seq, 1, CONCAT('pre ', seq) FROM shop.seq_1_to_${n}`);
+    SELECT o.seq, l.seq, UNHEX(LPAD(HEX(o.seq * 7 + l.seq), 8, '0')), l.seq FROM ${seq(n, { db: "shop", alias: "o", flavor: src.flavor })}, ${seq(2, { db: "shop", alias: "l", flavor: src.flavor })}`);
+  await src.query(`INSERT INTO shop.ledger (id, version, payload) SELECT seq, 1, CONCAT('pre ', seq) FROM ${seq(n, { db: "shop", flavor: src.flavor })}`);
 }

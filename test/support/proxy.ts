@@ -201,6 +201,7 @@ export class TcpProxy {
       this.stats.accepted++;
       const c = new ProxyConn(this.#nextId++, client, this.target, this);
       this.#conns.add(c);
+      if (this.#partitioned) c.stall();
     });
   }
 
@@ -253,7 +254,19 @@ export class TcpProxy {
 
   /** forward again on every stalled connection (a side that closed meanwhile closes the other now) */
   resume(): void {
+    this.#partitioned = false;
     for (const c of this.#conns) c.resume();
+  }
+
+  #partitioned = false;
+
+  /**
+   * A network partition: every current connection stalls (half-open, as `stall`), and so does every new
+   * one from its first byte (a connect attempt hangs until the client's timeout). `resume()` heals it.
+   */
+  partition(): number {
+    this.#partitioned = true;
+    return this.stall("all");
   }
 
   /** @internal */

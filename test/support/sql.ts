@@ -38,3 +38,8 @@ export function intType(base: "tinyint" | "smallint" | "mediumint" | "int" | "bi
   const width = { tinyint: 4, smallint: 6, mediumint: 9, int: 11, bigint: 20 }[base];
   return `${base}(${width})`;
 }
+
+/** the privileges a source's sync account needs (rule 6): MariaDB names REPLICATION CLIENT BINLOG MONITOR */
+export function sourceGrants(flavor: Flavor = defaultFlavor()): string {
+  return `REPLICATION SLAVE, ${flavor === "mariadb" ? "BINLOG MONITOR" : "REPLICATION CLIENT"}, SELECT`;
+}

@@ -419,16 +419,17 @@ describe("resolvePassword", () => {
 
 describe("tlsModeOf", () => {
   const ep = (host: string, tls?: object) => validateConfig({ ...base(), source: { host, user: "u", ...(tls ? { tls } : {}) } }).source;
-  it.each(["127.0.0.1", "127.1.2.3", "localhost", "LOCALHOST", "::1", "[::1]"])("disabled by default on loopback %s", (h) => {
+  it.each(["127.0.0.1", "localhost", "LOCALHOST", "::1", "[::1]"])("disabled by default on loopback %s", (h) => {
     expect(tlsModeOf(ep(h))).toBe("disabled");
   });
-  it.each(["10.0.0.5", "db.example.com", "mydb.mysql.database.azure.com", "128.0.0.1", "localhost.example.com", "::2"])("verify-identity by default on %s", (h) => {
+  // the rest of 127.0.0.0/8 can be a tunnel or proxy to a remote server: only the three names above are exempt
+  it.each(["10.0.0.5", "db.example.com", "mydb.mysql.database.azure.com", "128.0.0.1", "localhost.example.com", "::2", "127.0.0.2", "127.1.2.3", "127.0.0.53"])("verify-identity by default on %s", (h) => {
     expect(tlsModeOf(ep(h))).toBe("verify-identity");
   });
   it("an explicit mode wins in both directions", () => {
     expect(tlsModeOf(ep("127.0.0.1", { mode: "required" }))).toBe("required");
     expect(tlsModeOf(ep("db.example.com", { mode: "disabled" }))).toBe("disabled");
-    expect(tlsModeOf(ep("db.example.com", { ca: "/etc/ca.pem" }))).toBe("verify-identity");
+    expect(tlsModeOf(ep("db.example.com", { ca: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n" }))).toBe("verify-identity");
   });
 });
 

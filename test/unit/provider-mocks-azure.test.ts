@@ -29,7 +29,8 @@ describe("root program, prod stack (azure)", () => {
     }
     expect(servers[2].inputs.sku).toEqual({ name: "Standard_D2ds_v4", tier: "GeneralPurpose" });
     expect(servers[0].inputs.sku).toEqual({ name: "Standard_B1ms", tier: "Burstable" });
-    expect(byType("random:index/randomPassword:RandomPassword")).toHaveLength(3);
+    // per replica: the server admin's password and the dedicated sync account's
+    expect(byType("random:index/randomPassword:RandomPassword")).toHaveLength(6);
   });
 
   it("sets the server parameters the sync needs on every server (rule 6)", () => {
@@ -64,10 +65,11 @@ describe("root program, prod stack (azure)", () => {
     const cfg = JSON.parse(env.DATASYNC_CONFIG.secureValue);
     expect(cfg.http.listen).toBe("0.0.0.0:9464");
     expect(cfg.source).toMatchObject({ host: "mysql.corp.example.com", password: "prod-primary-secret", tls: { mode: "verify-identity" } });
-    expect(cfg.replicas.map((r: any) => [r.name, r.host, r.password])).toEqual([
-      ["westeurope", "orders-westeurope.mysql.database.azure.com", "generated-Pa55word"],
-      ["northeurope", "orders-northeurope.mysql.database.azure.com", "generated-Pa55word"],
-      ["eastus", "orders-eastus.mysql.database.azure.com", "generated-Pa55word"],
+    // the agent writes with the dedicated sync account of each replica, never the server admin (least privilege)
+    expect(cfg.replicas.map((r: any) => [r.name, r.host, r.user, r.password])).toEqual([
+      ["westeurope", "orders-westeurope.mysql.database.azure.com", "datasync_orders", "generated-Pa55word"],
+      ["northeurope", "orders-northeurope.mysql.database.azure.com", "datasync_orders", "generated-Pa55word"],
+      ["eastus", "orders-eastus.mysql.database.azure.com", "datasync_orders", "generated-Pa55word"],
     ]);
     expect(cfg.databases).toEqual(["shop", "billing"]);
   });
@@ -75,7 +77,9 @@ describe("root program, prod stack (azure)", () => {
   it("declares the memberships and the group with Azure replica specs (MySQL, the primary's version)", () => {
     const members = byType("pulumi-nodejs:dynamic/datasync:ReplicaServer");
     expect(members.map((m) => m.inputs.replicaName)).toEqual(["westeurope", "northeurope", "eastus"]);
-    for (const m of members) expect(m.inputs).toMatchObject({ version: "8.0", flavor: "mysql", port: 3306, tls: { mode: "verify-identity" } });
+    for (const m of members) expect(m.inputs).toMatchObject({ version: "8.0", flavor: "mysql", port: 3306, tls: { mode: "verify-identity" }, syncUser: "datasync_orders" });
+    // the membership creates the sync account with the admin; its password is a secret input
+    for (const m of members) expect(isSecretEnvelope(m.inputs.syncPassword)).toBe(true);
     const [g] = byType("pulumi-nodejs:dynamic/datasync:SyncGroup");
     expect(reveal(g.inputs.replicas).map((r: any) => r.version)).toEqual(["8.0", "8.0", "8.0"]);
   });

@@ -357,6 +357,24 @@ describe("BinlogReader: row changes", () => {
     expect(txns[0].rowCount).toBe(7);
   });
 
+  it("marks changes whose rows event had NO_FOREIGN_KEY_CHECKS_F (a MySQL 9.6+ cascade, logged before its parent) and keeps them apart", async () => {
+    const { txns, feed } = await startReader();
+    // flags as MySQL 9.7 writes them: 0x10 on every rows event; 0x02 on the cascaded child rows; 0x01 ends the statement
+    const flagged = (e: ReturnType<typeof rowsEv>, flags: number) => ({ ...e, flags });
+    feed(
+      query("BEGIN"),
+      flagged(rowsEv("deleterows", "shop", "kid", [{ id: 20, pid: 2 }]), 0x12),
+      flagged(rowsEv("deleterows", "shop", "kid", [{ id: 21, pid: 2 }]), 0x11),
+      flagged(rowsEv("deleterows", "shop", "parent", [{ id: 2 }]), 0x11),
+      xid(2100),
+    );
+    expect(txns[0].changes).toEqual([
+      { op: "delete", db: "shop", table: "kid", rows: [{ id: 20, pid: 2 }], before: undefined, noFkChecks: true },
+      { op: "delete", db: "shop", table: "kid", rows: [{ id: 21, pid: 2 }], before: undefined },
+      { op: "delete", db: "shop", table: "parent", rows: [{ id: 2 }], before: undefined },
+    ]);
+  });
+
   it("drops rows of tables out of scope, yet delivers the transaction (the position moves)", async () => {
     const { txns, feed } = await startReader();
     feed(query("BEGIN"), rowsEv("writerows", "shop", "audit_log", [{ id: 1 }]), rowsEv("writerows", "other", "t", [{ id: 1 }]), xid(3000));
@@ -449,3 +467,134 @@ describe("BinlogReader: schema for binlogs without column names (MySQL 5.7)", ()
 /** the same Position type is what the checkpoint stores */
 const _typecheck: Position = { file: "binlog.000001", pos: 4, gtid: null };
 void _typecheck;
+
+describe("BinlogReader: fidelity (issue #15)", () => {
+  it("MariaDB XA: the prepared part (no XA START; XA END names it) is applied with its XA COMMIT", async () => {
+    const { txns, feed } = await startReader({ flavor: "mariadb" });
+    feed(
+      mariaGtid(0, 1, 3),
+      rowsEv("writerows", "shop", "xa", [{ id: 1 }]),
+      query("XA END X'7831',X'',1"),
+      ev("xaprepare", { nextPosition: 900 }),
+      mariaGtid(0, 1, 4),
+      query("XA COMMIT X'7831',X'',1", "shop", 1000),
+    );
+    const withRows = txns.filter((t) => t.changes.length);
+    expect(withRows).toHaveLength(1);
+    expect(withRows[0].changes[0].rows).toEqual([{ id: 1 }]);
+    expect(withRows[0].pos.gtid).toBe("0-1-4");
+  });
+
+  it("a prepared XA transaction is handed to the replica's next reader (reconnect before its commit)", async () => {
+    const first = await startReader({ flavor: "mariadb" });
+    first.feed(mariaGtid(0, 1, 3), rowsEv("writerows", "shop", "xa", [{ id: 4 }]), query("XA END X'7834',X'62',7"), ev("xaprepare", { nextPosition: 900 }));
+    const second = await startReader({ flavor: "mariadb", start: { file: "binlog.000001", pos: 900, gtid: "0-1-3" }, xaParked: first.r.xaParked });
+    second.feed(mariaGtid(0, 1, 4), query("XA COMMIT X'7834',X'62',7", "shop", 1000));
+    expect(second.txns.flatMap((t) => t.changes.flatMap((c) => c.rows))).toEqual([{ id: 4 }]);
+  });
+
+  it("MySQL XA: the prepared part's GTID joins the position only with its commit", async () => {
+    const { txns, feed } = await startReader({ flavor: "mysql" });
+    feed(
+      mysqlGtid(`${UUID_A}:1`),
+      query("XA START X'7831',X'',1"),
+      rowsEv("writerows", "shop", "xa", [{ id: 1 }]),
+      query("XA END X'7831',X'',1"),
+      ev("xaprepare", { nextPosition: 900 }),
+      mysqlGtid(`${UUID_A}:2`),
+      query("BEGIN"),
+      xid(950),
+    );
+    feed(mysqlGtid(`${UUID_A}:3`), query("XA COMMIT X'7831',X'',1", "shop", 1000));
+    expect(txns[0].pos.gtid).toBe(`${UUID_A}:2`);
+    expect(txns[1].pos.gtid).toBe(`${UUID_A}:1-3`);
+    expect(txns[1].changes[0].rows).toEqual([{ id: 1 }]);
+  });
+
+  it("ROLLBACK TO SAVEPOINT becomes a savepoint marker where it was set and a rollback marker in place", async () => {
+    const { txns, feed } = await startReader({ flavor: "mariadb" });
+    feed(
+      mariaGtid(0, 1, 9),
+      query("BEGIN"),
+      rowsEv("writerows", "shop", "t", [{ id: 1 }]),
+      query("SAVEPOINT `s`"),
+      query("SAVEPOINT unused"),
+      rowsEv("writerows", "shop", "t", [{ id: 2 }]),
+      rowsEv("writerows", "shop", "m", [{ id: 1 }]),
+      query("ROLLBACK TO `s`"),
+      rowsEv("writerows", "shop", "t", [{ id: 3 }]),
+      xid(700),
+    );
+    expect(txns[0].changes.map((c) => [c.op, c.savepoint ?? c.table])).toEqual([
+      ["insert", "t"],
+      ["savepoint", "s"],
+      ["insert", "t"],
+      ["insert", "m"],
+      ["rollback-to", "s"],
+      ["insert", "t"],
+    ]);
+  });
+
+  it("ROLLBACK WORK and RELEASE SAVEPOINT are no rollbacks to a savepoint", async () => {
+    const { txns, feed } = await startReader({ flavor: "mariadb" });
+    feed(mariaGtid(0, 1, 9), query("BEGIN"), query("SAVEPOINT a"), rowsEv("writerows", "shop", "t", [{ id: 1 }]), query("RELEASE SAVEPOINT a"), xid(700));
+    expect(txns[0].changes.map((c) => c.op)).toEqual(["insert"]);
+  });
+
+  it("a rotation between transactions hands over an empty transaction at the new position (idle lag stays 0)", async () => {
+    const { txns, feed } = await startReader({ flavor: "mariadb", start: { file: "binlog.000001", pos: 500, gtid: "0-1-5" } });
+    feed(ev("rotate", { binlogName: "binlog.000001", position: 4 }), ev("format", { nextPosition: 256 }));
+    expect(txns).toHaveLength(0); // behind the start: nothing handed over
+    feed(ev("rotate", { binlogName: "binlog.000002", position: 4 }), ev("format", { nextPosition: 256 }));
+    expect(txns.map((t) => [t.pos.file, t.pos.pos, t.changes.length, t.pos.gtid])).toEqual([
+      ["binlog.000002", 4, 0, "0-1-5"],
+      ["binlog.000002", 256, 0, "0-1-5"],
+    ]);
+  });
+});
+
+describe("rowdecode", async () => {
+  const { decodeText, decodeTime2 } = await import("../../agent/rowdecode.js");
+  it("latin1: all 256 bytes decode to distinct characters, the five cp1252 holes to their C1 controls", () => {
+    const all = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+    const s = decodeText(all, "latin1") as string;
+    expect(typeof s).toBe("string");
+    expect(new Set(s).size).toBe(256);
+    for (const b of [0x81, 0x8d, 0x8f, 0x90, 0x9d]) expect(s.charCodeAt(b)).toBe(b);
+    expect(s.charCodeAt(0x80)).toBe(0x20ac);
+  });
+  it("other charsets keep their bytes, tagged for the introducer; invalid UTF-8 too", () => {
+    const w: any = decodeText(Buffer.from([0x98, 0xc0]), "cp1251");
+    expect(Buffer.isBuffer(w)).toBe(true);
+    expect(w.charset).toBe("cp1251");
+    const bad = decodeText(Buffer.from([0xff, 0x41]), "utf8mb4") as any;
+    expect(Buffer.isBuffer(bad)).toBe(true);
+    expect(decodeText(Buffer.from("h\u00e9 \u{1F600}"), "utf8mb4")).toBe("h\u00e9 \u{1F600}");
+  });
+  it("TIME2: negative values with zero seconds, zero fractions and fractions (the server's packing)", () => {
+    const enc = (sign: 1 | -1, h: number, m: number, s: number, us: number, dec: number) => {
+      // the server's my_time_packed_to_binary
+      const packed = ((BigInt((h << 12) | (m << 6) | s) << 24n) + BigInt(us)) * BigInt(sign);
+      const b = Buffer.alloc(6);
+      if (dec >= 5) {
+        b.writeUIntBE(Number(packed + 0x800000000000n), 0, 6);
+        return b;
+      }
+      // MY_PACKED_TIME_GET_INT_PART is an arithmetic shift, GET_FRAC_PART a C remainder (the sign of the value)
+      const ip = packed >> 24n;
+      const frac = packed % (1n << 24n);
+      b.writeUIntBE(Number(ip + 0x800000n), 0, 3);
+      if (dec >= 3) b.writeInt16BE(Number(frac / 100n), 3);
+      else if (dec >= 1) b.writeInt8(Number(frac / 10000n), 3);
+      return b;
+    };
+    expect(decodeTime2(enc(-1, 1, 0, 0, 0, 0), 0, 0).value).toBe("-01:00:00");
+    expect(decodeTime2(enc(-1, 0, 0, 1, 0, 0), 0, 0).value).toBe("-00:00:01");
+    expect(decodeTime2(enc(-1, 838, 59, 59, 0, 0), 0, 0).value).toBe("-838:59:59");
+    expect(decodeTime2(enc(1, 838, 59, 59, 0, 0), 0, 0).value).toBe("838:59:59");
+    expect(decodeTime2(enc(-1, 1, 0, 0, 1, 6), 0, 6)).toEqual({ value: "-01:00:00.000001", size: 6 });
+    expect(decodeTime2(enc(-1, 0, 0, 0, 500000, 6), 0, 6).value).toBe("-00:00:00.500000");
+    expect(decodeTime2(enc(-1, 12, 34, 56, 789000, 3), 0, 3)).toEqual({ value: "-12:34:56.789", size: 5 });
+    expect(decodeTime2(enc(-1, 0, 0, 1, 500000, 1), 0, 1)).toEqual({ value: "-00:00:01.5", size: 4 });
+  });
+});

@@ -62,7 +62,7 @@ describe("config", () => {
   // masks only `password`, so printing the redacted config prints the private key.
   it("BUG-2 redactConfig does not print an inline TLS private key", () => {
     const key = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----";
-    const c = validateConfig({ ...baseConfig(), source: { host: "db.example.com", user: "u", password: "pw", tls: { mode: "verify-identity", cert: "/etc/c.pem", key } } });
+    const c = validateConfig({ ...baseConfig(), source: { host: "db.example.com", user: "u", password: "pw", tls: { mode: "verify-identity", cert: "-----BEGIN CERTIFICATE-----\nMIIBcert\n-----END CERTIFICATE-----", key } } });
     expect(JSON.stringify(redactConfig(c))).not.toContain("MIIEvQIBADANBgkqhkiG9w0BAQEFAASC");
   });
 });

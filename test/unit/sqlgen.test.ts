@@ -301,6 +301,38 @@ describe("StatementBuilder: updates", () => {
   });
 });
 
+describe("StatementBuilder: changes the source ran without foreign key checks", () => {
+  // MySQL 9.6+ (SQL-layer foreign keys) logs a cascade's child changes with NO_FOREIGN_KEY_CHECKS_F, before the
+  // parent's change: on the replica they must run with checks off too (the child points at a parent not yet there)
+  const kid = meta("kid", { id: "int", pid: "int" });
+  const parent = meta("parent", { id: "int" });
+  const relaxed = (c: RowChange): RowChange => ({ ...c, noFkChecks: true });
+
+  it("marks their statements relaxFk, and never merges them with checked changes", () => {
+    const { out } = build(
+      [relaxed(upd(kid, [{ id: 10, pid: 1 }, { id: 10, pid: 5 }])), kid],
+      [upd(kid, [{ id: 11, pid: 2 }, { id: 11, pid: 3 }]), kid],
+      [upd(parent, [{ id: 1 }, { id: 5 }]), parent],
+      [relaxed(del(kid, { id: 20, pid: 2 })), kid],
+      [del(kid, { id: 21, pid: 2 }), kid],
+    );
+    expect(out.map((s) => [s.sql.split(" ")[0], s.table, s.relaxFk === true])).toEqual([
+      ["INSERT", "shop.kid", true],
+      ["INSERT", "shop.kid", false],
+      ["UPDATE", "shop.parent", false],
+      ["DELETE", "shop.kid", true],
+      ["DELETE", "shop.kid", false],
+    ]);
+    expect(out[0].sql).toContain("VALUES (10,5)");
+  });
+
+  it("a relaxed key change keeps its flag (with its upsert fallback)", () => {
+    const { out } = build([relaxed(upd(kid, [{ id: 10, pid: 1 }, { id: 12, pid: 1 }])), kid]);
+    expect(out).toHaveLength(1);
+    expect(out[0]).toMatchObject({ table: "shop.kid", relaxFk: true, fallback: expect.stringContaining("INSERT INTO `shop`.`kid`") });
+  });
+});
+
 describe("StatementBuilder: errors", () => {
   it("a source column the replica lacks is an ApplyError naming the table, the column and the fix", () => {
     const b = new StatementBuilder();
@@ -357,7 +389,7 @@ describe("StatementBuilder: the source session's checks (issue 15)", () => {
   it("rows written with foreign key or CHECK constraint checks off run with them off, never merged with rows written with them on", () => {
     const child = meta("child", { id: "int", pid: "int" });
     const { out } = build(
-      [{ ...ins(child, { id: 1, pid: 10 }), flags: 0x0002 }, child],
+      [{ ...ins(child, { id: 1, pid: 10 }), noFkChecks: true }, child],
       [ins(child, { id: 2, pid: 10 }), child],
       [{ ...ins(child, { id: 3, pid: 10 }), flags: 0x0080 }, child],
     );

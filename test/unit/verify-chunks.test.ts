@@ -20,6 +20,7 @@ import {
   type TableShape,
 } from "../../agent/chunks.js";
 import { describeCounts, describeRange } from "../../agent/verifier.js";
+import { isGeneratedExtra } from "../../agent/schema.js";
 
 const col = (name: string, dataType: string, extra: Partial<Column> = {}): Column => ({
   name,
@@ -68,6 +69,15 @@ describe("row hash", () => {
     expect(rowHashesSql(single, FULL_RANGE, "sha2", 10)).toMatch(/SHA2\(CONCAT_WS\(.*, 256\) AS `#h`/);
     expect(rowHashesByKeySql(single, [["1"]], "sha2")).not.toContain("MD5(");
     expect(rowHashesSql(single, FULL_RANGE, "md5")).toContain("MD5(CONCAT_WS(");
+  });
+});
+
+describe("generated columns", () => {
+  it("are VIRTUAL, STORED or PERSISTENT in EXTRA; MySQL's DEFAULT_GENERATED (an expression default) is data", () => {
+    for (const e of ["VIRTUAL GENERATED", "STORED GENERATED", "PERSISTENT GENERATED", "VIRTUAL GENERATED INVISIBLE", "VIRTUAL"]) expect(isGeneratedExtra(e), e).toBe(true);
+    for (const e of ["", null, "DEFAULT_GENERATED", "DEFAULT_GENERATED on update CURRENT_TIMESTAMP", "on update current_timestamp()", "auto_increment", "INVISIBLE"]) {
+      expect(isGeneratedExtra(e), String(e)).toBe(false);
+    }
   });
 });
 

@@ -1,0 +1,218 @@
+// Rowdecode owns how the values of a row event become JavaScript values, where zongji's own decoding
+// is not exact: text keeps its bytes (latin1 as the server itself maps it, other single- and multi-byte
+// charsets as raw bytes written back with their introducer), negative TIME values, the ENUM error value
+// (index 0), SET bits without a member, and columns absent from a MINIMAL/NOBLOB row image (left out of
+// the row, never turned into NULL). Every other type is decoded by zongji's own readMysqlValue.
+//
+// zongji parses a rows event in the event's constructor through the prototype method `_fetchOneRow`
+// (lib/rows_event.js). That method is replaced once per process by one that decodes exactly, but only for
+// zongji instances that carry the EXACT flag (a BinlogReader's); any other zongji keeps its behaviour.
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+import { pathToFileURL } from "node:url";
+
+/** set on a zongji instance whose row events are decoded by this module */
+export const EXACT = Symbol.for("datasync.exactRows");
+
+/** the ENUM error value (index 0, the empty string a lenient sql_mode stores for an invalid value) */
+export const ENUM_ERROR: unique symbol = Symbol.for("datasync.enumError") as any;
+
+/** a text value kept as its bytes, written back with its character set introducer */
+export type CharsetBuffer = Buffer & { charset?: string };
+
+// MySQL's latin1 is cp1252 in which the five bytes cp1252 leaves undefined map to the C1 controls of the
+// same number: a bijection of the 256 bytes, the one the server itself uses to convert latin1 to utf8mb4
+// (so a latin1 value decoded this way equals what a query returns, and the server maps it back exactly).
+const CP1252_HIGH = [
+  0x20ac, 0x81, 0x201a, 0x192, 0x201e, 0x2026, 0x2020, 0x2021, 0x2c6, 0x2030, 0x160, 0x2039, 0x152, 0x8d, 0x17d, 0x8f,
+  0x90, 0x2018, 0x2019, 0x201c, 0x201d, 0x2022, 0x2013, 0x2014, 0x2dc, 0x2122, 0x161, 0x203a, 0x153, 0x9d, 0x17e, 0x178,
+];
+const LATIN1 = Array.from({ length: 256 }, (_, i) => String.fromCharCode(i >= 0x80 && i < 0xa0 ? CP1252_HIGH[i - 0x80] : i));
+
+function decodeLatin1(b: Buffer): string {
+  let s = "";
+  for (let i = 0; i < b.length; i++) s += LATIN1[b[i]];
+  return s;
+}
+
+/**
+ * A text column's bytes as a value that writes back byte for byte: a string where the server's own
+ * conversion to and from utf8mb4 is a bijection (utf8mb3/utf8mb4 when valid, ascii, latin1), else the
+ * bytes themselves tagged with their character set.
+ */
+export function decodeText(b: Buffer, charset: string | null | undefined): string | CharsetBuffer {
+  const cs = (charset ?? "").toLowerCase();
+  if (cs === "utf8mb4" || cs === "utf8mb3" || cs === "utf8" || cs === "") {
+    const s = b.toString("utf8");
+    // U+FFFD marks a byte sequence that was not UTF-8 (or a real U+FFFD): check it round-trips
+    if (!s.includes("\ufffd") || Buffer.from(s, "utf8").equals(b)) return s;
+  } else if (cs === "latin1") {
+    return decodeLatin1(b);
+  } else if (cs === "ascii") {
+    let ascii = true;
+    for (let i = 0; i < b.length && ascii; i++) ascii = b[i] < 0x80;
+    if (ascii) return b.toString("latin1");
+  }
+  const out: CharsetBuffer = Buffer.from(b);
+  if (/^[a-z0-9_]+$/.test(cs)) out.charset = cs;
+  return out;
+}
+
+// MySQL type codes (binlog.h enum_field_types)
+const T = { VARCHAR: 15, STRING: 254, VAR_STRING: 253, TINY_BLOB: 249, MEDIUM_BLOB: 250, LONG_BLOB: 251, BLOB: 252, ENUM: 247, SET: 248, TIME2: 19 };
+
+/**
+ * TIME2 as the server decodes it (my_time_packed_from_binary, TIME_from_longlong_time_packed): the
+ * integer part and the fraction form one signed packed value; a negative one is negated as a whole. zongji
+ * negates the parts separately, so '-01:00:00' came out as '00:00:00'.
+ */
+export function decodeTime2(buf: Buffer, offset: number, decimals: number): { value: string; size: number } {
+  const OFS = 0x800000n;
+  let packed: bigint;
+  let size: number;
+  const intpart = BigInt(buf.readUIntBE(offset, 3)) - OFS;
+  if (decimals >= 5) {
+    size = 6;
+    packed = BigInt(buf.readUIntBE(offset, 6)) - 0x800000000000n;
+  } else if (decimals >= 3) {
+    size = 5;
+    let ip = intpart;
+    let frac = BigInt(buf.readUInt16BE(offset + 3));
+    if (ip < 0n && frac) {
+      ip++;
+      frac -= 0x10000n;
+    }
+    packed = (ip << 24n) + frac * 100n;
+  } else if (decimals >= 1) {
+    size = 4;
+    let ip = intpart;
+    let frac = BigInt(buf[offset + 3]);
+    if (ip < 0n && frac) {
+      ip++;
+      frac -= 0x100n;
+    }
+    packed = (ip << 24n) + frac * 10000n;
+  } else {
+    size = 3;
+    packed = intpart << 24n;
+  }
+  const neg = packed < 0n;
+  if (neg) packed = -packed;
+  const hms = packed >> 24n;
+  const micro = Number(packed % (1n << 24n));
+  const hour = Number((hms >> 12n) % 1024n);
+  const minute = Number((hms >> 6n) % 64n);
+  const second = Number(hms % 64n);
+  let s = `${neg ? "-" : ""}${String(hour).padStart(2, "0")}:${String(minute).padStart(2, "0")}:${String(second).padStart(2, "0")}`;
+  if (decimals > 0) s += "." + String(micro).padStart(6, "0").slice(0, decimals);
+  return { value: s, size };
+}
+
+interface Common {
+  readMysqlValue(parser: any, column: any, columnSchema: any, tableMap: any, zongji: any): unknown;
+}
+
+function isBit(bitmap: Buffer, i: number): boolean {
+  return (bitmap[i >> 3] & (1 << (i & 7))) !== 0;
+}
+
+function countBits(bitmap: Buffer, n: number): number {
+  let c = 0;
+  for (let i = 0; i < n; i++) if (isBit(bitmap, i)) c++;
+  return c;
+}
+
+function readValue(common: Common, parser: any, column: any, schema: any, tablemap: any, zongji: any): unknown {
+  switch (column.type) {
+    case T.VARCHAR:
+    case T.STRING: {
+      const def = String(schema?.COLUMN_TYPE ?? "");
+      // binary strings and MariaDB's UUID/INET types stay with zongji
+      if (column.charset == null || /^(binary|varbinary|uuid|inet4|inet6|vector)/i.test(def)) break;
+      const prefix = column.metadata.max_length > 255 ? 2 : 1;
+      const size = parser.parseUnsignedNumber(prefix);
+      return decodeText(parser.parseBuffer(size), column.charset);
+    }
+    case T.TINY_BLOB:
+    case T.MEDIUM_BLOB:
+    case T.LONG_BLOB:
+    case T.BLOB: {
+      if (column.charset == null) break;
+      const len = parser.parseUnsignedNumber(column.metadata.length_size);
+      return decodeText(parser.parseBuffer(len), column.charset);
+    }
+    case T.ENUM: {
+      const size = column.metadata.size;
+      const raw = parser._buffer.readUIntLE(parser._offset, size);
+      if (raw !== 0) break;
+      parser._offset += size;
+      return ENUM_ERROR;
+    }
+    case T.SET: {
+      const size = column.metadata.size;
+      const choices: unknown[] | undefined = schema?.SET_VALUES;
+      let raw = 0n;
+      for (let i = size - 1; i >= 0; i--) raw = (raw << 8n) | BigInt(parser._buffer[parser._offset + i]);
+      const known = choices ? BigInt.asUintN(64, (1n << BigInt(choices.length)) - 1n) : null;
+      // bits without a member (zongji would write "undefined"): the number itself, which the server stores as is
+      if (known === null || (raw & ~known) === 0n) break;
+      parser._offset += size;
+      return raw;
+    }
+    case T.TIME2: {
+      const { value, size } = decodeTime2(parser._buffer, parser._offset, column.metadata.decimals ?? 0);
+      parser._offset += size;
+      return value;
+    }
+  }
+  return common.readMysqlValue(parser, column, schema, tablemap, zongji);
+}
+
+/** a row of the columns present in the image (absent ones are left out, not NULL) */
+function readRow(common: Common, parser: any, tablemap: any, bitmap: Buffer, zongji: any): Record<string, unknown> {
+  const n = tablemap.columns.length;
+  const nulls: Buffer = parser.parseBuffer((countBits(bitmap, n) + 7) >> 3);
+  const row: Record<string, unknown> = {};
+  for (let i = 0, ni = 0; i < n; i++) {
+    if (!isBit(bitmap, i)) continue;
+    const column = tablemap.columns[i];
+    row[column.name] = isBit(nulls, ni) ? null : readValue(common, parser, column, tablemap.columnSchemas[i], tablemap, zongji);
+    ni++;
+  }
+  return row;
+}
+
+let installed: Promise<void> | null = null;
+let ready = false;
+
+/** the exact decoding is installed (installExactRows has resolved) */
+export function exactRowsReady(): boolean {
+  return ready;
+}
+
+/** Installs the exact decoding into zongji's rows events (once per process; effective for EXACT instances). */
+export function installExactRows(): Promise<void> {
+  installed ??= (async () => {
+    const lib = join(dirname(createRequire(import.meta.url).resolve("@vlasky/zongji")), "lib");
+    const rows: any = await import(pathToFileURL(join(lib, "rows_event.js")).href);
+    const common: Common = await import(pathToFileURL(join(lib, "common.js")).href);
+    const base = Object.getPrototypeOf(rows.WriteRows.prototype);
+    const single = base._fetchOneRow;
+    const pair = rows.UpdateRows.prototype._fetchOneRow;
+    base._fetchOneRow = function (this: any, parser: any) {
+      if (!this._zongji?.[EXACT]) return single.call(this, parser);
+      return readRow(common, parser, this.tableMap[this.tableId], this.columns_present_bitmap, this._zongji);
+    };
+    rows.UpdateRows.prototype._fetchOneRow = function (this: any, parser: any) {
+      if (!this._zongji?.[EXACT]) return pair.call(this, parser);
+      const tm = this.tableMap[this.tableId];
+      const before = readRow(common, parser, tm, this.columns_present_bitmap, this._zongji);
+      const after = readRow(common, parser, tm, this.columns_present_bitmap2, this._zongji);
+      // a column missing from the after image kept its value (MINIMAL logs only the changed columns)
+      for (const k in before) if (!(k in after)) after[k] = before[k];
+      return { before, after };
+    };
+    ready = true;
+  })();
+  return installed;
+}
