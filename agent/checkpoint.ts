@@ -5,6 +5,7 @@ import mysql from "mysql2";
 import type { Config } from "./config.js";
 import { connect, type Conn } from "./db.js";
 import type { Position } from "./reader.js";
+import type { DdlContext } from "./ddl-session.js";
 
 export const SCHEMA = "_datasync";
 
@@ -113,6 +114,8 @@ export interface DdlPending {
   schema: string;
   /** the DDL opens a transaction with rows (MySQL's atomic CREATE TABLE … SELECT) */
   withRows?: boolean;
+  /** the source session the statement ran in (sql_mode, timestamp, time zone, character sets) */
+  context?: DdlContext;
 }
 
 export async function readCheckpoint(c: Conn, group: string): Promise<Checkpoint | null> {

@@ -28,23 +28,39 @@ export type DdlPlan =
       creates?: { db: string; table: string; hasPrimaryKey: boolean | "like"; likeOf?: DdlObject };
       /** tables this statement removes (leave quarantine) */
       drops?: DdlObject[];
+      /** tables renamed into the scope: seeded online from the source (DESIGN.md), like a table added to the filters */
+      seeds?: DdlObject[];
     };
 
-const ID = "(?:`(?:[^`]|``)+`|[A-Za-z0-9_$\\u0080-\\uffff]+)";
-const NAME = `${ID}(?:\\s*\\.\\s*${ID})?`;
+/** How the source session lexed the statement (its sql_mode): ANSI_QUOTES makes "…" an identifier, NO_BACKSLASH_ESCAPES makes \\ an ordinary character. */
+export interface LexMode {
+  ansiQuotes?: boolean;
+  noBackslashEscapes?: boolean;
+}
+
+const ID_PLAIN = "(?:`(?:[^`]|``)+`|[A-Za-z0-9_$\\u0080-\\uffff]+)";
+const ID_ANSI = '(?:`(?:[^`]|``)+`|"(?:[^"]|"")+"|[A-Za-z0-9_$\\u0080-\\uffff]+)';
+
+/** the identifier and (db.)name patterns of a lexing mode */
+function lexIds(mode: LexMode): { ID: string; NAME: string } {
+  const ID = mode.ansiQuotes ? ID_ANSI : ID_PLAIN;
+  return { ID, NAME: `${ID}(?:\\s*\\.\\s*${ID})?` };
+}
 
 function unquote(id: string): string {
   const t = id.trim();
-  return t.startsWith("`") ? t.slice(1, -1).replace(/``/g, "`") : t;
+  if (t.startsWith("`")) return t.slice(1, -1).replace(/``/g, "`");
+  if (t.startsWith('"')) return t.slice(1, -1).replace(/""/g, '"');
+  return t;
 }
 
-function splitName(n: string, defaultDb: string): { db: string; name: string } {
+function splitNameIn(n: string, defaultDb: string, ID: string): { db: string; name: string } {
   const parts = n.match(new RegExp(ID, "g")) ?? [n];
   return parts.length >= 2 ? { db: unquote(parts[0]), name: unquote(parts[1]) } : { db: defaultDb, name: unquote(parts[0]) };
 }
 
-function namesIn(list: string, defaultDb: string): { db: string; name: string }[] {
-  return (list.match(new RegExp(NAME, "g")) ?? []).map((n) => splitName(n, defaultDb));
+function namesInList(list: string, defaultDb: string, ids: { ID: string; NAME: string }): { db: string; name: string }[] {
+  return (list.match(new RegExp(ids.NAME, "g")) ?? []).map((n) => splitNameIn(n, defaultDb, ids.ID));
 }
 
 /** Remove leading comments and the DEFINER clause (the definer account need not exist on a replica). */
@@ -59,16 +75,92 @@ export function normalizeDdl(sql: string): string {
   return s;
 }
 
+/**
+ * One pass over a statement as the server lexes it: string literals, quoted identifiers and comments,
+ * each in the order they start (a quote inside a backticked name starts no string, a backtick inside a
+ * string starts no name). Calls `span` for each; returns nothing. Executable comments (`/*!50100 … *\/`)
+ * are code: only their markers are reported as comments.
+ */
+function scan(sql: string, mode: LexMode, span: (kind: "string" | "ident" | "comment" | "exec", start: number, end: number) => void): void {
+  const n = sql.length;
+  let i = 0;
+  let inExec = false;
+  while (i < n) {
+    const c = sql[i];
+    if (c === "'" || c === '"' || c === "`") {
+      const start = i++;
+      while (i < n) {
+        const d = sql[i];
+        if (d === "\\" && c !== "`" && !mode.noBackslashEscapes) {
+          i += 2;
+          continue;
+        }
+        if (d === c) {
+          if (sql[i + 1] === c) {
+            i += 2;
+            continue;
+          }
+          break;
+        }
+        i++;
+      }
+      i = Math.min(n, i + 1);
+      span(c === "`" || (c === '"' && mode.ansiQuotes) ? "ident" : "string", start, i);
+      continue;
+    }
+    if (c === "/" && sql[i + 1] === "*") {
+      if (sql[i + 2] === "!" || (sql[i + 2] === "M" && sql[i + 3] === "!")) {
+        // executable comment: its marker (and version number) is not code, its body is
+        const m = /^\/\*M?!\d*/.exec(sql.slice(i, i + 12))!;
+        span("exec", i, i + m[0].length);
+        i += m[0].length;
+        inExec = true;
+        continue;
+      }
+      const end = sql.indexOf("*/", i + 2);
+      const stop = end < 0 ? n : end + 2;
+      span("comment", i, stop);
+      i = stop;
+      continue;
+    }
+    if (inExec && c === "*" && sql[i + 1] === "/") {
+      span("exec", i, i + 2);
+      i += 2;
+      inExec = false;
+      continue;
+    }
+    if (c === "#" || (c === "-" && sql[i + 1] === "-" && (i + 2 >= n || /\s/.test(sql[i + 2])))) {
+      const end = sql.indexOf("\n", i);
+      const stop = end < 0 ? n : end;
+      span("comment", i, stop);
+      i = stop;
+      continue;
+    }
+    i++;
+  }
+}
+
 /** Replace string literals, comments and quoted identifiers by blanks so keyword searches do not see inside them. */
-export function blankLiterals(sql: string): string {
+export function blankLiterals(sql: string, mode: LexMode = {}): string {
   // length-preserving, so an index found in the result is valid in the original
-  const keepEnds = (m: string) => m[0] + " ".repeat(Math.max(0, m.length - 2)) + m[m.length - 1];
-  return sql
-    .replace(/'(?:[^'\\]|\\.|'')*'/g, keepEnds)
-    .replace(/"(?:[^"\\]|\\.|"")*"/g, keepEnds)
-    .replace(/`(?:[^`]|``)*`/g, keepEnds)
-    .replace(/\/\*[\s\S]*?\*\//g, (m) => " ".repeat(m.length))
-    .replace(/(?:--\s|#)[^\n]*/g, (m) => " ".repeat(m.length));
+  const out = sql.split("");
+  scan(sql, mode, (kind, start, end) => {
+    const keepEnds = kind === "string" || kind === "ident";
+    for (let k = start; k < end; k++) if (!keepEnds || (k !== start && k !== end - 1)) out[k] = " ";
+  });
+  return out.join("");
+}
+
+/**
+ * Comments replaced by blanks (quoted names, strings and executable comments kept): the text the
+ * statement's shape is read from.
+ */
+export function blankComments(sql: string, mode: LexMode = {}): string {
+  const out = sql.split("");
+  scan(sql, mode, (kind, start, end) => {
+    if (kind === "comment") for (let k = start; k < end; k++) out[k] = " ";
+  });
+  return out.join("");
 }
 
 const PREFIX_OR_REPLACE = "(?:OR\\s+REPLACE\\s+)?";
@@ -85,8 +177,13 @@ interface Parsed {
 }
 
 /** Parse the DDL forms the agent syncs; null for anything else. */
-export function parseDdl(sqlIn: string, defaultDb: string): Parsed | null {
-  const sql = normalizeDdl(sqlIn);
+export function parseDdl(sqlIn: string, defaultDb: string, mode: LexMode = {}): Parsed | null {
+  // the shape is read with comments blanked (`CREATE TABLE /* note */ t` is a CREATE TABLE of t)
+  const sql = normalizeDdl(blankComments(sqlIn, mode)).replace(/^\s+/, "");
+  const ids = lexIds(mode);
+  const { ID, NAME } = ids;
+  const splitName = (n: string, db: string) => splitNameIn(n, db, ID);
+  const namesIn = (list: string, db: string) => namesInList(list, db, ids);
   let m: RegExpExecArray | null;
   const re = (s: string) => new RegExp(`^${s}`, "is");
   if ((m = re(`CREATE\\s+${PREFIX_OR_REPLACE}(?:TEMPORARY\\s+)?TABLE\\s+${IFNE}(${NAME})([\\s\\S]*)$`).exec(sql))) {
@@ -97,7 +194,7 @@ export function parseDdl(sqlIn: string, defaultDb: string): Parsed | null {
     const o = splitName(m[1], defaultDb);
     const objects: Parsed["objects"] = [{ type: "table", ...o }];
     // search the clause list with literals blanked (a COMMENT may say "rename to"), then read the name from the original
-    const blank = blankLiterals(m[2]);
+    const blank = blankLiterals(m[2], mode);
     const rn = /\bRENAME\s+(?!COLUMN\b|INDEX\b|KEY\b)(?:TO\s+|AS\s+)?/i.exec(blank);
     if (rn) {
       const nm = new RegExp(`^(${NAME})`).exec(m[2].slice(rn.index + rn[0].length));
@@ -143,11 +240,14 @@ export function parseDdl(sqlIn: string, defaultDb: string): Parsed | null {
 }
 
 /** Does a CREATE TABLE body define a primary key? "like" for CREATE TABLE … LIKE other. */
-function createHasPrimaryKey(body: string, defaultDb: string): { has: boolean | "like"; likeOf?: DdlObject } {
+function createHasPrimaryKey(body: string, defaultDb: string, mode: LexMode): { has: boolean | "like"; likeOf?: DdlObject } {
+  const { ID, NAME } = lexIds(mode);
   const like = new RegExp(`^\\s*\\(?\\s*LIKE\\s+(${NAME})`, "i").exec(body);
-  if (like) return { has: "like", likeOf: { type: "table", ...splitName(like[1], defaultDb) } };
-  // strip string literals, comments and quoted identifiers before looking for the key clause
-  return { has: /\bPRIMARY\s+KEY\b/i.test(blankLiterals(body)) };
+  if (like) return { has: "like", likeOf: { type: "table", ...splitNameIn(like[1], defaultDb, ID) } };
+  // strip string literals, comments and quoted identifiers before looking for the key clause. A hint
+  // only: the applier decides from the replica's own table after running the statement (a column
+  // attribute spelled `KEY` alone is a primary key too)
+  return { has: /\bPRIMARY\s+KEY\b/i.test(blankLiterals(body, mode)) };
 }
 
 export interface ScopeCheck {
@@ -156,9 +256,11 @@ export interface ScopeCheck {
 }
 
 /** Decide what a replica gets for a standalone statement. */
-export function planDdl(sql: string, defaultDb: string, scope: ScopeCheck): DdlPlan {
+export function planDdl(sql: string, defaultDb: string, scope: ScopeCheck, mode: LexMode = {}): DdlPlan {
   if (isAccountStatement(sql)) return { kind: "skip", reason: "account" };
-  const p = parseDdl(sql, defaultDb);
+  const p = parseDdl(sql, defaultDb, mode);
+  const { ID, NAME } = lexIds(mode);
+  const splitName = (n: string, db: string) => splitNameIn(n, db, ID);
   if (!p) return { kind: "skip", reason: "not-ddl" };
   const dbs = new Set(p.objects.map((o) => o.db));
   if ([...dbs].some((d) => SYSTEM_SCHEMAS.includes(d.toLowerCase()) || d === "_datasync")) return { kind: "skip", reason: "system" };
@@ -181,7 +283,7 @@ export function planDdl(sql: string, defaultDb: string, scope: ScopeCheck): DdlP
   }
   if (p.type === "table" && p.verb === "create") {
     const o = p.objects[0];
-    const pk = createHasPrimaryKey(p.body ?? "", defaultDb);
+    const pk = createHasPrimaryKey(p.body ?? "", defaultDb, mode);
     plan.creates = { db: o.db, table: o.name, hasPrimaryKey: pk.has, likeOf: pk.likeOf };
   }
   if (p.type === "table" && p.verb === "drop") {
@@ -195,7 +297,29 @@ export function planDdl(sql: string, defaultDb: string, scope: ScopeCheck): DdlP
     }
   }
   if (p.type === "table" && p.verb === "alter" && p.objects.length > 1) plan.drops = [p.objects[0]];
-  if (p.type === "table" && p.verb === "rename") plan.drops = p.objects.filter((_, i) => i % 2 === 0);
+  if (p.type === "table" && p.verb === "rename") {
+    plan.drops = p.objects.filter((_, i) => i % 2 === 0);
+    // Across the scope (a staging swap with an excluded stage table, a move to an unsynced database): a
+    // table renamed out of the scope stops syncing (dropped from the replica), one renamed into it is
+    // seeded online; renames within the scope run as one statement, in the source's order.
+    const pairs: [DdlObject, DdlObject][] = [];
+    for (let i = 0; i + 1 < p.objects.length; i += 2) pairs.push([p.objects[i], p.objects[i + 1]]);
+    if (pairs.some(([a, b]) => !inScopeObj(a) || !inScopeObj(b))) {
+      const q = (o: DdlObject) => `${quoteId(o.db)}.${quoteId(o.name)}`;
+      const stmts: string[] = [];
+      const seeds: DdlObject[] = [];
+      for (const [a, b] of pairs) {
+        if (inScopeObj(a) && inScopeObj(b)) stmts.push(`RENAME TABLE ${q(a)} TO ${q(b)}`);
+        else if (inScopeObj(a)) stmts.push(`DROP TABLE IF EXISTS ${q(a)}`);
+        else if (inScopeObj(b)) {
+          stmts.push(`DROP TABLE IF EXISTS ${q(b)}`);
+          seeds.push(b);
+        }
+      }
+      plan.sql = stmts.join(";\n");
+      if (seeds.length) plan.seeds = seeds;
+    }
+  }
   if (p.type === "database" && p.verb === "drop") plan.drops = p.objects;
   return plan;
 }

@@ -6,6 +6,14 @@ import ZongJi from "@vlasky/zongji";
 import { explainDriverTlsError } from "./db.js";
 import { GtidSet, MariadbGtidPosition } from "@vlasky/zongji";
 import type { Flavor } from "./rules.js";
+import {
+  keepGeometryRaw,
+  parseStatusVars,
+  ROWS_NO_CHECK_CONSTRAINT_CHECKS,
+  ROWS_RELAXED_UNIQUE_CHECKS,
+  takeQueryRaw,
+  type QuerySession,
+} from "./binlog-raw.js";
 import { EXACT, exactRowsReady, installExactRows } from "./rowdecode.js";
 
 export interface Position {
@@ -28,6 +36,8 @@ export interface RowChange {
   rows: Row[];
   /** update: the before images, same order as rows */
   before?: Row[];
+  /** the rows event flags besides foreign key checks (unique and MariaDB CHECK constraint checks) */
+  flags?: number;
   /**
    * the rows event carried NO_FOREIGN_KEY_CHECKS_F: the source session ran it with foreign_key_checks=0, or
    * (MySQL 9.6+, SQL-layer foreign keys) it is a cascaded change of a child table, logged before its parent's
@@ -45,8 +55,11 @@ export interface Txn {
   readAt: number;
   changes: RowChange[];
   rowCount: number;
-  /** a standalone DDL (or other non-DML query) with its default schema */
-  ddl?: { sql: string; schema: string };
+  /**
+   * a standalone DDL (or other non-DML query) with its default schema, the session it ran in on the
+   * source (status variables) and its statement bytes (in the source client's character set)
+   */
+  ddl?: { sql: string; schema: string; session?: QuerySession; raw?: Buffer; ts?: number };
   /** DML that arrived as a statement (a session switched to STATEMENT format) */
   statementDml?: { sql: string; schema: string };
   /** approximate memory held by this transaction */
@@ -154,6 +167,8 @@ export class BinlogReader {
   #mariaGtid: MariadbGtidPosition | null = null;
   #mysqlGtid: GtidSet | null = null;
   #pendingGtid: any;
+  /** the current MariaDB GTID group is not standalone: a DDL in it is followed by its rows */
+  #groupWithRows = false;
   /** XA: prepared transactions waiting for their XA COMMIT, by XID text (see XaParked) */
   #xaPrepared: Map<string, XaParked>;
   #xaCurrent: string | null = null;
@@ -278,9 +293,16 @@ export class BinlogReader {
         this.#foldPending();
         this.#cur = this.#open(ev.timestamp);
         this.#pendingGtid = name === "mariadbgtid" ? { domainId: ev.domainId, serverId: ev.serverId, seqNo: ev.seqNo } : ev.gtid;
+        // MariaDB: a DDL in a group that is not standalone carries rows (CREATE TABLE … SELECT logs the
+        // CREATE, then its rows, then an Xid, under one GTID)
+        this.#groupWithRows = name === "mariadbgtid" && ev.standalone === false;
+        return;
+      case "tablemap":
+        keepGeometryRaw(ev.tableMap?.[ev.tableId]);
         return;
       case "query": {
         const sql: string = ev.query;
+        const raw = takeQueryRaw(ev);
         const head = sql.trimStart().slice(0, 24).toUpperCase();
         const xa = /^\s*XA\s+(START|BEGIN|END|PREPARE|COMMIT|ROLLBACK)\s+(.*?)\s*$/is.exec(sql);
         if (xa) {
@@ -343,12 +365,24 @@ export class BinlogReader {
         // MySQL 8.0.21+ logs an atomic CREATE TABLE … SELECT as "CREATE TABLE … START TRANSACTION",
         // followed by its rows and an Xid: one transaction, not a standalone DDL.
         const ctas = /\s+START\s+TRANSACTION\s*$/i.exec(sql);
-        if (ctas) {
+        const session = raw ? parseStatusVars(raw.statusVars, this.#o.flavor) : undefined;
+        if (ctas || (this.#groupWithRows && this.#o.flavor === "mariadb")) {
+          // one transaction: the DDL, then its rows, committed by the group's Xid (a checkpoint after the
+          // DDL alone would name the whole GTID and skip the rows on a resume)
+          if (!ctas) {
+            this.#cur.ddl = { sql, schema: ev.schema ?? "" };
+            if (raw) Object.assign(this.#cur.ddl, { session, raw: raw.query ?? undefined, ts: ev.timestamp });
+            return;
+          }
+          // the suffix is ASCII: as many bytes as characters
+          const q = raw?.query;
           this.#cur.ddl = { sql: sql.slice(0, ctas.index), schema: ev.schema ?? "" };
+          if (raw) Object.assign(this.#cur.ddl, { session, raw: q ? q.subarray(0, q.length - (sql.length - ctas.index)) : undefined, ts: ev.timestamp });
           return;
         }
         // A standalone statement (DDL, account management, …) is its own transaction.
         this.#cur.ddl = { sql, schema: ev.schema ?? "" };
+        if (raw) Object.assign(this.#cur.ddl, { session, raw: raw.query ?? undefined, ts: ev.timestamp });
         this.#commit(ev);
         return;
       }
@@ -364,10 +398,13 @@ export class BinlogReader {
         const t = this.#cur;
         const op = name === "writerows" ? "insert" : name === "updaterows" ? "update" : "delete";
         const noFk = (ev.flags & NO_FOREIGN_KEY_CHECKS_F) !== 0;
+        // the other checks the writing session ran with (unique, MariaDB CHECK constraints)
+        const flags = Number(ev.flags ?? 0) & (ROWS_RELAXED_UNIQUE_CHECKS | ROWS_NO_CHECK_CONSTRAINT_CHECKS);
         let last = t.changes[t.changes.length - 1];
-        if (this.#split || !last || last.op !== op || last.db !== db || last.table !== table || !!last.noFkChecks !== noFk) {
+        if (this.#split || !last || last.op !== op || last.db !== db || last.table !== table || !!last.noFkChecks !== noFk || (last.flags ?? 0) !== flags) {
           last = { op, db, table, rows: [], before: op === "update" ? [] : undefined };
           if (noFk) last.noFkChecks = true;
+          if (flags) last.flags = flags;
           t.changes.push(last);
           this.#split = false;
         }

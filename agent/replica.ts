@@ -5,6 +5,7 @@ import type { Config } from "./config.js";
 import { connect, describeConnError, isTransient, qualified, quoteId, type Conn } from "./db.js";
 import { connectionOptions } from "./db.js";
 import { planDdl, fingerprint, type DdlPlan } from "./ddl.js";
+import { DdlSession, DdlSessionError, ddlContext, lexModeOf, type DdlContext } from "./ddl-session.js";
 import {
   checkpointSql,
   ensureBookkeeping,
@@ -25,7 +26,7 @@ import type { Metrics } from "./metrics.js";
 import { preflightReplica, readVariables, type SourceFacts } from "./preflight.js";
 import { checkBinlogSettings } from "./rules.js";
 import { BinlogReader, comparePos, PurgedPositionError, type Position, type Txn, type XaParked } from "./reader.js";
-import { SchemaCache } from "./schema.js";
+import { loadTableMeta, SchemaCache } from "./schema.js";
 import {
   ChunkReader,
   Copier,
@@ -41,7 +42,7 @@ import {
   type Chunk,
   type ChunkSlot,
 } from "./snapshot.js";
-import { ApplyError, StatementBuilder, keyOf, type Statement } from "./sqlgen.js";
+import { ApplyError, StatementBuilder, keyOf, sessionToggles, type Statement } from "./sqlgen.js";
 import { HistoryMismatchError, proveHistory, sameSourceId } from "./provenance.js";
 import { acknowledgeCutover, cutoverView, isPromoted, readCutover, type CutoverView } from "./cutover-record.js";
 
@@ -124,6 +125,10 @@ export class ReplicaSync {
   #stopping = false;
   #done: Promise<void> | null = null;
   #schema = new SchemaCache(() => this.#conn!);
+  /** the replica's max_allowed_packet, read per session */
+  #maxPacket = 4 << 20;
+  /** collation ids and the SET statements that run a DDL in its source session */
+  #ddlSession: DdlSession | null = null;
   #quarantine = new Set<string>();
   #appliedPos: Position | null = null;
   /** the position of the last transaction taken from the queue for applying (in flight or applied) */
@@ -359,6 +364,9 @@ export class ReplicaSync {
     await this.#gate?.adopt(conn);
     const report = await preflightReplica(this.#cfg, this.#index, this.#src.facts);
     if (report.failures.length) throw new ReplicaUnavailable("preflight", report.failures.map((f) => f.message).join("; "));
+    // the largest statement the replica takes (a bigger one makes it drop the connection)
+    const [[mp]] = await conn.query<any[]>("SELECT @@max_allowed_packet AS p");
+    this.#maxPacket = Number(mp.p) || this.#maxPacket;
     await conn.query("SET SESSION transaction_isolation = 'READ-COMMITTED'").catch(() => conn.query("SET SESSION tx_isolation = 'READ-COMMITTED'"));
     await ensureBookkeeping(conn);
     await this.#checkCutover(conn);
@@ -630,7 +638,7 @@ export class ReplicaSync {
           await running;
         }
       } catch (err: any) {
-        if (err instanceof ApplyError || isWriterLost(err)) throw err;
+        if (err instanceof ApplyError || err instanceof RestartRequested || isWriterLost(err)) throw err;
         if (isTransient(err)) throw err;
         throw new ApplyError(`applying source transactions up to ${fmtPos(batch[batch.length - 1].pos)} failed: ${err?.message ?? err}`, { sqlError: err?.message, cause: err });
       } finally {
@@ -834,30 +842,25 @@ export class ReplicaSync {
    * transaction is rolled back and replayed statement by statement with its upsert fallback.
    */
   async #runTransaction(conn: Conn, stmts: Statement[], checkpoint: string, checkMatches: boolean, batch: Txn[]): Promise<void> {
-    // flatten (a relaxed statement is wrapped in foreign_key_checks toggles) and remember where each result lands
+    // flatten (a statement written under relaxed checks on the source is wrapped in their toggles) and
+    // remember where each result lands
     const flat: string[] = ["START TRANSACTION"];
     const at: number[] = [];
     for (const s of stmts) {
-      if (s.relaxFk) flat.push("SET SESSION foreign_key_checks = 0");
+      const t = sessionToggles(s);
+      flat.push(...t.before);
       at.push(flat.length);
       flat.push(s.sql);
-      if (s.relaxFk) flat.push("SET SESSION foreign_key_checks = 1");
+      flat.push(...t.after);
     }
     flat.push(checkpoint);
     if (!checkMatches) flat.push("COMMIT");
-    const chunks: string[][] = [];
-    let cur: string[] = [];
-    let bytes = 0;
-    for (const q of flat) {
-      if (bytes + q.length > MULTI_QUERY_BYTES && cur.length > 0) {
-        chunks.push(cur);
-        cur = [];
-        bytes = 0;
-      }
-      cur.push(q);
-      bytes += q.length;
+    const limit = this.#statementLimit();
+    for (let i = 0; i < stmts.length; i++) {
+      const q = stmts[i].sql;
+      if (q.length * 3 > limit && Buffer.byteLength(q) > limit) throw this.#packetError(stmts[i].table, Buffer.byteLength(q), "a row");
     }
-    chunks.push(cur);
+    const chunks = packQueries(flat, Math.min(MULTI_QUERY_BYTES, limit));
     try {
       const results: any[] = [];
       for (const ch of chunks) {
@@ -887,14 +890,17 @@ export class ReplicaSync {
     try {
       for (const s of stmts) {
         try {
-          if (s.relaxFk) await conn.query("SET SESSION foreign_key_checks = 0");
-          await (async () => {
+          const t = sessionToggles(s);
+          for (const q of t.before) await conn.query(q);
+          try {
             const [res] = await conn.query<any>(s.sql);
             if (s.fallback && Number(res.affectedRows) === 0) {
               this.#log.warn({ table: s.table }, "an update found no row on the replica (it diverged or was not seeded); applied as an upsert");
               await conn.query(s.fallback);
             }
-          })().finally(() => (s.relaxFk ? conn.query("SET SESSION foreign_key_checks = 1") : undefined));
+          } finally {
+            for (const q of t.after) await conn.query(q);
+          }
         } catch (err: any) {
           if (isTransient(err)) throw err;
           const range = batch ? `${fmtPos(batch[0].pos)} … ${fmtPos(batch[batch.length - 1].pos)}` : "";
@@ -935,7 +941,23 @@ export class ReplicaSync {
       if (t.changes.length === 0) return advance();
     }
     if (!t.ddl) return this.#applyRows([{ ...t, statementDml: undefined }]);
-    const plan: DdlPlan = planDdl(t.ddl.sql, t.ddl.schema, { databases: new Set(cfg.databases), inScope: this.#src.inScope });
+    // the statement as the source client wrote it (its character set) and the session it ran in
+    this.#ddlSession ??= new DdlSession(this.#src.facts.version.flavor);
+    const ctx = ddlContext(t.ddl.session, t.ddl.ts);
+    let sql = t.ddl.sql;
+    let undecodable: Error | null = null;
+    try {
+      sql = await this.#ddlSession.text(conn, t.ddl.raw, ctx, t.ddl.sql);
+    } catch (e) {
+      if (!(e instanceof DdlSessionError)) throw e;
+      undecodable = e;
+    }
+    const plan: DdlPlan = planDdl(sql, t.ddl.schema, { databases: new Set(cfg.databases), inScope: this.#src.inScope }, lexModeOf(ctx));
+    if (undecodable && plan.kind !== "skip") {
+      throw new ApplyError(`replica ${this.name} stopped at source position ${fmtPos(t.pos)}: ${undecodable.message}; then resnapshot the replica (datasync resnapshot).`, {
+        table: plan.objects[0] ? `${plan.objects[0].db}.${plan.objects[0].name}` : undefined,
+      });
+    }
     if (plan.kind === "skip") {
       if (plan.reason === "account") {
         this.#m.skipped.inc({ ...this.#labels, kind: "account" });
@@ -948,7 +970,7 @@ export class ReplicaSync {
     if (plan.kind === "hold") {
       this.#m.skipped.inc({ ...this.#labels, kind: "trigger" });
       this.#log.warn({ position: t.pos, objects: plan.objects }, "trigger DDL held back from the replica while syncing (its effects arrive as rows); it is kept in _datasync.held_ddl for cutover");
-      return advance([heldDdlSql(cfg.group, t.pos, t.ddl.schema, t.ddl.sql)]);
+      return advance([heldDdlSql(cfg.group, t.pos, t.ddl.schema, sql)]);
     }
     // apply
     const key = (o: { db: string; name: string }) => `${o.db}.${o.name}`;
@@ -959,66 +981,84 @@ export class ReplicaSync {
       dropsQuarantined.forEach((o) => this.#quarantine.delete(key(o)));
       return advance(extra);
     }
-    if (plan.creates) {
-      let hasPk = plan.creates.hasPrimaryKey;
-      if (hasPk === "like" && plan.creates.likeOf) {
-        const m = await this.#schema.get(plan.creates.likeOf.db, plan.creates.likeOf.name);
-        hasPk = !!m && m.primaryKey.length > 0;
-      }
-      if (hasPk === false) {
-        const name = `${plan.creates.db}.${plan.creates.table}`;
-        this.#quarantine.add(name);
-        this.#m.errors.inc({ ...this.#labels, kind: "quarantine" });
-        this.#log.warn(
-          { table: name, position: t.pos },
-          `table ${name} was created on the source without a primary key: quarantined (not synced). Add a primary key on the source and resnapshot the table, or exclude it with tables.exclude`,
-        );
-        return advance([quarantineSql(cfg.group, plan.creates.db, plan.creates.table, "created without a primary key while streaming")]);
-      }
-    }
+    // A CREATE TABLE runs whatever its text says about keys (a column attribute `KEY` alone is a primary
+    // key, names may hold quotes): whether the table has a primary key is read from the replica after it
+    // (#keylessCreated), and a table without one is dropped again and quarantined.
     if (t.changes.length > 0) {
-      // MySQL's atomic CREATE TABLE … SELECT: the DDL, then its rows with the checkpoint in one target transaction
+      // CREATE TABLE … SELECT (MySQL's atomic one; MariaDB's CREATE and rows under one GTID): the DDL, then
+      // its rows with the checkpoint in one target transaction
       const rowsOnly: Txn = { ...t, ddl: undefined };
       if (this.#skipDdlAt && comparePos(this.#skipDdlAt, t.pos) === 0) {
         this.#skipDdlAt = null;
         return this.#applyRows([rowsOnly]);
       }
       const fp = await fingerprint(conn, plan.objects);
-      await conn.query(this.#cp(this.#checkpointPos!, 0, 0, 0, { pos: t.pos, fingerprint: fp, sql: t.ddl.sql, schema: t.ddl.schema, withRows: true }));
-      await this.#runDdl(conn, plan, t.ddl.schema);
+      await conn.query(this.#cp(this.#checkpointPos!, 0, 0, 0, { pos: t.pos, fingerprint: fp, sql, schema: t.ddl.schema, withRows: true, context: ctx }));
+      await this.#runDdl(conn, plan, t.ddl.schema, ctx);
+      faultPoint("ddl-ran");
+      const keyless = await this.#keylessCreated(conn, plan, t.pos);
+      if (keyless.length) return advance(keyless);
       return this.#applyRows([rowsOnly]);
     }
-    await this.#executeDdl(conn, t.pos, t.ddl.sql, t.ddl.schema, plan);
+    await this.#executeDdl(conn, t.pos, sql, t.ddl.schema, plan, ctx);
+  }
+
+  /**
+   * After a CREATE TABLE ran: a table without a primary key (read from the replica, not guessed from the
+   * statement) is dropped again and quarantined; returns the bookkeeping SQL for the checkpoint's
+   * transaction. Idempotent, so a crash anywhere around it is settled by running it again.
+   */
+  async #keylessCreated(conn: Conn, plan: Extract<DdlPlan, { kind: "apply" }>, pos: Position): Promise<string[]> {
+    const c = plan.creates;
+    if (!c) return [];
+    const name = `${c.db}.${c.table}`;
+    const meta = await loadTableMeta(conn, c.db, c.table);
+    if (!meta || meta.primaryKey.length > 0) return [];
+    await conn.query(`DROP TABLE IF EXISTS ${qualified(c.db, c.table)}`);
+    this.#schema.clear();
+    this.#quarantine.add(name);
+    this.#m.errors.inc({ ...this.#labels, kind: "quarantine" });
+    this.#log.warn(
+      { table: name, position: pos },
+      `table ${name} was created on the source without a primary key: quarantined (not synced). Add a primary key on the source and resnapshot the table, or exclude it with tables.exclude`,
+    );
+    return [quarantineSql(this.#cfg.group, c.db, c.table, "created without a primary key while streaming")];
   }
 
   /** Marks the DDL pending (with a fingerprint of what it touches), runs it, then moves the checkpoint past it. */
-  async #executeDdl(conn: Conn, pos: Position, sql: string, schema: string, plan: Extract<DdlPlan, { kind: "apply" }>): Promise<void> {
+  async #executeDdl(conn: Conn, pos: Position, sql: string, schema: string, plan: Extract<DdlPlan, { kind: "apply" }>, ctx: DdlContext): Promise<void> {
     const fp = await fingerprint(conn, plan.objects);
-    const pending: DdlPending = { pos, fingerprint: fp, sql, schema };
+    const pending: DdlPending = { pos, fingerprint: fp, sql, schema, context: ctx };
     await conn.query(this.#cp(this.#checkpointPos!, 0, 0, 0, pending));
     faultPoint("ddl-marked");
-    await this.#runDdl(conn, plan, schema);
+    await this.#runDdl(conn, plan, schema, ctx);
     faultPoint("ddl-ran");
     await this.#finishDdl(conn, pos, plan);
   }
 
-  async #runDdl(conn: Conn, plan: Extract<DdlPlan, { kind: "apply" }>, schema: string): Promise<void> {
+  async #runDdl(conn: Conn, plan: Extract<DdlPlan, { kind: "apply" }>, schema: string, ctx?: DdlContext): Promise<void> {
     try {
       if (schema && this.#cfg.databases.includes(schema)) {
         const [rows] = await conn.query<any[]>("SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?", [schema]);
         if (rows.length) await conn.query(`USE ${quoteId(schema)}`);
       }
+      // the source statement's session: sql_mode, timestamp, time zone, character sets, checks
+      this.#ddlSession ??= new DdlSession(this.#src.facts.version.flavor);
+      const session = await this.#ddlSession.enter(conn, ctx);
       // DDL runs with foreign key checks off: the source already accepted it in this order.
       await conn.query("SET SESSION foreign_key_checks = 0");
       try {
+        for (const q of session.enter) await conn.query(q);
         await conn.query(plan.sql);
         for (const a of plan.after) await conn.query(a);
       } finally {
+        for (const q of session.leave) await conn.query(q);
         await conn.query("SET SESSION foreign_key_checks = 1");
         this.#schema.clear();
       }
     } catch (err: any) {
       if (isTransient(err)) throw err;
+      if (err instanceof DdlSessionError) throw new ApplyError(`replica ${this.name}: ${err.message}`, { cause: err });
       throw new ApplyError(
         `replica ${this.name}: DDL on ${plan.objects.map((o) => `\`${o.db}\`.\`${o.name}\``).join(", ")} failed with ${err.errno ?? ""}: ${err.sqlMessage ?? err.message} (statement: ${scrub(plan.sql).slice(0, 300)}). The replica's schema diverged from the source; fix it by hand or resnapshot the replica.`,
         { table: plan.objects[0] ? `${plan.objects[0].db}.${plan.objects[0].name}` : undefined, sqlError: `${err.errno}: ${err.sqlMessage ?? err.message}`, cause: err },
@@ -1028,7 +1068,7 @@ export class ReplicaSync {
 
   async #finishDdl(conn: Conn, pos: Position, plan: Extract<DdlPlan, { kind: "apply" }>): Promise<void> {
     const cfg = this.#cfg;
-    const extra: string[] = [];
+    const extra: string[] = await this.#keylessCreated(conn, plan, pos);
     for (const o of plan.drops ?? []) {
       if (o.type === "database") {
         for (const q of [...this.#quarantine].filter((k) => k.startsWith(`${o.db}.`))) {
@@ -1040,6 +1080,14 @@ export class ReplicaSync {
         this.#quarantine.delete(`${o.db}.${o.name}`);
       }
     }
+    for (const o of plan.seeds ?? []) {
+      // seeded online by the next session (the control poll restarts this one when it sees the request)
+      extra.push(
+        `INSERT INTO ${SCHEMA}.snapshot (group_name, db, tbl, state) VALUES (${conn.escape(cfg.group)}, ${conn.escape(o.db)}, ${conn.escape(o.name)}, 'requested') ` +
+          "ON DUPLICATE KEY UPDATE state = 'requested', last_key = NULL, rows_copied = 0",
+      );
+      this.#log.info({ table: `${o.db}.${o.name}`, position: pos }, "a table was renamed into the scope: it is seeded with an online snapshot");
+    }
     await conn.query(["START TRANSACTION", ...extra, this.#cp(pos, Date.now(), 1, 0), "COMMIT"].join(";\n"));
     this.#appliedPos = pos;
     this.#checkpointPos = pos;
@@ -1047,23 +1095,28 @@ export class ReplicaSync {
     this.#appliedTxns++;
     this.#m.appliedTxns.inc(this.#labels);
     this.#log.info({ position: pos, objects: plan.objects }, "DDL applied");
+    if (plan.seeds?.length) {
+      // the stream skips them until their copy starts; a new session plans the copy now
+      for (const o of plan.seeds) this.#pendingTables.add(`${o.db}.${o.name}`);
+      throw new RestartRequested();
+    }
   }
 
   /** A DDL was marked pending when the agent stopped: apply it only if it did not take effect. */
   async #resolvePendingDdl(p: DdlPending, before: Position): Promise<Position> {
     const conn = this.#conn!;
-    const plan = planDdl(p.sql, p.schema, { databases: new Set(this.#cfg.databases), inScope: this.#src.inScope });
+    const plan = planDdl(p.sql, p.schema, { databases: new Set(this.#cfg.databases), inScope: this.#src.inScope }, lexModeOf(p.context));
     if (plan.kind !== "apply") return before;
     const now = await fingerprint(conn, plan.objects);
     if (p.withRows) {
       // its rows were not committed (they carry the checkpoint): re-read the transaction, apply the rows only
-      if (now === p.fingerprint) await this.#runDdl(conn, plan, p.schema);
+      if (now === p.fingerprint) await this.#runDdl(conn, plan, p.schema, p.context);
       this.#skipDdlAt = p.pos;
       return before;
     }
     if (now === p.fingerprint) {
       this.#log.warn({ position: p.pos }, "a DDL was interrupted before it took effect on this replica: applying it now");
-      await this.#runDdl(conn, plan, p.schema);
+      await this.#runDdl(conn, plan, p.schema, p.context);
     } else {
       this.#log.warn({ position: p.pos }, "a DDL was interrupted after it took effect on this replica: not applying it twice");
     }
@@ -1117,6 +1170,13 @@ export class ReplicaSync {
           await prepareReplicaTables(src, conn, cfg, want, false);
           this.#cpState = "snapshot";
           await conn.query(["START TRANSACTION", ...registerTablesSql(cfg.group, want), `UPDATE ${SCHEMA}.checkpoints SET state = 'snapshot' WHERE group_name = ${conn.escape(cfg.group)}`, "COMMIT"].join(";\n"));
+        }
+        // tables an unfinished snapshot registered that the scope no longer holds (excluded, e.g. to get
+        // past a table the copy broke on) are not copied
+        const gone = (await loadSnapshotTables(conn, cfg.group)).filter((t) => t.state !== "done" && !this.#src.inScope(t.db, t.table));
+        if (gone.length) {
+          this.#log.info({ tables: gone.map((t) => `${t.db}.${t.table}`) }, "tables left the scope before their snapshot finished: not copied");
+          for (const t of gone) await conn.query(`DELETE FROM ${SCHEMA}.snapshot WHERE group_name = ? AND db = ? AND tbl = ?`, [cfg.group, t.db, t.table]);
         }
         const todo = (await loadSnapshotTables(conn, cfg.group)).filter((t) => t.state !== "done");
         this.#cpState = todo.length ? "snapshot" : "streaming";
@@ -1191,6 +1251,22 @@ export class ReplicaSync {
       });
   }
 
+  /** the largest statement (bytes) sent to this replica: its max_allowed_packet less the protocol's headroom */
+  #statementLimit(): number {
+    return Math.max(64 << 10, this.#maxPacket - 4096);
+  }
+
+  /** A row the replica cannot take in one statement: stop this replica, naming the table, the size, the setting and the fix. */
+  #packetError(table: string, bytes: number, what: string): ApplyError {
+    const need = Math.ceil((bytes + 65536) / (1 << 20));
+    return new ApplyError(
+      `replica ${this.name}: ${what} of \`${table.replace(".", "`.`")}\` needs a ${Math.ceil(bytes / 1024)} KiB statement (binary values are sent as hex, twice their size), ` +
+        `above the replica's max_allowed_packet of ${this.#maxPacket} bytes. Raise max_allowed_packet on the replica to at least ${need}M ` +
+        "(SET GLOBAL max_allowed_packet = …, or the server parameter on Azure), then restart the agent.",
+      { table },
+    );
+  }
+
   /** One chunk, "insert if absent", with the snapshot progress in the same target transaction. */
   async #writeChunk(chunk: Chunk): Promise<void> {
     const conn = this.#conn!;
@@ -1203,32 +1279,55 @@ export class ReplicaSync {
     if (chunk.meta && chunk.rows.length) {
       const tomb = this.#tombstones.get(key);
       // tombstones are checked now, after every stream batch before this point has committed
-      const built = tomb && tomb.size ? chunkInsertParts(chunk.meta, chunk.rows, tomb, this.#cfg.snapshot.writers) : (chunk.prebuilt ?? chunkInsertParts(chunk.meta, chunk.rows, undefined, this.#cfg.snapshot.writers));
+      let built = tomb && tomb.size ? chunkInsertParts(chunk.meta, chunk.rows, tomb, this.#cfg.snapshot.writers) : (chunk.prebuilt ?? chunkInsertParts(chunk.meta, chunk.rows, undefined, this.#cfg.snapshot.writers));
+      // the replica refuses a statement above its max_allowed_packet: smaller statements then
+      const limit = this.#statementLimit();
+      if (built.sql.some((q) => q.length * 3 > limit && Buffer.byteLength(q) > limit)) {
+        built = chunkInsertParts(chunk.meta, chunk.rows, tomb, this.#cfg.snapshot.writers, limit);
+        const big = built.sql.find((q) => Buffer.byteLength(q) > limit);
+        if (big) throw this.#packetError(`${chunk.db}.${chunk.table}`, Buffer.byteLength(big), "a snapshot row");
+      }
       parts = built.sql;
       written = built.written;
     }
-    const stmts: string[] = ["START TRANSACTION", ...parts.slice(0, 1)];
+    // parts beyond the writers are run one after the other on the writers' connections
+    const writers = Math.max(1, this.#cfg.snapshot.writers);
+    const lanes: string[][] = Array.from({ length: Math.min(writers, Math.max(1, parts.length)) }, () => []);
+    parts.forEach((p, i) => lanes[i % lanes.length].push(p));
+    const mainParts = lanes[0] ?? [];
+    const stmts: string[] = ["START TRANSACTION", ...mainParts];
     stmts.push(progressSql(this.#cfg.group, chunk, chunk.last ? "done" : "copying", chunk.lastKey, chunk.rows.length));
     if (finishing) stmts.push(`UPDATE ${SCHEMA}.checkpoints SET state = 'streaming' WHERE group_name = ${conn.escape(this.#cfg.group)}`);
-    const relaxed = this.#relaxedTables.has(key);
+    // every chunk is written with foreign key checks off (DESIGN.md): the source's rows may have been
+    // loaded with them off (children before parents, orphans), and the copy must hold exactly those rows;
+    // on MariaDB likewise CHECK constraints (rows written under check_constraint_checks=OFF)
+    const mariadb = this.#src.facts.version.flavor === "mariadb";
+    const off = ["SET SESSION foreign_key_checks = 0", ...(mariadb ? ["SET SESSION check_constraint_checks = 0"] : [])];
+    const on = ["SET SESSION foreign_key_checks = 1", ...(mariadb ? ["SET SESSION check_constraint_checks = 1"] : [])];
     // The rest of the chunk goes through a second connection at the same time (the replica server can
     // use two cores). No stream batch runs meanwhile, so the tombstone check above still holds. The main
     // transaction (with the progress) commits only once the other parts have committed: a crash before
-    // that only means the chunk is copied again with INSERT IGNORE, which is harmless; the progress never
+    // that only means the chunk is copied again "insert if absent", which is harmless; the progress never
     // runs ahead of rows that did not land.
-    const sides = await Promise.all(parts.slice(1).map((_, i) => this.#sideConnection(i)));
-    if (relaxed) await conn.query("SET SESSION foreign_key_checks = 0");
+    const sideLanes = lanes.slice(1).filter((l) => l.length > 0);
+    const sides = await Promise.all(sideLanes.map((_, i) => this.#sideConnection(i)));
+    await conn.query(off.join(";\n"));
+    const limit = this.#statementLimit();
+    // a lane's statements go as few multi-statement queries as the replica's packet allows
+    const runLane = async (c: Conn, qs: string[]) => {
+      for (const group of packQueries(qs, limit)) await c.query({ sql: group.join(";\n"), timeout: APPLY_TIMEOUT_MS });
+    };
     try {
       await Promise.all([
-        conn.query({ sql: stmts.join(";\n"), timeout: APPLY_TIMEOUT_MS }),
-        ...parts.slice(1).map((p, i) => sides[i].query(`${relaxed ? "SET SESSION foreign_key_checks = 0;\n" : ""}${p}${relaxed ? ";\nSET SESSION foreign_key_checks = 1" : ""}`)),
+        runLane(conn, stmts),
+        ...sideLanes.map((l, i) => runLane(sides[i], [...off, "START TRANSACTION", ...l, "COMMIT", ...on])),
       ]);
       await conn.query("COMMIT");
     } catch (err: any) {
       await conn.query("ROLLBACK").catch(() => undefined);
       throw err;
     } finally {
-      if (relaxed) await conn.query("SET SESSION foreign_key_checks = 1").catch(() => undefined);
+      await conn.query(on.join(";\n")).catch(() => undefined);
     }
     this.#m.snapshotRows.inc(this.#labels, written);
     if (chunk.last) {
@@ -1380,6 +1479,28 @@ function faultPoint(name: string): void {
     process.kill(process.pid, "SIGKILL");
     Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10_000); // never returns: the signal ends the process
   }
+}
+
+/**
+ * Statements grouped into multi-statement queries of at most `limit` bytes each (a statement above it
+ * goes alone; the caller has refused those the replica cannot take).
+ */
+export function packQueries(qs: string[], limit: number): string[][] {
+  const out: string[][] = [];
+  let cur: string[] = [];
+  let bytes = 0;
+  for (const q of qs) {
+    const n = q.length * 3 > limit ? Buffer.byteLength(q) + 2 : q.length + 2;
+    if (bytes + n > limit && cur.length > 0) {
+      out.push(cur);
+      cur = [];
+      bytes = 0;
+    }
+    cur.push(q);
+    bytes += n;
+  }
+  if (cur.length) out.push(cur);
+  return out;
 }
 
 export function fmtPos(p: Position): string {

@@ -15,6 +15,8 @@ export interface TableMeta {
   primaryKey: string[];
   /** another UNIQUE key besides the primary key exists */
   hasSecondaryUnique: boolean;
+  /** a foreign key of the table references the table itself (row order within a statement matters) */
+  selfReferencing?: boolean;
 }
 
 export class SchemaCache {
@@ -76,7 +78,12 @@ export async function loadTableMeta(c: Conn, db: string, table: string): Promise
      WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND NON_UNIQUE = 0 ORDER BY INDEX_NAME, SEQ_IN_INDEX`,
     [db, table],
   );
-  return buildMeta(db, table, cols, keys);
+  const [fks] = await c.query<any[]>(
+    `SELECT 1 FROM information_schema.REFERENTIAL_CONSTRAINTS
+     WHERE CONSTRAINT_SCHEMA = ? AND TABLE_NAME = ? AND UNIQUE_CONSTRAINT_SCHEMA = ? AND REFERENCED_TABLE_NAME = ? LIMIT 1`,
+    [db, table, db, table],
+  );
+  return { ...buildMeta(db, table, cols, keys), selfReferencing: fks.length > 0 };
 }
 
 function buildMeta(db: string, table: string, cols: any[], keys: any[]): TableMeta {
@@ -123,7 +130,13 @@ export async function loadDatabasesMeta(c: Conn, dbs: string[]): Promise<TableMe
     }
     return m;
   };
+  const [fks] = await c.query<any[]>(
+    `SELECT DISTINCT CONSTRAINT_SCHEMA AS db, TABLE_NAME AS tbl FROM information_schema.REFERENTIAL_CONSTRAINTS
+     WHERE CONSTRAINT_SCHEMA IN (?) AND UNIQUE_CONSTRAINT_SCHEMA = CONSTRAINT_SCHEMA AND REFERENCED_TABLE_NAME = TABLE_NAME`,
+    [dbs],
+  );
+  const selfRef = new Set(fks.map((r) => `${r.db}\u0000${r.tbl}`));
   const byCols = group(cols);
   const byKeys = group(keys);
-  return [...byCols].map(([k, cs]) => buildMeta(cs[0].db, cs[0].tbl, cs, byKeys.get(k) ?? []));
+  return [...byCols].map(([k, cs]) => ({ ...buildMeta(cs[0].db, cs[0].tbl, cs, byKeys.get(k) ?? []), selfReferencing: selfRef.has(k) }));
 }

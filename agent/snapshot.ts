@@ -41,16 +41,27 @@ export interface Chunk {
   prebuilt?: { sql: string[]; written: number };
 }
 
-/** Build a chunk's INSERT IGNORE as `parts` statements over consecutive slices of its rows. */
-export function chunkInsertParts(meta: TableMeta, rows: unknown[][], skip: Set<string> | undefined, parts: number): { sql: string[]; written: number } {
+/**
+ * Build a chunk's "insert if absent" as `parts` statements over consecutive slices of its rows; with
+ * `maxBytes`, a slice whose statement is larger is split further (the replica's max_allowed_packet).
+ */
+export function chunkInsertParts(meta: TableMeta, rows: unknown[][], skip: Set<string> | undefined, parts: number, maxBytes = Infinity): { sql: string[]; written: number } {
   const out: string[] = [];
   let written = 0;
-  const size = Math.ceil(rows.length / parts);
-  for (let i = 0; i < rows.length; i += size) {
-    const { sql, written: w } = chunkInsertSql(meta, rows.slice(i, i + size), skip);
-    if (sql) out.push(sql);
+  const size = Math.max(1, Math.ceil(rows.length / parts));
+  const add = (slice: unknown[][]) => {
+    const { sql, written: w } = chunkInsertSql(meta, slice, skip);
+    if (!sql) return;
+    if (slice.length > 1 && Buffer.byteLength(sql) > maxBytes) {
+      const half = Math.ceil(slice.length / 2);
+      add(slice.slice(0, half));
+      add(slice.slice(half));
+      return;
+    }
+    out.push(sql);
     written += w;
-  }
+  };
+  for (let i = 0; i < rows.length; i += size) add(rows.slice(i, i + size));
   return { sql: out, written };
 }
 
@@ -214,6 +225,14 @@ export async function binlogEnd(c: Conn): Promise<{ file: string; pos: number } 
   return st ? { file: String(st.File), pos: Number(st.Position) } : undefined;
 }
 
+/**
+ * mysql2 parses spatial values into {x, y} objects (SRID and type lost): read their bytes instead, the
+ * server's internal format (SRID, then WKB), which a replica's spatial column takes back as is.
+ */
+function keepGeometry(field: any, next: () => unknown): unknown {
+  return field.type === "GEOMETRY" ? field.buffer() : next();
+}
+
 /** Reads one table in key order, chunk by chunk, from a cursor. */
 export class ChunkReader {
   /** locking reads (config snapshot.lockingReads) until the source refuses them (privileges) */
@@ -257,13 +276,13 @@ export class ChunkReader {
       // A locking read (shared locks for this one statement, released at its end) waits for any
       // transaction already in the binlog but not yet committed in InnoDB that touched these rows, so the
       // chunk reflects every transaction binlogged before it: the binlog order and the read agree.
-      [rows] = await this.#src.query<any[]>({ sql: ChunkReader.locking ? `${sql} LOCK IN SHARE MODE` : sql, rowsAsArray: true });
+      [rows] = await this.#src.query<any[]>({ sql: ChunkReader.locking ? `${sql} LOCK IN SHARE MODE` : sql, rowsAsArray: true, typeCast: keepGeometry });
     } catch (e: any) {
       // MySQL 8.0.22+ asks for LOCK TABLES (or UPDATE/DELETE) besides SELECT for a locking read
       if (!ChunkReader.locking || (e?.errno !== 1142 && e?.errno !== 1227 && e?.errno !== 1044)) throw e;
       ChunkReader.locking = false;
       ChunkReader.onLockingRefused?.(e);
-      [rows] = await this.#src.query<any[]>({ sql, rowsAsArray: true });
+      [rows] = await this.#src.query<any[]>({ sql, rowsAsArray: true, typeCast: keepGeometry });
     }
     if (rows.length < this.#n) this.done = true;
     if (rows.length) {
@@ -290,10 +309,13 @@ export function chunkInsertSql(meta: TableMeta, rows: unknown[][], skip: Set<str
     tuples.push(t + ")");
   }
   if (!tuples.length) return { sql: null, written: 0 };
-  // IGNORE: a row that exists came from the stream and is newer; with foreign key checks on, a child row
-  // whose parent is gone was deleted on the source by a cascade after this chunk was read
+  // A row that exists came from the stream and is newer: the duplicate is a no-op. Not IGNORE, which
+  // would also turn any other error (a value the column refuses, a foreign key) into a silent warning.
+  // The chunk is written with foreign key checks off (the source's rows may have been loaded with them
+  // off: a dump loads children before parents), so the copy holds exactly the source's rows.
+  const k = quoteId(meta.primaryKey[0]);
   return {
-    sql: `INSERT IGNORE INTO ${qualified(meta.db, meta.table)} (${meta.writable.map(quoteId).join(", ")}) VALUES ${tuples.join(",")}`,
+    sql: `INSERT INTO ${qualified(meta.db, meta.table)} (${meta.writable.map(quoteId).join(", ")}) VALUES ${tuples.join(",")} ON DUPLICATE KEY UPDATE ${k} = ${k}`,
     written: tuples.length,
   };
 }

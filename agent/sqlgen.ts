@@ -115,6 +115,26 @@ export interface Statement {
   fallback?: string;
   /** run with foreign key checks off (a table in a key cycle while it is being copied; a change the source ran without them) */
   relaxFk?: boolean;
+  /** MariaDB: run with check_constraint_checks off (the source session had them off) */
+  relaxChecks?: boolean;
+}
+
+/** rows event flag (binlog-raw.ts; foreign key checks travel as RowChange.noFkChecks) */
+const ROWS_NO_CHECK_CONSTRAINT_CHECKS = 0x0080;
+
+/** The session settings a statement runs under, as statements to run before and after it. */
+export function sessionToggles(s: Pick<Statement, "relaxFk" | "relaxChecks">): { before: string[]; after: string[] } {
+  const before: string[] = [];
+  const after: string[] = [];
+  if (s.relaxFk) {
+    before.push("SET SESSION foreign_key_checks = 0");
+    after.push("SET SESSION foreign_key_checks = 1");
+  }
+  if (s.relaxChecks) {
+    before.push("SET SESSION check_constraint_checks = 0");
+    after.push("SET SESSION check_constraint_checks = 1");
+  }
+  return { before, after };
 }
 
 const MAX_STMT_BYTES = 1 << 20;
@@ -130,11 +150,18 @@ export class StatementBuilder {
   #colsKey = "";
   #parts: string[] = [];
   #bytes = 0;
+  /** the rows event flags of the changes being merged (statements never merge rows written under different CHECK constraint checks) */
+  #flags = 0;
   /** the pending statement writes the ENUM error value */
   #lenient = false;
   /** the current statement's changes ran without foreign key checks on the source */
   #noFk = false;
   rows = 0;
+
+  #push(st: Statement): void {
+    if (this.#flags & ROWS_NO_CHECK_CONSTRAINT_CHECKS) st.relaxChecks = true;
+    this.out.push(st);
+  }
 
   #flush(): void {
     if (!this.#kind || !this.#meta || this.#parts.length === 0) {
@@ -149,10 +176,10 @@ export class StatementBuilder {
       // a table of key columns only: a no-op assignment keeps ON DUPLICATE KEY valid
       const onDup = upd.length ? upd.join(", ") : `${quoteId(m.primaryKey[0])} = ${quoteId(m.primaryKey[0])}`;
       const sql = `INSERT INTO ${t} (${cols}) VALUES ${this.#parts.join(",")} ON DUPLICATE KEY UPDATE ${onDup}`;
-      this.out.push({ sql: this.#lenient ? lenient(sql) : sql, table: `${m.db}.${m.table}`, rows: this.#parts.length });
+      this.#push({ sql: this.#lenient ? lenient(sql) : sql, table: `${m.db}.${m.table}`, rows: this.#parts.length });
     } else {
       const pk = m.primaryKey.length === 1 ? quoteId(m.primaryKey[0]) : `(${m.primaryKey.map(quoteId).join(", ")})`;
-      this.out.push({ sql: `DELETE FROM ${t} WHERE ${pk} IN (${this.#parts.join(",")})`, table: `${m.db}.${m.table}`, rows: this.#parts.length });
+      this.#push({ sql: `DELETE FROM ${t} WHERE ${pk} IN (${this.#parts.join(",")})`, table: `${m.db}.${m.table}`, rows: this.#parts.length });
     }
     if (this.#noFk) this.out[this.out.length - 1].relaxFk = true;
     this.#kind = null;
@@ -194,7 +221,10 @@ export class StatementBuilder {
   }
 
   #deleteRow(meta: TableMeta, row: Row, noFk: boolean): void {
-    if (this.#kind !== "delete" || this.#meta !== meta || this.#bytes > MAX_STMT_BYTES || this.#noFk !== noFk) {
+    // A table that references itself: InnoDB checks each row as the statement reaches it, in key order,
+    // not in the source's order (a parent before its child fails with 1451 under RESTRICT). One
+    // statement per row keeps the source's order.
+    if (this.#kind !== "delete" || this.#meta !== meta || this.#bytes > MAX_STMT_BYTES || this.#noFk !== noFk || meta.selfReferencing) {
       this.#flush();
       this.#noFk = noFk;
       this.#kind = "delete";
@@ -228,6 +258,11 @@ export class StatementBuilder {
       throw new ApplyError(`${whereText(where)}: table \`${meta.db}\`.\`${meta.table}\` has no primary key on the replica; rows cannot be located. Add the key on the replica or exclude the table.`, {
         table: `${meta.db}.${meta.table}`,
       });
+    }
+    const flags = change.flags ?? 0;
+    if (flags !== this.#flags) {
+      this.#flush();
+      this.#flags = flags;
     }
     if (change.op !== "insert") {
       // a row image without the whole key (a session's binlog_row_image=NOBLOB on a table whose key the
@@ -265,7 +300,7 @@ export class StatementBuilder {
         const cols = columnsOf(meta, after, where);
         const set = cols.map((c) => `${quoteId(c)} = ${escapeValue(after[c], meta.types.get(c))}`).join(", ");
         const upd = `UPDATE ${qualified(meta.db, meta.table)} SET ${set} WHERE ${whereKey(meta, before)}`;
-        this.out.push({
+        this.#push({
           sql: hasEnumError(after) ? lenient(upd) : upd,
           table: `${meta.db}.${meta.table}`,
           rows: 1,

@@ -4,7 +4,7 @@ import mysql from "mysql2";
 import { describe, expect, it } from "vitest";
 import type { RowChange } from "../../agent/reader.js";
 import type { TableMeta } from "../../agent/schema.js";
-import { ApplyError, escapeValue, keyOf, StatementBuilder } from "../../agent/sqlgen.js";
+import { ApplyError, escapeValue, keyOf, sessionToggles, StatementBuilder } from "../../agent/sqlgen.js";
 
 function meta(table: string, cols: Record<string, string>, opts: { pk?: string[]; generated?: string[]; secondaryUnique?: boolean; db?: string } = {}): TableMeta {
   const columns = Object.keys(cols);
@@ -383,5 +383,31 @@ describe("StatementBuilder error context", () => {
     expect(calls).toBe(0);
     expect(() => new StatementBuilder().add({ op: "insert", db: "shop", table: "t", rows: [{ id: 1, extra: 1 }] }, m, where)).toThrow(/replica r, source position f:1: the source row has column `extra`/);
     expect(calls).toBe(1);
+  });
+});
+
+describe("StatementBuilder: the source session's checks (issue 15)", () => {
+  it("rows written with foreign key or CHECK constraint checks off run with them off, never merged with rows written with them on", () => {
+    const child = meta("child", { id: "int", pid: "int" });
+    const { out } = build(
+      [{ ...ins(child, { id: 1, pid: 10 }), noFkChecks: true }, child],
+      [ins(child, { id: 2, pid: 10 }), child],
+      [{ ...ins(child, { id: 3, pid: 10 }), flags: 0x0080 }, child],
+    );
+    expect(out.map((s) => [s.rows, !!s.relaxFk, !!s.relaxChecks])).toEqual([
+      [1, true, false],
+      [1, false, false],
+      [1, false, true],
+    ]);
+    expect(sessionToggles(out[0])).toEqual({ before: ["SET SESSION foreign_key_checks = 0"], after: ["SET SESSION foreign_key_checks = 1"] });
+    expect(sessionToggles(out[2])).toEqual({ before: ["SET SESSION check_constraint_checks = 0"], after: ["SET SESSION check_constraint_checks = 1"] });
+  });
+
+  it("deletes of a table that references itself keep the source's order, one statement per row", () => {
+    const tree = { ...meta("tree", { id: "int", parent_id: "int" }), selfReferencing: true };
+    const { out } = build([del(tree, { id: 3, parent_id: 2 }), tree], [del(tree, { id: 2, parent_id: 1 }), tree], [del(tree, { id: 1, parent_id: null }), tree]);
+    expect(out.map((s) => s.sql)).toEqual(["DELETE FROM `shop`.`tree` WHERE `id` IN (3)", "DELETE FROM `shop`.`tree` WHERE `id` IN (2)", "DELETE FROM `shop`.`tree` WHERE `id` IN (1)"]);
+    const plain = meta("plain", { id: "int" });
+    expect(build([del(plain, { id: 3 }), plain], [del(plain, { id: 2 }), plain]).out.map((s) => s.sql)).toEqual(["DELETE FROM `shop`.`plain` WHERE `id` IN (3,2)"]);
   });
 });
