@@ -14,6 +14,9 @@ import { identityKey, readServerIdentity } from "./identity.js";
 import { readCutoverByReverse } from "./cutover-record.js";
 import { GroupWriter } from "./writer-lock.js";
 
+
+/** How often the agent logs its status line (one JSON line per minute: name, state, lagSeconds per replica). */
+const STATUS_LINE_MS = 60_000;
 export class StartupError extends Error {
   constructor(message: string) {
     super(message);
@@ -37,6 +40,8 @@ export class Agent {
   #facts: SourceFacts | null = null;
   #end: { pos: Position; at: number } | null = null;
   #poll: NodeJS.Timeout | null = null;
+  /** the periodic status line (msg "status") that log-based alerts read, e.g. the Azure lag alert */
+  #statusLine: NodeJS.Timeout | null = null;
   #http: HttpServer | null = null;
   #stopped = false;
   #writer: GroupWriter | null = null;
@@ -78,6 +83,11 @@ export class Agent {
     }
     await this.#pollEnd();
     this.#poll = setInterval(() => void this.#pollEnd(), Math.max(100, cfg.heartbeatSeconds * 1000));
+    this.#statusLine = setInterval(() => {
+      const st = this.status();
+      this.log.info({ ready: st.ready, replicas: st.replicas.map((r) => ({ name: r.name, state: r.state, lagSeconds: r.lagSeconds })) }, "status");
+    }, STATUS_LINE_MS);
+    this.#statusLine.unref();
     const inScope = makeTableFilter({ databases: cfg.databases, include: cfg.tables?.include, exclude: cfg.tables?.exclude });
     const ctx = {
       facts,
@@ -185,6 +195,7 @@ export class Agent {
     if (this.#stopped) return;
     this.#stopped = true;
     if (this.#poll) clearInterval(this.#poll);
+    if (this.#statusLine) clearInterval(this.#statusLine);
     await Promise.all(this.replicas.map((r) => r.stop()));
     // the locks go only once nothing writes any more
     await this.#writer?.stop();

@@ -5,6 +5,7 @@ import { connect, describeConnError, type Conn } from "./db.js";
 import { describeIdentity, identityKey, readServerIdentity, type ServerIdentity } from "./identity.js";
 import {
   checkBinlogSettings,
+  checkLowerCaseTableNames,
   checkPrimaryKeys,
   checkReplicaPrivileges,
   checkSourcePrivileges,
@@ -65,6 +66,16 @@ export async function readGrants(c: Conn): Promise<string[]> {
  * TABLE_CONSTRAINTS: MariaDB 10.11 hides TABLE_CONSTRAINTS rows from a user with only SELECT (the
  * sync user), which would report every table as keyless.
  */
+/** The synced schemas and their base tables in scope, as `db` and `db.table` (names as the source stores them). */
+async function sourceNamesInScope(c: Conn, cfg: Pick<Config, "databases" | "tables">): Promise<string[]> {
+  const [rows] = await c.query<any[]>(
+    "SELECT TABLE_SCHEMA AS db, TABLE_NAME AS tbl FROM information_schema.TABLES WHERE TABLE_TYPE = 'BASE TABLE' AND TABLE_SCHEMA IN (?)",
+    [cfg.databases],
+  );
+  const inScope = makeTableFilter({ databases: cfg.databases, include: cfg.tables?.include, exclude: cfg.tables?.exclude });
+  return [...cfg.databases, ...rows.filter((r) => inScope(String(r.db), String(r.tbl))).map((r) => `${r.db}.${r.tbl}`)];
+}
+
 export async function tablesWithoutPrimaryKey(c: Conn, cfg: Pick<Config, "databases" | "tables">): Promise<string[]> {
   if (cfg.databases.length === 0) return [];
   const [rows] = await c.query<any[]>(
@@ -103,6 +114,8 @@ export interface SourceFacts {
    * of its own, so a later preflight (agent start, every reconnect of a replica session) compares with them.
    */
   replicaIdentities?: Map<string, { identity: ServerIdentity; label: string }>;
+  /** the source's schema and `db.table` names in scope (rule 6, lower_case_table_names 0 → 1) */
+  namesInScope?: string[];
 }
 
 /**
@@ -165,7 +178,8 @@ export async function preflightSource(cfg: Config): Promise<{ report: ServerRepo
         `${report.label}: trigger${trig.length > 1 ? "s" : ""} ${trig.join(", ")} ${trig.length > 1 ? "are" : "is"} held back from the replicas while syncing (their effects arrive as rows); install them on a replica when syncing ends, e.g. at cutover.`,
       );
     }
-    return { report, facts: { version, vars, identity, label: report.label, replicaIdentities: new Map() } };
+    const namesInScope = await sourceNamesInScope(c, cfg);
+    return { report, facts: { version, vars, identity, label: report.label, replicaIdentities: new Map(), namesInScope } };
   } finally {
     await c.end().catch(() => undefined);
   }
@@ -197,14 +211,9 @@ export async function preflightReplica(cfg: Config, index: number, source?: Sour
       );
     }
     const vars = await readVariables(c);
-    if (source?.vars.lower_case_table_names !== undefined && vars.lower_case_table_names !== source.vars.lower_case_table_names) {
-      report.failures.push({
-        rule: 6,
-        code: "lower-case-table-names",
-        where: report.label,
-        message: `${report.label}: lower_case_table_names is ${vars.lower_case_table_names}, the source has ${source.vars.lower_case_table_names}; they must be equal or table names would not match. Create the replica server with lower_case_table_names=${source.vars.lower_case_table_names}.`,
-      });
-    }
+    // rule 6: equal, or a case-sensitive source (0) to a lower-case target (1, Azure's fixed value) when every
+    // name in scope is lower case and none collide (the one rule the provider's live check runs too)
+    if (source) report.failures.push(...checkLowerCaseTableNames(report.label, source.vars.lower_case_table_names, vars.lower_case_table_names, source.namesInScope ?? []));
     if (vars.sql_generate_invisible_primary_key !== undefined && /^(ON|1)$/i.test(vars.sql_generate_invisible_primary_key)) {
       report.failures.push({
         rule: 6,

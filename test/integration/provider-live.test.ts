@@ -76,7 +76,7 @@ describe("SyncGroup against real servers", () => {
     expect(JSON.stringify(visible)).not.toContain(SYNC_PW);
     expect(JSON.parse(agentConfig).source.password).toBe(SYNC_PW);
     expect(outs.topology).toContain(`r2<br/>127.0.0.1:${r2.port}`);
-    expect(outs.stateVersion).toBe(1);
+    expect(outs.stateVersion).toBe(2);
 
     // update: r2 leaves (its bookkeeping goes), r1 stays
     const news = { ...group({ replicas: [group().replicas[0]] }) };
