@@ -140,7 +140,8 @@ export function formatStatus(s: StatusReport): string {
     `agent http ${s.agent.address}: ${s.agent.reachable ? (s.agent.ready ? "ready" : "not ready") : "not reachable (lag shown from checkpoints only)"}`,
     "",
   ];
-  const rows = [["replica", "state", "writer", "snapshot", "checkpoint", "lag", "applied tx", "updated"]];
+  // the writer column comes last: the first columns keep the layout scripts already read
+  const rows = [["replica", "state", "snapshot", "checkpoint", "lag", "applied tx", "updated", "writer"]];
   for (const r of s.replicas) {
     const sn: any = r.snapshot;
     let snap = "-";
@@ -151,12 +152,12 @@ export function formatStatus(s: StatusReport): string {
     rows.push([
       r.name,
       r.error ? `unreachable` : (r.state ?? "-"),
-      fmtWriter(r.writer),
       snap,
       fmt(r.checkpoint),
       r.lagSeconds === null ? (r.behindSource ? "behind" : "-") : `${r.lagSeconds.toFixed(1)}s`,
       r.appliedTransactions === null ? "-" : String(r.appliedTransactions),
       r.checkpointUpdatedAt ?? "-",
+      fmtWriter(r.writer),
     ]);
   }
   const w = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
