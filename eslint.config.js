@@ -14,14 +14,21 @@ export default tseslint.config(
     },
   },
   {
-    // DESIGN.md: the agent never imports provider/ or @pulumi/* (its image carries no Pulumi)
+    // DESIGN.md: the agent never imports provider/ or @pulumi/* (its image carries no Pulumi), nor dev/ statically
+    // (dev/ is not in the image; cli.ts loads the sandbox by a dynamic import() and says so when it is absent)
     files: ["agent/**/*.ts"],
     rules: {
       "no-restricted-imports": ["error", {
         patterns: [
           { group: ["../provider/*", "../../provider/*", "**/provider/*"], message: "the agent never imports provider/ (DESIGN.md layout)" },
           { group: ["@pulumi/*"], message: "the agent image carries no Pulumi (DESIGN.md layout)" },
+          { group: ["../dev", "../dev/*", "**/dev/*"], message: "shipped code (agent/) never imports dev/ statically: dev/ is not in the agent image (a dynamic import() with a clear error when absent, as cli.ts loads the sandbox)" },
         ],
+      }],
+      // a literal import("../dev/…") would make tsc resolve dev/, which the image build does not have
+      "no-restricted-syntax": ["error", {
+        selector: "ImportExpression[source.type='Literal'][source.value=/(^|\\/)dev\\//]",
+        message: "import dev/ from agent/ only by a specifier in a variable (as cli.ts loadSandbox): the image compiles agent/ without dev/",
       }],
     },
   },

@@ -11,7 +11,7 @@ import { positionReached } from "./stats.mjs";
 
 export const here = dirname(fileURLToPath(import.meta.url));
 export const root = join(here, "..");
-export const { startServers, freePort } = await import("../dist/agent/servers.js");
+export const { startServers, freePort } = await import("../dist/dev/servers.js");
 const { ensureBookkeeping, checkpointSql } = await import("../dist/agent/checkpoint.js");
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));

@@ -11,7 +11,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 
 const here = dirname(fileURLToPath(import.meta.url));
-if (!existsSync(join(here, "../dist/agent/servers.js"))) {
+if (!existsSync(join(here, "../dist/dev/servers.js"))) {
   console.error("bench: dist/ is missing; run `npm run build` first (npm run bench does it)");
   process.exit(2);
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Soak run: the sandbox topology (a primary, N replicas, the sample shop's steady workload) for N minutes with
 // the agent as a child process; reports throughput, lag and RSS over time and fails on growth. The logic is
-// agent/soak.ts (runSoak); this is its command line. See bench/README.md ("Soak").
+// dev/soak.ts (runSoak); this is its command line. See bench/README.md ("Soak").
 // Usage: npm run soak -- [--minutes 5] [--replicas 2] [--interval S] [--rate 40] [--out bench/soak]
 //        [--max-rss-growth-mb 30] [--max-rss-growth-pct 20] [--lag-factor 3] [--warmup S] [--leak-mb-per-min N]
 import { existsSync } from "node:fs";
@@ -10,11 +10,11 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 
 const here = dirname(fileURLToPath(import.meta.url));
-if (!existsSync(join(here, "../dist/agent/soak.js"))) {
+if (!existsSync(join(here, "../dist/dev/soak.js"))) {
   console.error("soak: dist/ is missing; run `npm run build` first (npm run soak does it)");
   process.exit(2);
 }
-const { runSoak } = await import("../dist/agent/soak.js");
+const { runSoak } = await import("../dist/dev/soak.js");
 
 let parsed;
 try {

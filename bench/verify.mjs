@@ -1,7 +1,7 @@
 // Bench: `datasync verify` of 1,000,000 identical rows against CHECKSUM TABLE on both sides.
 // Uses the compiled code (npm run build first) and two private MariaDB servers. Not part of the tests.
 //   node bench/verify.mjs [rows]
-import { startServers } from "../dist/agent/servers.js";
+import { startServers } from "../dist/dev/servers.js";
 import { validateConfig } from "../dist/agent/config.js";
 import { runVerify, exitCodeOf } from "../dist/agent/verifier.js";
 

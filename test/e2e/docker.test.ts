@@ -3,7 +3,8 @@
 // image's exact ENTRYPOINT + CMD run as a process with the image's environment and DATASYNC_CONFIG against
 // real servers: /healthz answers 200, the HEALTHCHECK command passes, SIGTERM stops it with exit 0.
 import { spawn, spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort, startServers, type TestServer } from "../support/servers.js";
@@ -88,6 +89,26 @@ describe("agent/Dockerfile (structure)", () => {
     expect(inFinal("EXPOSE").map((e) => e.args)).toContain("9464");
     expect(comments).toMatch(/DATASYNC_CONFIG\s+required/);
     expect(comments).toMatch(/docker build -f agent\/Dockerfile/);
+  });
+
+  it("ships no dev/ tooling: no COPY of dev/, and its CLI without dev/ says the sandbox is a development tool", () => {
+    const copies = instrs.filter((i) => i.op === "COPY").map((i) => i.args).join("\n");
+    expect(copies).toMatch(/\bagent\//);
+    expect(copies).not.toMatch(/(^|[\s/])dev\//m);
+    // the runtime stage's layout (package.json, dist/agent, bin/datasync.js, node_modules) without dist/dev
+    const app = mkdtempSync(join(tmpdir(), "datasync-image-"));
+    try {
+      cpSync(join(ROOT, "package.json"), join(app, "package.json"));
+      cpSync(join(ROOT, "dist", "agent"), join(app, "dist", "agent"), { recursive: true });
+      cpSync(join(ROOT, "bin", "datasync.js"), join(app, "bin", "datasync.js"));
+      symlinkSync(join(ROOT, "node_modules"), join(app, "node_modules"));
+      const r = spawnSync(process.execPath, [join(app, "bin", "datasync.js"), "sandbox", "--duration", "1"], { cwd: app, encoding: "utf8", timeout: 30_000 });
+      expect(r.status, r.stderr).toBe(1);
+      expect(r.stderr).toContain("the sandbox is a development tool; run it from a checkout of the repository: npm start");
+      expect(r.stderr).not.toMatch(/\n\s+at /); // a message, not a stack trace
+    } finally {
+      rmSync(app, { recursive: true, force: true });
+    }
   });
 
   it("has a build context (.dockerignore) that admits exactly what the COPY lines need", () => {

@@ -4,8 +4,8 @@ import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { atOrPast } from "../../agent/sandbox.js";
-import { percentile } from "../../agent/sandbox-shop.js";
+import { atOrPast } from "../../dev/sandbox.js";
+import { percentile } from "../../dev/sandbox-shop.js";
 import { BIN, ROOT, runCli } from "../support/agent.js";
 
 function runSandbox(args: string[], timeoutMs: number): Promise<{ code: number | null; stdout: string; stderr: string }> {

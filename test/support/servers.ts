@@ -1,2 +1,2 @@
-// Test-side entry to the servers module (agent/servers.ts is shared with the benchmark and the sandbox).
-export * from "../../agent/servers.js";
+// Test-side entry to the servers module (dev/servers.ts is shared with the benchmark and the sandbox).
+export * from "../../dev/servers.js";

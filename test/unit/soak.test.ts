@@ -1,7 +1,7 @@
-// The soak's growth detector (agent/soak.ts assessGrowth) on synthetic series, and its small helpers.
+// The soak's growth detector (dev/soak.ts assessGrowth) on synthetic series, and its small helpers.
 import { describe, expect, it } from "vitest";
-import { Rng } from "../../agent/sandbox-shop.js";
-import { assessGrowth, formatSample, formatSoakSummary, soakMarkdown, leakFlag, linearFit, niceTicks, parseMetrics, parseSoakOptions, soakSvg, type GrowthPoint, type SoakReport, type SoakSample, DEFAULT_GROWTH } from "../../agent/soak.js";
+import { Rng } from "../../dev/sandbox-shop.js";
+import { assessGrowth, formatSample, formatSoakSummary, soakMarkdown, leakFlag, linearFit, niceTicks, parseMetrics, parseSoakOptions, soakSvg, type GrowthPoint, type SoakReport, type SoakSample, DEFAULT_GROWTH } from "../../dev/soak.js";
 
 /** n samples every `every` s; rss and lag (ms) as functions of the time and a noise source in [-1, 1) */
 function series(n: number, every: number, rss: (t: number, noise: number) => number, lag: (t: number, noise: number) => number = () => 20, replicas = ["replica1", "replica2"]): GrowthPoint[] {

@@ -6,15 +6,15 @@ import { tmpdir } from "node:os";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import pino from "pino";
-import { validateConfig, type Config, type RawConfig } from "./config.js";
-import { createLogger } from "./log.js";
-import { Agent } from "./main.js";
+import { validateConfig, type Config, type RawConfig } from "../agent/config.js";
+import { createLogger } from "../agent/log.js";
+import { Agent } from "../agent/main.js";
 import { createShop, Heartbeat, LagProbe, Workload } from "./sandbox-shop.js";
 import { createDisplay, formatSummary, type Display, type ReplicaSummary, type Summary, type View } from "./sandbox-ui.js";
 import { serverBinary, startServers, type TestServer } from "./servers.js";
-import { exitCodeOf, verifyOrError } from "./verifier.js";
-import { formatCutover, runCutover, type CutoverReport } from "./cutover.js";
-import { formatVerify } from "./verify.js";
+import { exitCodeOf, verifyOrError } from "../agent/verifier.js";
+import { formatCutover, runCutover, type CutoverReport } from "../agent/cutover.js";
+import { formatVerify } from "../agent/verify.js";
 
 export interface SandboxOptions {
   /** number of replicas, 1..5 (a string from the command line); default 2 */
@@ -87,7 +87,7 @@ const display = (p: string) => {
   return rel && !rel.startsWith("..") ? rel : p;
 };
 
-/** the sandbox's agent config (also the soak's, agent/soak.ts) */
+/** the sandbox's agent config (also the soak's, dev/soak.ts) */
 export function agentConfig(src: TestServer, replicas: TestServer[], listen: string): RawConfig {
   const ep = (s: TestServer) => ({ host: "127.0.0.1", port: s.port, user: "root", password: "" });
   return {

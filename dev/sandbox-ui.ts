@@ -2,7 +2,7 @@
 // then a redrawn per-replica table (TTY), one plain line every ~2 s otherwise, and the final summary text.
 import { clearScreenDown, cursorTo, moveCursor } from "node:readline";
 import cliProgress from "cli-progress";
-import type { ReplicaStatus } from "./replica.js";
+import type { ReplicaStatus } from "../agent/replica.js";
 import { percentile } from "./sandbox-shop.js";
 
 export interface View {

@@ -6,12 +6,12 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import { basename, dirname, join, relative } from "node:path";
-import { validateConfig } from "./config.js";
+import { validateConfig } from "../agent/config.js";
 import { agentConfig, repoRoot, sandboxBase } from "./sandbox.js";
 import { createShop, Heartbeat, LagProbe, percentile, Workload } from "./sandbox-shop.js";
 import { freePort, serverBinary, startServers, type TestServer } from "./servers.js";
-import { exitCodeOf, verifyOrError } from "./verifier.js";
-import { formatVerify } from "./verify.js";
+import { exitCodeOf, verifyOrError } from "../agent/verifier.js";
+import { formatVerify } from "../agent/verify.js";
 
 // ------------------------------------------------------------------ the growth detector (pure)
 
