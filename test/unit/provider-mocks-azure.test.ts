@@ -36,7 +36,7 @@ describe("root program, prod stack (azure)", () => {
       "azure-native:monitor:ActionGroup": 1,
       "azure-native:monitor:ScheduledQueryRule": 2,
       "datasync:azure:AzureReplica": 3,
-      "random:index/randomPassword:RandomPassword": 3,
+      "random:index/randomPassword:RandomPassword": 6, // per replica: the server admin's and the sync account's
       "azure-native:dbformysql:Server": 3,
       "azure-native:dbformysql:Configuration": 3,
       "azure-native:dbformysql:FirewallRule": 6,
