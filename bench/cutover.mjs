@@ -182,7 +182,7 @@ try {
     to = "source";
     current = agent(cfgFile);
     await current.waitFor(/"msg":"streaming"/);
-    if (current.lines.some((l) => /seeding|snapshot/.test(l))) throw new Error("the reverse agent took a snapshot");
+    if (current.lines.some((l) => /seeding it with an online snapshot|"snapshot":true/.test(l))) throw new Error("the reverse agent took a snapshot");
   }
 } finally {
   await current?.stop().catch(() => undefined);
