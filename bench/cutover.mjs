@@ -82,7 +82,7 @@ function startLoad(server, rate, conns = 8) {
           c ??= await server.connect({ user: "app", password: "app-pw", multipleStatements: true });
           const id = 1 + Math.floor(Math.random() * ROWS);
           await c.query(
-            `BEGIN; UPDATE bench.sbtest SET k = k + 1 WHERE id = ${id}; UPDATE bench.sbtest SET c = MD5(RAND()) WHERE id = ${1 + ((id * 7) % ROWS)}; ` +
+            `BEGIN; UPDATE bench.sbtest SET k = k + 1 WHERE id = ${id}; UPDATE bench.sbtest SET c = LEFT(SHA2(RAND(), 256), 32) WHERE id = ${1 + ((id * 7) % ROWS)}; ` +
               `DELETE FROM bench.sbtest WHERE id = ${1 + ((id * 13) % ROWS)}; INSERT INTO bench.sbtest (id, k, c, pad) VALUES (${1 + ((id * 13) % ROWS)}, ${w}, 'c', 'pad') ON DUPLICATE KEY UPDATE k = k; COMMIT`,
           );
           st.committed++;
@@ -121,10 +121,10 @@ try {
   await a.query("CREATE DATABASE bench");
   await a.query("CREATE TABLE bench.sbtest (id INT NOT NULL PRIMARY KEY, k INT NOT NULL DEFAULT 0, c CHAR(120) NOT NULL DEFAULT '', pad CHAR(60) NOT NULL DEFAULT '', KEY k (k)) ENGINE=InnoDB");
   await a.query(
-    `INSERT INTO bench.sbtest (id, k, c, pad) WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < ${ROWS}) SELECT n, n % 1000, MD5(n), 'pad' FROM s`,
+    `INSERT INTO bench.sbtest (id, k, c, pad) WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < ${ROWS}) SELECT n, n % 1000, LEFT(SHA2(n, 256), 32), 'pad' FROM s`,
   ).catch(async () => {
     for (let i = 0; i < ROWS; i += 1000) {
-      const vals = Array.from({ length: Math.min(1000, ROWS - i) }, (_, j) => `(${i + j + 1}, ${(i + j) % 1000}, MD5(${i + j}), 'pad')`).join(",");
+      const vals = Array.from({ length: Math.min(1000, ROWS - i) }, (_, j) => `(${i + j + 1}, ${(i + j) % 1000}, LEFT(SHA2(${i + j}, 256), 32), 'pad')`).join(",");
       await a.query(`INSERT INTO bench.sbtest (id, k, c, pad) VALUES ${vals}`);
     }
   });
