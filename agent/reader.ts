@@ -10,6 +10,7 @@ import {
   keepGeometryRaw,
   parseStatusVars,
   ROWS_NO_CHECK_CONSTRAINT_CHECKS,
+  ROWS_NO_FOREIGN_KEY_CHECKS,
   ROWS_RELAXED_UNIQUE_CHECKS,
   takeQueryRaw,
   type QuerySession,
@@ -39,7 +40,7 @@ export interface RowChange {
   /** the rows event flags besides foreign key checks (unique and MariaDB CHECK constraint checks) */
   flags?: number;
   /**
-   * the rows event carried NO_FOREIGN_KEY_CHECKS_F: the source session ran it with foreign_key_checks=0, or
+   * the rows event carried ROWS_NO_FOREIGN_KEY_CHECKS: the source session ran it with foreign_key_checks=0, or
    * (MySQL 9.6+, SQL-layer foreign keys) it is a cascaded change of a child table, logged before its parent's
    * event; applied with foreign key checks off as well, as MySQL's own applier does
    */
@@ -109,9 +110,6 @@ function xidText(gtrid: Buffer, bqual: Buffer, formatId: unknown): string {
 function unquoteName(n: string): string {
   return n.startsWith("`") ? n.slice(1, -1).replace(/``/g, "`") : n;
 }
-
-/** rows event flag: the session's foreign_key_checks was off (or, MySQL 9.6+, a logged cascade) */
-const NO_FOREIGN_KEY_CHECKS_F = 0x02;
 
 const DML_RE = /^\s*(?:\/\*.*?\*\/\s*)*(INSERT|UPDATE|DELETE|REPLACE|LOAD\s+DATA)\b/is;
 
@@ -397,7 +395,7 @@ export class BinlogReader {
         if (!this.#cur) this.#cur = this.#open(ev.timestamp);
         const t = this.#cur;
         const op = name === "writerows" ? "insert" : name === "updaterows" ? "update" : "delete";
-        const noFk = (ev.flags & NO_FOREIGN_KEY_CHECKS_F) !== 0;
+        const noFk = (ev.flags & ROWS_NO_FOREIGN_KEY_CHECKS) !== 0;
         // the other checks the writing session ran with (unique, MariaDB CHECK constraints)
         const flags = Number(ev.flags ?? 0) & (ROWS_RELAXED_UNIQUE_CHECKS | ROWS_NO_CHECK_CONSTRAINT_CHECKS);
         let last = t.changes[t.changes.length - 1];
