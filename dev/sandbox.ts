@@ -7,6 +7,7 @@ import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import pino from "pino";
 import { validateConfig, type Config, type RawConfig } from "../agent/config.js";
+import { binlogStatus } from "../agent/db.js";
 import { createLogger } from "../agent/log.js";
 import { Agent } from "../agent/main.js";
 import { createShop, Heartbeat, LagProbe, Workload } from "./sandbox-shop.js";
@@ -240,7 +241,8 @@ export async function sandbox(o: SandboxOptions, io: SandboxIo = { out: process.
     if (!opts.cutover) finalSeq = await heartbeat.stop();
     const tStop = Date.now();
     // caught up: past its snapshot, checkpoint at the source's end, and the last beat visible
-    const [end] = await src.query<any[]>("SHOW MASTER STATUS");
+    const endConn = await src.connect();
+    const end = await binlogStatus(endConn).finally(() => endConn.end().catch(() => undefined)); // SHOW BINARY LOG STATUS on MySQL 8.4+
     const target = { file: String(end.File), pos: Number(end.Position) };
     const caughtUp = () =>
       a.status().replicas.every((r, i) => (r.snapshot === null || r.snapshot.done) && r.position !== null && atOrPast(r.position, target) && probes[i].lastSeq >= finalSeq);
