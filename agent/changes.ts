@@ -6,7 +6,7 @@
 import type { Config } from "./config.js";
 import { connectionOptions, type Conn } from "./db.js";
 import { dataColumns, keyId, keyOf, readRowsSql, type Key, type TableShape } from "./chunks.js";
-import { BinlogReader, comparePos, type Position, type Txn } from "./reader.js";
+import { BinlogReader, comparePos, type Position, type Txn } from "./source/reader.js";
 import type { Flavor } from "./rules.js";
 
 /** Keys beyond this per table: compare the whole table instead (bounded memory). */

@@ -13,7 +13,7 @@ import {
   OPTION_NO_CHECK_CONSTRAINT_CHECKS,
   OPTION_RELAXED_UNIQUE_CHECKS,
   type QuerySession,
-} from "./binlog-raw.js";
+} from "./source/binlog-raw.js";
 import type { LexMode } from "./ddl.js";
 import type { Flavor } from "./rules.js";
 

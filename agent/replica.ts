@@ -25,7 +25,7 @@ import { scrub } from "./log.js";
 import type { Metrics } from "./metrics.js";
 import { preflightReplica, readVariables, type SourceFacts } from "./preflight.js";
 import { checkBinlogSettings } from "./rules.js";
-import { BinlogReader, comparePos, PurgedPositionError, type Position, type Txn, type XaParked } from "./reader.js";
+import { BinlogReader, comparePos, PurgedPositionError, type Position, type Txn, type XaParked } from "./source/reader.js";
 import { loadTableMeta, SchemaCache } from "./schema.js";
 import {
   ChunkReader,
@@ -43,7 +43,7 @@ import {
   type ChunkSlot,
 } from "./snapshot.js";
 import { ApplyError, StatementBuilder, keyOf, sessionToggles, type Statement } from "./sqlgen.js";
-import { HistoryMismatchError, proveHistory, sameSourceId } from "./provenance.js";
+import { HistoryMismatchError, proveHistory, sameSourceId } from "./source/provenance.js";
 import { acknowledgeCutover, cutoverView, isPromoted, readCutover, type CutoverView } from "./cutover-record.js";
 
 export type ReplicaState = "starting" | "connecting" | "streaming" | "standby" | "down" | "failed" | "needs-snapshot" | "stopped" | "cut-over";
@@ -1239,7 +1239,7 @@ export class ReplicaSync {
     );
   }
 
-  #tombstone(meta: import("./schema.js").TableMeta, ch: import("./reader.js").RowChange): void {
+  #tombstone(meta: import("./schema.js").TableMeta, ch: import("./source/reader.js").RowChange): void {
     const key = `${ch.db}.${ch.table}`;
     let set = this.#tombstones.get(key);
     if (!set) this.#tombstones.set(key, (set = new Set()));

@@ -5,7 +5,7 @@ import { connect, describeConnError, type Conn } from "./db.js";
 import { readCheckpoint } from "./checkpoint.js";
 import { cutoverView, readCutover, type CutoverView } from "./cutover-record.js";
 import { binlogEnd } from "./snapshot.js";
-import { comparePos, type Position } from "./reader.js";
+import { comparePos, type Position } from "./source/reader.js";
 
 export interface ReplicaStatusRow {
   name: string;

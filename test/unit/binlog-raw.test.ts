@@ -1,7 +1,7 @@
 // Unit tests for agent/binlog-raw.ts: query event status variables as MySQL and MariaDB write them, and
 // statements decoded in the source client's character set.
 import { describe, expect, it } from "vitest";
-import { decodeStatement, parseStatusVars } from "../../agent/binlog-raw.js";
+import { decodeStatement, parseStatusVars } from "../../agent/source/binlog-raw.js";
 import { ddlContext, lexModeOf } from "../../agent/ddl-session.js";
 
 function vars(...parts: (number | number[] | Buffer)[]): Buffer {

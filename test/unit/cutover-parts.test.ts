@@ -1,8 +1,8 @@
 // Pure parts of the cutover and of positions across servers: GTID set containment, the legacy source_id,
 // privilege reading from SHOW GRANTS, the reverse config.
 import { describe, expect, it } from "vitest";
-import { mysqlGtidMissing, mysqlGtidSubset, parseMariadbGtidPos, parseMysqlGtidSet } from "../../agent/gtid.js";
-import { sameSourceId } from "../../agent/provenance.js";
+import { mysqlGtidMissing, mysqlGtidSubset, parseMariadbGtidPos, parseMysqlGtidSet } from "../../agent/source/positions.js";
+import { sameSourceId } from "../../agent/source/provenance.js";
 import { holds, holdsOn, needs } from "../../agent/fence.js";
 import { reverseConfigOf } from "../../agent/cutover.js";
 import { validateConfig } from "../../agent/config.js";

@@ -26,7 +26,7 @@ vi.mock("@vlasky/zongji", async (importOriginal) => {
 
 import { redactConfig, validateConfig } from "../../agent/config.js";
 import { normalizeDdl, parseDdl, planDdl } from "../../agent/ddl.js";
-import { BinlogReader, type Txn } from "../../agent/reader.js";
+import { BinlogReader, type Txn } from "../../agent/source/reader.js";
 import { makeTableFilter } from "../../agent/rules.js";
 import { StatementBuilder } from "../../agent/sqlgen.js";
 import { LagClock } from "../../agent/replica.js";

@@ -2,7 +2,7 @@
 // transaction gets (multi-row upserts, never REPLACE; deletes and updates located by key).
 import mysql from "mysql2";
 import { describe, expect, it } from "vitest";
-import type { RowChange } from "../../agent/reader.js";
+import type { RowChange } from "../../agent/source/reader.js";
 import type { TableMeta } from "../../agent/schema.js";
 import { ApplyError, escapeValue, keyOf, sessionToggles, StatementBuilder } from "../../agent/sqlgen.js";
 
