@@ -3,8 +3,8 @@
 import { describe, expect, it } from "vitest";
 import { mysqlGtidMissing, mysqlGtidSubset, parseMariadbGtidPos, parseMysqlGtidSet } from "../../agent/source/positions.js";
 import { sameSourceId } from "../../agent/source/provenance.js";
-import { holds, holdsOn, needs } from "../../agent/fence.js";
-import { reverseConfigOf } from "../../agent/cutover.js";
+import { holds, holdsOn, needs } from "../../agent/ops/fence.js";
+import { reverseConfigOf } from "../../agent/ops/cutover.js";
 import { validateConfig } from "../../agent/config.js";
 
 const U1 = "3e11fa47-71ca-11e1-9e33-c80aa9429562";

@@ -1,4 +1,4 @@
-// Unit tests for agent/reader.ts: positions, purged-binlog errors, and how BinlogReader assembles binlog
+// Unit tests for agent/source/reader.ts: positions, purged-binlog errors, and how BinlogReader assembles binlog
 // events into source transactions. The reader's event handler is private, so these tests drive the real
 // class through its only input: zongji's "binlog" events. @vlasky/zongji's default export (the connection)
 // is replaced by a fake emitter; its GtidSet and MariadbGtidPosition stay the real ones.
