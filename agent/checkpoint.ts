@@ -4,7 +4,7 @@
 import mysql from "mysql2";
 import type { Config } from "./config.js";
 import { connect, type Conn } from "./db.js";
-import type { Position } from "./source/reader.js";
+import type { Position } from "./source/positions.js";
 import type { DdlContext } from "./apply/ddl-session.js";
 
 export const SCHEMA = "_datasync";

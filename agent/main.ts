@@ -7,7 +7,7 @@ import { startHttp, type HttpServer } from "./ops/http.js";
 import { createLogger, type Logger } from "./log.js";
 import { Metrics } from "./ops/metrics.js";
 import { checkReplicaServers, preflightSource, proveDistinctServer, type SourceFacts } from "./preflight.js";
-import type { Position } from "./source/reader.js";
+import type { Position } from "./source/positions.js";
 import { ReplicaSync, type ReplicaStatus } from "./replica.js";
 import { makeTableFilter } from "./rules.js";
 import { identityKey, readServerIdentity } from "./identity.js";

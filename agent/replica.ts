@@ -25,7 +25,8 @@ import { scrub } from "./log.js";
 import type { Metrics } from "./ops/metrics.js";
 import { preflightReplica, readVariables, type SourceFacts } from "./preflight.js";
 import { checkBinlogSettings } from "./rules.js";
-import { BinlogReader, comparePos, PurgedPositionError, type Position, type Txn, type XaParked } from "./source/reader.js";
+import { BinlogReader, PurgedPositionError, type Txn, type XaParked } from "./source/reader.js";
+import { comparePos, fmtPos, type Position } from "./source/positions.js";
 import { loadTableMeta, SchemaCache } from "./schema.js";
 import {
   ChunkReader,
@@ -1503,9 +1504,6 @@ export function packQueries(qs: string[], limit: number): string[][] {
   return out;
 }
 
-export function fmtPos(p: Position): string {
-  return `${p.file}:${p.pos}${p.gtid ? ` (GTID ${p.gtid})` : ""}`;
-}
 
 /** The table a statement-format DML writes to. */
 export function statementTarget(sql: string, schema: string): { db: string; table: string | null } {

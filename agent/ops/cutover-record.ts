@@ -4,7 +4,7 @@
 import mysql from "mysql2";
 import type { Conn } from "../db.js";
 import { SCHEMA } from "../checkpoint.js";
-import type { Position } from "../source/reader.js";
+import type { Position } from "../source/positions.js";
 
 export const CUTOVER_DDL = `CREATE TABLE IF NOT EXISTS ${SCHEMA}.cutover (
   group_name VARCHAR(40) NOT NULL PRIMARY KEY,

@@ -15,7 +15,7 @@ import { normalizeDdl } from "../apply/ddl.js";
 import { bypassAccounts, fence, holds, holdsOn, liftFence, needs, type KilledTransaction } from "./fence.js";
 import { identityKey, readServerIdentity, describeIdentity } from "../identity.js";
 import { checkReplicaPrivileges, readGrants, readVariables } from "../preflight.js";
-import { comparePos, type Position } from "../source/reader.js";
+import { comparePos, type Position } from "../source/positions.js";
 import { checkBinlogSettings, checkSourcePrivileges, GROUP_RE, makeTableFilter, parseVersion, type Flavor } from "../rules.js";
 import { scopeSignature } from "../snapshot/snapshot.js";
 import { exitCodeOf, readShapes, runVerify, type VerifyOutcome } from "../verify/verifier.js";

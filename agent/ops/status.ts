@@ -5,7 +5,7 @@ import { connect, describeConnError, type Conn } from "../db.js";
 import { readCheckpoint } from "../checkpoint.js";
 import { cutoverView, readCutover, type CutoverView } from "./cutover-record.js";
 import { binlogEnd } from "../snapshot/snapshot.js";
-import { comparePos, type Position } from "../source/reader.js";
+import { comparePos, type Position } from "../source/positions.js";
 
 export interface ReplicaStatusRow {
   name: string;

@@ -4,7 +4,8 @@
 import type { Conn } from "../db.js";
 import { binlogStatus } from "../db.js";
 import { fmtMariadbGtid, mysqlGtidMissing, mysqlGtidSubset, parseMariadbGtidPos, parseMysqlGtidSet } from "./positions.js";
-import { PurgedPositionError, type Position } from "./reader.js";
+import { PurgedPositionError } from "./reader.js";
+import { type Position } from "./positions.js";
 import type { Flavor } from "../rules.js";
 
 export function sameSourceId(stored: string, key: string): boolean {

@@ -16,13 +16,8 @@ import {
   type QuerySession,
 } from "./binlog-raw.js";
 import { EXACT, exactRowsReady, installExactRows } from "./rowdecode.js";
+import { comparePos, type Position } from "./positions.js";
 
-export interface Position {
-  file: string;
-  pos: number;
-  /** MariaDB GTID position ("0-1-42,1-1-7") or MySQL GTID set ("uuid:1-42"); resumes by GTID when set */
-  gtid?: string | null;
-}
 
 export type Row = Record<string, unknown>;
 
@@ -88,15 +83,6 @@ export function isPurgedError(err: any): boolean {
     err?.errno === 1236 &&
     /purged|could not find first log file|could not find GTID|not find.*GTID|GTID.*not.*(found|exist)|binary log.*not.*(found|exist)|requested.*not.*(found|exist)|missing transactions/i.test(m)
   );
-}
-
-/** Compare binlog positions by file sequence number, then offset. */
-export function comparePos(a: { file: string; pos: number }, b: { file: string; pos: number }): number {
-  const fa = Number(/(\d+)$/.exec(a.file)?.[1] ?? 0);
-  const fb = Number(/(\d+)$/.exec(b.file)?.[1] ?? 0);
-  if (fa !== fb) return fa - fb;
-  if (a.file !== b.file) return a.file < b.file ? -1 : 1;
-  return a.pos - b.pos;
 }
 
 /** SAVEPOINT x, ROLLBACK [WORK] TO [SAVEPOINT] x, RELEASE SAVEPOINT x (names bare or backquoted) */

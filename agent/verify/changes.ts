@@ -6,7 +6,8 @@
 import type { Config } from "../config.js";
 import { connectionOptions, type Conn } from "../db.js";
 import { dataColumns, keyId, keyOf, readRowsSql, type Key, type TableShape } from "./ranges.js";
-import { BinlogReader, comparePos, type Position, type Txn } from "../source/reader.js";
+import { BinlogReader, type Txn } from "../source/reader.js";
+import { comparePos, type Position } from "../source/positions.js";
 import type { Flavor } from "../rules.js";
 
 /** Keys beyond this per table: compare the whole table instead (bounded memory). */

@@ -41,7 +41,8 @@ vi.mock("@vlasky/zongji", async (importOriginal) => {
 });
 
 import { GtidSet } from "@vlasky/zongji";
-import { BinlogReader, comparePos, isPurgedError, PurgedPositionError, type Position, type ReaderOptions, type Txn } from "../../agent/source/reader.js";
+import { BinlogReader, isPurgedError, PurgedPositionError, type ReaderOptions, type Txn } from "../../agent/source/reader.js";
+import { comparePos, type Position } from "../../agent/source/positions.js";
 
 afterEach(() => {
   fakes.instances.length = 0;
