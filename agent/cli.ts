@@ -132,7 +132,7 @@ program
   .option("--tables <list>", "only these tables (db.t,…)")
   .action(
     run(async (opts) => {
-      const { resnapshotCommand } = await import("./checkpoint.js");
+      const { resnapshotCommand } = await import("./ops/resnapshot.js");
       return resnapshotCommand(config(opts), opts);
     }),
   );

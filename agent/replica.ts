@@ -18,7 +18,7 @@ import {
   SCHEMA,
   type DdlPending,
   WriterLost,
-} from "./checkpoint.js";
+} from "./bookkeeping.js";
 import { sever, type LockView, type WriterGate } from "./ops/writer-lock.js";
 import type { Logger } from "./log.js";
 import { scrub } from "./log.js";

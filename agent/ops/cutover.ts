@@ -8,7 +8,7 @@ import { dirname } from "node:path";
 import type { Config, Endpoint } from "../config.js";
 import { baseServerId, validateConfig } from "../config.js";
 import { binlogStatus, connect, describeConnError, qualified, quoteId, type Conn } from "../db.js";
-import { checkpointSql, ensureBookkeeping, heldDdlSql, readCheckpoint, SCHEMA } from "../checkpoint.js";
+import { checkpointSql, ensureBookkeeping, heldDdlSql, readCheckpoint, SCHEMA } from "../bookkeeping.js";
 import { cascadingChildren, ChangeTracker, compareKeys } from "../verify/changes.js";
 import { acknowledgeCutover, readCutover, setCutoverState, writeCutover, isPromoted } from "./cutover-record.js";
 import { normalizeDdl } from "../apply/ddl.js";

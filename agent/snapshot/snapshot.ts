@@ -11,9 +11,9 @@ import type { Logger } from "../log.js";
 import { makeTableFilter } from "../rules.js";
 import { loadTableMeta, type TableMeta } from "../schema.js";
 import { escapeValue, keyOf } from "../apply/sqlgen.js";
-import { SCHEMA } from "../checkpoint.js";
+import { SCHEMA } from "../bookkeeping.js";
 
-export { SNAPSHOT_DDL } from "../checkpoint.js";
+export { SNAPSHOT_DDL } from "../bookkeeping.js";
 
 export interface SnapshotTable {
   db: string;
