@@ -8,6 +8,7 @@ import type { Conn } from "./db.js";
 import { BOOKKEEPING_SCHEMA } from "./rules.js";
 import type { Position } from "./source/positions.js";
 import type { DdlContext } from "./apply/ddl-session.js";
+import { WriterLost } from "./errors.js";
 
 /** `_datasync`: DESIGN.md's bookkeeping schema (the name is a contract) */
 export const SCHEMA = BOOKKEEPING_SCHEMA;
@@ -202,15 +203,6 @@ export function checkpointSql(
     `source_ts = GREATEST(source_ts, ${Math.round(sourceTs)}), applied_txns = applied_txns + ${txns}, applied_rows = applied_rows + ${rows}, ddl_pending = ${pending}, state = ${e(state)}, ` +
     `writer_seq = ${expectSeq + 1} WHERE group_name = ${e(group)} AND writer_seq = ${expectSeq};\n${CAS_GUARD}`
   );
-}
-
-/** A checkpoint compare-and-set that failed: another writer moved the checkpoint since this one read it. */
-export class WriterLost extends Error {
-  constructor(message: string, cause?: unknown) {
-    super(message);
-    this.name = "WriterLost";
-    if (cause) (this as any).cause = cause;
-  }
 }
 
 /** Whether an error (or one it wraps) is a lost checkpoint compare-and-set or a lost writer lock. */

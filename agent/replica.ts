@@ -5,7 +5,7 @@ import type { Config } from "./config.js";
 import { connect, describeConnError, isTransient, qualified, quoteId, type Conn } from "./db.js";
 import { connectionOptions } from "./db.js";
 import { planDdl, fingerprint, type DdlPlan } from "./apply/ddl.js";
-import { DdlSession, DdlSessionError, ddlContext, lexModeOf, type DdlContext } from "./apply/ddl-session.js";
+import { DdlSession, ddlContext, lexModeOf, type DdlContext } from "./apply/ddl-session.js";
 import {
   checkpointSql,
   ensureBookkeeping,
@@ -17,7 +17,6 @@ import {
   unquarantineSql,
   SCHEMA,
   type DdlPending,
-  WriterLost,
 } from "./bookkeeping.js";
 import { sever, type LockView, type WriterGate } from "./ops/writer-lock.js";
 import type { Logger } from "./log.js";
@@ -25,7 +24,7 @@ import { scrub } from "./log.js";
 import type { Metrics } from "./ops/metrics.js";
 import { preflightReplica, readVariables, type SourceFacts } from "./preflight.js";
 import { checkBinlogSettings } from "./rules.js";
-import { BinlogReader, PurgedPositionError, type Txn, type XaParked } from "./source/reader.js";
+import { BinlogReader, type Txn, type XaParked } from "./source/reader.js";
 import { comparePos, fmtPos, type Position } from "./source/positions.js";
 import { loadTableMeta, SchemaCache } from "./schema.js";
 import {
@@ -43,9 +42,10 @@ import {
   type Chunk,
   type ChunkSlot,
 } from "./snapshot/snapshot.js";
-import { ApplyError, StatementBuilder, keyOf, sessionToggles, type Statement } from "./apply/sqlgen.js";
-import { HistoryMismatchError, proveHistory, sameSourceId } from "./source/provenance.js";
+import { StatementBuilder, keyOf, sessionToggles, type Statement } from "./apply/sqlgen.js";
+import { proveHistory, sameSourceId } from "./source/provenance.js";
 import { acknowledgeCutover, cutoverView, isPromoted, readCutover, type CutoverView } from "./ops/cutover-record.js";
+import { ApplyError, CutOverSeen, DdlSessionError, HistoryMismatchError, PurgedPositionError, ReplicaUnavailable, RestartRequested, WriterLost } from "./errors.js";
 
 export type ReplicaState = "starting" | "connecting" | "streaming" | "standby" | "down" | "failed" | "needs-snapshot" | "stopped" | "cut-over";
 
@@ -1449,25 +1449,6 @@ interface SlotEntry {
   chunk: Chunk | undefined;
   resolve: () => void;
   reject: (e: Error) => void;
-}
-
-class CutOverSeen extends Error {}
-
-export class RestartRequested extends Error {
-  constructor() {
-    super("restart requested");
-    this.name = "RestartRequested";
-  }
-}
-
-export class ReplicaUnavailable extends Error {
-  readonly kind: string;
-  constructor(kind: string, message: string, cause?: unknown) {
-    super(message);
-    this.name = "ReplicaUnavailable";
-    this.kind = kind;
-    if (cause) (this as any).cause = cause;
-  }
 }
 
 /**

@@ -17,6 +17,7 @@ import {
 } from "./binlog-raw.js";
 import { EXACT, exactRowsReady, installExactRows } from "./rowdecode.js";
 import { comparePos, type Position } from "./positions.js";
+import { PurgedPositionError } from "../errors.js";
 
 
 export type Row = Record<string, unknown>;
@@ -60,21 +61,6 @@ export interface Txn {
   statementDml?: { sql: string; schema: string };
   /** approximate memory held by this transaction */
   bytes: number;
-}
-
-export class PurgedPositionError extends Error {
-  readonly code = "purged";
-  /** `reset`: the history was erased (RESET MASTER / RESET BINARY LOGS AND GTIDS), not purged */
-  constructor(pos: Position, detail: string, reset = false) {
-    super(
-      `the source no longer has the binlog at the replica's checkpoint (${pos.gtid ? `GTID ${pos.gtid}` : `${pos.file}:${pos.pos}`}): ` +
-        (reset
-          ? `its binary log history was reset (RESET MASTER, or RESET BINARY LOGS AND GTIDS on MySQL 8.4+): ${detail}. Later writes on the source cannot be placed after the checkpoint. `
-          : `it was purged (${detail}). `) +
-        "The replica needs a new snapshot: run `datasync resnapshot --config F --replica NAME`.",
-    );
-    this.name = "PurgedPositionError";
-  }
 }
 
 export function isPurgedError(err: any): boolean {

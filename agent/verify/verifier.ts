@@ -24,6 +24,7 @@ import {
   type KeyRange,
   type TableShape,
 } from "./ranges.js";
+import { VerifyError } from "../errors.js";
 
 export interface VerifyOptions {
   /** only this replica (by name) */
@@ -96,14 +97,6 @@ export interface Peer {
   /** second source connection: finds the next chunk boundary while the current chunk is summed */
   conn2?: Conn;
   error?: string;
-}
-
-/** A problem that stops the whole run (exit 2). */
-export class VerifyError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "VerifyError";
-  }
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

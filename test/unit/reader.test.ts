@@ -41,8 +41,9 @@ vi.mock("@vlasky/zongji", async (importOriginal) => {
 });
 
 import { GtidSet } from "@vlasky/zongji";
-import { BinlogReader, isPurgedError, PurgedPositionError, type ReaderOptions, type Txn } from "../../agent/source/reader.js";
+import { BinlogReader, isPurgedError, type ReaderOptions, type Txn } from "../../agent/source/reader.js";
 import { comparePos, type Position } from "../../agent/source/positions.js";
+import { PurgedPositionError } from "../../agent/errors.js";
 
 afterEach(() => {
   fakes.instances.length = 0;

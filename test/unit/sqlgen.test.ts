@@ -4,7 +4,8 @@ import mysql from "mysql2";
 import { describe, expect, it } from "vitest";
 import type { RowChange } from "../../agent/source/reader.js";
 import type { TableMeta } from "../../agent/schema.js";
-import { ApplyError, escapeValue, keyOf, sessionToggles, StatementBuilder } from "../../agent/apply/sqlgen.js";
+import { escapeValue, keyOf, sessionToggles, StatementBuilder } from "../../agent/apply/sqlgen.js";
+import { ApplyError } from "../../agent/errors.js";
 
 function meta(table: string, cols: Record<string, string>, opts: { pk?: string[]; generated?: string[]; secondaryUnique?: boolean; db?: string } = {}): TableMeta {
   const columns = Object.keys(cols);
