@@ -28,7 +28,6 @@ import { BinlogReader, type Txn, type XaParked } from "./source/reader.js";
 import { comparePos, fmtPos, type Position } from "./source/positions.js";
 import { loadTableMeta, SchemaCache } from "./schema.js";
 import {
-  ChunkReader,
   Copier,
   chunkInsertParts,
   copyOrder,
@@ -1219,15 +1218,17 @@ export class ReplicaSync {
       tables,
       (lo) => this.#reserve(lo),
       (t) => this.#pendingTables.delete(`${t.db}.${t.table}`),
+      {
+        on: this.#cfg.snapshot.lockingReads,
+        onRefused: (e) =>
+          this.#log.warn(
+            { err: e?.message },
+            "the source refused a locking read (SELECT … LOCK IN SHARE MODE); the snapshot continues with plain reads, which can miss a transaction committing at the very moment of a chunk read. Grant LOCK TABLES on the synced databases to the sync user to close that window.",
+          ),
+      },
     );
     this.#copier = copier;
     this.#copierFinished = false;
-    ChunkReader.locking = this.#cfg.snapshot.lockingReads;
-    ChunkReader.onLockingRefused = (e) =>
-      this.#log.warn(
-        { err: e?.message },
-        "the source refused a locking read (SELECT … LOCK IN SHARE MODE); the snapshot continues with plain reads, which can miss a transaction committing at the very moment of a chunk read. Grant LOCK TABLES on the synced databases to the sync user to close that window.",
-      );
     this.#copierDone = copier.run().then(
       () => {
         this.#copierFinished = true;
