@@ -26,7 +26,7 @@ import { preflightReplica, readVariables, type SourceFacts } from "./preflight.j
 import { checkBinlogSettings } from "./rules.js";
 import { BinlogReader, type Txn, type XaParked } from "./source/reader.js";
 import { comparePos, fmtPos, type Position } from "./source/positions.js";
-import { loadTableMeta, SchemaCache } from "./schema.js";
+import { binlogColumns, loadTableMeta, SchemaCache } from "./tables.js";
 import {
   Copier,
   chunkInsertParts,
@@ -426,11 +426,7 @@ export class ReplicaSync {
         }
         const c = this.#conn;
         if (!c) return null;
-        const [rows] = await c.query<any[]>(
-          `SELECT COLUMN_NAME, COLLATION_NAME, CHARACTER_SET_NAME, COLUMN_COMMENT, COLUMN_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION`,
-          [db, table],
-        );
-        return rows;
+        return binlogColumns(c, db, table);
       },
     });
     this.#reader = reader;
@@ -1241,7 +1237,7 @@ export class ReplicaSync {
     );
   }
 
-  #tombstone(meta: import("./schema.js").TableMeta, ch: import("./source/reader.js").RowChange): void {
+  #tombstone(meta: import("./tables.js").TableMeta, ch: import("./source/reader.js").RowChange): void {
     const key = `${ch.db}.${ch.table}`;
     let set = this.#tombstones.get(key);
     if (!set) this.#tombstones.set(key, (set = new Set()));

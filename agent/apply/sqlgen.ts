@@ -4,7 +4,7 @@
 import mysql from "mysql2";
 import { qualified, quoteId } from "../db.js";
 import type { Row, RowChange } from "../source/reader.js";
-import type { TableMeta } from "../schema.js";
+import type { TableMeta } from "../tables.js";
 import { ENUM_ERROR, type CharsetBuffer } from "../source/rowdecode.js";
 import { ApplyError } from "../errors.js";
 

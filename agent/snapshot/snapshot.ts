@@ -9,7 +9,7 @@ import { binlogStatus, connect, isTransient, qualified, quoteId, type Conn } fro
 import { normalizeDdl } from "../apply/ddl.js";
 import type { Logger } from "../log.js";
 import { makeTableFilter } from "../rules.js";
-import { loadTableMeta, type TableMeta } from "../schema.js";
+import { loadTableMeta, type TableMeta } from "../tables.js";
 import { escapeValue, keyOf } from "../apply/sqlgen.js";
 import { SCHEMA } from "../bookkeeping.js";
 

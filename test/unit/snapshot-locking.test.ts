@@ -3,7 +3,7 @@
 // for the other. Before, ChunkReader.locking was a static that every replica overwrote.
 import { describe, it, expect } from "vitest";
 import { ChunkReader, type ReadLocking } from "../../agent/snapshot/snapshot.js";
-import type { TableMeta } from "../../agent/schema.js";
+import type { TableMeta } from "../../agent/tables.js";
 import type { Conn } from "../../agent/db.js";
 
 const meta: TableMeta = {

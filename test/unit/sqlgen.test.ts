@@ -3,7 +3,7 @@
 import mysql from "mysql2";
 import { describe, expect, it } from "vitest";
 import type { RowChange } from "../../agent/source/reader.js";
-import type { TableMeta } from "../../agent/schema.js";
+import type { TableMeta } from "../../agent/tables.js";
 import { escapeValue, keyOf, sessionToggles, StatementBuilder } from "../../agent/apply/sqlgen.js";
 import { ApplyError } from "../../agent/errors.js";
 
