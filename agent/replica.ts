@@ -41,7 +41,8 @@ import {
   type Chunk,
   type ChunkSlot,
 } from "./snapshot/snapshot.js";
-import { StatementBuilder, keyOf, sessionToggles, type Statement } from "./apply/sqlgen.js";
+import { StatementBuilder, sessionToggles, type Statement } from "./apply/sqlgen.js";
+import { rowKeyId } from "./keys.js";
 import { proveHistory, sameSourceId } from "./source/provenance.js";
 import { acknowledgeCutover, cutoverView, isPromoted, readCutover, type CutoverView } from "./ops/cutover-record.js";
 import { ApplyError, CutOverSeen, DdlSessionError, HistoryMismatchError, PurgedPositionError, ReplicaUnavailable, RestartRequested, WriterLost } from "./errors.js";
@@ -1241,11 +1242,11 @@ export class ReplicaSync {
     const key = `${ch.db}.${ch.table}`;
     let set = this.#tombstones.get(key);
     if (!set) this.#tombstones.set(key, (set = new Set()));
-    if (ch.op === "delete") for (const r of ch.rows) set.add(keyOf(meta, r));
+    if (ch.op === "delete") for (const r of ch.rows) set.add(rowKeyId(meta.primaryKey, r));
     else
       ch.rows.forEach((after, i) => {
-        const k = keyOf(meta, ch.before![i]);
-        if (k !== keyOf(meta, after)) set!.add(k);
+        const k = rowKeyId(meta.primaryKey, ch.before![i]);
+        if (k !== rowKeyId(meta.primaryKey, after)) set!.add(k);
       });
   }
 

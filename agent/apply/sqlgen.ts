@@ -7,6 +7,7 @@ import type { Row, RowChange } from "../source/reader.js";
 import type { TableMeta } from "../tables.js";
 import { ENUM_ERROR, type CharsetBuffer } from "../source/rowdecode.js";
 import { ApplyError } from "../errors.js";
+import { rowKeyId } from "../keys.js";
 
 /** the characters mysql.escape backslash-escapes in a string */
 // eslint-disable-next-line no-control-regex -- the same set mysql.escape escapes
@@ -79,15 +80,6 @@ function columnsOf(meta: TableMeta, row: Row, where: Where): string[] {
     }
   }
   return cols;
-}
-
-export function keyOf(meta: TableMeta, row: Row): string {
-  let s = "";
-  for (const k of meta.primaryKey) {
-    const v = row[k];
-    s += (Buffer.isBuffer(v) ? `x${v.toString("hex")}` : v === null || v === undefined ? "\u0000" : `v${String(v)}`) + "\u0001";
-  }
-  return s;
 }
 
 function whereKey(meta: TableMeta, row: Row): string {
@@ -276,7 +268,7 @@ export class StatementBuilder {
       for (let i = 0; i < change.rows.length; i++) {
         const before = change.before![i];
         const after = change.rows[i];
-        const keyChanged = keyOf(meta, before) !== keyOf(meta, after);
+        const keyChanged = rowKeyId(meta.primaryKey, before) !== rowKeyId(meta.primaryKey, after);
         if (!keyChanged && !meta.hasSecondaryUnique) {
           // Same key, full after image, no other unique key that an upsert could hit by mistake:
           // an upsert is the UPDATE (or the upsert DESIGN.md asks for when no row matched).

@@ -10,7 +10,8 @@ import { normalizeDdl } from "../apply/ddl.js";
 import type { Logger } from "../log.js";
 import { makeTableFilter } from "../rules.js";
 import { loadTableMeta, type TableMeta } from "../tables.js";
-import { escapeValue, keyOf } from "../apply/sqlgen.js";
+import { escapeValue } from "../apply/sqlgen.js";
+import { decodeKey, encodeKey, rowKeyId } from "../keys.js";
 import { SCHEMA } from "../bookkeeping.js";
 
 export { SNAPSHOT_DDL } from "../bookkeeping.js";
@@ -89,17 +90,6 @@ export function scopeSignature(cfg: Pick<Config, "databases" | "tables">): strin
 export function scopeFromSignature(sig: string): (db: string, t: string) => boolean {
   const s = JSON.parse(sig);
   return makeTableFilter({ databases: s.databases, include: s.include.length ? s.include : undefined, exclude: s.exclude });
-}
-
-// JSON with Buffers kept exact
-export function encodeKey(k: unknown[] | null): string | null {
-  if (!k) return null;
-  return JSON.stringify(k.map((v) => (Buffer.isBuffer(v) ? { $hex: v.toString("hex") } : v)));
-}
-
-export function decodeKey(s: string | null): unknown[] | null {
-  if (!s) return null;
-  return (JSON.parse(s) as unknown[]).map((v) => (v && typeof v === "object" && "$hex" in (v as any) ? Buffer.from((v as any).$hex, "hex") : v));
 }
 
 export async function loadSnapshotTables(c: Conn, group: string): Promise<SnapshotTable[]> {
@@ -312,7 +302,7 @@ export function chunkInsertSql(meta: TableMeta, rows: unknown[][], skip: Set<str
     if (skip && skip.size) {
       const rowObj: Record<string, unknown> = {};
       meta.primaryKey.forEach((k, j) => (rowObj[k] = r[pkIdx[j]]));
-      if (skip.has(keyOf(meta, rowObj))) continue;
+      if (skip.has(rowKeyId(meta.primaryKey, rowObj))) continue;
     }
     let t = "(";
     for (let i = 0; i < r.length; i++) t += (i ? "," : "") + escapeValue(r[i], meta.types.get(meta.writable[i]));

@@ -3,6 +3,7 @@
 // literals and statements that repair writes. Pure string building, no connections: unit-testable.
 import mysql from "mysql2";
 import { qualified, quoteId } from "../db.js";
+import { type Key } from "../keys.js";
 
 export interface Column {
   name: string;
@@ -27,7 +28,7 @@ export interface TableShape {
 }
 
 /** One value per key column, as mysql2 returns it with the agent's options (string, number, Buffer). */
-export type Key = unknown[];
+export type { Key };
 
 /** A range of primary keys: (after, through]; null is unbounded on that side. */
 export interface KeyRange {
@@ -196,16 +197,6 @@ export function readRowsSql(s: TableShape, keys: Key[]): string {
 /** rows of a range in key order, read for writing (a page of a table copy) */
 export function readRangeSql(s: TableShape, r: KeyRange, limit: number): string {
   return `SELECT ${dataColumns(s).map(readTerm).join(", ")} FROM ${qualified(s.db, s.table)} WHERE ${rangeWhere(s, r)} ORDER BY ${keyList(s)} LIMIT ${limit}`;
-}
-
-/** the key of a row read with the key columns under their own names */
-export function keyOf(s: TableShape, row: Record<string, unknown>): Key {
-  return s.key.map((k) => row[k]);
-}
-
-/** A stable identity for a key inside this process (Buffers by their bytes). */
-export function keyId(k: Key): string {
-  return JSON.stringify(k.map((v) => (Buffer.isBuffer(v) ? { b: v.toString("hex") } : typeof v === "number" ? String(v) : v)));
 }
 
 /** Multi-row INSERT of source rows. Not an upsert: if a secondary unique key collided, an upsert would
