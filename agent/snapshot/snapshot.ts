@@ -10,7 +10,7 @@ import { normalizeDdl } from "../apply/ddl.js";
 import type { Logger } from "../log.js";
 import { makeTableFilter } from "../rules.js";
 import { loadTableMeta, type TableMeta } from "../tables.js";
-import { escapeValue } from "../apply/sqlgen.js";
+import { escapeValue } from "../literals.js";
 import { decodeKey, encodeKey, rowKeyId } from "../keys.js";
 import { SCHEMA } from "../bookkeeping.js";
 

@@ -1,9 +1,9 @@
 // Chunks owns the SQL that verify and repair run over one table: the table's shape (columns, primary
 // key), key ranges by primary key (composite keys included), the byte-exact row checksum, and the
 // literals and statements that repair writes. Pure string building, no connections: unit-testable.
-import mysql from "mysql2";
 import { qualified, quoteId } from "../db.js";
 import { type Key } from "../keys.js";
+import { literal as sqlLiteral } from "../literals.js";
 
 export interface Column {
   name: string;
@@ -49,7 +49,6 @@ export type HashAlgo = "crc64" | "md5" | "sha2";
 const STRING_TYPES = new Set(["char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum", "set", "json"]);
 const VARLEN_TYPES = new Set(["varchar", "tinytext", "text", "mediumtext", "longtext", "json", "varbinary", "tinyblob", "blob", "mediumblob", "longblob", "char", "binary"]);
 const GEOMETRY_TYPES = new Set(["geometry", "point", "linestring", "polygon", "multipoint", "multilinestring", "multipolygon", "geometrycollection", "geomcollection"]);
-const INTEGER_TYPES = new Set(["tinyint", "smallint", "mediumint", "int", "integer", "bigint", "year"]);
 /** character sets whose values round-trip exactly through a utf8mb4 client connection as JS strings */
 const UNICODE_SAFE_CHARSETS = /^(utf8|utf8mb3|utf8mb4|latin1|ascii|ucs2|utf16|utf16le|utf32)$/i;
 
@@ -102,10 +101,7 @@ export function rowDigest(s: TableShape, algo: HashAlgo): string {
 
 /** A SQL literal for a value as mysql2 returned it (numbers of integer/decimal columns stay unquoted). */
 export function literal(v: unknown, c?: Column): string {
-  if (v === null || v === undefined) return "NULL";
-  if (typeof v === "string" && c && (INTEGER_TYPES.has(c.dataType) || c.dataType === "decimal") && /^-?\d+(\.\d+)?$/.test(v)) return v;
-  if (typeof v === "bigint") return v.toString();
-  return mysql.escape(v as any);
+  return sqlLiteral(v, c?.dataType);
 }
 
 function keyColumns(s: TableShape): Column[] {
