@@ -7,7 +7,7 @@ import type { Conn } from "./db.js";
 import { quoteId } from "./db.js";
 import { isAccountStatement, SYSTEM_SCHEMAS } from "./rules.js";
 
-export type ObjectType = "table" | "view" | "database" | "procedure" | "function" | "trigger" | "event";
+export type ObjectType = "table" | "view" | "database" | "procedure" | "function" | "trigger" | "event" | "sequence";
 export interface DdlObject {
   type: ObjectType;
   db: string;
@@ -226,6 +226,13 @@ export function parseDdl(sqlIn: string, defaultDb: string, mode: LexMode = {}): 
     const name = m[2] && !optionWord ? unquote(m[2]) : defaultDb;
     return { verb: m[1].toLowerCase() as Parsed["verb"], type: "database", objects: [{ type: "database", db: name, name }] };
   }
+  // MariaDB sequences: tables of one row to the table filters, their state streams as row writes
+  if ((m = re(`(CREATE|ALTER)\\s+${PREFIX_OR_REPLACE}(?:TEMPORARY\\s+)?SEQUENCE\\s+(?:IF\\s+(?:NOT\\s+)?EXISTS\\s+)?(${NAME})`).exec(sql))) {
+    return { verb: m[1].toLowerCase() as Parsed["verb"], type: "sequence", objects: [{ type: "sequence", ...splitName(m[2], defaultDb) }] };
+  }
+  if ((m = re(`DROP\\s+(?:TEMPORARY\\s+)?SEQUENCE\\s+${IFE}([\\s\\S]*?)\\s*;?\\s*$`).exec(sql))) {
+    return { verb: "drop", type: "sequence", objects: namesIn(m[1], defaultDb).map((o) => ({ type: "sequence" as const, ...o })) };
+  }
   if ((m = re(`(CREATE|ALTER)\\s+${PREFIX_OR_REPLACE}${VIEW_OPTS}VIEW\\s+${IFNE}(${NAME})`).exec(sql))) {
     return { verb: m[1].toLowerCase() as Parsed["verb"], type: "view", objects: [{ type: "view", ...splitName(m[2], defaultDb) }] };
   }
@@ -265,7 +272,7 @@ export function planDdl(sql: string, defaultDb: string, scope: ScopeCheck, mode:
   const dbs = new Set(p.objects.map((o) => o.db));
   if ([...dbs].some((d) => SYSTEM_SCHEMAS.includes(d.toLowerCase()) || d === "_datasync")) return { kind: "skip", reason: "system" };
   const inScopeObj = (o: DdlObject) =>
-    o.type === "database" ? scope.databases.has(o.db) : o.type === "table" ? scope.inScope(o.db, o.name) : scope.databases.has(o.db);
+    o.type === "database" ? scope.databases.has(o.db) : o.type === "table" || o.type === "sequence" ? scope.inScope(o.db, o.name) : scope.databases.has(o.db);
   if (!p.objects.some(inScopeObj)) return { kind: "skip", reason: "out-of-scope" };
   const db = p.objects[0].db;
   if (p.type === "trigger") return { kind: "hold", db, objects: p.objects };
@@ -321,6 +328,12 @@ export function planDdl(sql: string, defaultDb: string, scope: ScopeCheck, mode:
     }
   }
   if (p.type === "database" && p.verb === "drop") plan.drops = p.objects;
+  if (p.type === "sequence" && p.verb === "drop") {
+    const inScope = p.objects.filter(inScopeObj);
+    // never drop a replica's sequence that is not synced
+    if (inScope.length < p.objects.length) plan.sql = `DROP SEQUENCE IF EXISTS ${inScope.map((o) => `${quoteId(o.db)}.${quoteId(o.name)}`).join(", ")}`;
+    plan.objects = inScope;
+  }
   return plan;
 }
 

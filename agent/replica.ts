@@ -1013,7 +1013,8 @@ export class ReplicaSync {
     if (!c) return [];
     const name = `${c.db}.${c.table}`;
     const meta = await loadTableMeta(conn, c.db, c.table);
-    if (!meta || meta.primaryKey.length > 0) return [];
+    // a sequence (CREATE TABLE … SEQUENCE=1) has no key by design: its one row is written whole
+    if (!meta || meta.primaryKey.length > 0 || meta.sequence) return [];
     await conn.query(`DROP TABLE IF EXISTS ${qualified(c.db, c.table)}`);
     this.#schema.clear();
     this.#quarantine.add(name);
@@ -1142,7 +1143,7 @@ export class ReplicaSync {
         start = await this.#src.currentPosition();
         const tables = await sourceTables(src, cfg, this.#src.inScope);
         this.#log.info({ position: start, tables: tables.length, rows: tables.reduce((a, t) => a + t.estimate, 0) }, cp ? "resnapshot requested: seeding the replica again" : "replica has no checkpoint: seeding it with an online snapshot");
-        await prepareReplicaTables(src, conn, cfg, tables, true);
+        await prepareReplicaTables(src, conn, cfg, tables, true, this.#src.inScope);
         this.#cpState = "snapshot";
         await conn.query(
           [

@@ -17,7 +17,16 @@ export interface TableMeta {
   hasSecondaryUnique: boolean;
   /** a foreign key of the table references the table itself (row order within a statement matters) */
   selfReferencing?: boolean;
+  /**
+   * A MariaDB SEQUENCE: one row, no key. The source logs every change of its state (NEXTVAL past the
+   * cache, SETVAL) as a write of the whole row; an INSERT of that row sets the replica's state, as the
+   * native applier does.
+   */
+  sequence?: boolean;
 }
+
+/** the TABLE_TYPEs of information_schema.TABLES the applier writes rows to (MariaDB: sequences, system-versioned tables) */
+export const ROW_TABLE_TYPES = ["BASE TABLE", "SEQUENCE", "SYSTEM VERSIONED"];
 
 export class SchemaCache {
   #conn: () => Conn;
@@ -73,6 +82,7 @@ export async function loadTableMeta(c: Conn, db: string, table: string): Promise
     [db, table],
   );
   if (cols.length === 0) return null;
+  const [types] = await c.query<any[]>("SELECT TABLE_TYPE AS type FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?", [db, table]);
   const [keys] = await c.query<any[]>(
     `SELECT INDEX_NAME AS idx, COLUMN_NAME AS col FROM information_schema.STATISTICS
      WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND NON_UNIQUE = 0 ORDER BY INDEX_NAME, SEQ_IN_INDEX`,
@@ -83,10 +93,10 @@ export async function loadTableMeta(c: Conn, db: string, table: string): Promise
      WHERE CONSTRAINT_SCHEMA = ? AND TABLE_NAME = ? AND UNIQUE_CONSTRAINT_SCHEMA = ? AND REFERENCED_TABLE_NAME = ? LIMIT 1`,
     [db, table, db, table],
   );
-  return { ...buildMeta(db, table, cols, keys), selfReferencing: fks.length > 0 };
+  return { ...buildMeta(db, table, cols, keys, types[0]?.type), selfReferencing: fks.length > 0 };
 }
 
-function buildMeta(db: string, table: string, cols: any[], keys: any[]): TableMeta {
+function buildMeta(db: string, table: string, cols: any[], keys: any[], tableType: unknown): TableMeta {
   const columns = cols.map((r) => String(r.name));
   const generated = new Set(cols.filter((r) => isGeneratedExtra(r.extra)).map((r) => String(r.name)));
   const writable = columns.filter((c) => !generated.has(c));
@@ -99,6 +109,7 @@ function buildMeta(db: string, table: string, cols: any[], keys: any[]): TableMe
     types: new Map(cols.map((r) => [String(r.name), String(r.type).toLowerCase()])),
     primaryKey: keys.filter((k) => k.idx === "PRIMARY").map((k) => String(k.col)),
     hasSecondaryUnique: keys.some((k) => k.idx !== "PRIMARY"),
+    ...(tableType === "SEQUENCE" ? { sequence: true } : {}),
   };
 }
 
@@ -110,10 +121,10 @@ function buildMeta(db: string, table: string, cols: any[], keys: any[]): TableMe
 export async function loadDatabasesMeta(c: Conn, dbs: string[]): Promise<TableMeta[]> {
   if (!dbs.length) return [];
   const [cols] = await c.query<any[]>(
-    `SELECT c.TABLE_SCHEMA AS db, c.TABLE_NAME AS tbl, c.COLUMN_NAME AS name, c.DATA_TYPE AS type, c.EXTRA AS extra
+    `SELECT c.TABLE_SCHEMA AS db, c.TABLE_NAME AS tbl, c.COLUMN_NAME AS name, c.DATA_TYPE AS type, c.EXTRA AS extra, t.TABLE_TYPE AS tableType
      FROM information_schema.COLUMNS c JOIN information_schema.TABLES t ON t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME
-     WHERE c.TABLE_SCHEMA IN (?) AND t.TABLE_TYPE = 'BASE TABLE' ORDER BY c.TABLE_SCHEMA, c.TABLE_NAME, c.ORDINAL_POSITION`,
-    [dbs],
+     WHERE c.TABLE_SCHEMA IN (?) AND t.TABLE_TYPE IN (?) ORDER BY c.TABLE_SCHEMA, c.TABLE_NAME, c.ORDINAL_POSITION`,
+    [dbs, ROW_TABLE_TYPES],
   );
   const [keys] = await c.query<any[]>(
     `SELECT TABLE_SCHEMA AS db, TABLE_NAME AS tbl, INDEX_NAME AS idx, COLUMN_NAME AS col FROM information_schema.STATISTICS
@@ -138,5 +149,5 @@ export async function loadDatabasesMeta(c: Conn, dbs: string[]): Promise<TableMe
   const selfRef = new Set(fks.map((r) => `${r.db}\u0000${r.tbl}`));
   const byCols = group(cols);
   const byKeys = group(keys);
-  return [...byCols].map(([k, cs]) => ({ ...buildMeta(cs[0].db, cs[0].tbl, cs, byKeys.get(k) ?? []), selfReferencing: selfRef.has(k) }));
+  return [...byCols].map(([k, cs]) => ({ ...buildMeta(cs[0].db, cs[0].tbl, cs, byKeys.get(k) ?? [], cs[0].tableType), selfReferencing: selfRef.has(k) }));
 }

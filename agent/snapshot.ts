@@ -121,7 +121,14 @@ export async function sourceTables(src: Conn, cfg: Config, inScope: (db: string,
  * tables of those names are replaced: tables in scope belong to the sync). Views of the synced
  * databases are created too, without DEFINER.
  */
-export async function prepareReplicaTables(src: Conn, rep: Conn, cfg: Config, tables: { db: string; table: string }[], withViews: boolean): Promise<void> {
+export async function prepareReplicaTables(
+  src: Conn,
+  rep: Conn,
+  cfg: Config,
+  tables: { db: string; table: string }[],
+  withViews: boolean,
+  inScope?: (db: string, t: string) => boolean,
+): Promise<void> {
   const dbs = [...new Set([...tables.map((t) => t.db)])];
   for (const db of cfg.databases) {
     const [exists] = await src.query<any[]>("SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?", [db]);
@@ -135,6 +142,8 @@ export async function prepareReplicaTables(src: Conn, rep: Conn, cfg: Config, ta
       await rep.query(ddl);
     }
     for (const t of tables) await rep.query(`DROP TABLE IF EXISTS ${qualified(t.db, t.table)}`);
+    // sequences first: a table's DEFAULT NEXTVAL(seq) needs its sequence
+    if (withViews && inScope) await copySequences(src, rep, cfg, inScope);
     for (const t of tables) {
       const [[r]] = await src.query<any[]>(`SHOW CREATE TABLE ${qualified(t.db, t.table)}`);
       const ddl = String(r["Create Table"]).replace(/^CREATE TABLE\s+`/i, `CREATE TABLE ${quoteId(t.db)}.\``);
@@ -154,6 +163,26 @@ export async function prepareReplicaTables(src: Conn, rep: Conn, cfg: Config, ta
     }
   } finally {
     await rep.query("SET SESSION foreign_key_checks = 1");
+  }
+}
+
+/**
+ * MariaDB sequences in scope, created on the replica with their current state (their one row). The state
+ * is read after the snapshot's start position, and every later change of it arrives through the stream
+ * as a write of the whole row, so the replica ends with the source's last state.
+ */
+async function copySequences(src: Conn, rep: Conn, cfg: Config, inScope: (db: string, t: string) => boolean): Promise<void> {
+  const [seqs] = await src.query<any[]>("SELECT TABLE_SCHEMA AS db, TABLE_NAME AS t FROM information_schema.TABLES WHERE TABLE_TYPE = 'SEQUENCE' AND TABLE_SCHEMA IN (?) ORDER BY 1, 2", [
+    cfg.databases,
+  ]);
+  for (const q of seqs.filter((r) => inScope(r.db, r.t))) {
+    const name = qualified(q.db, q.t);
+    const [[def]] = await src.query<any[]>(`SHOW CREATE SEQUENCE ${name}`);
+    const ddl = String(def["Create Table"]).replace(/^CREATE\s+SEQUENCE\s+`(?:[^`]|``)+`/i, `CREATE OR REPLACE SEQUENCE ${name}`);
+    await rep.query(ddl);
+    const [[row]] = await src.query<any[]>(`SELECT * FROM ${name}`);
+    const cols = Object.keys(row);
+    await rep.query(`INSERT INTO ${name} (${cols.map(quoteId).join(", ")}) VALUES (${cols.map((c) => mysql.escape(row[c])).join(", ")})`);
   }
 }
 

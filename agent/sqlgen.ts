@@ -245,6 +245,26 @@ export class StatementBuilder {
     return hasEnumError(row) ? lenient(sql) : sql;
   }
 
+  /**
+   * A MariaDB sequence's state: the source logs each change (NEXTVAL past the cache, SETVAL, the values an
+   * INSERT … DEFAULT NEXTVAL took) as a write of its one row, whole; an INSERT of that row replaces the
+   * replica's state, as the native applier does. Nothing else is ever logged for a sequence.
+   */
+  #sequence(change: RowChange, meta: TableMeta, where: Where): void {
+    const t = `${meta.db}.${meta.table}`;
+    if (change.op !== "insert") {
+      throw new ApplyError(`${whereText(where)}: an ${change.op} of the rows of sequence \`${meta.db}\`.\`${meta.table}\` cannot be applied (a sequence's state is only ever written whole). Resnapshot the replica (datasync resnapshot).`, {
+        table: t,
+      });
+    }
+    this.#flush();
+    this.rows += change.rows.length;
+    for (const r of change.rows) {
+      const cols = columnsOf(meta, r, where);
+      this.#push({ sql: `INSERT INTO ${qualified(meta.db, meta.table)} (${cols.map(quoteId).join(", ")}) VALUES (${cols.map((c) => escapeValue(r[c], meta.types.get(c))).join(",")})`, table: t, rows: 1 });
+    }
+  }
+
   /** A source savepoint or a rollback to it (reader.ts): run on the replica in place, its engines decide what is undone. */
   marker(change: RowChange): void {
     this.#flush();
@@ -254,6 +274,7 @@ export class StatementBuilder {
 
   add(change: RowChange, meta: TableMeta, where: Where): void {
     if (change.savepoint !== undefined) return this.marker(change);
+    if (meta.sequence) return this.#sequence(change, meta, where);
     if (meta.primaryKey.length === 0) {
       throw new ApplyError(`${whereText(where)}: table \`${meta.db}\`.\`${meta.table}\` has no primary key on the replica; rows cannot be located. Add the key on the replica or exclude the table.`, {
         table: `${meta.db}.${meta.table}`,

@@ -178,6 +178,15 @@ describe("planDdl", () => {
     expect(p).toMatchObject({ kind: "apply", db: "shop", sql, after: [] });
   });
 
+  it("MariaDB sequences: CREATE/ALTER/DROP SEQUENCE are applied, filtered like tables; a DROP keeps only the synced names", () => {
+    const q = (db: string, name: string): DdlObject => ({ type: "sequence", db, name });
+    expect(planDdl("CREATE SEQUENCE IF NOT EXISTS s START WITH 10", "shop", scope)).toMatchObject({ kind: "apply", objects: [q("shop", "s")], sql: "CREATE SEQUENCE IF NOT EXISTS s START WITH 10" });
+    expect(planDdl("CREATE OR REPLACE SEQUENCE `shop`.`s`", "x", scope)).toMatchObject({ kind: "apply", objects: [q("shop", "s")] });
+    expect(planDdl("ALTER SEQUENCE IF EXISTS s RESTART WITH 7", "shop", scope)).toMatchObject({ kind: "apply", objects: [q("shop", "s")] });
+    expect(planDdl("CREATE SEQUENCE audit_s", "shop", scope)).toEqual({ kind: "skip", reason: "out-of-scope" });
+    expect(planDdl("DROP SEQUENCE IF EXISTS s, audit_s", "shop", scope)).toMatchObject({ kind: "apply", objects: [q("shop", "s")], sql: "DROP SEQUENCE IF EXISTS `shop`.`s`" });
+  });
+
   it("DROP DATABASE applies and drops the database (its quarantined tables)", () => {
     const p = planDdl("DROP DATABASE `shop`", "", scope);
     expect(p).toMatchObject({ kind: "apply", db: "shop", drops: [{ type: "database", db: "shop", name: "shop" }] });
