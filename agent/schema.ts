@@ -1,7 +1,7 @@
 // Schema owns what the applier knows about a replica's tables: columns in order, which are generated
 // (never written), the primary key, and whether other unique keys exist. Read from the replica itself,
 // cached until a DDL is applied.
-import type { Conn } from "./db.js";
+import { qualified, type Conn } from "./db.js";
 
 export interface TableMeta {
   db: string;
@@ -23,6 +23,12 @@ export interface TableMeta {
    * native applier does.
    */
   sequence?: boolean;
+  /**
+   * A MariaDB system-versioned table: the period's columns (implicit `row_start`/`row_end`, or the names
+   * of PERIOD FOR SYSTEM_TIME). They are not in `writable`; `primaryKey` ends with `end` (the physical key
+   * of current and history rows). `trx`: transaction-precise (ids of the source's transactions).
+   */
+  versioning?: { start: string; end: string; trx: boolean };
 }
 
 /** the TABLE_TYPEs of information_schema.TABLES the applier writes rows to (MariaDB: sequences, system-versioned tables) */
@@ -93,7 +99,35 @@ export async function loadTableMeta(c: Conn, db: string, table: string): Promise
      WHERE CONSTRAINT_SCHEMA = ? AND TABLE_NAME = ? AND UNIQUE_CONSTRAINT_SCHEMA = ? AND REFERENCED_TABLE_NAME = ? LIMIT 1`,
     [db, table, db, table],
   );
-  return { ...buildMeta(db, table, cols, keys, types[0]?.type), selfReferencing: fks.length > 0 };
+  const meta: TableMeta = { ...buildMeta(db, table, cols, keys, types[0]?.type), selfReferencing: fks.length > 0 };
+  return types[0]?.type === "SYSTEM VERSIONED" ? withVersioning(c, meta) : meta;
+}
+
+/**
+ * The period columns of a system-versioned table, from its definition (implicit ones are not in
+ * information_schema.COLUMNS and are named row_start/row_end; explicit ones are named by PERIOD FOR
+ * SYSTEM_TIME). The meta then writes them only explicitly and locates rows by the physical key.
+ */
+async function withVersioning(c: Conn, meta: TableMeta): Promise<TableMeta> {
+  const [[r]] = await c.query<any[]>(`SHOW CREATE TABLE ${qualified(meta.db, meta.table)}`);
+  const ddl = String(r?.["Create Table"] ?? "");
+  const id = "`((?:[^`]|``)+)`";
+  const m = new RegExp(`PERIOD FOR SYSTEM_TIME\\s*\\(\\s*${id}\\s*,\\s*${id}\\s*\\)`, "i").exec(ddl);
+  const start = m ? m[1].replace(/``/g, "`") : "row_start";
+  const end = m ? m[2].replace(/``/g, "`") : "row_end";
+  const trx = /bigint/i.test(meta.types.get(start) ?? "");
+  const writable = meta.writable.filter((c) => c !== start && c !== end);
+  const types = new Map(meta.types);
+  if (!types.has(start)) types.set(start, "timestamp");
+  if (!types.has(end)) types.set(end, "timestamp");
+  return {
+    ...meta,
+    writable,
+    writableSet: new Set(writable),
+    types,
+    primaryKey: [...meta.primaryKey.filter((k) => k !== end), end],
+    versioning: { start, end, trx },
+  };
 }
 
 function buildMeta(db: string, table: string, cols: any[], keys: any[], tableType: unknown): TableMeta {
@@ -149,5 +183,7 @@ export async function loadDatabasesMeta(c: Conn, dbs: string[]): Promise<TableMe
   const selfRef = new Set(fks.map((r) => `${r.db}\u0000${r.tbl}`));
   const byCols = group(cols);
   const byKeys = group(keys);
-  return [...byCols].map(([k, cs]) => ({ ...buildMeta(cs[0].db, cs[0].tbl, cs, byKeys.get(k) ?? [], cs[0].tableType), selfReferencing: selfRef.has(k) }));
+  const metas = [...byCols].map(([k, cs]): TableMeta => ({ ...buildMeta(cs[0].db, cs[0].tbl, cs, byKeys.get(k) ?? [], cs[0].tableType), selfReferencing: selfRef.has(k) }));
+  const versioned = new Set([...byCols].filter(([, cs]) => cs[0].tableType === "SYSTEM VERSIONED").map(([k]) => k));
+  return Promise.all(metas.map((m) => (versioned.has(`${m.db}\u0000${m.table}`) ? withVersioning(c, m) : m)));
 }

@@ -107,10 +107,10 @@ export async function loadSnapshotTables(c: Conn, group: string): Promise<Snapsh
   return rows.map((r) => ({ db: r.db, table: r.tbl, state: r.state, lastKey: decodeKey(r.last_key), rowsCopied: Number(r.rows_copied), rowsEstimate: Number(r.rows_estimate) }));
 }
 
-/** Base tables in scope on the source, with their row estimates. */
+/** Base tables (and MariaDB's system-versioned ones) in scope on the source, with their row estimates. */
 export async function sourceTables(src: Conn, cfg: Config, inScope: (db: string, t: string) => boolean): Promise<{ db: string; table: string; estimate: number }[]> {
   const [rows] = await src.query<any[]>(
-    "SELECT TABLE_SCHEMA AS db, TABLE_NAME AS t, TABLE_ROWS AS n FROM information_schema.TABLES WHERE TABLE_TYPE = 'BASE TABLE' AND TABLE_SCHEMA IN (?) ORDER BY 1, 2",
+    "SELECT TABLE_SCHEMA AS db, TABLE_NAME AS t, TABLE_ROWS AS n FROM information_schema.TABLES WHERE TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED') AND TABLE_SCHEMA IN (?) ORDER BY 1, 2",
     [cfg.databases],
   );
   return rows.filter((r) => inScope(r.db, r.t)).map((r) => ({ db: r.db, table: r.t, estimate: Number(r.n ?? 0) }));
@@ -280,8 +280,9 @@ export class ChunkReader {
     this.#cursor = cursor;
     this.#n = chunkRows;
     // FLOAT prints with 6 significant digits in the text protocol: widen it to DOUBLE (exact) to read it
-    const cols = meta.writable.map((c) => (meta.types.get(c) === "float" ? `CAST(${quoteId(c)} AS DOUBLE)` : quoteId(c)));
-    this.#select = `SELECT ${cols.join(", ")} FROM ${qualified(meta.db, meta.table)}`;
+    const cols = copyColumns(meta).map((c) => (meta.types.get(c) === "float" ? `CAST(${quoteId(c)} AS DOUBLE)` : quoteId(c)));
+    // a system-versioned table is copied whole: current and history rows with their periods
+    this.#select = `SELECT ${cols.join(", ")} FROM ${qualified(meta.db, meta.table)}${meta.versioning ? " FOR SYSTEM_TIME ALL" : ""}`;
   }
 
   /** `a > x OR (a = x AND b > y) …`: a range the optimizer uses on the primary key */
@@ -315,7 +316,8 @@ export class ChunkReader {
     }
     if (rows.length < this.#n) this.done = true;
     if (rows.length) {
-      const idx = this.#meta.primaryKey.map((k) => this.#meta.writable.indexOf(k));
+      const cols = copyColumns(this.#meta);
+      const idx = this.#meta.primaryKey.map((k) => cols.indexOf(k));
       const last = rows[rows.length - 1];
       this.#cursor = idx.map((i) => last[i]);
     }
@@ -323,9 +325,15 @@ export class ChunkReader {
   }
 }
 
+/** the columns a chunk reads and writes: the writable ones, and a system-versioned table's period */
+export function copyColumns(meta: TableMeta): string[] {
+  return meta.versioning ? [...meta.writable, meta.versioning.start, meta.versioning.end] : meta.writable;
+}
+
 /** SQL that writes a chunk where rows are absent (existing rows came from the stream and are newer). */
 export function chunkInsertSql(meta: TableMeta, rows: unknown[][], skip: Set<string> | undefined): { sql: string | null; written: number } {
-  const pkIdx = meta.primaryKey.map((k) => meta.writable.indexOf(k));
+  const cols = copyColumns(meta);
+  const pkIdx = meta.primaryKey.map((k) => cols.indexOf(k));
   const tuples: string[] = [];
   for (const r of rows) {
     if (skip && skip.size) {
@@ -334,17 +342,37 @@ export function chunkInsertSql(meta: TableMeta, rows: unknown[][], skip: Set<str
       if (skip.has(keyOf(meta, rowObj))) continue;
     }
     let t = "(";
-    for (let i = 0; i < r.length; i++) t += (i ? "," : "") + escapeValue(r[i], meta.types.get(meta.writable[i]));
+    for (let i = 0; i < r.length; i++) t += (i ? "," : "") + escapeValue(r[i], meta.types.get(cols[i]));
     tuples.push(t + ")");
   }
   if (!tuples.length) return { sql: null, written: 0 };
+  if (meta.versioning) {
+    // physical rows with their periods, each only where absent (the stream's UPDATE and DELETE leave
+    // history rows of their own); ON DUPLICATE KEY UPDATE would version the row again
+    if (meta.versioning.trx) {
+      throw new Error(
+        `table \`${meta.db}\`.\`${meta.table}\` is system-versioned by transaction ids (BIGINT UNSIGNED ROW START/END): its history cannot be reproduced on another server. Exclude it (tables.exclude).`,
+      );
+    }
+    const t = qualified(meta.db, meta.table);
+    const head = `SET STATEMENT system_versioning_insert_history = 1 FOR INSERT INTO ${t} (${cols.map(quoteId).join(", ")})`;
+    const sql: string[] = [];
+    for (const r of rows) {
+      const rowObj: Record<string, unknown> = {};
+      cols.forEach((k, j) => (rowObj[k] = r[j]));
+      if (skip?.size && skip.has(keyOf(meta, rowObj))) continue;
+      const key = meta.primaryKey.map((k) => `${quoteId(k)} <=> ${escapeValue(rowObj[k], meta.types.get(k))}`).join(" AND ");
+      sql.push(`${head} SELECT ${cols.map((k) => escapeValue(rowObj[k], meta.types.get(k))).join(",")} FROM DUAL WHERE NOT EXISTS (SELECT 1 FROM ${t} FOR SYSTEM_TIME ALL WHERE ${key})`);
+    }
+    return { sql: sql.join(";\n"), written: tuples.length };
+  }
   // A row that exists came from the stream and is newer: the duplicate is a no-op. Not IGNORE, which
   // would also turn any other error (a value the column refuses, a foreign key) into a silent warning.
   // The chunk is written with foreign key checks off (the source's rows may have been loaded with them
   // off: a dump loads children before parents), so the copy holds exactly the source's rows.
   const k = quoteId(meta.primaryKey[0]);
   return {
-    sql: `INSERT INTO ${qualified(meta.db, meta.table)} (${meta.writable.map(quoteId).join(", ")}) VALUES ${tuples.join(",")} ON DUPLICATE KEY UPDATE ${k} = ${k}`,
+    sql: `INSERT INTO ${qualified(meta.db, meta.table)} (${cols.map(quoteId).join(", ")}) VALUES ${tuples.join(",")} ON DUPLICATE KEY UPDATE ${k} = ${k}`,
     written: tuples.length,
   };
 }
