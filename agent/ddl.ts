@@ -30,6 +30,8 @@ export type DdlPlan =
       drops?: DdlObject[];
       /** tables renamed into the scope: seeded online from the source (DESIGN.md), like a table added to the filters */
       seeds?: DdlObject[];
+      /** a view's CREATE/ALTER ("create") or DROP ("drop"): see viewDependencyMissing */
+      view?: "create" | "drop";
     };
 
 /** How the source session lexed the statement (its sql_mode): ANSI_QUOTES makes "…" an identifier, NO_BACKSLASH_ESCAPES makes \\ an ordinary character. */
@@ -328,6 +330,7 @@ export function planDdl(sql: string, defaultDb: string, scope: ScopeCheck, mode:
     }
   }
   if (p.type === "database" && p.verb === "drop") plan.drops = p.objects;
+  if (p.type === "view") plan.view = p.verb === "drop" ? "drop" : "create";
   if (p.type === "sequence" && p.verb === "drop") {
     const inScope = p.objects.filter(inScopeObj);
     // never drop a replica's sequence that is not synced
@@ -335,6 +338,22 @@ export function planDdl(sql: string, defaultDb: string, scope: ScopeCheck, mode:
     plan.objects = inScope;
   }
   return plan;
+}
+
+/**
+ * A view's CREATE/ALTER failed because it selects from something the replica does not hold by design (a
+ * database outside the synced ones, an excluded table, a function of another database): names that
+ * object, else null (a failure the sync itself caused, e.g. a synced table missing: the replica diverged).
+ * Native replication would stop there; a view carries no rows, so the sync leaves it out and reports it
+ * rather than stopping the replica's data (agent/README.md, "Views over objects outside the scope").
+ */
+export function viewDependencyMissing(err: { errno?: number; sqlMessage?: string; message?: string }, scope: ScopeCheck): string | null {
+  const msg = String(err.sqlMessage ?? err.message ?? "");
+  let m: RegExpExecArray | null;
+  if (err.errno === 1049 && (m = /Unknown database '((?:[^']|'')*)'/.exec(msg)) && !scope.databases.has(m[1])) return `database \`${m[1]}\``;
+  if (err.errno === 1146 && (m = /Table '((?:[^'.]|'')*)\.((?:[^']|'')*)' doesn't exist/.exec(msg)) && !scope.inScope(m[1], m[2])) return `table \`${m[1]}\`.\`${m[2]}\``;
+  if (err.errno === 1305 && (m = /FUNCTION (\S+?)\.(\S+) does not exist/.exec(msg)) && !scope.databases.has(m[1])) return `function \`${m[1]}\`.\`${m[2]}\``;
+  return null;
 }
 
 async function showCreate(c: Conn, o: DdlObject): Promise<string> {

@@ -6,7 +6,7 @@
 import mysql from "mysql2";
 import type { Config } from "./config.js";
 import { binlogStatus, connect, isTransient, qualified, quoteId, type Conn } from "./db.js";
-import { normalizeDdl } from "./ddl.js";
+import { normalizeDdl, viewDependencyMissing } from "./ddl.js";
 import type { Logger } from "./log.js";
 import { makeTableFilter } from "./rules.js";
 import { loadTableMeta, type TableMeta } from "./schema.js";
@@ -128,7 +128,8 @@ export async function prepareReplicaTables(
   tables: { db: string; table: string }[],
   withViews: boolean,
   inScope?: (db: string, t: string) => boolean,
-): Promise<void> {
+): Promise<{ view: string; reason: string }[]> {
+  const leftOut: { view: string; reason: string }[] = [];
   const dbs = [...new Set([...tables.map((t) => t.db)])];
   for (const db of cfg.databases) {
     const [exists] = await src.query<any[]>("SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?", [db]);
@@ -149,21 +150,45 @@ export async function prepareReplicaTables(
       const ddl = String(r["Create Table"]).replace(/^CREATE TABLE\s+`/i, `CREATE TABLE ${quoteId(t.db)}.\``);
       await rep.query(ddl);
     }
-    if (withViews) {
-      const [views] = await src.query<any[]>("SELECT TABLE_SCHEMA AS db, TABLE_NAME AS v FROM information_schema.VIEWS WHERE TABLE_SCHEMA IN (?)", [cfg.databases]);
-      for (const v of views) {
-        try {
-          const [[r]] = await src.query<any[]>(`SHOW CREATE VIEW ${qualified(v.db, v.v)}`);
-          await rep.query(`USE ${quoteId(v.db)}`);
-          await rep.query(normalizeDdl(String(r["Create View"])).replace(/^CREATE\s+/i, "CREATE OR REPLACE "));
-        } catch {
-          /* a view over tables out of scope: not created */
-        }
-      }
-    }
+    if (withViews) leftOut.push(...(await createViews(src, rep, cfg, inScope)));
   } finally {
     await rep.query("SET SESSION foreign_key_checks = 1");
   }
+  return leftOut;
+}
+
+/**
+ * The synced databases' views, without DEFINER, each after the views it selects from (passes until none
+ * more can be created). A view that selects from what the replica does not hold by design (another
+ * database, an excluded table) is left out and returned, to be reported; any other failure is an error.
+ */
+async function createViews(src: Conn, rep: Conn, cfg: Config, inScope?: (db: string, t: string) => boolean): Promise<{ view: string; reason: string }[]> {
+  const [views] = await src.query<any[]>("SELECT TABLE_SCHEMA AS db, TABLE_NAME AS v FROM information_schema.VIEWS WHERE TABLE_SCHEMA IN (?) ORDER BY 1, 2", [cfg.databases]);
+  let todo: { db: string; v: string; ddl: string; err?: any }[] = [];
+  for (const v of views) {
+    const [[r]] = await src.query<any[]>(`SHOW CREATE VIEW ${qualified(v.db, v.v)}`);
+    todo.push({ db: v.db, v: v.v, ddl: normalizeDdl(String(r["Create View"])).replace(/^CREATE\s+/i, "CREATE OR REPLACE ") });
+  }
+  for (let progress = true; todo.length && progress; ) {
+    progress = false;
+    const failed: typeof todo = [];
+    for (const v of todo) {
+      try {
+        await rep.query(`USE ${quoteId(v.db)}`);
+        await rep.query(v.ddl);
+        progress = true;
+      } catch (err) {
+        if (isTransient(err)) throw err;
+        failed.push({ ...v, err });
+      }
+    }
+    todo = failed;
+  }
+  const scope = { databases: new Set(cfg.databases), inScope: inScope ?? (() => true) };
+  return todo.map((v) => {
+    const missing = viewDependencyMissing(v.err, scope);
+    return { view: `\`${v.db}\`.\`${v.v}\``, reason: missing ? `it selects from ${missing}, which is outside the synced scope` : `the replica refused it with ${v.err?.errno ?? ""}: ${v.err?.sqlMessage ?? v.err?.message}` };
+  });
 }
 
 /**

@@ -1,7 +1,7 @@
 // Unit tests for agent/ddl.ts over statements as MariaDB 10.11 and MySQL 8 write them into the binlog
 // (query events): what each statement touches, whether it is in scope, and what a replica gets.
 import { describe, expect, it } from "vitest";
-import { blankLiterals, normalizeDdl, parseDdl, planDdl, type DdlObject, type ScopeCheck } from "../../agent/ddl.js";
+import { blankLiterals, normalizeDdl, parseDdl, planDdl, viewDependencyMissing, type DdlObject, type ScopeCheck } from "../../agent/ddl.js";
 import { makeTableFilter } from "../../agent/rules.js";
 
 const t = (db: string, name: string): DdlObject => ({ type: "table", db, name });
@@ -185,6 +185,17 @@ describe("planDdl", () => {
     expect(planDdl("ALTER SEQUENCE IF EXISTS s RESTART WITH 7", "shop", scope)).toMatchObject({ kind: "apply", objects: [q("shop", "s")] });
     expect(planDdl("CREATE SEQUENCE audit_s", "shop", scope)).toEqual({ kind: "skip", reason: "out-of-scope" });
     expect(planDdl("DROP SEQUENCE IF EXISTS s, audit_s", "shop", scope)).toMatchObject({ kind: "apply", objects: [q("shop", "s")], sql: "DROP SEQUENCE IF EXISTS `shop`.`s`" });
+  });
+
+  it("a view's failure names a dependency outside the scope (left out), never a synced table (divergence)", () => {
+    expect(planDdl("CREATE VIEW v AS SELECT * FROM other.t", "shop", scope)).toMatchObject({ kind: "apply", view: "create" });
+    expect(planDdl("DROP VIEW v", "shop", scope)).toMatchObject({ kind: "apply", view: "drop" });
+    expect(viewDependencyMissing({ errno: 1146, sqlMessage: "Table 'other.t' doesn't exist" }, scope)).toBe("table `other`.`t`");
+    expect(viewDependencyMissing({ errno: 1146, sqlMessage: "Table 'shop.audit_log' doesn't exist" }, scope)).toBe("table `shop`.`audit_log`");
+    expect(viewDependencyMissing({ errno: 1049, sqlMessage: "Unknown database 'other'" }, scope)).toBe("database `other`");
+    expect(viewDependencyMissing({ errno: 1305, sqlMessage: "FUNCTION other.f does not exist" }, scope)).toBe("function `other`.`f`");
+    expect(viewDependencyMissing({ errno: 1146, sqlMessage: "Table 'shop.orders' doesn't exist" }, scope)).toBeNull();
+    expect(viewDependencyMissing({ errno: 1064, sqlMessage: "syntax" }, scope)).toBeNull();
   });
 
   it("DROP DATABASE applies and drops the database (its quarantined tables)", () => {
