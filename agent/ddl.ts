@@ -306,11 +306,12 @@ export function planDdl(sql: string, defaultDb: string, scope: ScopeCheck, mode:
     }
   }
   if (p.type === "table" && p.verb === "alter" && p.objects.length > 1) plan.drops = [p.objects[0]];
-  if (p.type === "table" && p.verb === "rename") {
-    plan.drops = p.objects.filter((_, i) => i % 2 === 0);
+  if (p.type === "table" && (p.verb === "rename" || (p.verb === "alter" && p.objects.length > 1))) {
+    if (p.verb === "rename") plan.drops = p.objects.filter((_, i) => i % 2 === 0);
     // Across the scope (a staging swap with an excluded stage table, a move to an unsynced database): a
     // table renamed out of the scope stops syncing (dropped from the replica), one renamed into it is
-    // seeded online; renames within the scope run as one statement, in the source's order.
+    // seeded online (with its definition after the statement: an ALTER's other clauses come with it);
+    // renames within the scope run as one statement, in the source's order (an ALTER … RENAME as is).
     const pairs: [DdlObject, DdlObject][] = [];
     for (let i = 0; i + 1 < p.objects.length; i += 2) pairs.push([p.objects[i], p.objects[i + 1]]);
     if (pairs.some(([a, b]) => !inScopeObj(a) || !inScopeObj(b))) {

@@ -100,6 +100,39 @@ describe(`fidelity of schema objects (${flavor})`, () => {
     expect((await agent.http("/readyz")).body.replicas[0].state).toBe("streaming");
   });
 
+  it("ALTER TABLE … RENAME across the scope, with other clauses: the table renamed out is dropped, the one renamed in is seeded online", async () => {
+    await src.query("CREATE TABLE shop.alt_live (id INT PRIMARY KEY, v VARCHAR(10))");
+    await src.query("INSERT INTO shop.alt_live VALUES (1, 'old'), (2, 'old')");
+    await src.query("CREATE TABLE shop.stage_alt (id INT PRIMARY KEY, v VARCHAR(10))"); // excluded
+    await src.query("INSERT INTO shop.stage_alt VALUES (1, 'new'), (3, 'new')");
+    await src.query("CREATE TABLE shop.alt_move (id INT PRIMARY KEY)");
+    await src.query("CREATE TABLE other.alt_src (id INT PRIMARY KEY, v INT)");
+    await src.query("INSERT INTO other.alt_src VALUES (5, 50), (6, 60)");
+    await caughtUp();
+    expect(Number((await rep.query<any[]>("SELECT COUNT(*) AS n FROM shop.alt_live"))[0].n)).toBe(2);
+    // a staging swap done with ALTER … RENAME, the incoming table altered in the same statement
+    await src.query("ALTER TABLE shop.alt_live ADD COLUMN z INT, RENAME TO shop.stage_alt_old");
+    await src.query("ALTER TABLE shop.stage_alt ADD COLUMN w INT NOT NULL DEFAULT 7, RENAME TO shop.alt_live");
+    await src.query("ALTER TABLE shop.alt_move RENAME other.alt_move"); // out to an unsynced database
+    await src.query("ALTER TABLE other.alt_src RENAME AS shop.alt_in"); // in from one
+    await src.query("INSERT INTO shop.alt_live VALUES (4, 'after', 8)");
+    await src.query("UPDATE shop.alt_in SET v = 61 WHERE id = 6");
+    const seeded = (t: string) =>
+      waitFor(async () => (await rep.query<any[]>("SELECT COUNT(*) AS n FROM _datasync.snapshot WHERE db = 'shop' AND tbl = ? AND state = 'done'", [t]))[0].n > 0, 30_000, `${t} seeded`).catch((e) => {
+        throw new Error(`${e.message}\n${agent.stdoutText.slice(-3000)}`);
+      });
+    await seeded("alt_live");
+    await seeded("alt_in");
+    await caughtUp();
+    await expectSame(
+      "SELECT * FROM shop.alt_live ORDER BY id",
+      "SELECT * FROM shop.alt_in ORDER BY id",
+      "SELECT COLUMN_NAME, COLUMN_TYPE, CHARACTER_SET_NAME, COLLATION_NAME, COLUMN_DEFAULT, IS_NULLABLE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = 'shop' AND TABLE_NAME = 'alt_live' ORDER BY ORDINAL_POSITION",
+    );
+    expect(await rep.query("SELECT TABLE_NAME AS t FROM information_schema.TABLES WHERE TABLE_SCHEMA IN ('shop', 'other') AND TABLE_NAME IN ('stage_alt_old', 'stage_alt', 'alt_move')")).toEqual([]);
+    expect((await rep.query<any[]>("SELECT * FROM shop.alt_live ORDER BY id")).map((r) => r.w)).toEqual([7, 7, 8]);
+  });
+
   if (mariadb) {
     it("sequences: the snapshot copies their state, NEXTVAL/SETVAL/ALTER SEQUENCE/DROP stream as native replication does (MariaDB)", async () => {
       await caughtUp();

@@ -164,6 +164,14 @@ describe("planDdl", () => {
     expect(planDdl("ALTER TABLE audit_x RENAME TO orders_x", "shop", scope).kind).toBe("apply");
   });
 
+  it("ALTER TABLE … RENAME across the scope behaves as RENAME TABLE: out = dropped, in = seeded, other clauses included", () => {
+    expect(planDdl("ALTER TABLE orders ADD COLUMN z INT, RENAME TO audit_orders", "shop", scope)).toMatchObject({ kind: "apply", sql: "DROP TABLE IF EXISTS `shop`.`orders`", drops: [t("shop", "orders")] });
+    expect(planDdl("ALTER TABLE shop.orders RENAME other.orders", "shop", scope)).toMatchObject({ sql: "DROP TABLE IF EXISTS `shop`.`orders`" });
+    const inward = planDdl("ALTER TABLE audit_new ADD COLUMN w INT, RENAME AS orders", "shop", scope);
+    expect(inward).toMatchObject({ kind: "apply", sql: "DROP TABLE IF EXISTS `shop`.`orders`", seeds: [t("shop", "orders")] });
+    expect(planDdl("ALTER TABLE orders ADD COLUMN z INT, RENAME TO orders_old", "shop", scope)).toMatchObject({ sql: "ALTER TABLE orders ADD COLUMN z INT, RENAME TO orders_old" });
+  });
+
   it.each([
     "TRUNCATE TABLE orders",
     "CREATE INDEX i ON orders (c)",
