@@ -133,6 +133,42 @@ describe(`fidelity of schema objects (${flavor})`, () => {
     expect((await rep.query<any[]>("SELECT * FROM shop.alt_live ORDER BY id")).map((r) => r.w)).toEqual([7, 7, 8]);
   });
 
+  it("an XA transaction prepared before an agent kill -9 and committed after the restart: its rows arrive once", async () => {
+    await src.query("CREATE TABLE shop.xa_t (id INT PRIMARY KEY, v INT)");
+    await caughtUp();
+    // replica-side counters of every row write (a row applied twice counts twice)
+    await rep.query("CREATE DATABASE IF NOT EXISTS audit");
+    await rep.query("CREATE TABLE audit.writes (n INT NOT NULL)");
+    await rep.query("INSERT INTO audit.writes VALUES (0)");
+    await rep.query("CREATE TRIGGER shop.xa_ins AFTER INSERT ON shop.xa_t FOR EACH ROW UPDATE audit.writes SET n = n + 1");
+    await rep.query("CREATE TRIGGER shop.xa_upd AFTER UPDATE ON shop.xa_t FOR EACH ROW UPDATE audit.writes SET n = n + 1");
+    const c = await src.connect({ multipleStatements: false });
+    try {
+      await c.query("XA START 'restart1'");
+      await c.query("INSERT INTO shop.xa_t VALUES (1, 1), (2, 2)");
+      await c.query("XA END 'restart1'");
+      await c.query("XA PREPARE 'restart1'");
+      // later transactions move the checkpoint past the prepared part
+      await src.query("INSERT INTO shop.xa_t VALUES (10, 10)");
+      await caughtUp();
+      await agent.kill("SIGKILL");
+      agent = new AgentProcess(writeConfig(config()));
+      await agent.waitStreaming(["r1"], 60_000);
+      await src.query("INSERT INTO shop.xa_t VALUES (11, 11)");
+      await caughtUp();
+      await c.query("XA COMMIT 'restart1'");
+    } finally {
+      await c.end();
+    }
+    await src.query("INSERT INTO shop.xa_t VALUES (12, 12)");
+    await caughtUp();
+    await expectSame("SELECT * FROM shop.xa_t ORDER BY id");
+    expect((await rep.query<any[]>("SELECT id FROM shop.xa_t ORDER BY id")).map((r) => r.id)).toEqual([1, 2, 10, 11, 12]);
+    expect(Number((await rep.query<any[]>("SELECT n FROM audit.writes"))[0].n)).toBe(5);
+    await rep.query("DROP TRIGGER shop.xa_ins");
+    await rep.query("DROP TRIGGER shop.xa_upd");
+  });
+
   if (mariadb) {
     it("sequences: the snapshot copies their state, NEXTVAL/SETVAL/ALTER SEQUENCE/DROP stream as native replication does (MariaDB)", async () => {
       await caughtUp();
