@@ -34,6 +34,7 @@ import {
   copyOrder,
   loadSnapshotTables,
   prepareReplicaTables,
+  keepLiveRows,
   progressSql,
   registerTablesSql,
   scopeFromSignature,
@@ -1304,6 +1305,14 @@ export class ReplicaSync {
   /** One chunk, "insert if absent", with the snapshot progress in the same target transaction. */
   async #writeChunk(chunk: Chunk): Promise<void> {
     const conn = this.#conn!;
+    if (chunk.orphans) {
+      // child rows a cascade removed between the read and the high watermark (not in the binlog on InnoDB-native foreign keys)
+      const kept = await keepLiveRows(conn, chunk);
+      if (kept.length !== chunk.rows.length) {
+        this.#log.info({ table: `${chunk.db}.${chunk.table}`, dropped: chunk.rows.length - kept.length }, "snapshot chunk: rows removed on the source by a cascade after the read are not copied");
+        chunk = { ...chunk, rows: kept, prebuilt: undefined };
+      }
+    }
     const key = `${chunk.db}.${chunk.table}`;
     const tables = this.#copier ? this.#copier.progress().tables : [];
     const othersDone = tables.every((t: any) => t.table === key || t.state === "done");

@@ -39,6 +39,76 @@ export interface Chunk {
   readAt?: number;
   /** the chunk's INSERTs prebuilt by the copier (two halves, written in parallel), valid while the table has no tombstones */
   prebuilt?: { sql: string[]; written: number };
+  /**
+   * A chunk read between watermarks of a table with foreign keys: a child row a cascade removed between
+   * the read and the high watermark is not in the binlog where the source's InnoDB runs the cascade
+   * (MySQL before 9.6, or innodb_native_foreign_keys=ON), so no tombstone covers it (see keepLiveRows).
+   */
+  orphans?: { fks: ForeignKeyRef[]; stillOnSource: (keys: unknown[][]) => Promise<Set<string>> };
+}
+
+/** one foreign key of a table: its columns and the columns of the parent they reference */
+export interface ForeignKeyRef {
+  columns: string[];
+  parentDb: string;
+  parentTable: string;
+  parentColumns: string[];
+}
+
+export async function foreignKeysOf(src: Conn, db: string, table: string): Promise<ForeignKeyRef[]> {
+  const [rows] = await src.query<any[]>(
+    `SELECT CONSTRAINT_NAME AS c, COLUMN_NAME AS col, REFERENCED_TABLE_SCHEMA AS pdb, REFERENCED_TABLE_NAME AS pt, REFERENCED_COLUMN_NAME AS pcol
+     FROM information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND REFERENCED_TABLE_NAME IS NOT NULL ORDER BY CONSTRAINT_NAME, ORDINAL_POSITION`,
+    [db, table],
+  );
+  const byName = new Map<string, ForeignKeyRef>();
+  for (const r of rows) {
+    let fk = byName.get(r.c);
+    if (!fk) byName.set(r.c, (fk = { columns: [], parentDb: r.pdb, parentTable: r.pt, parentColumns: [] }));
+    fk.columns.push(r.col);
+    fk.parentColumns.push(r.pcol);
+  }
+  return [...byName.values()];
+}
+
+/**
+ * The chunk's rows less those a cascade removed between the read and the high watermark (Chunk.orphans).
+ * Runs when the stream stands at the chunk's high watermark: a row whose parent is missing on the replica
+ * is either an orphan the source holds too (loaded with foreign key checks off: kept) or a child removed
+ * with its parent after the read: the source is asked which of them still exist, and the others are
+ * dropped. Dropping a row the source removed later than the watermark is harmless too: the stream's
+ * removal would find nothing to do.
+ */
+export async function keepLiveRows(rep: Conn, chunk: Chunk): Promise<unknown[][]> {
+  const o = chunk.orphans;
+  if (!o || !chunk.rows.length) return chunk.rows;
+  const meta = chunk.meta;
+  const cols = copyColumns(meta);
+  const suspect = new Set<number>();
+  for (const fk of o.fks) {
+    const idx = fk.columns.map((c) => cols.indexOf(c));
+    if (idx.some((i) => i < 0)) continue;
+    const tuple = (r: unknown[]) => `(${idx.map((i, j) => escapeValue(r[i], meta.types.get(fk.columns[j]))).join(",")})`;
+    const withParent = chunk.rows.map((r, n) => ({ r, n })).filter(({ r }) => idx.every((i) => r[i] !== null && r[i] !== undefined));
+    if (!withParent.length) continue;
+    const pcols = fk.parentColumns.map(quoteId).join(", ");
+    const [found] = await rep.query<any[]>({
+      sql: `SELECT ${pcols} FROM ${qualified(fk.parentDb, fk.parentTable)} WHERE (${pcols}) IN (${[...new Set(withParent.map(({ r }) => tuple(r)))].join(",")})`,
+      rowsAsArray: true,
+    });
+    const present = new Set(found.map((p: unknown[]) => `(${p.map((v, j) => escapeValue(v, meta.types.get(fk.columns[j]))).join(",")})`));
+    for (const { r, n } of withParent) if (!present.has(tuple(r))) suspect.add(n);
+  }
+  if (!suspect.size) return chunk.rows;
+  const pkIdx = meta.primaryKey.map((k) => cols.indexOf(k));
+  const keyText = (k: unknown[]) => {
+    const row: Record<string, unknown> = {};
+    meta.primaryKey.forEach((c, j) => (row[c] = k[j]));
+    return keyOf(meta, row);
+  };
+  const keys = [...suspect].map((n) => pkIdx.map((i) => chunk.rows[n][i]));
+  const live = await o.stillOnSource(keys);
+  return chunk.rows.filter((r, n) => !suspect.has(n) || live.has(keyText(pkIdx.map((i) => r[i]))));
 }
 
 /**
@@ -474,6 +544,7 @@ export class Copier {
             break;
           }
           const reader = new ChunkReader(this.#src, meta, t.lastKey, this.#cfg.snapshot.chunkRows);
+          const fks = await foreignKeysOf(this.#src, t.db, t.table);
           // before the first read: from here on the stream must apply this table's changes
           this.#onStart(t);
           t.state = "copying";
@@ -485,12 +556,17 @@ export class Copier {
             let rows: unknown[][];
             let lastKey: unknown[] | null;
             let hi: { file: string; pos: number } | undefined;
+            let watermarked = false;
             try {
               if (this.#exact !== false) hi = await this.#openSnapshot(slot);
               ({ rows, lastKey } = await reader.next());
               if (hi) await this.#src.query("COMMIT");
               // otherwise every transaction the read could see is at or before this position (the high watermark)
-              else slot.setHi((hi = await binlogEnd(this.#src)));
+              else {
+                watermarked = true;
+                await this.#testHiDelay(t);
+                slot.setHi((hi = await binlogEnd(this.#src)));
+              }
             } catch (e) {
               slot.cancel();
               throw e;
@@ -505,6 +581,7 @@ export class Copier {
             // the SQL is built here, while the applier writes the previous chunk
             const prebuilt = rows.length ? chunkInsertParts(meta, rows, undefined, this.#cfg.snapshot.writers) : { sql: [], written: 0 };
             const chunk: Chunk = { db: t.db, table: t.table, meta, rows, lastKey, last: reader.done, prebuilt, hi, readAt };
+            if (watermarked && fks.length && rows.length) chunk.orphans = { fks, stillOnSource: (keys) => this.#stillOnSource(meta, keys) };
             pending = slot.deliver(chunk).then(() => {
               t.rowsCopied += rows.length;
               t.lastKey = lastKey;
@@ -582,6 +659,34 @@ export class Copier {
    * DATASYNC_TEST_CHUNK_PAUSE_TABLE when set, `db.table[:ms]`) between reading it and handing it to the
    * applier, so a test can commit conflicting changes in that window.
    */
+  /** which of these keys the source's table still holds (Chunk.orphans), as keyOf texts */
+  async #stillOnSource(meta: TableMeta, keys: unknown[][]): Promise<Set<string>> {
+    const c = await connect(this.#cfg.source, "source");
+    try {
+      const pk = meta.primaryKey.map(quoteId).join(", ");
+      const tuples = keys.map((k) => `(${k.map((v, j) => escapeValue(v, meta.types.get(meta.primaryKey[j]))).join(",")})`);
+      const [rows] = await c.query<any[]>({ sql: `SELECT ${pk} FROM ${qualified(meta.db, meta.table)}${meta.versioning ? " FOR SYSTEM_TIME ALL" : ""} WHERE (${pk}) IN (${tuples.join(",")})`, rowsAsArray: true });
+      return new Set(
+        rows.map((r: unknown[]) => {
+          const row: Record<string, unknown> = {};
+          meta.primaryKey.forEach((k, j) => (row[k] = r[j]));
+          return keyOf(meta, row);
+        }),
+      );
+    } finally {
+      await c.end().catch(() => undefined);
+    }
+  }
+
+  /** test seam DATASYNC_TEST_CHUNK_HI_DELAY=db.table:ms: the first chunk of that table waits between its read and its high watermark */
+  async #testHiDelay(t: SnapshotTable): Promise<void> {
+    const [name, ms] = (process.env.DATASYNC_TEST_CHUNK_HI_DELAY ?? "").split(":");
+    if (!ms || name !== `${t.db}.${t.table}` || this.#paused.has(`hi:${name}`)) return;
+    this.#paused.add(`hi:${name}`);
+    this.#log.warn({ table: name, delayMs: Number(ms) }, "test hook: chunk read, waiting before its high watermark");
+    await new Promise((r) => setTimeout(r, Number(ms)));
+  }
+
   async #testPause(t: SnapshotTable, rows: number): Promise<void> {
     const name = `${t.db}.${t.table}`;
     // "db.table" or "db.table:ms" entries
