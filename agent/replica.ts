@@ -413,8 +413,9 @@ export class ReplicaSync {
       inScope: (db, t) => this.#src.inScope(db, t) && !this.#quarantine.has(`${db}.${t}`),
       onTxn: (t) => this.#enqueue(t),
       // a source transaction larger than a target transaction's share of the budget arrives in pieces,
-      // applied as they come into one open target transaction (#applyStreamed)
-      streamBytes: this.#cfg.apply.maxBytes,
+      // applied as they come into one open target transaction (#applyStreamed); a piece is at most a
+      // quarter of the queue, so the reader reads the next pieces while the applier writes one
+      streamBytes: Math.min(this.#cfg.apply.maxBytes, Math.floor(this.#cfg.apply.queueBytes / 4)),
       canStream: () => this.#cpState === "streaming" && this.#chunks.length === 0 && this.#snapshotTables.size === 0 && this.#pendingTables.size === 0,
       onError: (e) => {
         this.#readerError = e;
