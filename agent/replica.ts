@@ -911,6 +911,8 @@ export class ReplicaSync {
           if (this.#stopping) throw new RestartRequested();
           if (this.#fenced !== null) throw new WriterLost(this.#fenced);
           if (this.#readerError) throw this.#readerError;
+          // a binlog connection that stalls mid-transaction must not hold the open target transaction forever
+          this.#checkStall();
           let timer: NodeJS.Timeout | undefined;
           await Promise.race([new Promise<void>((r) => (this.#wake = r)), new Promise((r) => (timer = setTimeout(r, 200)))]);
           clearTimeout(timer);

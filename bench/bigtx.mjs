@@ -7,7 +7,6 @@
 //
 //   npm run build && node bench/bigtx.mjs [--rows 2000000] [--heap 512] [--flavor mariadb|mysql] [--kill]
 //       [--queue-bytes 16777216]
-/* global fetch */
 import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
