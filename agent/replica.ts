@@ -863,6 +863,8 @@ export class ReplicaSync {
     let rows = 0;
     let pieces = 0;
     const t0 = Date.now();
+    /** time spent waiting for the reader's next piece (the rest is the replica's) */
+    let waited = 0;
     let open = false;
     try {
       if (first.stream === "abort") return;
@@ -903,10 +905,14 @@ export class ReplicaSync {
           this.#m.appliedTxns.inc(this.#labels, 1);
           this.#m.appliedRows.inc(this.#labels, rows);
           this.#m.batches.inc(this.#labels);
-          this.#log.info({ position: p.pos, rows, pieces, seconds: Math.round((Date.now() - t0) / 100) / 10 }, "a large source transaction was applied in pieces");
+          this.#log.info(
+            { position: p.pos, rows, pieces, seconds: Math.round((Date.now() - t0) / 100) / 10, waitingForSourceSeconds: Math.round(waited / 100) / 10 },
+            "a large source transaction was applied in pieces",
+          );
           return;
         }
         // the next piece: the reader is still reading the transaction (nothing else runs on this session meanwhile)
+        const w0 = Date.now();
         while (this.#queued() === 0) {
           if (this.#stopping) throw new RestartRequested();
           if (this.#fenced !== null) throw new WriterLost(this.#fenced);
@@ -918,6 +924,7 @@ export class ReplicaSync {
           clearTimeout(timer);
           this.#wake = null;
         }
+        waited += Date.now() - w0;
         if (this.#stopping) throw new RestartRequested();
         const next = this.#take(null);
         if (next.length !== 1 || !next[0].stream) throw new Error(`internal: a piece of a large source transaction was expected at ${fmtPos(next[0]?.pos ?? p.pos)}`);

@@ -147,10 +147,12 @@ try {
   const [cs] = await src.query("CHECKSUM TABLE shop.big EXTENDED");
   const [cr] = await rep.query("CHECKSUM TABLE shop.big EXTENDED");
   const [cnt] = await rep.query("SELECT ins, upd FROM audit.cnt WHERE id = 1");
-  const pieces = agent.lines.filter((l) => l.includes("applied in pieces")).map((l) => JSON.parse(l).pieces);
+  const applied = agent.lines.filter((l) => l.includes("applied in pieces")).map((l) => JSON.parse(l));
   const out = {
     flavor: FLAVOR,
-    pieces,
+    pieces: applied.map((a) => a.pieces),
+    agentSeconds: applied.map((a) => a.seconds),
+    waitingForSourceSeconds: applied.map((a) => a.waitingForSourceSeconds),
     rows: ROWS,
     binlogMiB: Math.round(binlogMiB * 10) / 10,
     heapFlag: `--max-old-space-size=${HEAP}`,
