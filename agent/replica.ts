@@ -874,6 +874,7 @@ export class ReplicaSync {
         const p: Txn = part!;
         part = undefined;
         if (p.stream === "abort") {
+          this.#queueBytes -= p.bytes;
           await conn.query("ROLLBACK");
           open = false;
           this.#log.warn({ position: p.pos, pieces }, "a large source transaction ended without a commit in the binlog: what was applied of it is rolled back");
