@@ -41,7 +41,11 @@ afterAll(async () => {
   await Promise.all([src, rep].map((s) => s?.destroy()));
 });
 
-const start = () => new AgentProcess(cfgFile, { NODE_OPTIONS: HEAP });
+/** a new agent (one a failed test left running is killed first) */
+async function start(): Promise<AgentProcess> {
+  await agent?.kill("SIGKILL");
+  return new AgentProcess(cfgFile, { NODE_OPTIONS: HEAP });
+}
 
 /** the agent's peak resident set so far (the kernel's high-water mark), MiB */
 function peakRssMiB(a: AgentProcess): number {
@@ -64,7 +68,7 @@ const counts = async () => {
 };
 
 it("applies one transaction ~25 times the memory budget in pieces, identical, with the agent's peak RSS bounded", async () => {
-  agent = start();
+  agent = await start();
   await agent.waitStreaming(["r1"]);
   await src.query(
     "CREATE TABLE shop.big (id INT PRIMARY KEY, customer INT NOT NULL, status VARCHAR(16) NOT NULL, note VARCHAR(120) NOT NULL, amount DECIMAL(12,2) NOT NULL, created DATETIME NOT NULL) ENGINE=InnoDB",
@@ -93,7 +97,7 @@ it("applies one transaction ~25 times the memory budget in pieces, identical, wi
 });
 
 it("a SIGKILL while the large transaction is half applied leaves nothing of it; the restarted agent applies it exactly once", async () => {
-  agent = start();
+  agent = await start();
   await agent.waitStreaming(["r1"]);
   const [before] = await rep.query<any[]>("SELECT binlog_file, binlog_pos, gtid FROM _datasync.checkpoints WHERE group_name = 'test'");
   await src.query(bigInsert(ROWS + 1));
@@ -116,7 +120,7 @@ it("a SIGKILL while the large transaction is half applied leaves nothing of it; 
   expect(after).toEqual(before);
   expect(peak).toBeLessThan(RSS_BOUND_MIB);
 
-  agent = start();
+  agent = await start();
   await agent.waitStreaming(["r1"]);
   await waitCaughtUp(src, rep, "test", 90_000);
   expect(await checksums(rep, ["shop.big"])).toEqual(await checksums(src, ["shop.big"]));
@@ -130,7 +134,7 @@ it("a SIGKILL while the large transaction is half applied leaves nothing of it; 
 
 it("updates, deletes and a ROLLBACK TO SAVEPOINT spread over many pieces of one large transaction", async () => {
   const mariadb = src.flavor === "mariadb";
-  agent = start();
+  agent = await start();
   await agent.waitStreaming(["r1"]);
   // MySQL with GTIDs refuses non-transactional writes inside a transaction: there a rolled-back savepoint
   // never reaches the binlog (InnoDB alone is truncated from the cache), and the rest runs on both
