@@ -4,8 +4,8 @@
 import type { Config } from "./config.js";
 import { connect, describeConnError, isTransient, qualified, quoteId, type Conn } from "./db.js";
 import { connectionOptions } from "./db.js";
-import { planDdl, fingerprint, type DdlPlan } from "./ddl.js";
-import { DdlSession, DdlSessionError, ddlContext, lexModeOf, type DdlContext } from "./ddl-session.js";
+import { planDdl, fingerprint, type DdlPlan } from "./apply/ddl.js";
+import { DdlSession, ddlContext, lexModeOf, type DdlContext } from "./apply/ddl-session.js";
 import {
   checkpointSql,
   ensureBookkeeping,
@@ -17,18 +17,17 @@ import {
   unquarantineSql,
   SCHEMA,
   type DdlPending,
-  WriterLost,
-} from "./checkpoint.js";
-import { sever, type LockView, type WriterGate } from "./writer-lock.js";
+} from "./bookkeeping.js";
+import { sever, type LockView, type WriterGate } from "./ops/writer-lock.js";
 import type { Logger } from "./log.js";
 import { scrub } from "./log.js";
-import type { Metrics } from "./metrics.js";
+import type { Metrics } from "./ops/metrics.js";
 import { preflightReplica, readVariables, type SourceFacts } from "./preflight.js";
 import { checkBinlogSettings } from "./rules.js";
-import { BinlogReader, comparePos, PurgedPositionError, type Position, type Txn, type XaParked } from "./reader.js";
-import { loadTableMeta, SchemaCache } from "./schema.js";
+import { BinlogReader, type Txn, type XaParked } from "./source/reader.js";
+import { comparePos, fmtPos, type Position } from "./source/positions.js";
+import { binlogColumns, loadTableMeta, SchemaCache } from "./tables.js";
 import {
-  ChunkReader,
   Copier,
   chunkInsertParts,
   copyOrder,
@@ -41,10 +40,11 @@ import {
   sourceTables,
   type Chunk,
   type ChunkSlot,
-} from "./snapshot.js";
-import { ApplyError, StatementBuilder, keyOf, sessionToggles, type Statement } from "./sqlgen.js";
-import { HistoryMismatchError, proveHistory, sameSourceId } from "./provenance.js";
-import { acknowledgeCutover, cutoverView, isPromoted, readCutover, type CutoverView } from "./cutover-record.js";
+} from "./snapshot/snapshot.js";
+import { StatementBuilder, keyOf, sessionToggles, type Statement } from "./apply/sqlgen.js";
+import { proveHistory, sameSourceId } from "./source/provenance.js";
+import { acknowledgeCutover, cutoverView, isPromoted, readCutover, type CutoverView } from "./ops/cutover-record.js";
+import { ApplyError, CutOverSeen, DdlSessionError, HistoryMismatchError, PurgedPositionError, ReplicaUnavailable, RestartRequested, WriterLost } from "./errors.js";
 
 export type ReplicaState = "starting" | "connecting" | "streaming" | "standby" | "down" | "failed" | "needs-snapshot" | "stopped" | "cut-over";
 
@@ -77,7 +77,7 @@ export interface SourceContext {
   /** the binlog files the source still has */
   binlogFiles: () => Promise<string[]>;
   inScope: (db: string, table: string) => boolean;
-  /** one writer per group and replica (agent/writer-lock.ts): the replica's lock, when the agent takes locks */
+  /** one writer per group and replica (agent/ops/writer-lock.ts): the replica's lock, when the agent takes locks */
   writerGate?: (index: number) => WriterGate;
 }
 
@@ -431,11 +431,7 @@ export class ReplicaSync {
         }
         const c = this.#conn;
         if (!c) return null;
-        const [rows] = await c.query<any[]>(
-          `SELECT COLUMN_NAME, COLLATION_NAME, CHARACTER_SET_NAME, COLUMN_COMMENT, COLUMN_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION`,
-          [db, table],
-        );
-        return rows;
+        return binlogColumns(c, db, table);
       },
     });
     this.#reader = reader;
@@ -1354,15 +1350,17 @@ export class ReplicaSync {
       tables,
       (lo) => this.#reserve(lo),
       (t) => this.#pendingTables.delete(`${t.db}.${t.table}`),
+      {
+        on: this.#cfg.snapshot.lockingReads,
+        onRefused: (e) =>
+          this.#log.warn(
+            { err: e?.message },
+            "the source refused a locking read (SELECT … LOCK IN SHARE MODE); the snapshot continues with plain reads, which can miss a transaction committing at the very moment of a chunk read. Grant LOCK TABLES on the synced databases to the sync user to close that window.",
+          ),
+      },
     );
     this.#copier = copier;
     this.#copierFinished = false;
-    ChunkReader.locking = this.#cfg.snapshot.lockingReads;
-    ChunkReader.onLockingRefused = (e) =>
-      this.#log.warn(
-        { err: e?.message },
-        "the source refused a locking read (SELECT … LOCK IN SHARE MODE); the snapshot continues with plain reads, which can miss a transaction committing at the very moment of a chunk read. Grant LOCK TABLES on the synced databases to the sync user to close that window.",
-      );
     this.#copierDone = copier.run().then(
       () => {
         this.#copierFinished = true;
@@ -1375,7 +1373,7 @@ export class ReplicaSync {
     );
   }
 
-  #tombstone(meta: import("./schema.js").TableMeta, ch: import("./reader.js").RowChange): void {
+  #tombstone(meta: import("./tables.js").TableMeta, ch: import("./source/reader.js").RowChange): void {
     const key = `${ch.db}.${ch.table}`;
     let set = this.#tombstones.get(key);
     if (!set) this.#tombstones.set(key, (set = new Set()));
@@ -1586,25 +1584,6 @@ interface SlotEntry {
   reject: (e: Error) => void;
 }
 
-class CutOverSeen extends Error {}
-
-export class RestartRequested extends Error {
-  constructor() {
-    super("restart requested");
-    this.name = "RestartRequested";
-  }
-}
-
-export class ReplicaUnavailable extends Error {
-  readonly kind: string;
-  constructor(kind: string, message: string, cause?: unknown) {
-    super(message);
-    this.name = "ReplicaUnavailable";
-    this.kind = kind;
-    if (cause) (this as any).cause = cause;
-  }
-}
-
 /**
  * Fault injection for tests: DATASYNC_FAULT=<point> makes the process die (as a crash would) when it
  * reaches that point. Points: ddl-marked (pending DDL recorded, not run), ddl-ran (run, checkpoint not moved).
@@ -1639,9 +1618,6 @@ export function packQueries(qs: string[], limit: number): string[][] {
   return out;
 }
 
-export function fmtPos(p: Position): string {
-  return `${p.file}:${p.pos}${p.gtid ? ` (GTID ${p.gtid})` : ""}`;
-}
 
 /** The table a statement-format DML writes to. */
 export function statementTarget(sql: string, schema: string): { db: string; table: string | null } {

@@ -18,9 +18,9 @@ import {
   updateSql,
   type Column,
   type TableShape,
-} from "../../agent/chunks.js";
-import { describeCounts, describeRange } from "../../agent/verifier.js";
-import { isGeneratedExtra } from "../../agent/schema.js";
+} from "../../agent/verify/ranges.js";
+import { describeCounts, describeRange } from "../../agent/verify/verifier.js";
+import { isGeneratedExtra } from "../../agent/tables.js";
 
 const col = (name: string, dataType: string, extra: Partial<Column> = {}): Column => ({
   name,

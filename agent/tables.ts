@@ -1,6 +1,8 @@
-// Schema owns what the applier knows about a replica's tables: columns in order, which are generated
-// (never written), the primary key, and whether other unique keys exist. Read from the replica itself,
-// cached until a DDL is applied.
+// Tables owns what the agent reads about a table's shape from a server's information_schema, in one place:
+// columns in order, which are generated (never written), types, the primary key, whether other unique keys
+// exist, self-references (TableMeta, for the applier and the snapshot; cached per replica until a DDL is
+// applied), every column's details for verify (columnDetails), and the columns a binlog without names is
+// decoded with (binlogColumns).
 import type { Conn } from "./db.js";
 
 export interface TableMeta {
@@ -139,4 +141,68 @@ export async function loadDatabasesMeta(c: Conn, dbs: string[]): Promise<TableMe
   const byCols = group(cols);
   const byKeys = group(keys);
   return [...byCols].map(([k, cs]) => ({ ...buildMeta(cs[0].db, cs[0].tbl, cs, byKeys.get(k) ?? []), selfReferencing: selfRef.has(k) }));
+}
+
+/** One column as information_schema.COLUMNS describes it (verify compares and hashes by these). */
+export interface ColumnDetails {
+  db: string;
+  tbl: string;
+  name: string;
+  /** DATA_TYPE, lower case */
+  dataType: string;
+  columnType: string;
+  nullable: boolean;
+  generated: boolean;
+  generationExpression: string | null;
+  charset: string | null;
+  collation: string | null;
+}
+
+/** Every column of the given databases, in table and ordinal order. */
+export async function columnDetails(c: Conn, dbs: string[]): Promise<ColumnDetails[]> {
+  if (!dbs.length) return [];
+  const [cols] = await c.query<any[]>(
+    `SELECT TABLE_SCHEMA AS db, TABLE_NAME AS tbl, COLUMN_NAME AS name, LOWER(DATA_TYPE) AS dataType, COLUMN_TYPE AS columnType,
+            IS_NULLABLE AS nullable, EXTRA AS extra, GENERATION_EXPRESSION AS gen, CHARACTER_SET_NAME AS cs, COLLATION_NAME AS coll
+     FROM information_schema.COLUMNS WHERE TABLE_SCHEMA IN (?) ORDER BY TABLE_SCHEMA, TABLE_NAME, ORDINAL_POSITION`,
+    [dbs],
+  );
+  return cols.map((r) => {
+    const generated = isGeneratedExtra(String(r.extra ?? "").toUpperCase());
+    return {
+      db: r.db,
+      tbl: r.tbl,
+      name: r.name,
+      dataType: String(r.dataType),
+      columnType: String(r.columnType),
+      nullable: r.nullable === "YES",
+      generated,
+      generationExpression: generated ? (r.gen ?? null) : null,
+      charset: r.cs ?? null,
+      collation: r.coll ?? null,
+    };
+  });
+}
+
+/** The primary key columns of every table of the given databases, in key order. */
+export async function primaryKeys(c: Conn, dbs: string[]): Promise<{ db: string; tbl: string; name: string }[]> {
+  if (!dbs.length) return [];
+  const [keys] = await c.query<any[]>(
+    "SELECT TABLE_SCHEMA AS db, TABLE_NAME AS tbl, COLUMN_NAME AS name FROM information_schema.STATISTICS WHERE TABLE_SCHEMA IN (?) AND INDEX_NAME = 'PRIMARY' ORDER BY TABLE_SCHEMA, TABLE_NAME, SEQ_IN_INDEX",
+    [dbs],
+  );
+  return keys;
+}
+
+/**
+ * The columns a rows event is decoded with where the binlog carries no column names (MySQL 5.7, no
+ * binlog_row_metadata): names, collations, character sets, comments and types in ordinal order, read from the
+ * replica (which stands at the same stream position: DDL is applied in order).
+ */
+export async function binlogColumns(c: Conn, db: string, table: string): Promise<any[]> {
+  const [rows] = await c.query<any[]>(
+    `SELECT COLUMN_NAME, COLLATION_NAME, CHARACTER_SET_NAME, COLUMN_COMMENT, COLUMN_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION`,
+    [db, table],
+  );
+  return rows;
 }

@@ -4,16 +4,16 @@
 // replica's applier, which writes it "insert if absent" between stream batches. Streaming runs from the
 // position taken before the first chunk, so every change after it arrives through the stream.
 import mysql from "mysql2";
-import type { Config } from "./config.js";
-import { binlogStatus, connect, isTransient, qualified, quoteId, type Conn } from "./db.js";
-import { normalizeDdl } from "./ddl.js";
-import type { Logger } from "./log.js";
-import { makeTableFilter } from "./rules.js";
-import { loadTableMeta, type TableMeta } from "./schema.js";
-import { escapeValue, keyOf } from "./sqlgen.js";
-import { SCHEMA } from "./checkpoint.js";
+import type { Config } from "../config.js";
+import { binlogStatus, connect, isTransient, qualified, quoteId, type Conn } from "../db.js";
+import { normalizeDdl } from "../apply/ddl.js";
+import type { Logger } from "../log.js";
+import { makeTableFilter } from "../rules.js";
+import { loadTableMeta, type TableMeta } from "../tables.js";
+import { escapeValue, keyOf } from "../apply/sqlgen.js";
+import { SCHEMA } from "../bookkeeping.js";
 
-export { SNAPSHOT_DDL } from "./checkpoint.js";
+export { SNAPSHOT_DDL } from "../bookkeeping.js";
 
 export interface SnapshotTable {
   db: string;
@@ -233,11 +233,20 @@ function keepGeometry(field: any, next: () => unknown): unknown {
   return field.type === "GEOMETRY" ? field.buffer() : next();
 }
 
+/**
+ * Whether chunk reads lock their rows: config `snapshot.lockingReads`, held by one copier (never process-wide:
+ * each replica's copier has its own), turned off when the source refuses a locking read (privileges) or when
+ * consistent snapshots make it unnecessary.
+ */
+export interface ReadLocking {
+  on: boolean;
+  /** called once when the source refuses a locking read (the copy goes on with plain reads) */
+  onRefused?: (e: any) => void;
+}
+
 /** Reads one table in key order, chunk by chunk, from a cursor. */
 export class ChunkReader {
-  /** locking reads (config snapshot.lockingReads) until the source refuses them (privileges) */
-  static locking = false;
-  static onLockingRefused: ((e: any) => void) | null = null;
+  readonly #locking: ReadLocking;
   #src: Conn;
   #meta: TableMeta;
   #select: string;
@@ -245,7 +254,8 @@ export class ChunkReader {
   #n: number;
   done = false;
 
-  constructor(src: Conn, meta: TableMeta, cursor: unknown[] | null, chunkRows: number) {
+  constructor(src: Conn, meta: TableMeta, cursor: unknown[] | null, chunkRows: number, locking: ReadLocking = { on: false }) {
+    this.#locking = locking;
     this.#src = src;
     this.#meta = meta;
     this.#cursor = cursor;
@@ -276,12 +286,12 @@ export class ChunkReader {
       // A locking read (shared locks for this one statement, released at its end) waits for any
       // transaction already in the binlog but not yet committed in InnoDB that touched these rows, so the
       // chunk reflects every transaction binlogged before it: the binlog order and the read agree.
-      [rows] = await this.#src.query<any[]>({ sql: ChunkReader.locking ? `${sql} LOCK IN SHARE MODE` : sql, rowsAsArray: true, typeCast: keepGeometry });
+      [rows] = await this.#src.query<any[]>({ sql: this.#locking.on ? `${sql} LOCK IN SHARE MODE` : sql, rowsAsArray: true, typeCast: keepGeometry });
     } catch (e: any) {
       // MySQL 8.0.22+ asks for LOCK TABLES (or UPDATE/DELETE) besides SELECT for a locking read
-      if (!ChunkReader.locking || (e?.errno !== 1142 && e?.errno !== 1227 && e?.errno !== 1044)) throw e;
-      ChunkReader.locking = false;
-      ChunkReader.onLockingRefused?.(e);
+      if (!this.#locking.on || (e?.errno !== 1142 && e?.errno !== 1227 && e?.errno !== 1044)) throw e;
+      this.#locking.on = false;
+      this.#locking.onRefused?.(e);
       [rows] = await this.#src.query<any[]>({ sql, rowsAsArray: true, typeCast: keepGeometry });
     }
     if (rows.length < this.#n) this.done = true;
@@ -356,9 +366,18 @@ export class Copier {
   copiedThisRun = 0;
 
   #onStart: (t: SnapshotTable) => void;
+  readonly #locking: ReadLocking;
 
-  constructor(cfg: Config, log: Logger, tables: SnapshotTable[], reserve: (lo: { file: string; pos: number } | undefined) => ChunkSlot, onStart: (t: SnapshotTable) => void = () => undefined) {
+  constructor(
+    cfg: Config,
+    log: Logger,
+    tables: SnapshotTable[],
+    reserve: (lo: { file: string; pos: number } | undefined) => ChunkSlot,
+    onStart: (t: SnapshotTable) => void = () => undefined,
+    locking: ReadLocking = { on: cfg.snapshot.lockingReads },
+  ) {
     this.#onStart = onStart;
+    this.#locking = locking;
     this.#cfg = cfg;
     this.#log = log;
     this.#tables = tables;
@@ -391,7 +410,7 @@ export class Copier {
             t.state = "done";
             break;
           }
-          const reader = new ChunkReader(this.#src, meta, t.lastKey, this.#cfg.snapshot.chunkRows);
+          const reader = new ChunkReader(this.#src, meta, t.lastKey, this.#cfg.snapshot.chunkRows, this.#locking);
           // before the first read: from here on the stream must apply this table's changes
           this.#onStart(t);
           t.state = "copying";
@@ -481,7 +500,7 @@ export class Copier {
       if (this.#exact === null) {
         this.#exact = true;
         // a locking read would read the newest rows, not the snapshot's (and is not needed with it)
-        ChunkReader.locking = false;
+        this.#locking.on = false;
         this.#log.info({ exact: true }, "snapshot chunks are read at exact binlog positions (consistent snapshots)");
       }
       if (slot.tryHi(p)) return p;

@@ -3,10 +3,10 @@
 // `leafRows` keys and then to rows, and the settling of differences while the agent streams (a row that
 // differs only because the replica has not applied it yet is re-read until it matches or time is up).
 // No locks are taken: every statement is a plain consistent read.
-import type { Config, Endpoint } from "./config.js";
-import { connect, describeConnError, type Conn } from "./db.js";
-import { isGeneratedExtra } from "./schema.js";
-import { BOOKKEEPING_SCHEMA, globToRegExp, makeTableFilter, SYSTEM_SCHEMAS } from "./rules.js";
+import type { Config, Endpoint } from "../config.js";
+import { connect, describeConnError, type Conn } from "../db.js";
+import { columnDetails, primaryKeys } from "../tables.js";
+import { BOOKKEEPING_SCHEMA, globToRegExp, makeTableFilter, SYSTEM_SCHEMAS } from "../rules.js";
 import {
   boundarySql,
   checksumSql,
@@ -23,7 +23,8 @@ import {
   type Key,
   type KeyRange,
   type TableShape,
-} from "./chunks.js";
+} from "./ranges.js";
+import { VerifyError } from "../errors.js";
 
 export interface VerifyOptions {
   /** only this replica (by name) */
@@ -96,14 +97,6 @@ export interface Peer {
   /** second source connection: finds the next chunk boundary while the current chunk is summed */
   conn2?: Conn;
   error?: string;
-}
-
-/** A problem that stops the whole run (exit 2). */
-export class VerifyError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "VerifyError";
-  }
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -180,34 +173,8 @@ export async function readShapes(c: Conn, cfg: Config, only?: (name: string) => 
     out.set(name, { db: t.db, table: t.tbl, columns: [], key: [] });
   }
   if (out.size === 0) return out;
-  const [cols] = await c.query<any[]>(
-    `SELECT TABLE_SCHEMA AS db, TABLE_NAME AS tbl, COLUMN_NAME AS name, LOWER(DATA_TYPE) AS dataType, COLUMN_TYPE AS columnType,
-            IS_NULLABLE AS nullable, EXTRA AS extra, GENERATION_EXPRESSION AS gen, CHARACTER_SET_NAME AS cs, COLLATION_NAME AS coll
-     FROM information_schema.COLUMNS WHERE TABLE_SCHEMA IN (?) ORDER BY TABLE_SCHEMA, TABLE_NAME, ORDINAL_POSITION`,
-    [dbs],
-  );
-  for (const r of cols) {
-    const s = out.get(`${r.db}.${r.tbl}`);
-    if (!s) continue;
-    const extra = String(r.extra ?? "").toUpperCase();
-    const generated = isGeneratedExtra(extra);
-    const col: Column = {
-      name: r.name,
-      dataType: String(r.dataType),
-      columnType: String(r.columnType),
-      nullable: r.nullable === "YES",
-      generated,
-      generationExpression: generated ? (r.gen ?? null) : null,
-      charset: r.cs ?? null,
-      collation: r.coll ?? null,
-    };
-    s.columns.push(col);
-  }
-  const [keys] = await c.query<any[]>(
-    "SELECT TABLE_SCHEMA AS db, TABLE_NAME AS tbl, COLUMN_NAME AS name FROM information_schema.STATISTICS WHERE TABLE_SCHEMA IN (?) AND INDEX_NAME = 'PRIMARY' ORDER BY TABLE_SCHEMA, TABLE_NAME, SEQ_IN_INDEX",
-    [dbs],
-  );
-  for (const k of keys) out.get(`${k.db}.${k.tbl}`)?.key.push(k.name);
+  for (const { db, tbl, ...col } of await columnDetails(c, dbs)) out.get(`${db}.${tbl}`)?.columns.push(col satisfies Column);
+  for (const k of await primaryKeys(c, dbs)) out.get(`${k.db}.${k.tbl}`)?.key.push(k.name);
   return out;
 }
 
