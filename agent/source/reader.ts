@@ -61,6 +61,13 @@ export interface Txn {
   statementDml?: { sql: string; schema: string };
   /** approximate memory held by this transaction */
   bytes: number;
+  /**
+   * A source transaction larger than the reader's `streamBytes` arrives in pieces, in order: "part" (its
+   * rows so far, no commit yet: `pos` is the position before the transaction), then "last" (the rest, with
+   * the commit position), or "abort" (the transaction ended without a commit: nothing of it is applied).
+   * The applier runs the pieces in one open target transaction that commits with the last one.
+   */
+  stream?: "part" | "last" | "abort";
 }
 
 export function isPurgedError(err: any): boolean {
@@ -112,6 +119,13 @@ export interface ReaderOptions {
   onError: (err: Error) => void;
   /** column metadata lookup for servers whose binlog carries no column names (MySQL 5.7): the replica's own schema */
   tableInfo?: (db: string, table: string) => Promise<any[] | null>;
+  /**
+   * A transaction whose buffered rows pass this many bytes is handed over in pieces (Txn.stream) instead
+   * of whole, so memory stays bounded whatever its size; unset: never.
+   */
+  streamBytes?: number;
+  /** whether the consumer takes pieces now (it does not while a snapshot copies: chunk watermarks need whole transactions) */
+  canStream?: () => boolean;
 }
 
 /**
@@ -154,6 +168,10 @@ export class BinlogReader {
   #savepoints: { name: string; index: number; marked: boolean }[] = [];
   /** the next row event starts a new change (a savepoint lies between) */
   #split = false;
+  /** the open transaction is being handed over in pieces (Txn.stream) */
+  #streaming = false;
+  /** the open group may not be handed over in pieces (MariaDB: the prepared part of an XA transaction) */
+  #noStream = false;
   #paused = false;
   #stopped = false;
   #failed = false;
@@ -277,6 +295,8 @@ export class BinlogReader {
       case "gtid":
         // an XA transaction's first part ends with XA END / XA PREPARE: park it until its XA COMMIT
         if (this.#cur && this.#xaCurrent) this.#parkXa();
+        // a transaction handed over in pieces that ends without a commit: the consumer drops what it has
+        if (this.#cur && this.#streaming) this.#abortStream();
         this.#foldPending();
         this.#groupStart = this.lastRead;
         this.#cur = this.#open(ev.timestamp);
@@ -284,6 +304,8 @@ export class BinlogReader {
         // MariaDB: a DDL in a group that is not standalone carries rows (CREATE TABLE … SELECT logs the
         // CREATE, then its rows, then an Xid, under one GTID)
         this.#groupWithRows = name === "mariadbgtid" && ev.standalone === false;
+        // MariaDB flags the group of an XA PREPARE in its GTID event (there is no XA START): it is parked whole
+        this.#noStream = name === "mariadbgtid" && !!ev.preparedXa;
         return;
       case "tablemap":
         keepGeometryRaw(ev.tableMap?.[ev.tableId]);
@@ -413,6 +435,7 @@ export class BinlogReader {
           }
         }
         t.rowCount += ev.rows.length;
+        if (this.#o.streamBytes && t.bytes >= this.#o.streamBytes) this.#maybeHandPart(t);
         return;
       }
       case "xid":
@@ -575,9 +598,42 @@ export class BinlogReader {
     if (!this.#o.onTxn({ pos: this.lastRead, ts: now, readAt: now, changes: [], rowCount: 0, bytes: 256 })) this.pause();
   }
 
+  /**
+   * A transaction too large to hold: hand over what it has so far as a piece (Txn.stream), unless it must
+   * stay whole: an XA transaction's prepared part (parked until its XA COMMIT, other transactions commit
+   * meanwhile), a transaction carrying DDL (CREATE TABLE … SELECT: the DDL's pending marker and its rows
+   * are settled together), or a consumer that cannot take pieces now (a snapshot in progress).
+   */
+  #maybeHandPart(t: Txn): void {
+    if (this.#xaCurrent || this.#noStream || t.ddl || (this.#o.canStream && !this.#o.canStream())) return;
+    // a later ROLLBACK TO may return to any open savepoint across pieces: its marker goes in now, where it was set
+    const sps = this.#savepoints;
+    for (let i = sps.length - 1; i >= 0; i--) {
+      if (sps[i].marked) continue;
+      t.changes.splice(sps[i].index, 0, { op: "savepoint", savepoint: sps[i].name, db: "", table: "", rows: [] });
+      sps[i].marked = true;
+    }
+    this.#streaming = true;
+    const part: Txn = { ...t, pos: this.lastRead, readAt: Date.now(), stream: "part" };
+    this.#cur = { pos: this.lastRead, ts: t.ts, readAt: 0, changes: [], rowCount: 0, bytes: 256 };
+    this.#split = true;
+    if (!this.#o.onTxn(part)) this.pause();
+  }
+
+  /** the transaction handed over in pieces ended without a commit (a new one began): its pieces are dropped */
+  #abortStream(): void {
+    this.#streaming = false;
+    this.#cur = null;
+    if (!this.#o.onTxn({ pos: this.lastRead, ts: Date.now(), readAt: Date.now(), changes: [], rowCount: 0, bytes: 256, stream: "abort" })) this.pause();
+  }
+
   #commit(ev: any): void {
     const t = this.#cur ?? this.#open(ev.timestamp);
     this.#cur = null;
+    if (this.#streaming) {
+      t.stream = "last";
+      this.#streaming = false;
+    }
     this.#foldPending();
     const gtid = this.#mariaGtid ? this.#mariaGtid.toString() : this.#mysqlGtid ? this.#mysqlGtid.toString() : null;
     const file: string = this.#z?.options?.filename ?? this.lastRead.file;
