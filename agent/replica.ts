@@ -1140,6 +1140,7 @@ export class ReplicaSync {
     try {
       if (!cp || cp.state === "resnapshot") {
         start = await this.#src.currentPosition();
+        await testPause("DATASYNC_TEST_SNAPSHOT_DEFS_PAUSE_MS", this.#log);
         const tables = await sourceTables(src, cfg, this.#src.inScope);
         this.#log.info({ position: start, tables: tables.length, rows: tables.reduce((a, t) => a + t.estimate, 0) }, cp ? "resnapshot requested: seeding the replica again" : "replica has no checkpoint: seeding it with an online snapshot");
         await prepareReplicaTables(src, conn, cfg, tables, true);
@@ -1473,6 +1474,14 @@ export class ReplicaUnavailable extends Error {
  * Fault injection for tests: DATASYNC_FAULT=<point> makes the process die (as a crash would) when it
  * reaches that point. Points: ddl-marked (pending DDL recorded, not run), ddl-ran (run, checkpoint not moved).
  */
+/** Test seam: a pause of `env` ms (when set) at a point of the snapshot's start, logged so a test can act in it. */
+async function testPause(env: string, log: Logger): Promise<void> {
+  const ms = Number(process.env[env] ?? 0);
+  if (!(ms > 0)) return;
+  log.warn({ seam: env, pauseMs: ms }, "test hook: pausing");
+  await new Promise((r) => setTimeout(r, ms));
+}
+
 function faultPoint(name: string): void {
   if (process.env.DATASYNC_FAULT === name) {
     process.stderr.write(`datasync: fault injection: crashing at ${name}\n`);
