@@ -33,7 +33,8 @@ import {
   chunkInsertParts,
   copyOrder,
   loadSnapshotTables,
-  prepareReplicaTables,
+  createReplicaTables,
+  readDefinitions,
   progressSql,
   registerTablesSql,
   scopeFromSignature,
@@ -151,6 +152,12 @@ export class ReplicaSync {
   /** prepared XA transactions read by the last reader, handed to the next one (reader.ts) */
   #xaParked: ReadonlyMap<string, XaParked> | undefined;
   #snapshotTables = new Set<string>();
+  /**
+   * Tables created on the replica from a definition the snapshot read at a source position after the stream's
+   * start (a table seeded alone while the others stream): up to that position, the stream skips their DDL and
+   * rows, which the definition and the copy already hold. Entries leave once the applier has passed them.
+   */
+  #defPos = new Map<string, { file: string; pos: number }>();
   /** tables waiting for their copy to start: the stream skips them (the copy will read their current rows) */
   #pendingTables = new Set<string>();
   /** tables in a foreign-key cycle or self-reference, or referencing a table outside the copy, while copied */
@@ -644,6 +651,7 @@ export class ReplicaSync {
       } finally {
         this.#inflight = [];
         this.#release(batch);
+        if (this.#defPos.size) this.#pruneDefPos();
       }
     }
   }
@@ -793,6 +801,7 @@ export class ReplicaSync {
         const name = `${ch.db}.${ch.table}`;
         if (this.#quarantine.size && this.#quarantine.has(name)) continue;
         if (this.#pendingTables.size && this.#pendingTables.has(name)) continue;
+        if (this.#defPos.size && this.#beforeDefinition(name, t.pos)) continue;
         const meta = this.#schema.peek(ch.db, ch.table) ?? (await this.#schema.get(ch.db, ch.table));
         if (!meta) {
           throw new ApplyError(
@@ -975,6 +984,12 @@ export class ReplicaSync {
     // apply
     const key = (o: { db: string; name: string }) => `${o.db}.${o.name}`;
     const tables = plan.objects.filter((o) => o.type === "table");
+    if (this.#defPos.size && tables.length > 0 && tables.every((o) => this.#beforeDefinition(key(o), t.pos))) {
+      // the snapshot created these tables from definitions read after this statement: it is in them already
+      // (and its rows, if any, are in their copy)
+      this.#log.info({ position: t.pos, objects: plan.objects }, "DDL not applied: the snapshot read these tables' definitions after it");
+      return advance();
+    }
     const dropsQuarantined = (plan.drops ?? []).filter((o) => this.#quarantine.has(key(o)));
     if (tables.length > 0 && tables.every((o) => this.#quarantine.has(key(o)))) {
       const extra = dropsQuarantined.map((o) => unquarantineSql(cfg.group, o.db, o.name));
@@ -1136,20 +1151,30 @@ export class ReplicaSync {
     const cfg = this.#cfg;
     const sig = scopeSignature(cfg);
     let start: Position;
+    /** tables registered for a copy by this call (their definitions were read on this source) */
+    const seededNow = new Set<string>();
     const src = await connect(cfg.source, "source");
     try {
       if (!cp || cp.state === "resnapshot") {
-        start = await this.#src.currentPosition();
-        await testPause("DATASYNC_TEST_SNAPSHOT_DEFS_PAUSE_MS", this.#log);
-        const tables = await sourceTables(src, cfg, this.#src.inScope);
+        // the stream starts where the definitions were read: every DDL after it reaches the replica once
+        const read = await readDefinitions(src, cfg, {
+          list: () => sourceTables(src, cfg, this.#src.inScope),
+          position: () => this.#src.currentPosition(),
+          wholeScope: true,
+          withViews: true,
+          log: this.#log,
+          pause: () => testPause("DATASYNC_TEST_SNAPSHOT_DEFS_PAUSE_MS", this.#log),
+        });
+        start = read.pos;
+        const tables = read.tables;
         this.#log.info({ position: start, tables: tables.length, rows: tables.reduce((a, t) => a + t.estimate, 0) }, cp ? "resnapshot requested: seeding the replica again" : "replica has no checkpoint: seeding it with an online snapshot");
-        await prepareReplicaTables(src, conn, cfg, tables, true);
+        await createReplicaTables(conn, read.defs);
         this.#cpState = "snapshot";
         await conn.query(
           [
             "START TRANSACTION",
             `DELETE FROM ${SCHEMA}.snapshot WHERE group_name = ${conn.escape(cfg.group)}`,
-            ...registerTablesSql(cfg.group, tables),
+            ...registerTablesSql(cfg.group, tables, start),
             this.#cp(start, Date.now(), 0, 0),
             `UPDATE ${SCHEMA}.checkpoints SET scope = ${conn.escape(sig)} WHERE group_name = ${conn.escape(cfg.group)}`,
             "COMMIT",
@@ -1168,9 +1193,22 @@ export class ReplicaSync {
         const want = [...all.filter((t) => requested.some((r) => r.db === t.db && r.table === t.table)), ...fresh];
         if (want.length) {
           this.#log.info({ tables: want.map((t) => `${t.db}.${t.table}`) }, "seeding tables with an online snapshot (requested, or newly in scope) while the others stream");
-          await prepareReplicaTables(src, conn, cfg, want, false);
+          // The stream resumes at the checkpoint, before the position these definitions are read at: what it
+          // reads on these tables up to that position is already in them (and in their copy), so it skips it
+          // (#defPos), DDL included; after it, everything is applied as usual.
+          const names = new Set(want.map((t) => `${t.db}.${t.table}`));
+          const read = await readDefinitions(src, cfg, {
+            list: async () => (await sourceTables(src, cfg, this.#src.inScope)).filter((t) => names.has(`${t.db}.${t.table}`)),
+            position: () => this.#src.currentPosition(),
+            wholeScope: false,
+            withViews: false,
+            log: this.#log,
+            pause: () => testPause("DATASYNC_TEST_SNAPSHOT_DEFS_PAUSE_MS", this.#log),
+          });
+          await createReplicaTables(conn, read.defs);
           this.#cpState = "snapshot";
-          await conn.query(["START TRANSACTION", ...registerTablesSql(cfg.group, want), `UPDATE ${SCHEMA}.checkpoints SET state = 'snapshot' WHERE group_name = ${conn.escape(cfg.group)}`, "COMMIT"].join(";\n"));
+          await conn.query(["START TRANSACTION", ...registerTablesSql(cfg.group, read.tables, read.pos), `UPDATE ${SCHEMA}.checkpoints SET state = 'snapshot' WHERE group_name = ${conn.escape(cfg.group)}`, "COMMIT"].join(";\n"));
+          for (const t of read.tables) seededNow.add(`${t.db}.${t.table}`);
         }
         // tables an unfinished snapshot registered that the scope no longer holds (excluded, e.g. to get
         // past a table the copy broke on) are not copied
@@ -1185,10 +1223,31 @@ export class ReplicaSync {
           await conn.query(`UPDATE ${SCHEMA}.checkpoints SET state = ?, scope = ? WHERE group_name = ?`, [this.#cpState, sig, cfg.group]);
         }
       }
+      // Tables whose definitions were read after the stream's start: the stream skips what it reads on them up
+      // to there. Positions recorded on another source server (before a failover) compare with nothing here.
+      const sameSource = !cp || cp.state === "resnapshot" || sameSourceId(cp.sourceId, this.#src.sourceId);
+      this.#defPos.clear();
+      for (const t of await loadSnapshotTables(conn, cfg.group)) {
+        const name = `${t.db}.${t.table}`;
+        if (t.def && (seededNow.has(name) || (sameSource && comparePos(t.def, start) > 0))) this.#defPos.set(name, t.def);
+      }
     } finally {
       await src.end().catch(() => undefined);
     }
     return start;
+  }
+
+  /** Whether the replica's table was created from a definition read at or after `pos` (then what the stream reads there is in it). */
+  #beforeDefinition(name: string, pos: Position): boolean {
+    const d = this.#defPos.get(name);
+    return !!d && comparePos(pos, d) <= 0;
+  }
+
+  /** Forgets the definition positions the applier has passed. */
+  #pruneDefPos(): void {
+    const at = this.#appliedPos;
+    if (!at) return;
+    for (const [name, d] of this.#defPos) if (comparePos(d, at) <= 0) this.#defPos.delete(name);
   }
 
   async #startCopier(conn: Conn): Promise<void> {
