@@ -163,8 +163,10 @@ export class ReplicaSync {
   /** tables in a foreign-key cycle or self-reference, or referencing a table outside the copy, while copied */
   #relaxedTables = new Set<string>();
   #lastProgressLog = 0;
-  /** since when the reader has been behind the source's end (stall detection) */
+  /** since when the reader has been behind the source's end while able to receive (stall detection) */
   #behindSince: number | null = null;
+  /** the reader waits for the applier (a table map decoded with the replica's schema after a DDL) */
+  #readerWaits = false;
   #attempt = 0;
   #copierFinished = false;
   #lastControlPoll = 0;
@@ -428,8 +430,13 @@ export class ReplicaSync {
         // schema, which is right only at the same stream position: a DDL the reader passed but the applier
         // has not applied yet would put values in the wrong columns. So wait for it (the reader is paused).
         const c0 = this.#conn;
-        while (this.#conn === c0 && c0 && this.#lastDdlPos && this.#appliedPos && comparePos(this.#appliedPos, this.#lastDdlPos) < 0) {
-          await new Promise((r) => setTimeout(r, 20));
+        this.#readerWaits = true;
+        try {
+          while (this.#conn === c0 && c0 && this.#lastDdlPos && this.#appliedPos && comparePos(this.#appliedPos, this.#lastDdlPos) < 0) {
+            await new Promise((r) => setTimeout(r, 20));
+          }
+        } finally {
+          this.#readerWaits = false;
         }
         const c = this.#conn;
         if (!c) return null;
@@ -602,6 +609,7 @@ export class ReplicaSync {
         }
       }
       this.#periodic();
+      this.#checkStall();
       if (this.#copierFinished && this.#chunks.length === 0 && this.#cpState === "snapshot") {
         // every table is copied (or was dropped meanwhile): the replica is consistent from here on
         this.#cpState = "streaming";
@@ -734,13 +742,15 @@ export class ReplicaSync {
   #checkStall(): void {
     const r = this.#reader;
     const end = this.#src.end();
-    if (!r || r.paused || !end) return;
-    const limit = (this.#cfg.stallSeconds ?? Math.max(30, this.#cfg.heartbeatSeconds * 5)) * 1000;
-    const now = Date.now();
-    if (comparePos(r.lastRead, end.pos) >= 0) {
+    // Behind counts only while the reader can receive: not paused by a full queue (back-pressure), not
+    // waiting for the applier in tableInfo. It is checked at every turn of the apply loop, busy or idle, so a
+    // stall is found within the limit even while the applier works through a backlog.
+    if (!r || !end || r.paused || this.#readerWaits || comparePos(r.lastRead, end.pos) >= 0) {
       this.#behindSince = null;
       return;
     }
+    const limit = (this.#cfg.stallSeconds ?? Math.max(30, this.#cfg.heartbeatSeconds * 5)) * 1000;
+    const now = Date.now();
     this.#behindSince ??= now;
     if (now - this.#behindSince > limit && now - r.lastEventAt > limit) {
       this.#behindSince = null;
