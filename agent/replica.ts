@@ -1224,8 +1224,16 @@ export class ReplicaSync {
         // tables an unfinished snapshot registered that the scope no longer holds (excluded, e.g. to get
         // past a table the copy broke on) are not copied
         const gone = (await loadSnapshotTables(conn, cfg.group)).filter((t) => t.state !== "done" && !this.#src.inScope(t.db, t.table));
+        // and requested tables the source does not have (a typo in resnapshot --tables, dropped meanwhile): left
+        // 'requested', they would make the control poll restart every session before the copy reached them
+        for (const t of await loadSnapshotTables(conn, cfg.group)) {
+          if (t.state === "requested" && this.#src.inScope(t.db, t.table)) {
+            this.#log.warn({ table: `${t.db}.${t.table}` }, "a new snapshot was requested for a table the source does not have: request dropped");
+            gone.push(t);
+          }
+        }
         if (gone.length) {
-          this.#log.info({ tables: gone.map((t) => `${t.db}.${t.table}`) }, "tables left the scope before their snapshot finished: not copied");
+          this.#log.info({ tables: gone.map((t) => `${t.db}.${t.table}`) }, "tables left the scope (or do not exist) before their snapshot finished: not copied");
           for (const t of gone) await conn.query(`DELETE FROM ${SCHEMA}.snapshot WHERE group_name = ? AND db = ? AND tbl = ?`, [cfg.group, t.db, t.table]);
         }
         const todo = (await loadSnapshotTables(conn, cfg.group)).filter((t) => t.state !== "done");

@@ -102,10 +102,13 @@ describe("DDL racing the online snapshot", () => {
     await src.query("CREATE INDEX ix_v ON race2.t (v)");
     await src.query("INSERT INTO race2.t (id, v, extra) VALUES (1000, 1, 8)");
     await src.query("UPDATE race2.u SET v = -v WHERE id <= 10");
-    const res = runCli(["resnapshot", "--config", cfgFile, "--replica", "r1", "--tables", "race2.t"]);
+    // race2.nope is not on the source: the request is dropped (it would restart the session every 5 s)
+    const res = runCli(["resnapshot", "--config", cfgFile, "--replica", "r1", "--tables", "race2.t,race2.nope"]);
     expect(res.code, res.stderr).toBe(0);
     agent = new AgentProcess(cfgFile);
     await settle("race2");
+    expect(agent.logs.some((l) => /requested for a table the source does not have/.test(l.msg ?? "") && l.table === "race2.nope")).toBe(true);
+    expect(await rep.query("SELECT tbl FROM _datasync.snapshot WHERE group_name = 'race2' AND state = 'requested'")).toEqual([]);
     await expectIdentical("race2");
     // the stream read the ALTER and the CREATE INDEX again, before the position the definition was read at
     expect(agent.logs.filter((l) => /DDL not applied: the snapshot read these tables' definitions after it/.test(l.msg ?? "")).length).toBe(2);
