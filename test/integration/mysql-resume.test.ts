@@ -60,7 +60,7 @@ async function startAgent(): Promise<AgentProcess> {
 }
 
 describe("MySQL: resume by GTID set", () => {
-  it("keeps the source's GTID set as the checkpoint and resumes from it after kill -9 under load", async () => {
+  it("keeps the source's GTID set as the checkpoint and resumes from it after kill -9 under load", { timeout: 240_000 }, async () => {
     await startAgent();
     const writer = new Writer(src);
     writer.start(2);
@@ -72,7 +72,8 @@ describe("MySQL: resume by GTID set", () => {
     await sleep(1000);
     const stats = await writer.stop();
     expect(stats.committed).toBeGreaterThan(20);
-    const set = await waitGtidCaughtUp();
+    // the snapshot restarted with each kill: it may still be copying after the stream caught up
+    const set = await waitGtidCaughtUp(150_000);
     expect(set).toMatch(/^[0-9a-f-]{36}:1-\d+$/);
     await expectIdentical();
   });
