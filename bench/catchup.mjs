@@ -8,7 +8,8 @@ import {
 import { goalMet, round } from "./stats.mjs";
 
 /** what applies on the native replica: MariaDB's one SQL thread (slave_parallel_threads=0), MySQL's multi-threaded applier */
-export const nativeApplier = (flavor) => (flavor === "mysql" ? "applier (4 workers)" : "SQL thread");
+export const nativeApplier = (flavor, n = 1) =>
+  flavor === "mysql" ? `${n > 1 ? "appliers" : "applier"} (4 workers${n > 1 ? " each" : ""})` : `SQL thread${n > 1 ? "s" : ""}`;
 
 export const CATCHUP = {
   "catchup-large": { title: "1,000,000 rows in 1,000-row transactions (inserts)", goal: 0.5 },

@@ -4,7 +4,7 @@
 import { loadavg, cpus } from "node:os";
 import {
   startServers, prepareOrders, genLarge, masterStatus, writeCheckpoint, runNativeCatchup,
-  startAgent, waitCheckpoints, CheckpointPoller, serverPid, cpuSeconds, allIdentical, mb, log, now, replCmd,
+  startAgent, waitCheckpoints, CheckpointPoller, serverPid, cpuSeconds, allIdentical, mb, log, now, replCmd, flavorArgs,
 } from "./lib.mjs";
 import { nativeApplier } from "./catchup.mjs";
 import { goalMet, round } from "./stats.mjs";
@@ -78,7 +78,7 @@ export async function runFanout(ctx, name, tag) {
     let nat = null;
     let nativeIdentical = null;
     if (!memory && !opt["no-native"]) {
-      log(`${tag}: ${N} native replicas (IO threads first, then the ${N} ${nativeApplier(flavor)}s timed together)`);
+      log(`${tag}: ${N} native replicas (IO threads first, then the ${N} ${nativeApplier(flavor, N)} timed together)`);
       nat = await runNativeCatchup(src, reps, start, end);
       log(`${tag}: native all ${N} done in ${nat.seconds.toFixed(2)} s`);
       nativeIdentical = await allIdentical(servers, ["bench.orders"], `${tag} native`);
@@ -111,7 +111,7 @@ export async function runFanout(ctx, name, tag) {
       transactions: work.txns,
       rowsPerTransaction: txnRows,
       replicas: N,
-      serverArgs: args,
+      serverArgs: flavorArgs(flavor, args),
       generateSeconds: round(genSeconds),
       agent: { seconds: round(ag.seconds), rowsPerSec: rps(ag.seconds), wallSeconds: round(ag.wallSeconds), startupSeconds: round(ag.startupSeconds), perReplicaSeconds: ag.perReplicaSeconds, peakRssMb: ag.peakRssMb, cpuSeconds: round(ag.cpuSeconds), serverCpuSeconds: round(ag.serverCpuSeconds) },
       rssSeries: ag.rss,
@@ -126,8 +126,8 @@ export async function runFanout(ctx, name, tag) {
     }
     return {
       ...common,
-      description: `${work.rows.toLocaleString("en-US")} rows (${txnRows}-row transactions) to ${N} replicas: one agent vs ${N} native ${nativeApplier(flavor)}s`,
-      headline: { measure: `wall s, all ${N} caught up`, anchorName: `${N} native ${nativeApplier(flavor)}s`, anchor: nat ? round(nat.seconds, 2) : null, agent: round(ag.seconds, 2), ratio, ratioDef: "native s / agent s", goal: "ratio ≥ 0.5", met: goalMet(ratio, 0.5) },
+      description: `${work.rows.toLocaleString("en-US")} rows (${txnRows}-row transactions) to ${N} replicas: one agent vs ${N} native ${nativeApplier(flavor, N)}`,
+      headline: { measure: `wall s, all ${N} caught up`, anchorName: `${N} native ${nativeApplier(flavor, N)}`, anchor: nat ? round(nat.seconds, 2) : null, agent: round(ag.seconds, 2), ratio, ratioDef: "native s / agent s", goal: "ratio ≥ 0.5", met: goalMet(ratio, 0.5) },
       throughput: { unit: "rows/s", agent: rps(ag.seconds), anchor: nat ? rps(nat.seconds) : null },
       native: nat ? { seconds: round(nat.seconds), perReplicaSeconds: nat.perReplicaSeconds.map((x) => round(x)), ioFetchSeconds: round(nat.fetchSeconds), serverCpuSeconds: round(nat.serverCpuSeconds), slaveParallelThreads: nat.parallelThreads, rowsPerSec: rps(nat.seconds) } : null,
     };
