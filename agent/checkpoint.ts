@@ -4,8 +4,8 @@
 import mysql from "mysql2";
 import type { Config } from "./config.js";
 import { connect, type Conn } from "./db.js";
-import type { Position } from "./reader.js";
-import type { DdlContext } from "./ddl-session.js";
+import type { Position } from "./source/reader.js";
+import type { DdlContext } from "./apply/ddl-session.js";
 
 export const SCHEMA = "_datasync";
 
@@ -62,7 +62,7 @@ export const SNAPSHOT_DDL = `CREATE TABLE IF NOT EXISTS ${SCHEMA}.snapshot (
 DDL.push(SNAPSHOT_DDL);
 
 /**
- * The writer lease (agent/writer-lock.ts): who holds the group's writer lock on this replica, which
+ * The writer lease (agent/ops/writer-lock.ts): who holds the group's writer lock on this replica, which
  * connections it writes through (a successor ends them), and when it last renewed (server clock).
  */
 export const WRITER_DDL = `CREATE TABLE IF NOT EXISTS ${SCHEMA}.writer (

@@ -89,7 +89,7 @@ program
   .option("--json", "print as JSON")
   .action(
     run(async (opts) => {
-      const { status, formatStatus } = await import("./status.js");
+      const { status, formatStatus } = await import("./ops/status.js");
       const st = await status(config(opts));
       process.stdout.write(opts.json ? JSON.stringify(st, null, 2) + "\n" : formatStatus(st));
       return 0;
@@ -105,7 +105,7 @@ program
   .option("--json", "print the result as JSON")
   .action(
     run(async (opts) => {
-      const { verifyCommand } = await import("./verify.js");
+      const { verifyCommand } = await import("./verify/commands.js");
       return verifyCommand(config(opts), opts);
     }),
   );
@@ -119,7 +119,7 @@ program
   .option("--dry-run", "print the SQL instead of running it")
   .action(
     run(async (opts) => {
-      const { repairCommand } = await import("./verify.js");
+      const { repairCommand } = await import("./verify/commands.js");
       return repairCommand(config(opts), opts);
     }),
   );
@@ -150,7 +150,7 @@ program
   .option("--json", "print the report as one JSON object")
   .action(
     run(async (opts) => {
-      const { runCutover, formatCutover } = await import("./cutover.js");
+      const { runCutover, formatCutover } = await import("./ops/cutover.js");
       const maxFreeze = Number(opts.maxFreeze);
       const r = await runCutover(config(opts), {
         to: opts.to,

@@ -4,8 +4,8 @@
 import type { Config } from "./config.js";
 import { connect, describeConnError, isTransient, qualified, quoteId, type Conn } from "./db.js";
 import { connectionOptions } from "./db.js";
-import { planDdl, fingerprint, type DdlPlan } from "./ddl.js";
-import { DdlSession, DdlSessionError, ddlContext, lexModeOf, type DdlContext } from "./ddl-session.js";
+import { planDdl, fingerprint, type DdlPlan } from "./apply/ddl.js";
+import { DdlSession, DdlSessionError, ddlContext, lexModeOf, type DdlContext } from "./apply/ddl-session.js";
 import {
   checkpointSql,
   ensureBookkeeping,
@@ -19,13 +19,13 @@ import {
   type DdlPending,
   WriterLost,
 } from "./checkpoint.js";
-import { sever, type LockView, type WriterGate } from "./writer-lock.js";
+import { sever, type LockView, type WriterGate } from "./ops/writer-lock.js";
 import type { Logger } from "./log.js";
 import { scrub } from "./log.js";
-import type { Metrics } from "./metrics.js";
+import type { Metrics } from "./ops/metrics.js";
 import { preflightReplica, readVariables, type SourceFacts } from "./preflight.js";
 import { checkBinlogSettings } from "./rules.js";
-import { BinlogReader, comparePos, PurgedPositionError, type Position, type Txn, type XaParked } from "./reader.js";
+import { BinlogReader, comparePos, PurgedPositionError, type Position, type Txn, type XaParked } from "./source/reader.js";
 import { loadTableMeta, SchemaCache } from "./schema.js";
 import {
   ChunkReader,
@@ -41,10 +41,10 @@ import {
   sourceTables,
   type Chunk,
   type ChunkSlot,
-} from "./snapshot.js";
-import { ApplyError, StatementBuilder, keyOf, sessionToggles, type Statement } from "./sqlgen.js";
-import { HistoryMismatchError, proveHistory, sameSourceId } from "./provenance.js";
-import { acknowledgeCutover, cutoverView, isPromoted, readCutover, type CutoverView } from "./cutover-record.js";
+} from "./snapshot/snapshot.js";
+import { ApplyError, StatementBuilder, keyOf, sessionToggles, type Statement } from "./apply/sqlgen.js";
+import { HistoryMismatchError, proveHistory, sameSourceId } from "./source/provenance.js";
+import { acknowledgeCutover, cutoverView, isPromoted, readCutover, type CutoverView } from "./ops/cutover-record.js";
 
 export type ReplicaState = "starting" | "connecting" | "streaming" | "standby" | "down" | "failed" | "needs-snapshot" | "stopped" | "cut-over";
 
@@ -77,7 +77,7 @@ export interface SourceContext {
   /** the binlog files the source still has */
   binlogFiles: () => Promise<string[]>;
   inScope: (db: string, table: string) => boolean;
-  /** one writer per group and replica (agent/writer-lock.ts): the replica's lock, when the agent takes locks */
+  /** one writer per group and replica (agent/ops/writer-lock.ts): the replica's lock, when the agent takes locks */
   writerGate?: (index: number) => WriterGate;
 }
 
@@ -1239,7 +1239,7 @@ export class ReplicaSync {
     );
   }
 
-  #tombstone(meta: import("./schema.js").TableMeta, ch: import("./reader.js").RowChange): void {
+  #tombstone(meta: import("./schema.js").TableMeta, ch: import("./source/reader.js").RowChange): void {
     const key = `${ch.db}.${ch.table}`;
     let set = this.#tombstones.get(key);
     if (!set) this.#tombstones.set(key, (set = new Set()));

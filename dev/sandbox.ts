@@ -13,9 +13,9 @@ import { Agent } from "../agent/main.js";
 import { createShop, Heartbeat, LagProbe, Workload } from "./sandbox-shop.js";
 import { createDisplay, formatSummary, type Display, type ReplicaSummary, type Summary, type View } from "./sandbox-ui.js";
 import { serverBinary, startServers, type TestServer } from "./servers.js";
-import { exitCodeOf, verifyOrError } from "../agent/verifier.js";
-import { formatCutover, runCutover, type CutoverReport } from "../agent/cutover.js";
-import { formatVerify } from "../agent/verify.js";
+import { exitCodeOf, verifyOrError } from "../agent/verify/verifier.js";
+import { formatCutover, runCutover, type CutoverReport } from "../agent/ops/cutover.js";
+import { formatVerify } from "../agent/verify/commands.js";
 
 export interface SandboxOptions {
   /** number of replicas, 1..5 (a string from the command line); default 2 */

@@ -3,9 +3,9 @@
 // disabled like events, quarantined like a table without a primary key, or skipped like account
 // statements). It also fingerprints the touched objects so a DDL interrupted by a crash is recognized.
 import { createHash } from "node:crypto";
-import type { Conn } from "./db.js";
-import { quoteId } from "./db.js";
-import { isAccountStatement, SYSTEM_SCHEMAS } from "./rules.js";
+import type { Conn } from "../db.js";
+import { quoteId } from "../db.js";
+import { isAccountStatement, SYSTEM_SCHEMAS } from "../rules.js";
 
 export type ObjectType = "table" | "view" | "database" | "procedure" | "function" | "trigger" | "event";
 export interface DdlObject {

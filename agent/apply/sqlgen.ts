@@ -2,10 +2,10 @@
 // and deletes cascade), updates located by the old key (which carries key changes and the replica's own
 // cascades), deletes by key, generated columns never written, values escaped byte-exactly.
 import mysql from "mysql2";
-import { qualified, quoteId } from "./db.js";
-import type { Row, RowChange } from "./reader.js";
-import type { TableMeta } from "./schema.js";
-import { ENUM_ERROR, type CharsetBuffer } from "./rowdecode.js";
+import { qualified, quoteId } from "../db.js";
+import type { Row, RowChange } from "../source/reader.js";
+import type { TableMeta } from "../schema.js";
+import { ENUM_ERROR, type CharsetBuffer } from "../source/rowdecode.js";
 
 /** the characters mysql.escape backslash-escapes in a string */
 // eslint-disable-next-line no-control-regex -- the same set mysql.escape escapes

@@ -3,9 +3,9 @@
 // to its consumer with the resume position that follows it. One reader per replica: each replica
 // advances on its own, and a full consumer pauses its reader (memory stays bounded).
 import ZongJi from "@vlasky/zongji";
-import { explainDriverTlsError } from "./db.js";
+import { explainDriverTlsError } from "../db.js";
 import { GtidSet, MariadbGtidPosition } from "@vlasky/zongji";
-import type { Flavor } from "./rules.js";
+import type { Flavor } from "../rules.js";
 import {
   keepGeometryRaw,
   parseStatusVars,

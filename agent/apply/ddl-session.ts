@@ -5,7 +5,7 @@
 // sets (a `CREATE DATABASE`/`TABLE` without a charset takes collation_server; literals take
 // collation_connection), and the unique and CHECK constraint checks. The statement text is decoded from
 // the source client's character set (a latin1 client's names and ENUM labels are not UTF-8).
-import type { Conn } from "./db.js";
+import type { Conn } from "../db.js";
 import {
   decodeStatement,
   MODE_ANSI_QUOTES,
@@ -13,9 +13,9 @@ import {
   OPTION_NO_CHECK_CONSTRAINT_CHECKS,
   OPTION_RELAXED_UNIQUE_CHECKS,
   type QuerySession,
-} from "./binlog-raw.js";
+} from "../source/binlog-raw.js";
 import type { LexMode } from "./ddl.js";
-import type { Flavor } from "./rules.js";
+import type { Flavor } from "../rules.js";
 
 /** What of a query event's session is reproduced on the replica (stored with a pending DDL: JSON). */
 export interface DdlContext {

@@ -1,11 +1,11 @@
 // Provenance owns "is the checkpoint's source this server": the identity key stored with every checkpoint
 // (identity.ts), and the older format `${flavor}:${uuid||server_id}@${hostname}` that earlier agents wrote,
 // accepted as equal when it names the same server.
-import type { Conn } from "./db.js";
-import { binlogStatus } from "./db.js";
-import { fmtMariadbGtid, mysqlGtidMissing, mysqlGtidSubset, parseMariadbGtidPos, parseMysqlGtidSet } from "./gtid.js";
+import type { Conn } from "../db.js";
+import { binlogStatus } from "../db.js";
+import { fmtMariadbGtid, mysqlGtidMissing, mysqlGtidSubset, parseMariadbGtidPos, parseMysqlGtidSet } from "./positions.js";
 import { PurgedPositionError, type Position } from "./reader.js";
-import type { Flavor } from "./rules.js";
+import type { Flavor } from "../rules.js";
 
 export function sameSourceId(stored: string, key: string): boolean {
   if (!stored || stored === key) return true;

@@ -2,9 +2,9 @@
 // replicas (what, when, final position, state). The group's running agent reads it and stops applying
 // (state `cut-over`), then acknowledges; a reverse group refuses to start until the forward agent has.
 import mysql from "mysql2";
-import type { Conn } from "./db.js";
-import { SCHEMA } from "./checkpoint.js";
-import type { Position } from "./reader.js";
+import type { Conn } from "../db.js";
+import { SCHEMA } from "../checkpoint.js";
+import type { Position } from "../source/reader.js";
 
 export const CUTOVER_DDL = `CREATE TABLE IF NOT EXISTS ${SCHEMA}.cutover (
   group_name VARCHAR(40) NOT NULL PRIMARY KEY,

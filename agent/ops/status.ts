@@ -1,11 +1,11 @@
 // Status owns `datasync status`: per replica the checkpoint (from `_datasync`), the source's current
 // position, and the live lag/state from the running agent's /readyz when it answers.
-import type { Config } from "./config.js";
-import { connect, describeConnError, type Conn } from "./db.js";
-import { readCheckpoint } from "./checkpoint.js";
+import type { Config } from "../config.js";
+import { connect, describeConnError, type Conn } from "../db.js";
+import { readCheckpoint } from "../checkpoint.js";
 import { cutoverView, readCutover, type CutoverView } from "./cutover-record.js";
-import { binlogEnd } from "./snapshot.js";
-import { comparePos, type Position } from "./reader.js";
+import { binlogEnd } from "../snapshot/snapshot.js";
+import { comparePos, type Position } from "../source/reader.js";
 
 export interface ReplicaStatusRow {
   name: string;
@@ -21,7 +21,7 @@ export interface ReplicaStatusRow {
   live: boolean;
   /** a cutover of the group recorded on this replica: in progress (fencing, draining) or its outcome */
   cutover: CutoverView | null;
-  /** the writer lease on the replica (agent/writer-lock.ts): which agent holds the group's writer lock */
+  /** the writer lease on the replica (agent/ops/writer-lock.ts): which agent holds the group's writer lock */
   writer: WriterLease | null;
 }
 
