@@ -185,32 +185,14 @@ for (const ctx of contexts) {
         log(`${tag}: FAILED: ${err?.stack ?? err}`);
       }
       log(`${tag}: ${Math.round((Date.now() - s0) / 1000)} s`);
+      // after every scenario: a run stopped part-way (Ctrl-C, a deadline) keeps what it measured
+      writeResults(false);
     }
   }
 }
 if (!opt.keep) rmSync(base, { recursive: true, force: true });
 else log(`servers and their datadirs kept under ${base}; stop them by pid (see the ports above)`);
-const meta = {
-  date: new Date().toISOString(),
-  command: `npm run bench -- ${process.argv.slice(2).join(" ")}`.trim(),
-  cores: cpus().length,
-  cpu: cpus()[0]?.model ?? "?",
-  node: process.version,
-  server: [...new Set(results.map((r) => r.server).filter(Boolean))].join(", ") || "?",
-  flavors,
-  loadAvgStart,
-  elapsedSeconds: Math.round((Date.now() - t0) / 1000),
-  settings: {
-    replicaArgs: innodb,
-    fanoutServerArgs: [`--innodb-buffer-pool-size=${opt["fanout-buffer-pool"]}`, `--innodb-log-file-size=${opt["log-file-size"]}`],
-    replicaBinlog: opt["replica-binlog"],
-    apply: { maxRows: opt["max-rows"], maxBytes: opt["max-bytes"], queueBytes: opt["queue-bytes"] },
-  },
-  scale,
-};
-const md = table(results, meta, failures, notMeasured);
-writeFileSync(opt.out, JSON.stringify({ ...meta, results, failures, notMeasured }, null, 2) + "\n");
-writeFileSync(opt.out.replace(/\.json$/, ".md"), md);
+const { meta, md } = writeResults(true);
 if (!opt["no-chart"]) {
   try {
     const { renderChart } = await import("./chart.mjs");
@@ -225,3 +207,30 @@ if (!opt["no-chart"]) {
 }
 process.stdout.write(md);
 process.exit(failures.length ? 1 : 0);
+
+/** results.json and results.md of what ran so far; `complete` is false while scenarios are still to run */
+function writeResults(complete) {
+  const meta = {
+    date: new Date().toISOString(),
+    command: `npm run bench -- ${process.argv.slice(2).join(" ")}`.trim(),
+    cores: cpus().length,
+    cpu: cpus()[0]?.model ?? "?",
+    node: process.version,
+    server: [...new Set(results.map((r) => r.server).filter(Boolean))].join(", ") || "?",
+    flavors,
+    loadAvgStart,
+    elapsedSeconds: Math.round((Date.now() - t0) / 1000),
+    settings: {
+      replicaArgs: innodb,
+      fanoutServerArgs: [`--innodb-buffer-pool-size=${opt["fanout-buffer-pool"]}`, `--innodb-log-file-size=${opt["log-file-size"]}`],
+      replicaBinlog: opt["replica-binlog"],
+      apply: { maxRows: opt["max-rows"], maxBytes: opt["max-bytes"], queueBytes: opt["queue-bytes"] },
+    },
+    scale,
+    complete,
+  };
+  const md = table(results, meta, failures, notMeasured);
+  writeFileSync(opt.out, JSON.stringify({ ...meta, results, failures, notMeasured }, null, 2) + "\n");
+  writeFileSync(opt.out.replace(/\.json$/, ".md"), md);
+  return { meta, md };
+}
