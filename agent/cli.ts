@@ -2,7 +2,8 @@
 // Each command loads its module lazily so `datasync check` does not pay for the streamer.
 import { fileURLToPath } from "node:url";
 import { Command, Option } from "commander";
-import { ConfigError, loadConfig, type Config } from "./config.js";
+import { loadConfig, type Config } from "./config.js";
+import { ConfigError } from "./errors.js";
 
 const program = new Command();
 program.name("datasync").description("MySQL Data Sync as code: keep up to five replicas in sync with one primary").showHelpAfterError();
@@ -132,7 +133,7 @@ program
   .option("--tables <list>", "only these tables (db.t,…)")
   .action(
     run(async (opts) => {
-      const { resnapshotCommand } = await import("./checkpoint.js");
+      const { resnapshotCommand } = await import("./ops/resnapshot.js");
       return resnapshotCommand(config(opts), opts);
     }),
   );

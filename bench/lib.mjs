@@ -14,7 +14,7 @@ export const here = dirname(fileURLToPath(import.meta.url));
 export const root = join(here, "..");
 const servers = await import("../dist/dev/servers.js");
 export const { freePort, clientBinary } = servers;
-const { ensureBookkeeping, checkpointSql } = await import("../dist/agent/checkpoint.js");
+const { ensureBookkeeping, checkpointSql } = await import("../dist/agent/bookkeeping.js");
 const { positionOf } = await import("../dist/agent/ops/cutover.js");
 const { readServerIdentity, identityKey } = await import("../dist/agent/identity.js");
 

@@ -16,6 +16,7 @@ import {
 } from "../source/binlog-raw.js";
 import type { LexMode } from "./ddl.js";
 import type { Flavor } from "../rules.js";
+import { DdlSessionError } from "../errors.js";
 
 /** What of a query event's session is reproduced on the replica (stored with a pending DDL: JSON). */
 export interface DdlContext {
@@ -48,8 +49,6 @@ export function lexModeOf(c: DdlContext | undefined): LexMode {
   const m = BigInt(c.sqlMode);
   return { ansiQuotes: (m & MODE_ANSI_QUOTES) !== 0n, noBackslashEscapes: (m & MODE_NO_BACKSLASH_ESCAPES) !== 0n };
 }
-
-export class DdlSessionError extends Error {}
 
 /**
  * One replica connection's view of collation ids (the replica runs the source's flavor and version, so

@@ -4,7 +4,8 @@
 import type { Config } from "../config.js";
 import { jsonKey } from "./ranges.js";
 import { runRepair, type RepairOutcome } from "./repair.js";
-import { describeCounts, describeRange, exitCodeOf, runVerify, VerifyError, type RangeDiff, type ReplicaOutcome, type TableDiff, type VerifyOptions, type VerifyOutcome } from "./verifier.js";
+import { describeCounts, describeRange, exitCodeOf, runVerify, type RangeDiff, type ReplicaOutcome, type TableDiff, type VerifyOptions, type VerifyOutcome } from "./verifier.js";
+import { VerifyError } from "../errors.js";
 
 export { runVerify, runRepair, exitCodeOf, VerifyError };
 export type { VerifyOutcome, RepairOutcome, VerifyOptions };
