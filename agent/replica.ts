@@ -4,7 +4,7 @@
 import type { Config } from "./config.js";
 import { connect, describeConnError, isTransient, qualified, quoteId, type Conn } from "./db.js";
 import { connectionOptions } from "./db.js";
-import { planDdl, fingerprint, type DdlPlan } from "./apply/ddl.js";
+import { planDdl, fingerprint, viewDependencyMissing, type DdlPlan } from "./apply/ddl.js";
 import { DdlSession, ddlContext, lexModeOf, type DdlContext } from "./apply/ddl-session.js";
 import {
   checkpointSql,
@@ -33,6 +33,7 @@ import {
   copyOrder,
   loadSnapshotTables,
   prepareReplicaTables,
+  keepLiveRows,
   progressSql,
   registerTablesSql,
   scopeFromSignature,
@@ -41,7 +42,8 @@ import {
   type Chunk,
   type ChunkSlot,
 } from "./snapshot/snapshot.js";
-import { StatementBuilder, keyOf, sessionToggles, type Statement } from "./apply/sqlgen.js";
+import { StatementBuilder, sessionToggles, type Statement } from "./apply/sqlgen.js";
+import { rowKeyId } from "./keys.js";
 import { proveHistory, sameSourceId } from "./source/provenance.js";
 import { acknowledgeCutover, cutoverView, isPromoted, readCutover, type CutoverView } from "./ops/cutover-record.js";
 import { ApplyError, CutOverSeen, DdlSessionError, HistoryMismatchError, PurgedPositionError, ReplicaUnavailable, RestartRequested, WriterLost } from "./errors.js";
@@ -1145,7 +1147,8 @@ export class ReplicaSync {
     if (!c) return [];
     const name = `${c.db}.${c.table}`;
     const meta = await loadTableMeta(conn, c.db, c.table);
-    if (!meta || meta.primaryKey.length > 0) return [];
+    // a sequence (CREATE TABLE … SEQUENCE=1) has no key by design: its one row is written whole
+    if (!meta || meta.primaryKey.length > 0 || meta.sequence) return [];
     await conn.query(`DROP TABLE IF EXISTS ${qualified(c.db, c.table)}`);
     this.#schema.clear();
     this.#quarantine.add(name);
@@ -1191,11 +1194,37 @@ export class ReplicaSync {
     } catch (err: any) {
       if (isTransient(err)) throw err;
       if (err instanceof DdlSessionError) throw new ApplyError(`replica ${this.name}: ${err.message}`, { cause: err });
+      if (plan.view && (await this.#viewLeftOut(conn, plan, err))) return;
       throw new ApplyError(
         `replica ${this.name}: DDL on ${plan.objects.map((o) => `\`${o.db}\`.\`${o.name}\``).join(", ")} failed with ${err.errno ?? ""}: ${err.sqlMessage ?? err.message} (statement: ${scrub(plan.sql).slice(0, 300)}). The replica's schema diverged from the source; fix it by hand or resnapshot the replica.`,
         { table: plan.objects[0] ? `${plan.objects[0].db}.${plan.objects[0].name}` : undefined, sqlError: `${err.errno}: ${err.sqlMessage ?? err.message}`, cause: err },
       );
     }
+  }
+
+  /**
+   * A view that selects from what the replica does not hold by design (another database, an excluded
+   * table) is left out, reported, not a stopped replica: it carries no rows (agent/README.md). No stale
+   * definition stays behind; its later DROP finds nothing to drop.
+   */
+  async #viewLeftOut(conn: Conn, plan: Extract<DdlPlan, { kind: "apply" }>, err: any): Promise<boolean> {
+    const views = plan.objects.map((o) => `\`${o.db}\`.\`${o.name}\``).join(", ");
+    if (plan.view === "drop") {
+      if (err?.errno !== 1051 && err?.errno !== 4092) return false;
+      // MySQL drops none of the named views when one is missing: the others still go
+      for (const o of plan.objects) await conn.query(`DROP VIEW IF EXISTS ${qualified(o.db, o.name)}`);
+      this.#log.info({ views }, "DROP VIEW of a view the replica does not have (it was left out): nothing to drop");
+      return true;
+    }
+    const missing = viewDependencyMissing(err, { databases: new Set(this.#cfg.databases), inScope: this.#src.inScope });
+    if (!missing) return false;
+    for (const o of plan.objects) await conn.query(`DROP VIEW IF EXISTS ${qualified(o.db, o.name)}`);
+    this.#m.skipped.inc({ ...this.#labels, kind: "view" });
+    this.#log.warn(
+      { views, missing },
+      `view ${views} not created on replica ${this.name}: it selects from ${missing}, which is outside the synced scope. Its rows are unaffected; add that database (databases) or table to the scope, or create the object on the replica and recreate the view there, if the replica needs it.`,
+    );
+    return true;
   }
 
   async #finishDdl(conn: Conn, pos: Position, plan: Extract<DdlPlan, { kind: "apply" }>): Promise<void> {
@@ -1274,7 +1303,14 @@ export class ReplicaSync {
         start = await this.#src.currentPosition();
         const tables = await sourceTables(src, cfg, this.#src.inScope);
         this.#log.info({ position: start, tables: tables.length, rows: tables.reduce((a, t) => a + t.estimate, 0) }, cp ? "resnapshot requested: seeding the replica again" : "replica has no checkpoint: seeding it with an online snapshot");
-        await prepareReplicaTables(src, conn, cfg, tables, true);
+        const leftOut = await prepareReplicaTables(src, conn, cfg, tables, true, this.#src.inScope);
+        for (const v of leftOut) {
+          this.#m.skipped.inc({ ...this.#labels, kind: "view" });
+          this.#log.warn(
+            { views: v.view },
+            `view ${v.view} not created on replica ${this.name}: ${v.reason}. Its rows are unaffected; add that database (databases) or table to the scope, or create the object on the replica and recreate the view there, if the replica needs it.`,
+          );
+        }
         this.#cpState = "snapshot";
         await conn.query(
           [
@@ -1377,11 +1413,11 @@ export class ReplicaSync {
     const key = `${ch.db}.${ch.table}`;
     let set = this.#tombstones.get(key);
     if (!set) this.#tombstones.set(key, (set = new Set()));
-    if (ch.op === "delete") for (const r of ch.rows) set.add(keyOf(meta, r));
+    if (ch.op === "delete") for (const r of ch.rows) set.add(rowKeyId(meta.primaryKey, r));
     else
       ch.rows.forEach((after, i) => {
-        const k = keyOf(meta, ch.before![i]);
-        if (k !== keyOf(meta, after)) set!.add(k);
+        const k = rowKeyId(meta.primaryKey, ch.before![i]);
+        if (k !== rowKeyId(meta.primaryKey, after)) set!.add(k);
       });
   }
 
@@ -1404,6 +1440,14 @@ export class ReplicaSync {
   /** One chunk, "insert if absent", with the snapshot progress in the same target transaction. */
   async #writeChunk(chunk: Chunk): Promise<void> {
     const conn = this.#conn!;
+    if (chunk.orphans) {
+      // child rows a cascade removed between the read and the high watermark (not in the binlog on InnoDB-native foreign keys)
+      const kept = await keepLiveRows(conn, chunk);
+      if (kept.length !== chunk.rows.length) {
+        this.#log.info({ table: `${chunk.db}.${chunk.table}`, dropped: chunk.rows.length - kept.length }, "snapshot chunk: rows removed on the source by a cascade after the read are not copied");
+        chunk = { ...chunk, rows: kept, prebuilt: undefined };
+      }
+    }
     const key = `${chunk.db}.${chunk.table}`;
     const tables = this.#copier ? this.#copier.progress().tables : [];
     const othersDone = tables.every((t: any) => t.table === key || t.state === "done");

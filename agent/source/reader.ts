@@ -99,6 +99,8 @@ export interface XaParked {
   gtid?: unknown;
   /** where the commit or rollback was read (kept a while for a reader that starts before it) */
   committedAt?: Position;
+  /** MariaDB: the position before the prepared part's group (where a restarted reader must start to read it again) */
+  since?: { file: string; pos: number; gtid?: string | null };
 }
 
 export interface ReaderOptions {
@@ -156,6 +158,12 @@ export class BinlogReader {
   /** XA: prepared transactions waiting for their XA COMMIT, by XID text (see XaParked) */
   #xaPrepared: Map<string, XaParked>;
   #xaCurrent: string | null = null;
+  /** the XA transaction whose XA COMMIT/ROLLBACK is being handed over (no longer open at its position) */
+  #xaClosing: string | null = null;
+  /** the last commit position before the current group (an XA prepared part's `since`) */
+  #groupStart: Position;
+  /** a reader started before its checkpoint to re-read open XA prepared parts: hands nothing over up to here */
+  #skipUntil: Position | null = null;
   /** savepoints of the open transaction: where in its changes each was set, and whether a marker went in */
   #savepoints: { name: string; index: number; marked: boolean }[] = [];
   /** the next row event starts a new change (a savepoint lies between) */
@@ -178,6 +186,14 @@ export class BinlogReader {
     this.#o = o;
     this.lastRead = o.start;
     this.#handed = o.start;
+    if (o.flavor === "mariadb" && o.start.xa?.since) {
+      // XA transactions were prepared before the checkpoint and are still open (Position.xa): read again
+      // from before the oldest, applying nothing up to the checkpoint
+      const { xa: _xa, ...at } = o.start;
+      this.#skipUntil = at;
+      this.lastRead = { ...o.start.xa.since };
+    }
+    this.#groupStart = this.lastRead;
     // prepared XA transactions read by the previous reader of this replica (a reconnect, a source restart)
     // that are still open at this reader's start
     this.#xaPrepared = new Map();
@@ -239,10 +255,11 @@ export class BinlogReader {
         ],
         includeSchema: schema,
       };
-      if (o.start.gtid) startOpts.gtidSet = o.start.gtid;
+      const from = this.#skipUntil ? this.lastRead : o.start;
+      if (from.gtid) startOpts.gtidSet = from.gtid;
       else {
-        startOpts.filename = o.start.file;
-        startOpts.position = o.start.pos;
+        startOpts.filename = from.file;
+        startOpts.position = from.pos;
       }
       z.start(startOpts);
     });
@@ -281,6 +298,7 @@ export class BinlogReader {
         // a transaction handed over in pieces that ends without a commit: the consumer drops what it has
         if (this.#cur && this.#streaming) this.#abortStream();
         this.#foldPending();
+        this.#groupStart = this.lastRead;
         this.#cur = this.#open(ev.timestamp);
         this.#pendingGtid = name === "mariadbgtid" ? { domainId: ev.domainId, serverId: ev.serverId, seqNo: ev.seqNo } : ev.gtid;
         // MariaDB: a DDL in a group that is not standalone carries rows (CREATE TABLE … SELECT logs the
@@ -321,14 +339,18 @@ export class BinlogReader {
                 if (parked.gtid) this.#foldGtid(parked.gtid);
               }
               this.#cur = t;
+              this.#xaClosing = xid;
               this.#commit(ev);
+              this.#xaClosing = null;
               if (parked) this.#xaDone(xid, parked);
             }
           } else if (verb === "ROLLBACK") {
             const parked = this.#xaPrepared.get(xid);
             if (parked?.gtid && !parked.committedAt) this.#foldGtid(parked.gtid);
             this.#cur = null;
+            this.#xaClosing = xid;
             this.#commit(ev);
+            this.#xaClosing = null;
             if (parked) this.#xaDone(xid, parked);
           }
           return;
@@ -504,7 +526,8 @@ export class BinlogReader {
     if (this.#cur) {
       const gtid = this.#o.flavor === "mysql" ? this.#pendingGtid : undefined;
       if (gtid) this.#pendingGtid = undefined;
-      this.#xaPrepared.set(this.#xaCurrent ?? "", { txn: this.#cur, gtid });
+      const { xa: _xa, ...since } = this.#groupStart;
+      this.#xaPrepared.set(this.#xaCurrent ?? "", { txn: this.#cur, gtid, ...(this.#o.flavor === "mariadb" ? { since } : {}) });
     }
     this.#cur = null;
     this.#xaCurrent = null;
@@ -524,6 +547,16 @@ export class BinlogReader {
         }
       }
     }
+  }
+
+  /** MariaDB: the position before the oldest XA prepared part still open (not the one closing now), for Position.xa */
+  #openXaSince(): { file: string; pos: number; gtid?: string | null } | undefined {
+    let oldest: { file: string; pos: number; gtid?: string | null } | undefined;
+    for (const [xid, p] of this.#xaPrepared) {
+      if (p.committedAt || !p.since || xid === this.#xaClosing) continue;
+      if (!oldest || comparePos(p.since, oldest) < 0) oldest = p.since;
+    }
+    return oldest;
   }
 
   /** the prepared XA transactions this reader holds, for the replica's next reader */
@@ -605,10 +638,16 @@ export class BinlogReader {
     const gtid = this.#mariaGtid ? this.#mariaGtid.toString() : this.#mysqlGtid ? this.#mysqlGtid.toString() : null;
     const file: string = this.#z?.options?.filename ?? this.lastRead.file;
     const pos = ev.nextPosition > 0 ? ev.nextPosition : this.lastRead.pos;
-    t.pos = { file, pos, gtid };
+    const since = this.#openXaSince();
+    t.pos = since ? { file, pos, gtid, xa: { since } } : { file, pos, gtid };
     if (!t.ts) t.ts = ev.timestamp;
     t.readAt = Date.now();
     this.lastRead = t.pos;
+    if (this.#skipUntil) {
+      // re-reading open XA prepared parts before the checkpoint: what lies up to it was applied
+      if (comparePos(t.pos, this.#skipUntil) <= 0) return;
+      this.#skipUntil = null;
+    }
     if (comparePos(t.pos, this.#handed) > 0) this.#handed = t.pos;
     if (!this.#o.onTxn(t)) this.pause();
   }

@@ -13,8 +13,6 @@ import {
   compareShapes,
   formatKey,
   FULL_RANGE,
-  keyId,
-  keyOf,
   keysSql,
   rowHashesByKeySql,
   rowHashesSql,
@@ -24,6 +22,7 @@ import {
   type KeyRange,
   type TableShape,
 } from "./ranges.js";
+import { keyId, keyValues } from "../keys.js";
 import { VerifyError } from "../errors.js";
 
 export interface VerifyOptions {
@@ -202,11 +201,11 @@ async function rowHashes(c: Conn, s: TableShape, r: KeyRange, algo: HashAlgo, pa
   for (;;) {
     const [rows] = await c.query<any[]>(rowHashesSql(s, { after, through: r.through }, algo, page));
     for (const row of rows) {
-      const key = keyOf(s, row);
+      const key = keyValues(s.key, row);
       out.set(keyId(key), { key, h: row["#h"] });
     }
     if (rows.length < page) return out;
-    after = keyOf(s, rows[rows.length - 1]);
+    after = keyValues(s.key, rows[rows.length - 1]);
   }
 }
 
@@ -214,7 +213,7 @@ async function rowHashesByKey(c: Conn, s: TableShape, keys: Key[], algo: HashAlg
   const out = new Map<string, string>();
   for (let i = 0; i < keys.length; i += 500) {
     const [rows] = await c.query<any[]>(rowHashesByKeySql(s, keys.slice(i, i + 500), algo));
-    for (const row of rows) out.set(keyId(keyOf(s, row)), row["#h"]);
+    for (const row of rows) out.set(keyId(keyValues(s.key, row)), row["#h"]);
   }
   return out;
 }
@@ -258,7 +257,7 @@ export function diffRows(d: RangeDiff): number {
 /** Split a differing chunk into ranges of at most leafRows source keys; return the ones that differ, row by row. */
 async function narrow(source: Peer, reps: Peer[], s: TableShape, chunk: KeyRange, algo: HashAlgo, leafRows: number, onError: (p: Peer, e: unknown) => void): Promise<Map<Peer, RangeDiff[]>> {
   const [keyRows] = await source.conn.query<any[]>(keysSql(s, chunk));
-  const keys = keyRows.map((r) => keyOf(s, r));
+  const keys = keyRows.map((r) => keyValues(s.key, r));
   const leaves: { range: KeyRange; first: Key | null; last: Key | null }[] = [];
   for (let i = 0; i < Math.max(keys.length, 1); i += leafRows) {
     const part = keys.slice(i, i + leafRows);
@@ -376,7 +375,7 @@ export async function runVerify(cfg: Config, opts: VerifyOptions = {}, peers?: {
           let after: Key | null = null;
           const nextBoundary = async (from: Key | null): Promise<Key | null> => {
             const [rows] = await source.conn2!.query<any[]>(boundarySql(s, from, chunkRows));
-            return rows.length ? keyOf(s, rows[0]) : null;
+            return rows.length ? keyValues(s.key, rows[0]) : null;
           };
           let pending: Promise<Key | null> = nextBoundary(after);
           pending.catch(() => undefined); // awaited below; this only keeps an early exit from leaving it unhandled
