@@ -45,6 +45,8 @@ export interface TablePlan {
   decoders: Decode[];
   /** how each column is decoded (tests and the benchmark read it): the decoder's name, or "fallback" */
   kinds: string[];
+  /** a full image's row as one object literal (one allocation, one shape, a call site per column) */
+  full: ((decoders: Decode[], c: Cursor, b: Buffer, nulls: number) => Record<string, unknown>) | null;
 }
 
 // MySQL type codes (binlog.h enum_field_types)
@@ -257,6 +259,10 @@ function datetime2(dec: number): Decode {
   // the date part changes rarely from one row to the next: its text is kept for the next value
   let lastKey = -1;
   let lastDate = "";
+  let lastFull = -1;
+  let lastLow = -1;
+  let lastF = -1;
+  let last = "";
   return (c) => {
     const b = c.buf;
     const p = c.pos;
@@ -270,8 +276,14 @@ function datetime2(dec: number): Decode {
       lastDate = year4(Math.floor(ym / 13)) + "-" + P2[ym % 13] + "-" + P2[(key >>> 1) & 31] + " ";
     }
     const low = (b[p + 2] << 16) | (b[p + 3] << 8) | b[p + 4];
+    // rows of one statement often carry one value (NOW()): the last text is kept
+    const f = dec ? fraction(b, p + 5, dec) : 0;
+    if (key === lastFull && low === lastLow && f === lastF) return last;
+    lastFull = key;
+    lastLow = low;
+    lastF = f;
     const s = lastDate + P2[(low >>> 12) & 31] + ":" + P2[(low >>> 6) & 63] + ":" + P2[low & 63];
-    return dec ? s + "." + pad(fraction(b, p + 5, dec), dec) : s;
+    return (last = dec ? s + "." + pad(f, dec) : s);
   };
 }
 
@@ -279,12 +291,21 @@ function timestamp2(dec: number): Decode {
   const size = 4 + ((dec + 1) >> 1);
   let lastDay = NaN;
   let lastDate = "";
+  let lastSecs = NaN;
+  let lastF = NaN;
+  let last = "";
   return (c) => {
     const b = c.buf;
     const p = c.pos;
     c.pos = p + size;
     const secs = intBE(b, p, 4);
     const f = dec ? fraction(b, p + 4, dec) : 0;
+    if (secs === lastSecs && f === lastF) return last;
+    lastSecs = secs;
+    lastF = f;
+    return (last = text(secs, f));
+  };
+  function text(secs: number, f: number): string {
     const frac = dec ? "." + pad(f, dec) : "";
     if (secs === 0 && f === 0) return "0000-00-00 00:00:00" + frac;
     // zongji adds the fraction's milliseconds to the seconds: past a second only with bytes no server writes
@@ -297,7 +318,7 @@ function timestamp2(dec: number): Decode {
       lastDate = year4(d.getUTCFullYear()) + "-" + P2[d.getUTCMonth() + 1] + "-" + P2[d.getUTCDate()] + " ";
     }
     return lastDate + P2[Math.floor(sod / 3600)] + ":" + P2[Math.floor((sod % 3600) / 60)] + ":" + P2[sod % 60] + frac;
-  };
+  }
 }
 
 /** zongji's milliseconds of a fraction */
@@ -362,11 +383,8 @@ function text(charset: string, lengthSize: number, decodeText: CodecLib["decodeT
         const start = c.pos + lengthSize;
         const end = start + len(b, c.pos);
         c.pos = end;
-        // ASCII (the common case) needs no check; a U+FFFD must round-trip to be the text
-        let i = start;
-        while (i < end && b[i] < 0x80) i++;
-        if (i === end) return (b as unknown as Fast).latin1Slice(start, end);
         const s = (b as unknown as Fast).utf8Slice(start, end);
+        // a U+FFFD marks bytes that were not UTF-8 (or a real U+FFFD): it must round-trip to be the text
         if (!s.includes("\ufffd")) return s;
         return decodeText(b.subarray(start, end), charset);
       },
@@ -627,7 +645,19 @@ export function compileTable(tablemap: any, zongji: any, lib: CodecLib): TablePl
       return v;
     });
   }
-  return { columns, schemas, names, decoders, kinds };
+  return { columns, schemas, names, decoders, kinds, full: fullRowBuilder(names) };
+}
+
+/**
+ * The row of a full image as an object literal in column order: what assigning each column in turn builds
+ * (same keys, same order, a duplicate name keeps its first place and its last value), made once per
+ * table. Names are JSON string literals; `__proto__` (a literal would set the prototype, as the assignment
+ * would, but the difference is not worth a second thought) keeps the loop.
+ */
+function fullRowBuilder(names: string[]): TablePlan["full"] {
+  if (names.length === 0 || names.length > 1000 || names.some((n) => typeof n !== "string" || n === "__proto__")) return null;
+  const props = names.map((n, i) => `${JSON.stringify(n)}: (b[n + ${i >> 3}] & ${1 << (i & 7)}) !== 0 ? null : d[${i}](c)`);
+  return new Function("d", "c", "b", "n", `return {\n${props.join(",\n")}\n};`) as TablePlan["full"];
 }
 
 /** which columns of the table an image carries (the columns-present bitmap of a rows event) */
@@ -652,6 +682,7 @@ export function readRow(plan: TablePlan, img: Image, c: Cursor): Record<string, 
   const nulls = c.pos;
   c.pos = nulls + img.nullBytes;
   const { names, decoders } = plan;
+  if (img.full && plan.full) return plan.full(decoders, c, b, nulls);
   const row: Record<string, unknown> = {};
   if (img.full) {
     for (let i = 0; i < names.length; i++) row[names[i]] = (b[nulls + (i >> 3)] & (1 << (i & 7))) !== 0 ? null : decoders[i](c);

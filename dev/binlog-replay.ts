@@ -24,6 +24,8 @@ export interface ReplayOptions {
   flavor: "mysql" | "mariadb";
   /** decode with rowdecode.ts's per-value reference instead of the compiled decoders */
   perValue?: boolean;
+  /** decode with zongji's own decoding (not exact: what the agent did before rowdecode.ts), for benchmarks */
+  zongjiOnly?: boolean;
   /** INFORMATION_SCHEMA.COLUMNS rows per "db.table", for table maps without column names (or all, with forceSchemas) */
   schemas?: Record<string, any[]>;
   /** decode every table with `schemas` as a source without binlog_row_metadata=FULL would (signedness from the binlog dropped too) */
@@ -67,33 +69,63 @@ export async function replay(events: Buffer[], o: ReplayOptions): Promise<RowsCh
 
 /** replay, and the table map entries the rows were decoded with (one per table map event) */
 export async function replayWith(events: Buffer[], o: ReplayOptions): Promise<{ changes: RowsChange[]; tableMaps: any[] }> {
-  const { getEventClass, Parser } = await zongjiLib();
-  const zongji: any = {
-    tableMap: {},
-    useChecksum: true,
-    isMariaDb: o.flavor === "mariadb",
-    connection: { config: READER_CONFIG },
-    _skipSchema: () => false,
-    _warnUnsupportedEvent: () => {},
-    emit: (name: string, err: unknown) => {
-      if (name === "error") throw err;
-    },
-  };
-  zongji[EXACT] = true;
-  if (o.perValue) zongji[PER_VALUE] = true;
-  const out: RowsChange[] = [];
-  const maps: any[] = [];
+  const r = await Replayer.create(o);
+  const changes: RowsChange[] = [];
+  const tableMaps: any[] = [];
   for (const ev of events) {
+    const out = r.decode(ev);
+    if (out && "kind" in out) changes.push(out);
+    else if (out) tableMaps.push(out.tableMap);
+  }
+  return { changes, tableMaps };
+}
+
+/** one reader's decoding state (zongji's table map cache), fed one event at a time */
+export class Replayer {
+  readonly zongji: any;
+  readonly #o: ReplayOptions;
+  readonly #lib: { getEventClass: (code: number) => any; Parser: any };
+
+  private constructor(o: ReplayOptions, l: { getEventClass: (code: number) => any; Parser: any }) {
+    this.#o = o;
+    this.#lib = l;
+    const zongji: any = {
+      tableMap: {},
+      useChecksum: true,
+      isMariaDb: o.flavor === "mariadb",
+      connection: { config: READER_CONFIG },
+      _skipSchema: () => false,
+      _warnUnsupportedEvent: () => {},
+      emit: (name: string, err: unknown) => {
+        if (name === "error") throw err;
+      },
+    };
+    if (!o.zongjiOnly) zongji[EXACT] = true;
+    if (o.perValue) zongji[PER_VALUE] = true;
+    this.zongji = zongji;
+  }
+
+  static async create(o: ReplayOptions): Promise<Replayer> {
+    return new Replayer(o, await zongjiLib());
+  }
+
+  /** an event's bytes as zongji's parser reads a dump packet: the OK marker, then the event */
+  static packet(ev: Buffer): Buffer {
+    return Buffer.concat([Buffer.from([0]), ev]);
+  }
+
+  /** a rows event's rows, a table map's entry, or null for other events; `packet` if already made */
+  decode(ev: Buffer, packet?: Buffer): RowsChange | { tableMap: any } | null {
+    const zongji = this.zongji;
     const type = ev[4];
     if (type === FORMAT_DESCRIPTION) {
       // the checksum algorithm is the byte before the 4-byte checksum at the event's end (1 = CRC32)
       zongji.useChecksum = ev[ev.length - 5] === 1;
-      continue;
+      return null;
     }
-    if (type !== TABLE_MAP && !ROWS.has(type)) continue;
-    // a dump packet: the OK marker, then the event (zongji's packet reader starts there)
-    const parser = new Parser();
-    parser.append(Buffer.concat([Buffer.from([0]), ev]));
+    if (type !== TABLE_MAP && !ROWS.has(type)) return null;
+    const parser = new this.#lib.Parser();
+    parser.append(packet ?? Replayer.packet(ev));
     parser.parseUnsignedNumber(1);
     const timestamp = parser.parseUnsignedNumber(4) * 1000;
     const eventType = parser.parseUnsignedNumber(1);
@@ -102,19 +134,17 @@ export async function replayWith(events: Buffer[], o: ReplayOptions): Promise<{ 
     const nextPosition = parser.parseUnsignedNumber(4);
     parser.parseUnsignedNumber(2);
     const options = { timestamp, nextPosition, size: eventLength - (zongji.useChecksum ? 23 : 19), eventType, serverId };
-    const Event = getEventClass(eventType);
+    const Event = this.#lib.getEventClass(eventType);
     const e = new Event(parser, options, zongji);
     if (eventType === TABLE_MAP) {
-      tableMap(zongji, e, o);
-      maps.push(zongji.tableMap[e.tableId]);
+      tableMap(zongji, e, this.#o);
+      return { tableMap: zongji.tableMap[e.tableId] };
     }
-    else if (!e._filtered) {
-      const tm = zongji.tableMap[e.tableId];
-      const kind = eventType === 23 || eventType === 30 || eventType === 166 || eventType === 169 ? "write" : eventType === 24 || eventType === 31 || eventType === 167 || eventType === 170 ? "update" : "delete";
-      out.push({ kind, db: tm.parentSchema, table: tm.tableName, rows: e.rows });
-    }
+    if (e._filtered) return null;
+    const tm = zongji.tableMap[e.tableId];
+    const kind = eventType === 23 || eventType === 30 || eventType === 166 || eventType === 169 ? "write" : eventType === 24 || eventType === 31 || eventType === 167 || eventType === 170 ? "update" : "delete";
+    return { kind, db: tm.parentSchema, table: tm.tableName, rows: e.rows };
   }
-  return { changes: out, tableMaps: maps };
 }
 
 /** zongji's table map handling (its index.js), then the reader's (agent/reader.ts: raw spatial values) */
