@@ -39,6 +39,8 @@ export interface CodecLib {
 
 /** a table map's columns compiled (valid while the table map entry keeps the same columns and schemas) */
 export interface TablePlan {
+  /** the table map entry it was compiled for */
+  tablemap: any;
   columns: any[];
   schemas: any[];
   names: string[];
@@ -617,6 +619,49 @@ function compileColumn(column: any, schema: any, lib: CodecLib): [string, Decode
   return null;
 }
 
+/**
+ * Two table map entries decode alike: same table, and every field that compileTable and the per-value path
+ * (rowdecode.ts readValue, zongji's readMysqlValue) read of their columns and schemas is equal, so a plan
+ * compiled for one serves the other.
+ */
+export function sameShape(a: any, b: any): boolean {
+  const ca: any[] = a.columns;
+  const cb: any[] = b.columns;
+  const sa: any[] = a.columnSchemas;
+  const sb: any[] = b.columnSchemas;
+  if (a.parentSchema !== b.parentSchema || a.tableName !== b.tableName || ca.length !== cb.length || !sa !== !sb || (sa && sa.length !== sb.length)) return false;
+  for (let i = 0; i < ca.length; i++) {
+    const x = ca[i];
+    const y = cb[i];
+    if (x.name !== y.name || x.type !== y.type || x.charset !== y.charset || x.geometry !== y.geometry) return false;
+    const m = x.metadata;
+    const n = y.metadata;
+    if (m !== n) {
+      if (!m || !n) return false;
+      if (m.size !== n.size || m.max_length !== n.max_length || m.precision !== n.precision || m.decimals !== n.decimals || m.length_size !== n.length_size || m.bits !== n.bits) return false;
+    }
+    if (!sa) continue;
+    const p = sa[i];
+    const q = sb[i];
+    if (p === q) continue;
+    if (!p || !q) return false;
+    if (p.COLUMN_TYPE !== q.COLUMN_TYPE || p.UNSIGNED !== q.UNSIGNED || !sameList(p.ENUM_VALUES, q.ENUM_VALUES) || !sameList(p.SET_VALUES, q.SET_VALUES)) return false;
+  }
+  return true;
+}
+
+function sameList(x: unknown[] | undefined, y: unknown[] | undefined): boolean {
+  if (x === y) return true;
+  if (!Array.isArray(x) || !Array.isArray(y) || x.length !== y.length) return false;
+  for (let i = 0; i < x.length; i++) {
+    const u = x[i];
+    const v = y[i];
+    if (u === v) continue;
+    if (!(Buffer.isBuffer(u) && Buffer.isBuffer(v) && u.equals(v))) return false;
+  }
+  return true;
+}
+
 /** Compiles a table map's columns (zongji's tableMap entry, after binlog-raw.ts keepGeometryRaw). */
 export function compileTable(tablemap: any, zongji: any, lib: CodecLib): TablePlan {
   const columns: any[] = tablemap.columns;
@@ -645,7 +690,7 @@ export function compileTable(tablemap: any, zongji: any, lib: CodecLib): TablePl
       return v;
     });
   }
-  return { columns, schemas, names, decoders, kinds, full: fullRowBuilder(names) };
+  return { tablemap, columns, schemas, names, decoders, kinds, full: fullRowBuilder(names) };
 }
 
 /**

@@ -191,13 +191,20 @@ function readRow(common: Common, parser: any, tablemap: any, bitmap: Buffer, zon
   return row;
 }
 
-// one compiled plan per table map entry's columns (zongji builds a new columns array at every table map it
-// decodes; the schemas are compared too, so an entry given other schemas is compiled again)
-const plans = new WeakMap<object, TablePlan>();
+// The compiled plan of a table map entry, by its columns array: zongji builds a new entry at every table
+// map it decodes from FULL binlog metadata (once per transaction), and keeps the entry it built from
+// INFORMATION_SCHEMA while the table keeps its name and column count. An entry with other schemas is looked
+// up again. A new entry takes the plan of its table's previous entry when every field of their columns and
+// schemas is equal (rowcodec.ts sameShape), per zongji instance: a transaction's table map costs a
+// comparison, not a compilation.
+const plans = new WeakMap<object, { schemas: unknown; plan: TablePlan }>();
+const lastPlans = new WeakMap<object, Map<string, TablePlan>>();
+/** tables kept per zongji instance (a workload with more tables compiles again, never grows memory) */
+const MAX_TABLES = 2000;
 
 /** how each column of a table map entry is decoded (rowcodec.ts TablePlan.kinds), once a row of it was read */
 export function compiledKinds(tablemap: any): string[] | undefined {
-  return plans.get(tablemap?.columns)?.kinds;
+  return plans.get(tablemap?.columns)?.plan.kinds;
 }
 
 let installed: Promise<void> | null = null;
@@ -225,11 +232,18 @@ export function installExactRows(): Promise<void> {
       convertBigInts: json.convertBigInts,
     };
     const planOf = (zongji: any, tm: any): TablePlan => {
-      let plan = plans.get(tm.columns);
-      if (!plan || plan.schemas !== tm.columnSchemas) {
+      const known = plans.get(tm.columns);
+      if (known && known.schemas === tm.columnSchemas) return known.plan;
+      let byTable = lastPlans.get(zongji);
+      if (!byTable) lastPlans.set(zongji, (byTable = new Map()));
+      const key = `${tm.parentSchema}.${tm.tableName}`;
+      let plan = byTable.get(key);
+      if (!plan || !codec.sameShape(plan.tablemap, tm)) {
         plan = codec.compileTable(tm, zongji, codecLib);
-        plans.set(tm.columns, plan);
+        if (byTable.size >= MAX_TABLES) byTable.clear();
+        byTable.set(key, plan);
       }
+      plans.set(tm.columns, { schemas: tm.columnSchemas, plan });
       return plan;
     };
     // the event being parsed and its images (its rows are all read in its constructor, one after another)

@@ -97,6 +97,33 @@ for (const flavor of ["mariadb", "mysql"] as const) {
       if (flavor === "mysql") expect(fallbacks.size).toBe(0);
     });
 
+    it("a table's later table maps reuse its compiled plan only while every field read is equal", async () => {
+      const { sameShape } = await import("../../agent/rowcodec.js");
+      const maps = fast.tableMaps.filter((t) => t.tableName === "orders");
+      expect(maps.length).toBeGreaterThan(2);
+      expect(maps[1]).not.toBe(maps[0]);
+      expect(sameShape(maps[0], maps[1])).toBe(true);
+      const variants: ((t: any) => void)[] = [
+        (t) => (t.columnSchemas[1].UNSIGNED = !t.columnSchemas[1].UNSIGNED),
+        (t) => (t.columnSchemas[2].COLUMN_TYPE = "varbinary(128)"),
+        (t) => (t.columns[4].metadata.decimals = 3),
+        (t) => (t.columns[2].charset = "latin1"),
+        (t) => (t.columns[3].name = "quantity"),
+        (t) => (t.columns[6].type = 12),
+        (t) => (t.tableName = "orders2"),
+        (t) => t.columns.pop(),
+      ];
+      for (const change of variants) {
+        const t = { ...maps[1], columns: maps[1].columns.map((c: any) => ({ ...c, metadata: c.metadata && { ...c.metadata } })), columnSchemas: maps[1].columnSchemas.map((x: any) => ({ ...x })) };
+        expect(sameShape(maps[0], t)).toBe(true);
+        change(t);
+        expect(sameShape(maps[0], t), String(change)).toBe(false);
+      }
+      const sets = fast.tableMaps.filter((t) => t.columns.some((c: any) => c.type === 248));
+      const t = { ...sets[0], columnSchemas: sets[0].columnSchemas.map((x: any) => (x.SET_VALUES ? { ...x, SET_VALUES: [...x.SET_VALUES.slice(0, -1), "other"] } : x)) };
+      if (sets[0].columnSchemas.some((x: any) => x.SET_VALUES)) expect(sameShape(sets[0], t)).toBe(false);
+    });
+
     it("decodes tables described by INFORMATION_SCHEMA (no binlog column names) as the per-value path does", async () => {
       const r = await replay(events, { flavor, perValue: true, schemas, forceSchemas: true });
       const f = await replay(events, { flavor, schemas, forceSchemas: true });
