@@ -47,6 +47,8 @@ export interface TablePlan {
   decoders: Decode[];
   /** how each column is decoded (tests and the benchmark read it): the decoder's name, or "fallback" */
   kinds: string[];
+  /** the image of every column */
+  fullImage?: Image;
   /** a full image's row as one object literal (one allocation, one shape, a call site per column) */
   full: ((decoders: Decode[], c: Cursor, b: Buffer, nulls: number) => Record<string, unknown>) | null;
 }
@@ -715,7 +717,14 @@ export interface Image {
   nullBytes: number;
 }
 
-export function imageOf(bitmap: Buffer, n: number): Image {
+export function imageOf(bitmap: Buffer, n: number, plan?: TablePlan): Image {
+  if (plan) {
+    // a full image (FULL row image, the common case) is the plan's own, made once
+    let full = true;
+    for (let i = 0; i < n >> 3 && full; i++) full = bitmap[i] === 0xff;
+    if (full && n & 7) full = (bitmap[n >> 3] & ((1 << (n & 7)) - 1)) === (1 << (n & 7)) - 1;
+    if (full) return (plan.fullImage ??= imageOf(bitmap, n));
+  }
   const present: number[] = [];
   for (let i = 0; i < n; i++) if ((bitmap[i >> 3] & (1 << (i & 7))) !== 0) present.push(i);
   return { bitmap, full: present.length === n, present, nullBytes: (present.length + 7) >> 3 };

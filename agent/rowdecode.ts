@@ -191,20 +191,20 @@ function readRow(common: Common, parser: any, tablemap: any, bitmap: Buffer, zon
   return row;
 }
 
-// The compiled plan of a table map entry, by its columns array: zongji builds a new entry at every table
+// The compiled plan of a table map entry, on its columns array: zongji builds a new entry at every table
 // map it decodes from FULL binlog metadata (once per transaction), and keeps the entry it built from
 // INFORMATION_SCHEMA while the table keeps its name and column count. An entry with other schemas is looked
 // up again. A new entry takes the plan of its table's previous entry when every field of their columns and
 // schemas is equal (rowcodec.ts sameShape), per zongji instance: a transaction's table map costs a
 // comparison, not a compilation.
-const plans = new WeakMap<object, { schemas: unknown; plan: TablePlan }>();
+const PLAN = Symbol("datasync.rowPlan");
 const lastPlans = new WeakMap<object, Map<string, TablePlan>>();
 /** tables kept per zongji instance (a workload with more tables compiles again, never grows memory) */
 const MAX_TABLES = 2000;
 
 /** how each column of a table map entry is decoded (rowcodec.ts TablePlan.kinds), once a row of it was read */
 export function compiledKinds(tablemap: any): string[] | undefined {
-  return plans.get(tablemap?.columns)?.plan.kinds;
+  return tablemap?.columns?.[PLAN]?.plan.kinds;
 }
 
 let installed: Promise<void> | null = null;
@@ -232,7 +232,7 @@ export function installExactRows(): Promise<void> {
       convertBigInts: json.convertBigInts,
     };
     const planOf = (zongji: any, tm: any): TablePlan => {
-      const known = plans.get(tm.columns);
+      const known = tm.columns[PLAN];
       if (known && known.schemas === tm.columnSchemas) return known.plan;
       let byTable = lastPlans.get(zongji);
       if (!byTable) lastPlans.set(zongji, (byTable = new Map()));
@@ -243,7 +243,8 @@ export function installExactRows(): Promise<void> {
         if (byTable.size >= MAX_TABLES) byTable.clear();
         byTable.set(key, plan);
       }
-      plans.set(tm.columns, { schemas: tm.columnSchemas, plan });
+      // kept on the columns array itself (a WeakMap entry per transaction costs more in the collector)
+      tm.columns[PLAN] = { schemas: tm.columnSchemas, plan };
       return plan;
     };
     // the event being parsed and its images (its rows are all read in its constructor, one after another)
@@ -258,8 +259,8 @@ export function installExactRows(): Promise<void> {
         lastEvent = ev;
         const tm = ev.tableMap[ev.tableId];
         plan = planOf(ev._zongji, tm);
-        image1 = codec.imageOf(ev.columns_present_bitmap, plan.names.length);
-        image2 = ev.columns_present_bitmap2 ? codec.imageOf(ev.columns_present_bitmap2, plan.names.length) : null;
+        image1 = codec.imageOf(ev.columns_present_bitmap, plan.names.length, plan);
+        image2 = ev.columns_present_bitmap2 ? codec.imageOf(ev.columns_present_bitmap2, plan.names.length, plan) : null;
       }
       cursor.buf = parser._buffer;
       cursor.pos = parser._offset;

@@ -5,7 +5,8 @@
 // (one per transaction): zongji's own decoding (not exact), the per-value exact path the agent used before
 // (rowdecode.ts readValue over zongji), and the compiled decoders (rowcodec.ts). Prints rows/s and ns/row.
 // Usage (after `npx tsc -p tsconfig.json`): node bench/decode.mjs [--flavor mariadb|mysql] [--rows N]
-//   [--only zongji|per-value|compiled] [--repeat 3] [--small]   (--small: a table map before every row event)
+//   [--only zongji|per-value|compiled] [--repeat 3] [--small]
+//   (default: the 500-row transactions; --small: the single-row transactions, each with its table map)
 // Profile: node --cpu-prof --cpu-prof-dir=bench/results/prof-decode bench/decode.mjs --only per-value
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -39,8 +40,8 @@ for (const ev of events) {
   if (ev[4] === 15) seq.push(ev);
   if (!out) continue;
   if ("tableMap" in out) map = out.tableMap.tableName === args.table ? ev : null;
-  else if (map && out.kind === "write" && out.table === args.table) {
-    if (args.small || !seq.includes(map)) seq.push(map);
+  else if (map && out.kind === "write" && out.table === args.table && (out.rows.length === 1) === args.small) {
+    if (!seq.includes(map)) seq.push(map);
     seq.push(ev);
     rowsPerPass += out.rows.length;
   }
@@ -85,7 +86,7 @@ for (let k = 0; k < Number(args.repeat); k++) {
   }
 }
 const median = (a) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
-console.log(`flavor ${args.flavor}, table zoo.${args.table}, ${rowsPerPass} rows per pass, ${target.toLocaleString("en-US")} rows per run, median of ${args.repeat}${args.small ? ", a table map before every rows event" : ""}`);
+console.log(`flavor ${args.flavor}, table zoo.${args.table}, ${rowsPerPass} rows per pass, ${target.toLocaleString("en-US")} rows per run, median of ${args.repeat}${args.small ? ", single-row transactions (a table map per row)" : ""}`);
 console.log("| decoder | ns/row | rows/s | vs per-value |");
 console.log("|---|---:|---:|---:|");
 const base = results["per-value"] ? median(results["per-value"]) : null;
