@@ -2,7 +2,8 @@
 // Each command loads its module lazily so `datasync check` does not pay for the streamer.
 import { fileURLToPath } from "node:url";
 import { Command, Option } from "commander";
-import { ConfigError, loadConfig, type Config } from "./config.js";
+import { loadConfig, type Config } from "./config.js";
+import { ConfigError } from "./errors.js";
 
 const program = new Command();
 program.name("datasync").description("MySQL Data Sync as code: keep up to five replicas in sync with one primary").showHelpAfterError();
@@ -89,7 +90,7 @@ program
   .option("--json", "print as JSON")
   .action(
     run(async (opts) => {
-      const { status, formatStatus } = await import("./status.js");
+      const { status, formatStatus } = await import("./ops/status.js");
       const st = await status(config(opts));
       process.stdout.write(opts.json ? JSON.stringify(st, null, 2) + "\n" : formatStatus(st));
       return 0;
@@ -105,7 +106,7 @@ program
   .option("--json", "print the result as JSON")
   .action(
     run(async (opts) => {
-      const { verifyCommand } = await import("./verify.js");
+      const { verifyCommand } = await import("./verify/commands.js");
       return verifyCommand(config(opts), opts);
     }),
   );
@@ -119,7 +120,7 @@ program
   .option("--dry-run", "print the SQL instead of running it")
   .action(
     run(async (opts) => {
-      const { repairCommand } = await import("./verify.js");
+      const { repairCommand } = await import("./verify/commands.js");
       return repairCommand(config(opts), opts);
     }),
   );
@@ -132,7 +133,7 @@ program
   .option("--tables <list>", "only these tables (db.t,…)")
   .action(
     run(async (opts) => {
-      const { resnapshotCommand } = await import("./checkpoint.js");
+      const { resnapshotCommand } = await import("./ops/resnapshot.js");
       return resnapshotCommand(config(opts), opts);
     }),
   );
@@ -150,7 +151,7 @@ program
   .option("--json", "print the report as one JSON object")
   .action(
     run(async (opts) => {
-      const { runCutover, formatCutover } = await import("./cutover.js");
+      const { runCutover, formatCutover } = await import("./ops/cutover.js");
       const maxFreeze = Number(opts.maxFreeze);
       const r = await runCutover(config(opts), {
         to: opts.to,

@@ -5,6 +5,10 @@ import { createHash } from "node:crypto";
 import YAML from "yaml";
 import { z } from "zod";
 import { checkDatabases, checkTopology, GROUP_RE, REPLICA_NAME_RE, tlsOffByDefault } from "./rules.js";
+import { ConfigError } from "./errors.js";
+
+/** ConfigError stays importable from here: deployed providers load datasync/agent/config (test/unit/stable-paths) */
+export { ConfigError };
 
 export const TLS_MODES = ["disabled", "required", "verify-ca", "verify-identity"] as const;
 export type TlsMode = (typeof TLS_MODES)[number];
@@ -82,15 +86,6 @@ export type Config = z.output<typeof configSchema>;
 export type SourceConfig = Config["source"];
 export type ReplicaConfig = Config["replicas"][number];
 export type Endpoint = SourceConfig | ReplicaConfig;
-
-export class ConfigError extends Error {
-  readonly problems: string[];
-  constructor(problems: string[]) {
-    super(`invalid configuration:\n  - ${problems.join("\n  - ")}`);
-    this.name = "ConfigError";
-    this.problems = problems;
-  }
-}
 
 function pathOf(path: PropertyKey[]): string {
   let s = "";

@@ -3,26 +3,20 @@
 import type { Config } from "./config.js";
 import { baseServerId, redactConfig } from "./config.js";
 import { binlogStatus, connect, type Conn } from "./db.js";
-import { startHttp, type HttpServer } from "./http.js";
+import { startHttp, type HttpServer } from "./ops/http.js";
 import { createLogger, type Logger } from "./log.js";
-import { Metrics } from "./metrics.js";
+import { Metrics } from "./ops/metrics.js";
 import { checkReplicaServers, preflightSource, proveDistinctServer, type SourceFacts } from "./preflight.js";
-import type { Position } from "./reader.js";
+import type { Position } from "./source/positions.js";
 import { ReplicaSync, type ReplicaStatus } from "./replica.js";
 import { makeTableFilter } from "./rules.js";
 import { identityKey, readServerIdentity } from "./identity.js";
-import { readCutoverByReverse } from "./cutover-record.js";
-import { GroupWriter } from "./writer-lock.js";
-
+import { readCutoverByReverse } from "./ops/cutover-record.js";
+import { GroupWriter } from "./ops/writer-lock.js";
+import { StartupError } from "./errors.js";
 
 /** How often the agent logs its status line (one JSON line per minute: name, state, lagSeconds per replica). */
 const STATUS_LINE_MS = 60_000;
-export class StartupError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "StartupError";
-  }
-}
 
 export interface AgentOptions {
   logger?: Logger;

@@ -4,8 +4,8 @@
 import type { Config } from "./config.js";
 import { connect, describeConnError, isTransient, qualified, quoteId, type Conn } from "./db.js";
 import { connectionOptions } from "./db.js";
-import { planDdl, fingerprint, type DdlPlan } from "./ddl.js";
-import { DdlSession, DdlSessionError, ddlContext, lexModeOf, type DdlContext } from "./ddl-session.js";
+import { planDdl, fingerprint, type DdlPlan } from "./apply/ddl.js";
+import { DdlSession, ddlContext, lexModeOf, type DdlContext } from "./apply/ddl-session.js";
 import {
   checkpointSql,
   ensureBookkeeping,
@@ -17,15 +17,15 @@ import {
   unquarantineSql,
   SCHEMA,
   type DdlPending,
-  WriterLost,
-} from "./checkpoint.js";
-import { sever, type LockView, type WriterGate } from "./writer-lock.js";
+} from "./bookkeeping.js";
+import { sever, type LockView, type WriterGate } from "./ops/writer-lock.js";
 import type { Logger } from "./log.js";
 import { scrub } from "./log.js";
-import type { Metrics } from "./metrics.js";
+import type { Metrics } from "./ops/metrics.js";
 import { preflightReplica, readVariables, type SourceFacts } from "./preflight.js";
 import { checkBinlogSettings } from "./rules.js";
-import { BinlogReader, comparePos, PurgedPositionError, type Position, type Txn, type XaParked } from "./reader.js";
+import { BinlogReader, type Txn, type XaParked } from "./source/reader.js";
+import { comparePos, fmtPos, type Position } from "./source/positions.js";
 import { loadTableMeta, SchemaCache } from "./schema.js";
 import {
   ChunkReader,
@@ -41,10 +41,11 @@ import {
   sourceTables,
   type Chunk,
   type ChunkSlot,
-} from "./snapshot.js";
-import { ApplyError, StatementBuilder, keyOf, sessionToggles, type Statement } from "./sqlgen.js";
-import { HistoryMismatchError, proveHistory, sameSourceId } from "./provenance.js";
-import { acknowledgeCutover, cutoverView, isPromoted, readCutover, type CutoverView } from "./cutover-record.js";
+} from "./snapshot/snapshot.js";
+import { StatementBuilder, keyOf, sessionToggles, type Statement } from "./apply/sqlgen.js";
+import { proveHistory, sameSourceId } from "./source/provenance.js";
+import { acknowledgeCutover, cutoverView, isPromoted, readCutover, type CutoverView } from "./ops/cutover-record.js";
+import { ApplyError, CutOverSeen, DdlSessionError, HistoryMismatchError, PurgedPositionError, ReplicaUnavailable, RestartRequested, WriterLost } from "./errors.js";
 
 export type ReplicaState = "starting" | "connecting" | "streaming" | "standby" | "down" | "failed" | "needs-snapshot" | "stopped" | "cut-over";
 
@@ -77,7 +78,7 @@ export interface SourceContext {
   /** the binlog files the source still has */
   binlogFiles: () => Promise<string[]>;
   inScope: (db: string, table: string) => boolean;
-  /** one writer per group and replica (agent/writer-lock.ts): the replica's lock, when the agent takes locks */
+  /** one writer per group and replica (agent/ops/writer-lock.ts): the replica's lock, when the agent takes locks */
   writerGate?: (index: number) => WriterGate;
 }
 
@@ -1239,7 +1240,7 @@ export class ReplicaSync {
     );
   }
 
-  #tombstone(meta: import("./schema.js").TableMeta, ch: import("./reader.js").RowChange): void {
+  #tombstone(meta: import("./schema.js").TableMeta, ch: import("./source/reader.js").RowChange): void {
     const key = `${ch.db}.${ch.table}`;
     let set = this.#tombstones.get(key);
     if (!set) this.#tombstones.set(key, (set = new Set()));
@@ -1450,25 +1451,6 @@ interface SlotEntry {
   reject: (e: Error) => void;
 }
 
-class CutOverSeen extends Error {}
-
-export class RestartRequested extends Error {
-  constructor() {
-    super("restart requested");
-    this.name = "RestartRequested";
-  }
-}
-
-export class ReplicaUnavailable extends Error {
-  readonly kind: string;
-  constructor(kind: string, message: string, cause?: unknown) {
-    super(message);
-    this.name = "ReplicaUnavailable";
-    this.kind = kind;
-    if (cause) (this as any).cause = cause;
-  }
-}
-
 /**
  * Fault injection for tests: DATASYNC_FAULT=<point> makes the process die (as a crash would) when it
  * reaches that point. Points: ddl-marked (pending DDL recorded, not run), ddl-ran (run, checkpoint not moved).
@@ -1503,9 +1485,6 @@ export function packQueries(qs: string[], limit: number): string[][] {
   return out;
 }
 
-export function fmtPos(p: Position): string {
-  return `${p.file}:${p.pos}${p.gtid ? ` (GTID ${p.gtid})` : ""}`;
-}
 
 /** The table a statement-format DML writes to. */
 export function statementTarget(sql: string, schema: string): { db: string; table: string | null } {

@@ -12,7 +12,7 @@ import { positionReached } from "./stats.mjs";
 export const here = dirname(fileURLToPath(import.meta.url));
 export const root = join(here, "..");
 export const { startServers, freePort } = await import("../dist/dev/servers.js");
-const { ensureBookkeeping, checkpointSql } = await import("../dist/agent/checkpoint.js");
+const { ensureBookkeeping, checkpointSql } = await import("../dist/agent/bookkeeping.js");
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 export const now = () => performance.now();

@@ -1,4 +1,6 @@
 // Pure helpers for the benchmark's figures (unit-tested in test/unit/bench-stats.test.ts).
+// Positions compare as the agent compares them (one module: agent/source/positions.ts, compiled by `npm run bench`).
+import { atOrPast } from "../dist/agent/source/positions.js";
 
 /** The p-th percentile (0..100) of numbers, nearest-rank on the sorted values; null for an empty list. */
 export function percentile(values, p) {
@@ -22,11 +24,10 @@ export function summarize(values) {
   };
 }
 
-/** Binlog positions in order: file names compare as strings (binlog.000001 < binlog.000002), then the offset. */
+/** `p` is at or past `end`: files by sequence number (binlog.1000000 follows binlog.999999), then the offset. */
 export function positionReached(p, end) {
   if (!p || !p.file) return false;
-  if (p.file !== end.file) return p.file > end.file;
-  return Number(p.pos) >= Number(end.pos);
+  return atOrPast({ file: p.file, pos: Number(p.pos) }, { file: end.file, pos: Number(end.pos) });
 }
 
 /** Max per whole second of (t seconds, value) samples: the series the chart plots. */

@@ -3,7 +3,7 @@
 //   node bench/verify.mjs [rows]
 import { startServers } from "../dist/dev/servers.js";
 import { validateConfig } from "../dist/agent/config.js";
-import { runVerify, exitCodeOf } from "../dist/agent/verifier.js";
+import { runVerify, exitCodeOf } from "../dist/agent/verify/verifier.js";
 
 const rows = Number(process.argv[2] ?? 1_000_000);
 const DDL = `

@@ -13,9 +13,10 @@ import { Agent } from "../agent/main.js";
 import { createShop, Heartbeat, LagProbe, Workload } from "./sandbox-shop.js";
 import { createDisplay, formatSummary, type Display, type ReplicaSummary, type Summary, type View } from "./sandbox-ui.js";
 import { serverBinary, startServers, type TestServer } from "./servers.js";
-import { exitCodeOf, verifyOrError } from "../agent/verifier.js";
-import { formatCutover, runCutover, type CutoverReport } from "../agent/cutover.js";
-import { formatVerify } from "../agent/verify.js";
+import { exitCodeOf, verifyOrError } from "../agent/verify/verifier.js";
+import { formatCutover, runCutover, type CutoverReport } from "../agent/ops/cutover.js";
+import { formatVerify } from "../agent/verify/commands.js";
+import { atOrPast } from "../agent/source/positions.js";
 
 export interface SandboxOptions {
   /** number of replicas, 1..5 (a string from the command line); default 2 */
@@ -324,14 +325,8 @@ export async function sandbox(o: SandboxOptions, io: SandboxIo = { out: process.
   }
 }
 
-const binlogNumber = (f: string) => Number(/(\d+)$/.exec(f)?.[1] ?? 0);
-
-/** a replica's checkpoint is at or past a source position */
-export function atOrPast(p: { file: string; pos: number }, target: { file: string; pos: number }): boolean {
-  const a = binlogNumber(p.file);
-  const b = binlogNumber(target.file);
-  return a > b || (a === b && p.pos >= target.pos);
-}
+/** a replica's checkpoint is at or past a source position (the agent's own comparison) */
+export { atOrPast };
 
 /**
  * Stop the agent. A stop while a snapshot chunk is in flight can reject that chunk's promise before the

@@ -10,8 +10,8 @@ import { validateConfig } from "../agent/config.js";
 import { agentConfig, repoRoot, sandboxBase } from "./sandbox.js";
 import { createShop, Heartbeat, LagProbe, percentile, Workload } from "./sandbox-shop.js";
 import { freePort, serverBinary, startServers, type TestServer } from "./servers.js";
-import { exitCodeOf, verifyOrError } from "../agent/verifier.js";
-import { formatVerify } from "../agent/verify.js";
+import { exitCodeOf, verifyOrError } from "../agent/verify/verifier.js";
+import { formatVerify } from "../agent/verify/commands.js";
 
 // ------------------------------------------------------------------ the growth detector (pure)
 

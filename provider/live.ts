@@ -134,23 +134,25 @@ async function sourceAndTargetRules(cfg: Config, opts: LiveOptions, reachable: b
 
 /** Create `_datasync` and record the group's membership on one replica (idempotent). */
 export async function prepareBookkeeping(e: Endpoint, where: string, group: string, replica: string, source: string): Promise<void> {
-  const { connect, describeConnError } = await agentModule("db");
+  const { connect, describeConnError, quoteId } = await agentModule("db");
+  const { BOOKKEEPING_SCHEMA } = await agentModule("rules");
+  const S = quoteId(BOOKKEEPING_SCHEMA);
   let c: any;
   try {
     c = await connect(e, where);
   } catch (err) {
-    throw new Error(`cannot prepare _datasync: ${describeConnError(err, where, e)}`);
+    throw new Error(`cannot prepare ${BOOKKEEPING_SCHEMA}: ${describeConnError(err, where, e)}`);
   }
   try {
-    await c.query("CREATE DATABASE IF NOT EXISTS `_datasync`");
+    await c.query(`CREATE DATABASE IF NOT EXISTS ${S}`);
     // The provider's own table; the agent's checkpoint tables sit next to it, keyed by group_name too.
     await c.query(
-      "CREATE TABLE IF NOT EXISTS `_datasync`.`members` (group_name VARCHAR(40) NOT NULL PRIMARY KEY, replica VARCHAR(63) NOT NULL, " +
+      `CREATE TABLE IF NOT EXISTS ${S}.\`members\` (group_name VARCHAR(40) NOT NULL PRIMARY KEY, replica VARCHAR(63) NOT NULL, ` +
         "source VARCHAR(300) NOT NULL, joined_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)) ENGINE=InnoDB",
     );
-    await c.query("INSERT INTO `_datasync`.`members` (group_name, replica, source) VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE replica = VALUES(replica), source = VALUES(source)", [group, replica, source]);
+    await c.query(`INSERT INTO ${S}.\`members\` (group_name, replica, source) VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE replica = VALUES(replica), source = VALUES(source)`, [group, replica, source]);
   } catch (err: any) {
-    throw new Error(`${where} (${e.host}:${e.port}): preparing _datasync failed: ${err?.message}; the sync user needs CREATE, INSERT, UPDATE, DELETE on _datasync (GRANT ALL PRIVILEGES ON \`_datasync\`.* TO <user>).`);
+    throw new Error(`${where} (${e.host}:${e.port}): preparing ${BOOKKEEPING_SCHEMA} failed: ${err?.message}; the sync user needs CREATE, INSERT, UPDATE, DELETE on ${BOOKKEEPING_SCHEMA} (GRANT ALL PRIVILEGES ON ${S}.* TO <user>).`);
   } finally {
     await c.end().catch(() => undefined);
   }
@@ -166,13 +168,15 @@ const GROUP_COLUMNS = ["group_name", "grp", "sync_group", "group"];
  * Returns false when the server cannot be reached (it may be gone already), so a delete can go on.
  */
 export async function removeBookkeeping(e: Endpoint, where: string, group: string, scope: "group" | "membership" = "group"): Promise<boolean> {
-  const { connect, describeConnError } = await agentModule("db");
+  const { connect, describeConnError, quoteId } = await agentModule("db");
+  const { BOOKKEEPING_SCHEMA } = await agentModule("rules");
+  const S = quoteId(BOOKKEEPING_SCHEMA);
   let c: any;
   try {
     c = await connect(e, where);
   } catch (err: any) {
     if (["ECONNREFUSED", "ENOTFOUND", "ETIMEDOUT", "EHOSTUNREACH", "EAI_AGAIN"].includes(err?.code)) {
-      process.stderr.write(`datasync: ${describeConnError(err, where, e)}; its _datasync bookkeeping for group ${group} was left in place\n`);
+      process.stderr.write(`datasync: ${describeConnError(err, where, e)}; its ${BOOKKEEPING_SCHEMA} bookkeeping for group ${group} was left in place\n`);
       return false;
     }
     throw new Error(`cannot remove the bookkeeping of group ${group}: ${describeConnError(err, where, e)}`);
@@ -181,16 +185,16 @@ export async function removeBookkeeping(e: Endpoint, where: string, group: strin
     if (scope === "membership") {
       // a replica leaves the group: its membership row goes, its checkpoints stay (re-adding it resumes
       // from them, no new snapshot); only destroying the group itself removes them
-      const [t] = await c.query("SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = '_datasync' AND TABLE_NAME = 'members'");
-      if ((t as any[]).length) await c.query("DELETE FROM `_datasync`.`members` WHERE group_name = ?", [group]);
+      const [t] = await c.query("SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 'members'", [BOOKKEEPING_SCHEMA]);
+      if ((t as any[]).length) await c.query(`DELETE FROM ${S}.\`members\` WHERE group_name = ?`, [group]);
       return true;
     }
     const [cols] = await c.query(
-      "SELECT TABLE_NAME AS t, COLUMN_NAME AS col FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = '_datasync' AND COLUMN_NAME IN (?) ORDER BY 1",
-      [GROUP_COLUMNS],
+      "SELECT TABLE_NAME AS t, COLUMN_NAME AS col FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND COLUMN_NAME IN (?) ORDER BY 1",
+      [BOOKKEEPING_SCHEMA, GROUP_COLUMNS],
     );
     for (const { t, col } of cols as { t: string; col: string }[]) {
-      await c.query(`DELETE FROM \`_datasync\`.\`${t.replace(/`/g, "``")}\` WHERE \`${col.replace(/`/g, "``")}\` = ?`, [group]);
+      await c.query(`DELETE FROM ${S}.\`${t.replace(/`/g, "``")}\` WHERE \`${col.replace(/`/g, "``")}\` = ?`, [group]);
     }
     return true;
   } finally {

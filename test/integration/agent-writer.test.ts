@@ -12,7 +12,7 @@ import { startServers, type TestServer } from "../support/servers.js";
 import { AgentProcess, checksums, endpoint, makeConfig, tableList, waitCaughtUp, waitFor, writeConfig } from "../support/agent.js";
 import { AUDIT_TRIGGERS } from "../support/load.js";
 import { TcpProxy } from "../support/proxy.js";
-import { checkpointSql, ensureBookkeeping } from "../../agent/checkpoint.js";
+import { checkpointSql, ensureBookkeeping } from "../../agent/bookkeeping.js";
 
 let src: TestServer;
 let reps: TestServer[];

@@ -3,7 +3,7 @@
 // that the replica catches up on while verify runs (as when the agent streams) is not reported.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { validateConfig, type Config } from "../../agent/config.js";
-import { runVerify, exitCodeOf } from "../../agent/verifier.js";
+import { runVerify, exitCodeOf } from "../../agent/verify/verifier.js";
 import { startServers, type TestServer } from "../support/servers.js";
 import { seq } from "../support/sql.js";
 

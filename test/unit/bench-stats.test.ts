@@ -21,6 +21,10 @@ describe("bench stats", () => {
     expect(positionReached({ file: "binlog.000002", pos: 4 }, { file: "binlog.000001", pos: 10 })).toBe(true);
     expect(positionReached(null, { file: "binlog.000001", pos: 10 })).toBe(false);
   });
+  it("positionReached compares files by sequence number, not as strings (binlog.1000000 follows binlog.999999)", () => {
+    expect(positionReached({ file: "binlog.1000000", pos: 4 }, { file: "binlog.999999", pos: 900 })).toBe(true);
+    expect(positionReached({ file: "binlog.999999", pos: 900 }, { file: "binlog.1000000", pos: 4 })).toBe(false);
+  });
   it("perSecondMax buckets by whole second", () => {
     expect(perSecondMax([{ t: 0.1, v: 1 }, { t: 0.9, v: 3 }, { t: 2.5, v: 2 }])).toEqual([{ t: 0, v: 3 }, { t: 2, v: 2 }]);
   });

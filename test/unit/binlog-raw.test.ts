@@ -1,8 +1,8 @@
-// Unit tests for agent/binlog-raw.ts: query event status variables as MySQL and MariaDB write them, and
+// Unit tests for agent/source/binlog-raw.ts: query event status variables as MySQL and MariaDB write them, and
 // statements decoded in the source client's character set.
 import { describe, expect, it } from "vitest";
-import { decodeStatement, parseStatusVars } from "../../agent/binlog-raw.js";
-import { ddlContext, lexModeOf } from "../../agent/ddl-session.js";
+import { decodeStatement, parseStatusVars } from "../../agent/source/binlog-raw.js";
+import { ddlContext, lexModeOf } from "../../agent/apply/ddl-session.js";
 
 function vars(...parts: (number | number[] | Buffer)[]): Buffer {
   return Buffer.concat(parts.map((p) => (Buffer.isBuffer(p) ? p : Buffer.from(Array.isArray(p) ? p : [p]))));

@@ -5,8 +5,9 @@ import { afterAll, describe, expect, it } from "vitest";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ConfigError, redactConfig, validateConfig } from "../../agent/config.js";
+import { redactConfig, validateConfig } from "../../agent/config.js";
 import { connectionOptions, explainTlsError, tlsOptions } from "../../agent/db.js";
+import { ConfigError } from "../../agent/errors.js";
 
 const dir = mkdtempSync(join(tmpdir(), "datasync-config-tls-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -4,8 +4,9 @@ import { mkdtempSync, writeFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { baseServerId, ConfigError, loadConfig, redactConfig, resolvePassword, tlsModeOf, validateConfig } from "../../agent/config.js";
+import { baseServerId, loadConfig, redactConfig, resolvePassword, tlsModeOf, validateConfig } from "../../agent/config.js";
 import { connectionOptions } from "../../agent/db.js";
+import { ConfigError } from "../../agent/errors.js";
 
 const dir = mkdtempSync(join(tmpdir(), "datasync-config-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

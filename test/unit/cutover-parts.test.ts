@@ -1,10 +1,10 @@
 // Pure parts of the cutover and of positions across servers: GTID set containment, the legacy source_id,
 // privilege reading from SHOW GRANTS, the reverse config.
 import { describe, expect, it } from "vitest";
-import { mysqlGtidMissing, mysqlGtidSubset, parseMariadbGtidPos, parseMysqlGtidSet } from "../../agent/gtid.js";
-import { sameSourceId } from "../../agent/provenance.js";
-import { holds, holdsOn, needs } from "../../agent/fence.js";
-import { reverseConfigOf } from "../../agent/cutover.js";
+import { mysqlGtidMissing, mysqlGtidSubset, parseMariadbGtidPos, parseMysqlGtidSet } from "../../agent/source/positions.js";
+import { sameSourceId } from "../../agent/source/provenance.js";
+import { holds, holdsOn, needs } from "../../agent/ops/fence.js";
+import { reverseConfigOf } from "../../agent/ops/cutover.js";
 import { validateConfig } from "../../agent/config.js";
 
 const U1 = "3e11fa47-71ca-11e1-9e33-c80aa9429562";

@@ -1,7 +1,7 @@
-// Unit tests for agent/ddl.ts over statements as MariaDB 10.11 and MySQL 8 write them into the binlog
+// Unit tests for agent/apply/ddl.ts over statements as MariaDB 10.11 and MySQL 8 write them into the binlog
 // (query events): what each statement touches, whether it is in scope, and what a replica gets.
 import { describe, expect, it } from "vitest";
-import { blankLiterals, normalizeDdl, parseDdl, planDdl, type DdlObject, type ScopeCheck } from "../../agent/ddl.js";
+import { blankLiterals, normalizeDdl, parseDdl, planDdl, type DdlObject, type ScopeCheck } from "../../agent/apply/ddl.js";
 import { makeTableFilter } from "../../agent/rules.js";
 
 const t = (db: string, name: string): DdlObject => ({ type: "table", db, name });

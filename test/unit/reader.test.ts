@@ -1,4 +1,4 @@
-// Unit tests for agent/reader.ts: positions, purged-binlog errors, and how BinlogReader assembles binlog
+// Unit tests for agent/source/reader.ts: positions, purged-binlog errors, and how BinlogReader assembles binlog
 // events into source transactions. The reader's event handler is private, so these tests drive the real
 // class through its only input: zongji's "binlog" events. @vlasky/zongji's default export (the connection)
 // is replaced by a fake emitter; its GtidSet and MariadbGtidPosition stay the real ones.
@@ -41,7 +41,9 @@ vi.mock("@vlasky/zongji", async (importOriginal) => {
 });
 
 import { GtidSet } from "@vlasky/zongji";
-import { BinlogReader, comparePos, isPurgedError, PurgedPositionError, type Position, type ReaderOptions, type Txn } from "../../agent/reader.js";
+import { BinlogReader, isPurgedError, type ReaderOptions, type Txn } from "../../agent/source/reader.js";
+import { comparePos, type Position } from "../../agent/source/positions.js";
+import { PurgedPositionError } from "../../agent/errors.js";
 
 afterEach(() => {
   fakes.instances.length = 0;
@@ -554,7 +556,7 @@ describe("BinlogReader: fidelity (issue #15)", () => {
 });
 
 describe("rowdecode", async () => {
-  const { decodeText, decodeTime2 } = await import("../../agent/rowdecode.js");
+  const { decodeText, decodeTime2 } = await import("../../agent/source/rowdecode.js");
   it("latin1: all 256 bytes decode to distinct characters, the five cp1252 holes to their C1 controls", () => {
     const all = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
     const s = decodeText(all, "latin1") as string;

@@ -25,10 +25,10 @@ vi.mock("@vlasky/zongji", async (importOriginal) => {
 });
 
 import { redactConfig, validateConfig } from "../../agent/config.js";
-import { normalizeDdl, parseDdl, planDdl } from "../../agent/ddl.js";
-import { BinlogReader, type Txn } from "../../agent/reader.js";
+import { normalizeDdl, parseDdl, planDdl } from "../../agent/apply/ddl.js";
+import { BinlogReader, type Txn } from "../../agent/source/reader.js";
 import { makeTableFilter } from "../../agent/rules.js";
-import { StatementBuilder } from "../../agent/sqlgen.js";
+import { StatementBuilder } from "../../agent/apply/sqlgen.js";
 import { LagClock } from "../../agent/replica.js";
 import type { TableMeta } from "../../agent/schema.js";
 

@@ -1,10 +1,11 @@
-// Unit tests for agent/sqlgen.ts: value escaping (byte-exact, driver quirks) and the statements one target
+// Unit tests for agent/apply/sqlgen.ts: value escaping (byte-exact, driver quirks) and the statements one target
 // transaction gets (multi-row upserts, never REPLACE; deletes and updates located by key).
 import mysql from "mysql2";
 import { describe, expect, it } from "vitest";
-import type { RowChange } from "../../agent/reader.js";
+import type { RowChange } from "../../agent/source/reader.js";
 import type { TableMeta } from "../../agent/schema.js";
-import { ApplyError, escapeValue, keyOf, sessionToggles, StatementBuilder } from "../../agent/sqlgen.js";
+import { escapeValue, keyOf, sessionToggles, StatementBuilder } from "../../agent/apply/sqlgen.js";
+import { ApplyError } from "../../agent/errors.js";
 
 function meta(table: string, cols: Record<string, string>, opts: { pk?: string[]; generated?: string[]; secondaryUnique?: boolean; db?: string } = {}): TableMeta {
   const columns = Object.keys(cols);

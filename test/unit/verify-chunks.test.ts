@@ -18,8 +18,8 @@ import {
   updateSql,
   type Column,
   type TableShape,
-} from "../../agent/chunks.js";
-import { describeCounts, describeRange } from "../../agent/verifier.js";
+} from "../../agent/verify/ranges.js";
+import { describeCounts, describeRange } from "../../agent/verify/verifier.js";
 import { isGeneratedExtra } from "../../agent/schema.js";
 
 const col = (name: string, dataType: string, extra: Partial<Column> = {}): Column => ({

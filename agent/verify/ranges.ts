@@ -2,7 +2,7 @@
 // key), key ranges by primary key (composite keys included), the byte-exact row checksum, and the
 // literals and statements that repair writes. Pure string building, no connections: unit-testable.
 import mysql from "mysql2";
-import { qualified, quoteId } from "./db.js";
+import { qualified, quoteId } from "../db.js";
 
 export interface Column {
   name: string;

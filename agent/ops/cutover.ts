@@ -5,20 +5,20 @@
 import { spawn } from "node:child_process";
 import { existsSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
-import type { Config, Endpoint } from "./config.js";
-import { baseServerId, validateConfig } from "./config.js";
-import { binlogStatus, connect, describeConnError, qualified, quoteId, type Conn } from "./db.js";
-import { checkpointSql, ensureBookkeeping, heldDdlSql, readCheckpoint, SCHEMA } from "./checkpoint.js";
-import { cascadingChildren, ChangeTracker, compareKeys } from "./changes.js";
+import type { Config, Endpoint } from "../config.js";
+import { baseServerId, validateConfig } from "../config.js";
+import { binlogStatus, connect, describeConnError, qualified, quoteId, type Conn } from "../db.js";
+import { checkpointSql, ensureBookkeeping, heldDdlSql, readCheckpoint, SCHEMA } from "../bookkeeping.js";
+import { cascadingChildren, ChangeTracker, compareKeys } from "../verify/changes.js";
 import { acknowledgeCutover, readCutover, setCutoverState, writeCutover, isPromoted } from "./cutover-record.js";
-import { normalizeDdl } from "./ddl.js";
+import { normalizeDdl } from "../apply/ddl.js";
 import { bypassAccounts, fence, holds, holdsOn, liftFence, needs, type KilledTransaction } from "./fence.js";
-import { identityKey, readServerIdentity, describeIdentity } from "./identity.js";
-import { checkReplicaPrivileges, readGrants, readVariables } from "./preflight.js";
-import { comparePos, type Position } from "./reader.js";
-import { checkBinlogSettings, checkSourcePrivileges, GROUP_RE, makeTableFilter, parseVersion, type Flavor } from "./rules.js";
-import { scopeSignature } from "./snapshot.js";
-import { exitCodeOf, readShapes, runVerify, type VerifyOutcome } from "./verifier.js";
+import { identityKey, readServerIdentity, describeIdentity } from "../identity.js";
+import { checkReplicaPrivileges, readGrants, readVariables } from "../preflight.js";
+import { comparePos, type Position } from "../source/positions.js";
+import { checkBinlogSettings, checkSourcePrivileges, GROUP_RE, makeTableFilter, parseVersion, type Flavor } from "../rules.js";
+import { scopeSignature } from "../snapshot/snapshot.js";
+import { exitCodeOf, readShapes, runVerify, type VerifyOutcome } from "../verify/verifier.js";
 
 export interface CutoverOptions {
   to: string;

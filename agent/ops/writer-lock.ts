@@ -7,11 +7,12 @@
 // user may end its own threads. The group's locks are taken in name order, all or none (GroupWriter).
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
-import type { Config } from "./config.js";
-import { connect, describeConnError, type Conn } from "./db.js";
-import { SCHEMA, WRITER_DDL, WriterLost } from "./checkpoint.js";
-import type { Logger } from "./log.js";
+import type { Config } from "../config.js";
+import { connect, describeConnError, type Conn } from "../db.js";
+import { SCHEMA, WRITER_DDL } from "../bookkeeping.js";
+import type { Logger } from "../log.js";
 import type { Metrics } from "./metrics.js";
+import { WriterLost } from "../errors.js";
 
 export { WriterLost };
 

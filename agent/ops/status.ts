@@ -1,11 +1,11 @@
 // Status owns `datasync status`: per replica the checkpoint (from `_datasync`), the source's current
 // position, and the live lag/state from the running agent's /readyz when it answers.
-import type { Config } from "./config.js";
-import { connect, describeConnError, type Conn } from "./db.js";
-import { readCheckpoint } from "./checkpoint.js";
+import type { Config } from "../config.js";
+import { connect, describeConnError, type Conn } from "../db.js";
+import { readCheckpoint, SCHEMA } from "../bookkeeping.js";
 import { cutoverView, readCutover, type CutoverView } from "./cutover-record.js";
-import { binlogEnd } from "./snapshot.js";
-import { comparePos, type Position } from "./reader.js";
+import { binlogEnd } from "../snapshot/snapshot.js";
+import { comparePos, type Position } from "../source/positions.js";
 
 export interface ReplicaStatusRow {
   name: string;
@@ -21,7 +21,7 @@ export interface ReplicaStatusRow {
   live: boolean;
   /** a cutover of the group recorded on this replica: in progress (fencing, draining) or its outcome */
   cutover: CutoverView | null;
-  /** the writer lease on the replica (agent/writer-lock.ts): which agent holds the group's writer lock */
+  /** the writer lease on the replica (agent/ops/writer-lock.ts): which agent holds the group's writer lock */
   writer: WriterLease | null;
 }
 
@@ -77,12 +77,12 @@ export async function status(cfg: Config): Promise<StatusReport> {
       const c = await connect(r, `replicas[${i}]`);
       try {
         row.reachable = true;
-        const [s] = await c.query<any[]>("SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '_datasync'");
+        const [s] = await c.query<any[]>("SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?", [SCHEMA]);
         const cp = s.length ? await readCheckpoint(c, cfg.group) : null;
         row.cutover = s.length ? cutoverView(await readCutover(c, cfg.group)) : null;
         if (s.length) row.writer = await readLease(c, cfg.group);
         if (cp && cp.state === "snapshot") {
-          const [sn] = await c.query<any[]>("SELECT SUM(rows_copied) AS c, SUM(GREATEST(rows_estimate, rows_copied)) AS e, SUM(state <> 'done') AS left_ FROM _datasync.snapshot WHERE group_name = ?", [cfg.group]);
+          const [sn] = await c.query<any[]>(`SELECT SUM(rows_copied) AS c, SUM(GREATEST(rows_estimate, rows_copied)) AS e, SUM(state <> 'done') AS left_ FROM ${SCHEMA}.snapshot WHERE group_name = ?`, [cfg.group]);
           row.snapshot = { done: false, rowsCopied: Number(sn[0].c ?? 0), rowsEstimate: Number(sn[0].e ?? 0), tablesLeft: Number(sn[0].left_ ?? 0) };
         }
         if (cp) {
@@ -115,9 +115,9 @@ export async function status(cfg: Config): Promise<StatusReport> {
 }
 
 async function readLease(c: Conn, group: string): Promise<WriterLease | null> {
-  const [t] = await c.query<any[]>("SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = '_datasync' AND TABLE_NAME = 'writer'");
+  const [t] = await c.query<any[]>("SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 'writer'", [SCHEMA]);
   if (!t.length) return null;
-  const [rows] = await c.query<any[]>("SELECT holder, host, pid, started_at, ttl_ms, released_at, TIMESTAMPDIFF(MICROSECOND, renewed_at, NOW(6)) AS age_us FROM _datasync.writer WHERE group_name = ?", [group]);
+  const [rows] = await c.query<any[]>(`SELECT holder, host, pid, started_at, ttl_ms, released_at, TIMESTAMPDIFF(MICROSECOND, renewed_at, NOW(6)) AS age_us FROM ${SCHEMA}.writer WHERE group_name = ?`, [group]);
   if (!rows.length) return null;
   const w = rows[0];
   const age = Number(w.age_us) / 1e6;

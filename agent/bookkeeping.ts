@@ -1,13 +1,17 @@
-// Checkpoint owns the bookkeeping schema `_datasync` on each replica: the checkpoint row (written in
-// the same target transaction as the rows it covers), a pending-DDL marker, held-back trigger DDL and
-// quarantined tables. Nothing about a group is kept anywhere else.
+// Bookkeeping owns the schema `_datasync` on each replica: its name (one constant, BOOKKEEPING_SCHEMA in
+// rules.ts, shared with the provider), every table's DDL (checkpoints, held_ddl, quarantine, snapshot, writer,
+// cutover; the provider's `members` is created by provider/live.ts with the same name), and the checkpoint row
+// (written in the same target transaction as the rows it covers, moved by compare-and-set), a pending-DDL
+// marker, held-back trigger DDL and quarantined tables. Nothing about a group is kept anywhere else.
 import mysql from "mysql2";
-import type { Config } from "./config.js";
-import { connect, type Conn } from "./db.js";
-import type { Position } from "./reader.js";
-import type { DdlContext } from "./ddl-session.js";
+import type { Conn } from "./db.js";
+import { BOOKKEEPING_SCHEMA } from "./rules.js";
+import type { Position } from "./source/positions.js";
+import type { DdlContext } from "./apply/ddl-session.js";
+import { WriterLost } from "./errors.js";
 
-export const SCHEMA = "_datasync";
+/** `_datasync`: DESIGN.md's bookkeeping schema (the name is a contract) */
+export const SCHEMA = BOOKKEEPING_SCHEMA;
 
 const DDL = [
   `CREATE DATABASE IF NOT EXISTS ${SCHEMA}`,
@@ -62,7 +66,7 @@ export const SNAPSHOT_DDL = `CREATE TABLE IF NOT EXISTS ${SCHEMA}.snapshot (
 DDL.push(SNAPSHOT_DDL);
 
 /**
- * The writer lease (agent/writer-lock.ts): who holds the group's writer lock on this replica, which
+ * The writer lease (agent/ops/writer-lock.ts): who holds the group's writer lock on this replica, which
  * connections it writes through (a successor ends them), and when it last renewed (server clock).
  */
 export const WRITER_DDL = `CREATE TABLE IF NOT EXISTS ${SCHEMA}.writer (
@@ -79,6 +83,27 @@ export const WRITER_DDL = `CREATE TABLE IF NOT EXISTS ${SCHEMA}.writer (
   released_at TIMESTAMP(6) NULL DEFAULT NULL
 ) ENGINE=InnoDB`;
 DDL.push(WRITER_DDL);
+
+/** The cutover record (agent/ops/cutover-record.ts): created by a cutover, on the servers it touches, not by ensureBookkeeping. */
+export const CUTOVER_DDL = `CREATE TABLE IF NOT EXISTS ${SCHEMA}.cutover (
+  group_name VARCHAR(40) NOT NULL PRIMARY KEY,
+  to_replica VARCHAR(64) NOT NULL,
+  reverse_group VARCHAR(40) NULL,
+  role VARCHAR(16) NOT NULL,
+  state VARCHAR(20) NOT NULL,
+  final_file VARCHAR(255) NULL,
+  final_pos BIGINT UNSIGNED NULL,
+  final_gtid TEXT NULL,
+  new_file VARCHAR(255) NULL,
+  new_pos BIGINT UNSIGNED NULL,
+  new_gtid TEXT NULL,
+  source_identity VARCHAR(255) NULL,
+  freeze_ms INT UNSIGNED NULL,
+  detail TEXT NULL,
+  started_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+  updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6),
+  acknowledged_at TIMESTAMP(6) NULL
+) ENGINE=InnoDB`;
 
 export async function ensureBookkeeping(c: Conn): Promise<void> {
   for (const sql of DDL) await c.query(sql);
@@ -180,15 +205,6 @@ export function checkpointSql(
   );
 }
 
-/** A checkpoint compare-and-set that failed: another writer moved the checkpoint since this one read it. */
-export class WriterLost extends Error {
-  constructor(message: string, cause?: unknown) {
-    super(message);
-    this.name = "WriterLost";
-    if (cause) (this as any).cause = cause;
-  }
-}
-
 /** Whether an error (or one it wraps) is a lost checkpoint compare-and-set or a lost writer lock. */
 export function isWriterLost(err: any): boolean {
   for (let e = err, depth = 0; e && depth < 5; e = e.cause, depth++) {
@@ -215,47 +231,4 @@ export function unquarantineSql(group: string, db: string, table: string): strin
 export function heldDdlSql(group: string, pos: Position, schema: string, sql: string): string {
   const e = mysql.escape;
   return `INSERT INTO ${SCHEMA}.held_ddl (group_name, binlog_file, binlog_pos, schema_name, statement) VALUES (${e(group)}, ${e(pos.file)}, ${pos.pos}, ${e(schema)}, ${e(sql)})`;
-}
-
-/** `datasync resnapshot`: mark a replica (or tables) for a fresh snapshot; the agent picks it up at its next (re)start. */
-export async function resnapshotCommand(cfg: Config, opts: { replica: string; tables?: string }): Promise<number> {
-  const i = cfg.replicas.findIndex((r) => r.name === opts.replica);
-  if (i < 0) {
-    process.stderr.write(`datasync: no replica named "${opts.replica}" in the config; replicas are ${cfg.replicas.map((r) => r.name).join(", ")}\n`);
-    return 2;
-  }
-  const c = await connect(cfg.replicas[i], `replicas[${i}]`);
-  try {
-    await ensureBookkeeping(c);
-    let res: any;
-    if (opts.tables) {
-      const names = opts.tables.split(",").map((t) => t.trim()).filter(Boolean);
-      for (const n of names) {
-        const [db, tbl] = n.split(".");
-        if (!db || !tbl || !cfg.databases.includes(db)) {
-          process.stderr.write(`datasync: --tables: "${n}" is not db.table in one of the synced databases (${cfg.databases.join(", ")})\n`);
-          return 2;
-        }
-      }
-      for (const n of names) {
-        const [db, tbl] = n.split(".");
-        await c.query(
-          `INSERT INTO ${SCHEMA}.snapshot (group_name, db, tbl, state) VALUES (?, ?, ?, 'requested') ON DUPLICATE KEY UPDATE state = 'requested', last_key = NULL, rows_copied = 0`,
-          [cfg.group, db, tbl],
-        );
-      }
-      [res] = await c.query<any>(`SELECT 1 FROM ${SCHEMA}.checkpoints WHERE group_name = ?`, [cfg.group]);
-      res = { affectedRows: (res as any[]).length };
-    } else {
-      [res] = await c.query<any>(`UPDATE ${SCHEMA}.checkpoints SET state = 'resnapshot' WHERE group_name = ?`, [cfg.group]);
-    }
-    if (res.affectedRows === 0) {
-      process.stdout.write(`replica ${opts.replica}: no checkpoint for group ${cfg.group}; the agent will seed it at its next start.\n`);
-    } else {
-      process.stdout.write(`replica ${opts.replica}: marked for a new snapshot${opts.tables ? ` of ${opts.tables}` : ""}; the running agent picks it up within seconds (or at its next start).\n`);
-    }
-    return 0;
-  } finally {
-    await c.end();
-  }
 }

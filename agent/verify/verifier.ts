@@ -3,10 +3,10 @@
 // `leafRows` keys and then to rows, and the settling of differences while the agent streams (a row that
 // differs only because the replica has not applied it yet is re-read until it matches or time is up).
 // No locks are taken: every statement is a plain consistent read.
-import type { Config, Endpoint } from "./config.js";
-import { connect, describeConnError, type Conn } from "./db.js";
-import { isGeneratedExtra } from "./schema.js";
-import { BOOKKEEPING_SCHEMA, globToRegExp, makeTableFilter, SYSTEM_SCHEMAS } from "./rules.js";
+import type { Config, Endpoint } from "../config.js";
+import { connect, describeConnError, type Conn } from "../db.js";
+import { isGeneratedExtra } from "../schema.js";
+import { BOOKKEEPING_SCHEMA, globToRegExp, makeTableFilter, SYSTEM_SCHEMAS } from "../rules.js";
 import {
   boundarySql,
   checksumSql,
@@ -23,7 +23,8 @@ import {
   type Key,
   type KeyRange,
   type TableShape,
-} from "./chunks.js";
+} from "./ranges.js";
+import { VerifyError } from "../errors.js";
 
 export interface VerifyOptions {
   /** only this replica (by name) */
@@ -96,14 +97,6 @@ export interface Peer {
   /** second source connection: finds the next chunk boundary while the current chunk is summed */
   conn2?: Conn;
   error?: string;
-}
-
-/** A problem that stops the whole run (exit 2). */
-export class VerifyError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "VerifyError";
-  }
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

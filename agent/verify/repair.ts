@@ -4,8 +4,8 @@
 // enforced them). A table missing on a replica is created from the source's definition and copied.
 // Nothing else is written. Schema drift and tables that exist only on a replica are reported, not
 // "repaired": dropping or altering is a decision for a person (or a resnapshot).
-import { describeConnError, isTransient, qualified, quoteId } from "./db.js";
-import type { Config } from "./config.js";
+import { describeConnError, isTransient, qualified, quoteId } from "../db.js";
+import type { Config } from "../config.js";
 import {
   deleteSql,
   insertSql,
@@ -18,7 +18,7 @@ import {
   type Key,
   type KeyRange,
   type TableShape,
-} from "./chunks.js";
+} from "./ranges.js";
 import { closePeers, describeRange, openPeers, recheckKeys, runVerify, type Peer, type RangeDiff, type VerifyOptions, type VerifyOutcome } from "./verifier.js";
 
 export interface RepairOptions extends VerifyOptions {

@@ -4,16 +4,16 @@
 // replica's applier, which writes it "insert if absent" between stream batches. Streaming runs from the
 // position taken before the first chunk, so every change after it arrives through the stream.
 import mysql from "mysql2";
-import type { Config } from "./config.js";
-import { binlogStatus, connect, isTransient, qualified, quoteId, type Conn } from "./db.js";
-import { normalizeDdl } from "./ddl.js";
-import type { Logger } from "./log.js";
-import { makeTableFilter } from "./rules.js";
-import { loadTableMeta, type TableMeta } from "./schema.js";
-import { escapeValue, keyOf } from "./sqlgen.js";
-import { SCHEMA } from "./checkpoint.js";
+import type { Config } from "../config.js";
+import { binlogStatus, connect, isTransient, qualified, quoteId, type Conn } from "../db.js";
+import { normalizeDdl } from "../apply/ddl.js";
+import type { Logger } from "../log.js";
+import { makeTableFilter } from "../rules.js";
+import { loadTableMeta, type TableMeta } from "../schema.js";
+import { escapeValue, keyOf } from "../apply/sqlgen.js";
+import { SCHEMA } from "../bookkeeping.js";
 
-export { SNAPSHOT_DDL } from "./checkpoint.js";
+export { SNAPSHOT_DDL } from "../bookkeeping.js";
 
 export interface SnapshotTable {
   db: string;

@@ -1,8 +1,8 @@
 // Fence owns stopping writes on a server for a cutover: `read_only=ON`, then the open write transactions
 // end or are killed within the budget (each one named in the report), and lifting the fence again. It also
 // knows which global privileges a cutover needs on each server, read from SHOW GRANTS.
-import type { Conn } from "./db.js";
-import type { Flavor } from "./rules.js";
+import type { Conn } from "../db.js";
+import type { Flavor } from "../rules.js";
 
 export interface KilledTransaction {
   thread: number;

@@ -1,10 +1,11 @@
 // Verify owns the `datasync verify` and `datasync repair` commands (DESIGN.md contract): options, the
 // human and JSON reports, and the exit codes (verify: 0 identical, 1 different, 2 could not run;
 // repair: 0 repaired, 1 differences remain, 2 could not run). The work is in verifier.ts and repair.ts.
-import type { Config } from "./config.js";
-import { jsonKey } from "./chunks.js";
+import type { Config } from "../config.js";
+import { jsonKey } from "./ranges.js";
 import { runRepair, type RepairOutcome } from "./repair.js";
-import { describeCounts, describeRange, exitCodeOf, runVerify, VerifyError, type RangeDiff, type ReplicaOutcome, type TableDiff, type VerifyOptions, type VerifyOutcome } from "./verifier.js";
+import { describeCounts, describeRange, exitCodeOf, runVerify, type RangeDiff, type ReplicaOutcome, type TableDiff, type VerifyOptions, type VerifyOutcome } from "./verifier.js";
+import { VerifyError } from "../errors.js";
 
 export { runVerify, runRepair, exitCodeOf, VerifyError };
 export type { VerifyOutcome, RepairOutcome, VerifyOptions };

@@ -3,11 +3,12 @@
 // only those rows (the rest was just verified and has not changed). Cascades are not in the binlog
 // (InnoDB), so a delete or key change on a parent marks its cascading children for a whole-table compare;
 // a DDL in scope marks its tables (or the whole scope) the same way.
-import type { Config } from "./config.js";
-import { connectionOptions, type Conn } from "./db.js";
-import { dataColumns, keyId, keyOf, readRowsSql, type Key, type TableShape } from "./chunks.js";
-import { BinlogReader, comparePos, type Position, type Txn } from "./reader.js";
-import type { Flavor } from "./rules.js";
+import type { Config } from "../config.js";
+import { connectionOptions, type Conn } from "../db.js";
+import { dataColumns, keyId, keyOf, readRowsSql, type Key, type TableShape } from "./ranges.js";
+import { BinlogReader, type Txn } from "../source/reader.js";
+import { comparePos, type Position } from "../source/positions.js";
+import type { Flavor } from "../rules.js";
 
 /** Keys beyond this per table: compare the whole table instead (bounded memory). */
 const MAX_KEYS_PER_TABLE = 200_000;

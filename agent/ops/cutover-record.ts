@@ -2,29 +2,9 @@
 // replicas (what, when, final position, state). The group's running agent reads it and stops applying
 // (state `cut-over`), then acknowledges; a reverse group refuses to start until the forward agent has.
 import mysql from "mysql2";
-import type { Conn } from "./db.js";
-import { SCHEMA } from "./checkpoint.js";
-import type { Position } from "./reader.js";
-
-export const CUTOVER_DDL = `CREATE TABLE IF NOT EXISTS ${SCHEMA}.cutover (
-  group_name VARCHAR(40) NOT NULL PRIMARY KEY,
-  to_replica VARCHAR(64) NOT NULL,
-  reverse_group VARCHAR(40) NULL,
-  role VARCHAR(16) NOT NULL,
-  state VARCHAR(20) NOT NULL,
-  final_file VARCHAR(255) NULL,
-  final_pos BIGINT UNSIGNED NULL,
-  final_gtid TEXT NULL,
-  new_file VARCHAR(255) NULL,
-  new_pos BIGINT UNSIGNED NULL,
-  new_gtid TEXT NULL,
-  source_identity VARCHAR(255) NULL,
-  freeze_ms INT UNSIGNED NULL,
-  detail TEXT NULL,
-  started_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
-  updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6),
-  acknowledged_at TIMESTAMP(6) NULL
-) ENGINE=InnoDB`;
+import type { Conn } from "../db.js";
+import { CUTOVER_DDL, SCHEMA } from "../bookkeeping.js";
+import type { Position } from "../source/positions.js";
 
 /** States from which NAME is the primary: the forward agent must not apply any more. */
 export const PROMOTED_STATES = ["promoted", "switched", "switch-failed", "done"];

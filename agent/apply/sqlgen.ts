@@ -2,10 +2,11 @@
 // and deletes cascade), updates located by the old key (which carries key changes and the replica's own
 // cascades), deletes by key, generated columns never written, values escaped byte-exactly.
 import mysql from "mysql2";
-import { qualified, quoteId } from "./db.js";
-import type { Row, RowChange } from "./reader.js";
-import type { TableMeta } from "./schema.js";
-import { ENUM_ERROR, type CharsetBuffer } from "./rowdecode.js";
+import { qualified, quoteId } from "../db.js";
+import type { Row, RowChange } from "../source/reader.js";
+import type { TableMeta } from "../schema.js";
+import { ENUM_ERROR, type CharsetBuffer } from "../source/rowdecode.js";
+import { ApplyError } from "../errors.js";
 
 /** the characters mysql.escape backslash-escapes in a string */
 // eslint-disable-next-line no-control-regex -- the same set mysql.escape escapes
@@ -57,20 +58,6 @@ export function lenient(sql: string): string {
 function hasEnumError(row: Row): boolean {
   for (const k in row) if (row[k] === ENUM_ERROR) return true;
   return false;
-}
-
-export class ApplyError extends Error {
-  readonly transient: boolean;
-  readonly table?: string;
-  readonly sqlError?: string;
-  constructor(message: string, opts: { transient?: boolean; table?: string; sqlError?: string; cause?: unknown } = {}) {
-    super(message);
-    this.name = "ApplyError";
-    this.transient = opts.transient ?? false;
-    this.table = opts.table;
-    this.sqlError = opts.sqlError;
-    if (opts.cause) (this as any).cause = opts.cause;
-  }
 }
 
 /** where a change comes from, for error messages: a string, or a function that builds it only when needed */

@@ -3,9 +3,9 @@
 // disabled like events, quarantined like a table without a primary key, or skipped like account
 // statements). It also fingerprints the touched objects so a DDL interrupted by a crash is recognized.
 import { createHash } from "node:crypto";
-import type { Conn } from "./db.js";
-import { quoteId } from "./db.js";
-import { isAccountStatement, SYSTEM_SCHEMAS } from "./rules.js";
+import type { Conn } from "../db.js";
+import { quoteId } from "../db.js";
+import { BOOKKEEPING_SCHEMA, isAccountStatement, SYSTEM_SCHEMAS } from "../rules.js";
 
 export type ObjectType = "table" | "view" | "database" | "procedure" | "function" | "trigger" | "event";
 export interface DdlObject {
@@ -263,7 +263,7 @@ export function planDdl(sql: string, defaultDb: string, scope: ScopeCheck, mode:
   const splitName = (n: string, db: string) => splitNameIn(n, db, ID);
   if (!p) return { kind: "skip", reason: "not-ddl" };
   const dbs = new Set(p.objects.map((o) => o.db));
-  if ([...dbs].some((d) => SYSTEM_SCHEMAS.includes(d.toLowerCase()) || d === "_datasync")) return { kind: "skip", reason: "system" };
+  if ([...dbs].some((d) => SYSTEM_SCHEMAS.includes(d.toLowerCase()) || d === BOOKKEEPING_SCHEMA)) return { kind: "skip", reason: "system" };
   const inScopeObj = (o: DdlObject) =>
     o.type === "database" ? scope.databases.has(o.db) : o.type === "table" ? scope.inScope(o.db, o.name) : scope.databases.has(o.db);
   if (!p.objects.some(inScopeObj)) return { kind: "skip", reason: "out-of-scope" };

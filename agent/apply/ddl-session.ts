@@ -5,7 +5,7 @@
 // sets (a `CREATE DATABASE`/`TABLE` without a charset takes collation_server; literals take
 // collation_connection), and the unique and CHECK constraint checks. The statement text is decoded from
 // the source client's character set (a latin1 client's names and ENUM labels are not UTF-8).
-import type { Conn } from "./db.js";
+import type { Conn } from "../db.js";
 import {
   decodeStatement,
   MODE_ANSI_QUOTES,
@@ -13,9 +13,10 @@ import {
   OPTION_NO_CHECK_CONSTRAINT_CHECKS,
   OPTION_RELAXED_UNIQUE_CHECKS,
   type QuerySession,
-} from "./binlog-raw.js";
+} from "../source/binlog-raw.js";
 import type { LexMode } from "./ddl.js";
-import type { Flavor } from "./rules.js";
+import type { Flavor } from "../rules.js";
+import { DdlSessionError } from "../errors.js";
 
 /** What of a query event's session is reproduced on the replica (stored with a pending DDL: JSON). */
 export interface DdlContext {
@@ -48,8 +49,6 @@ export function lexModeOf(c: DdlContext | undefined): LexMode {
   const m = BigInt(c.sqlMode);
   return { ansiQuotes: (m & MODE_ANSI_QUOTES) !== 0n, noBackslashEscapes: (m & MODE_NO_BACKSLASH_ESCAPES) !== 0n };
 }
-
-export class DdlSessionError extends Error {}
 
 /**
  * One replica connection's view of collation ids (the replica runs the source's flavor and version, so

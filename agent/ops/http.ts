@@ -1,7 +1,7 @@
 // Http owns the agent's HTTP endpoints: /healthz (the process works), /readyz (every replica connected,
 // past its snapshot, within readyLagSeconds), /metrics (Prometheus text).
 import { createServer } from "node:http";
-import type { Agent } from "./main.js";
+import type { Agent } from "../main.js";
 
 export interface HttpServer {
   address: string;

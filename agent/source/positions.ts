@@ -1,6 +1,42 @@
-// Gtid owns the comparison of GTID positions across servers: MySQL GTID sets (uuid:intervals, globally
-// unique, so a subset test proves one history contains another) and MariaDB GTID positions
-// (domain-server-seq per domain, not globally unique: a containment needs the event itself as proof).
+// Positions owns where a replica stands in the source's binlog and how two places compare: a binlog position
+// (file, offset, and the GTID position after it), its order (by the file's sequence number, never by the file
+// name as a string: binlog.1000000 follows binlog.999999), its text in logs and errors; and the comparison of
+// GTID positions across servers: MySQL GTID sets (uuid:intervals, globally unique, so a subset test proves one
+// history contains another) and MariaDB GTID positions (domain-server-seq per domain, not globally unique: a
+// containment needs the event itself as proof).
+
+/** A resume position: the end of a source transaction's commit event, with the GTID position after it. */
+export interface Position {
+  file: string;
+  pos: number;
+  /** MariaDB GTID position ("0-1-42,1-1-7") or MySQL GTID set ("uuid:1-42"); resumes by GTID when set */
+  gtid?: string | null;
+}
+
+/** The sequence number of a binlog file (binlog.000042 → 42; the server numbers them in order). */
+export function binlogSeq(file: string): number {
+  return Number(/(\d+)$/.exec(file)?.[1] ?? 0);
+}
+
+/** Compare binlog positions by the file's sequence number, then the offset (< 0, 0, > 0 as a sort comparator). */
+export function comparePos(a: { file: string; pos: number }, b: { file: string; pos: number }): number {
+  const fa = binlogSeq(a.file);
+  const fb = binlogSeq(b.file);
+  if (fa !== fb) return fa - fb;
+  // same number, other base name (log-bin renamed): no order is known; a stable one keeps sorting total
+  if (a.file !== b.file) return a.file < b.file ? -1 : 1;
+  return a.pos - b.pos;
+}
+
+/** `p` is at or past `target` (a replica's checkpoint reached a source position). */
+export function atOrPast(p: { file: string; pos: number }, target: { file: string; pos: number }): boolean {
+  return comparePos(p, target) >= 0;
+}
+
+/** A position as logs and errors name it: `file:pos (GTID …)`. */
+export function fmtPos(p: Position): string {
+  return `${p.file}:${p.pos}${p.gtid ? ` (GTID ${p.gtid})` : ""}`;
+}
 
 /** A MySQL GTID set: uuid (lower case) → sorted, merged [start, end] intervals. */
 export type MysqlGtidSet = Map<string, [number, number][]>;

@@ -3,9 +3,9 @@
 // to its consumer with the resume position that follows it. One reader per replica: each replica
 // advances on its own, and a full consumer pauses its reader (memory stays bounded).
 import ZongJi from "@vlasky/zongji";
-import { explainDriverTlsError } from "./db.js";
+import { explainDriverTlsError } from "../db.js";
 import { GtidSet, MariadbGtidPosition } from "@vlasky/zongji";
-import type { Flavor } from "./rules.js";
+import type { Flavor } from "../rules.js";
 import {
   keepGeometryRaw,
   parseStatusVars,
@@ -16,13 +16,9 @@ import {
   type QuerySession,
 } from "./binlog-raw.js";
 import { EXACT, exactRowsReady, installExactRows } from "./rowdecode.js";
+import { comparePos, type Position } from "./positions.js";
+import { PurgedPositionError } from "../errors.js";
 
-export interface Position {
-  file: string;
-  pos: number;
-  /** MariaDB GTID position ("0-1-42,1-1-7") or MySQL GTID set ("uuid:1-42"); resumes by GTID when set */
-  gtid?: string | null;
-}
 
 export type Row = Record<string, unknown>;
 
@@ -67,36 +63,12 @@ export interface Txn {
   bytes: number;
 }
 
-export class PurgedPositionError extends Error {
-  readonly code = "purged";
-  /** `reset`: the history was erased (RESET MASTER / RESET BINARY LOGS AND GTIDS), not purged */
-  constructor(pos: Position, detail: string, reset = false) {
-    super(
-      `the source no longer has the binlog at the replica's checkpoint (${pos.gtid ? `GTID ${pos.gtid}` : `${pos.file}:${pos.pos}`}): ` +
-        (reset
-          ? `its binary log history was reset (RESET MASTER, or RESET BINARY LOGS AND GTIDS on MySQL 8.4+): ${detail}. Later writes on the source cannot be placed after the checkpoint. `
-          : `it was purged (${detail}). `) +
-        "The replica needs a new snapshot: run `datasync resnapshot --config F --replica NAME`.",
-    );
-    this.name = "PurgedPositionError";
-  }
-}
-
 export function isPurgedError(err: any): boolean {
   const m = String(err?.message ?? "");
   return (
     err?.errno === 1236 &&
     /purged|could not find first log file|could not find GTID|not find.*GTID|GTID.*not.*(found|exist)|binary log.*not.*(found|exist)|requested.*not.*(found|exist)|missing transactions/i.test(m)
   );
-}
-
-/** Compare binlog positions by file sequence number, then offset. */
-export function comparePos(a: { file: string; pos: number }, b: { file: string; pos: number }): number {
-  const fa = Number(/(\d+)$/.exec(a.file)?.[1] ?? 0);
-  const fb = Number(/(\d+)$/.exec(b.file)?.[1] ?? 0);
-  if (fa !== fb) return fa - fb;
-  if (a.file !== b.file) return a.file < b.file ? -1 : 1;
-  return a.pos - b.pos;
 }
 
 /** SAVEPOINT x, ROLLBACK [WORK] TO [SAVEPOINT] x, RELEASE SAVEPOINT x (names bare or backquoted) */

@@ -1,11 +1,11 @@
 // Provenance owns "is the checkpoint's source this server": the identity key stored with every checkpoint
 // (identity.ts), and the older format `${flavor}:${uuid||server_id}@${hostname}` that earlier agents wrote,
 // accepted as equal when it names the same server.
-import type { Conn } from "./db.js";
-import { binlogStatus } from "./db.js";
-import { fmtMariadbGtid, mysqlGtidMissing, mysqlGtidSubset, parseMariadbGtidPos, parseMysqlGtidSet } from "./gtid.js";
-import { PurgedPositionError, type Position } from "./reader.js";
-import type { Flavor } from "./rules.js";
+import type { Conn } from "../db.js";
+import { binlogStatus } from "../db.js";
+import { fmtMariadbGtid, mysqlGtidMissing, mysqlGtidSubset, parseMariadbGtidPos, parseMysqlGtidSet } from "./positions.js";
+import { type Position } from "./positions.js";
+import type { Flavor } from "../rules.js";
 
 export function sameSourceId(stored: string, key: string): boolean {
   if (!stored || stored === key) return true;
@@ -105,13 +105,3 @@ async function findMariadbGtid(c: Conn, files: string[], domain: number, server:
   return { ok: false, reason: `its binlog does not hold GTID ${name} (the replica's last transaction), or that part was purged` };
 }
 
-/** The replica's checkpoint is not in the new source's history: it needs a new snapshot. */
-export class HistoryMismatchError extends PurgedPositionError {
-  constructor(pos: Position, checkpointSource: string, source: string, reason: string) {
-    super(pos, reason);
-    this.message =
-      `the checkpoint was written for another source server (${checkpointSource}); the current source (${source}) cannot be proven to hold its last transaction: ${reason}. ` +
-      "Resuming would skip or replay transactions, so the replica needs a new snapshot: run `datasync resnapshot --config F --replica NAME`.";
-    this.name = "HistoryMismatchError";
-  }
-}
