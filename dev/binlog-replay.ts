@@ -6,8 +6,8 @@
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { pathToFileURL } from "node:url";
-import { keepGeometryRaw } from "../agent/binlog-raw.js";
-import { EXACT, PER_VALUE, installExactRows } from "../agent/rowdecode.js";
+import { keepGeometryRaw } from "../agent/source/binlog-raw.js";
+import { EXACT, PER_VALUE, installExactRows } from "../agent/source/rowdecode.js";
 
 /** the options the agent's reader gives zongji (agent/reader.ts), as mysql2 keeps them in connection.config */
 const READER_CONFIG = { dateStrings: true, timezone: "Z", supportBigNumbers: true, bigNumberStrings: true, jsonStrings: true, decimalNumbers: false };

@@ -1,4 +1,4 @@
-// Unit tests for agent/rowcodec.ts, the compiled row decoders: recorded binlogs of both flavors
+// Unit tests for agent/source/rowcodec.ts, the compiled row decoders: recorded binlogs of both flavors
 // (test/fixtures/binlog, see record.mjs there: every column type with edge values, MINIMAL and NOBLOB
 // images, spatial values, MariaDB's UUID/INET/COMPRESSED/5.3-era temporals) decoded by the compiled
 // decoders and by the per-value path they replace (zongji's readMysqlValue with rowdecode.ts's exact
@@ -10,8 +10,8 @@ import { createRequire } from "node:module";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { describe, expect, it } from "vitest";
 import { replay, replayWith, splitBinlog, type RowsChange } from "../../dev/binlog-replay.js";
-import { compiledKinds, decodeTime2, ENUM_ERROR, installExactRows } from "../../agent/rowdecode.js";
-import { fastOptions, pad, time2, type Cursor } from "../../agent/rowcodec.js";
+import { compiledKinds, decodeTime2, ENUM_ERROR, installExactRows } from "../../agent/source/rowdecode.js";
+import { fastOptions, pad, time2, type Cursor } from "../../agent/source/rowcodec.js";
 
 const fixtures = join(dirname(fileURLToPath(import.meta.url)), "..", "fixtures", "binlog");
 const load = (flavor: string) => ({
@@ -98,7 +98,7 @@ for (const flavor of ["mariadb", "mysql"] as const) {
     });
 
     it("a table's later table maps reuse its compiled plan only while every field read is equal", async () => {
-      const { sameShape } = await import("../../agent/rowcodec.js");
+      const { sameShape } = await import("../../agent/source/rowcodec.js");
       const maps = fast.tableMaps.filter((t) => t.tableName === "orders");
       expect(maps.length).toBeGreaterThan(2);
       expect(maps[1]).not.toBe(maps[0]);
@@ -166,7 +166,7 @@ describe("compiled decoders on random bytes, against the per-value path", async 
   });
 
   it("DATETIME2, TIMESTAMP2, DATE, DECIMAL, integers, FLOAT and DOUBLE equal zongji's decoding", async () => {
-    const { compileTable } = await import("../../agent/rowcodec.js");
+    const { compileTable } = await import("../../agent/source/rowcodec.js");
     const lib = { fallback: () => { throw new Error("no fallback expected"); }, decodeText: () => null, enumError: ENUM_ERROR, decodeJson: () => null, jsonToText: () => null, convertBigInts: () => null };
     const cases: { type: number; metadata: any; schema: any; size: number }[] = [
       ...[0, 1, 2, 3, 4, 5, 6].flatMap((d) => [
@@ -200,8 +200,8 @@ describe("compiled decoders on random bytes, against the per-value path", async 
   });
 
   it("SET, ENUM, text and binary strings equal rowdecode.ts's exact decoding", async () => {
-    const { compileTable } = await import("../../agent/rowcodec.js");
-    const { readValue, decodeText } = await import("../../agent/rowdecode.js");
+    const { compileTable } = await import("../../agent/source/rowcodec.js");
+    const { readValue, decodeText } = await import("../../agent/source/rowdecode.js");
     const lib = { fallback: () => { throw new Error("no fallback expected"); }, decodeText, enumError: ENUM_ERROR, decodeJson: () => null, jsonToText: () => null, convertBigInts: () => null };
     const names = (n: number, p: string) => Array.from({ length: n }, (_, i) => `${p}${i}`);
     const cases: { type: number; metadata: any; schema: any; charset?: string | null; gen: () => Buffer }[] = [
