@@ -704,7 +704,12 @@ export function compileTable(tablemap: any, zongji: any, lib: CodecLib): TablePl
 function fullRowBuilder(names: string[]): TablePlan["full"] {
   if (names.length === 0 || names.length > 1000 || names.some((n) => typeof n !== "string" || n === "__proto__")) return null;
   const props = names.map((n, i) => `${JSON.stringify(n)}: (b[n + ${i >> 3}] & ${1 << (i & 7)}) !== 0 ? null : d[${i}](c)`);
-  return new Function("d", "c", "b", "n", `return {\n${props.join(",\n")}\n};`) as TablePlan["full"];
+  try {
+    return new Function("d", "c", "b", "n", `return {\n${props.join(",\n")}\n};`) as TablePlan["full"];
+  } catch {
+    // a runtime that forbids code from strings (--disallow-code-generation-from-strings): the loop
+    return null;
+  }
 }
 
 /** which columns of the table an image carries (the columns-present bitmap of a rows event) */
