@@ -105,7 +105,7 @@ export async function keepLiveRows(rep: Conn, chunk: Chunk): Promise<unknown[][]
   const keyText = (k: unknown[]) => {
     const row: Record<string, unknown> = {};
     meta.primaryKey.forEach((c, j) => (row[c] = k[j]));
-    return keyOf(meta, row);
+    return rowKeyId(meta.primaryKey, row);
   };
   const keys = [...suspect].map((n) => pkIdx.map((i) => chunk.rows[n][i]));
   const live = await o.stillOnSource(keys);
@@ -455,7 +455,7 @@ export function chunkInsertSql(meta: TableMeta, rows: unknown[][], skip: Set<str
     for (const r of rows) {
       const rowObj: Record<string, unknown> = {};
       cols.forEach((k, j) => (rowObj[k] = r[j]));
-      if (skip?.size && skip.has(keyOf(meta, rowObj))) continue;
+      if (skip?.size && skip.has(rowKeyId(meta.primaryKey, rowObj))) continue;
       const key = meta.primaryKey.map((k) => `${quoteId(k)} <=> ${escapeValue(rowObj[k], meta.types.get(k))}`).join(" AND ");
       sql.push(`${head} SELECT ${cols.map((k) => escapeValue(rowObj[k], meta.types.get(k))).join(",")} FROM DUAL WHERE NOT EXISTS (SELECT 1 FROM ${t} FOR SYSTEM_TIME ALL WHERE ${key})`);
     }
@@ -668,7 +668,7 @@ export class Copier {
    * DATASYNC_TEST_CHUNK_PAUSE_TABLE when set, `db.table[:ms]`) between reading it and handing it to the
    * applier, so a test can commit conflicting changes in that window.
    */
-  /** which of these keys the source's table still holds (Chunk.orphans), as keyOf texts */
+  /** which of these keys the source's table still holds (Chunk.orphans), as rowKeyId texts */
   async #stillOnSource(meta: TableMeta, keys: unknown[][]): Promise<Set<string>> {
     const c = await connect(this.#cfg.source, "source");
     try {
@@ -679,7 +679,7 @@ export class Copier {
         rows.map((r: unknown[]) => {
           const row: Record<string, unknown> = {};
           meta.primaryKey.forEach((k, j) => (row[k] = r[j]));
-          return keyOf(meta, row);
+          return rowKeyId(meta.primaryKey, row);
         }),
       );
     } finally {
