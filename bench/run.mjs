@@ -231,6 +231,9 @@ function writeResults(complete) {
   };
   const md = table(results, meta, failures, notMeasured);
   writeFileSync(opt.out, JSON.stringify({ ...meta, results, failures, notMeasured }, null, 2) + "\n");
-  writeFileSync(opt.out.replace(/\.json$/, ".md"), md);
+  // sections written by other benchmarks (a "## " heading, e.g. bench/decode.mjs's decoder section) stay
+  const mdFile = opt.out.replace(/\.json$/, ".md");
+  const kept = existsSync(mdFile) ? /^## [\s\S]*/m.exec(readFileSync(mdFile, "utf8"))?.[0] : undefined;
+  writeFileSync(mdFile, kept ? `${md.trimEnd()}\n\n${kept}` : md);
   return { meta, md };
 }

@@ -7,12 +7,20 @@
 // zongji parses a rows event in the event's constructor through the prototype method `_fetchOneRow`
 // (lib/rows_event.js). That method is replaced once per process by one that decodes exactly, but only for
 // zongji instances that carry the EXACT flag (a BinlogReader's); any other zongji keeps its behaviour.
+// The rows are read by rowcodec.ts's decoders, compiled once per table map; the per-value path below
+// (readValue) decodes the columns rowcodec.ts has no decoder for; a zongji that also carries the PER_VALUE
+// flag reads its rows the way they were read before rowcodec.ts, per value (the reference that the tests
+// and bench/decode.mjs compare the compiled decoders to).
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { pathToFileURL } from "node:url";
+import type { CodecLib, Cursor, Image, TablePlan } from "./rowcodec.js";
 
 /** set on a zongji instance whose row events are decoded by this module */
 export const EXACT = Symbol.for("datasync.exactRows");
+
+/** with EXACT: rows read per value by readRow/readValue below, as before the compiled decoders (the tests' and benchmark's reference) */
+export const PER_VALUE = Symbol.for("datasync.perValueRows");
 
 /** the ENUM error value (index 0, the empty string a lenient sql_mode stores for an invalid value) */
 export const ENUM_ERROR: unique symbol = Symbol.for("datasync.enumError") as any;
@@ -108,7 +116,7 @@ export function decodeTime2(buf: Buffer, offset: number, decimals: number): { va
   return { value: s, size };
 }
 
-interface Common {
+export interface Common {
   readMysqlValue(parser: any, column: any, columnSchema: any, tableMap: any, zongji: any): unknown;
 }
 
@@ -122,7 +130,8 @@ function countBits(bitmap: Buffer, n: number): number {
   return c;
 }
 
-function readValue(common: Common, parser: any, column: any, schema: any, tablemap: any, zongji: any): unknown {
+/** one value of the exact decoding, per value (zongji's readMysqlValue where that is exact) */
+export function readValue(common: Common, parser: any, column: any, schema: any, tablemap: any, zongji: any): unknown {
   switch (column.type) {
     case T.VARCHAR:
     case T.STRING: {
@@ -182,6 +191,22 @@ function readRow(common: Common, parser: any, tablemap: any, bitmap: Buffer, zon
   return row;
 }
 
+// The compiled plan of a table map entry, on its columns array: zongji builds a new entry at every table
+// map it decodes from FULL binlog metadata (once per transaction), and keeps the entry it built from
+// INFORMATION_SCHEMA while the table keeps its name and column count. An entry with other schemas is looked
+// up again. A new entry takes the plan of its table's previous entry when every field of their columns and
+// schemas is equal (rowcodec.ts sameShape), per zongji instance: a transaction's table map costs a
+// comparison, not a compilation.
+const PLAN = Symbol("datasync.rowPlan");
+const lastPlans = new WeakMap<object, Map<string, TablePlan>>();
+/** tables kept per zongji instance (a workload with more tables compiles again, never grows memory) */
+const MAX_TABLES = 2000;
+
+/** how each column of a table map entry is decoded (rowcodec.ts TablePlan.kinds), once a row of it was read */
+export function compiledKinds(tablemap: any): string[] | undefined {
+  return tablemap?.columns?.[PLAN]?.plan.kinds;
+}
+
 let installed: Promise<void> | null = null;
 let ready = false;
 
@@ -196,20 +221,91 @@ export function installExactRows(): Promise<void> {
     const lib = join(dirname(createRequire(import.meta.url).resolve("@vlasky/zongji")), "lib");
     const rows: any = await import(pathToFileURL(join(lib, "rows_event.js")).href);
     const common: Common = await import(pathToFileURL(join(lib, "common.js")).href);
+    const json: any = await import(pathToFileURL(join(lib, "json_decode.js")).href);
+    const codec = await import("./rowcodec.js");
+    const codecLib: CodecLib = {
+      fallback: (parser, column, schema, tablemap, zongji) => readValue(common, parser, column, schema, tablemap, zongji),
+      decodeText,
+      enumError: ENUM_ERROR,
+      decodeJson: json.default,
+      jsonToText: json.jsonToText,
+      convertBigInts: json.convertBigInts,
+    };
+    const planOf = (zongji: any, tm: any): TablePlan => {
+      const known = tm.columns[PLAN];
+      if (known && known.schemas === tm.columnSchemas) return known.plan;
+      let byTable = lastPlans.get(zongji);
+      if (!byTable) lastPlans.set(zongji, (byTable = new Map()));
+      const key = `${tm.parentSchema}.${tm.tableName}`;
+      let plan = byTable.get(key);
+      if (!plan || !codec.sameShape(plan.tablemap, tm)) {
+        plan = codec.compileTable(tm, zongji, codecLib);
+        if (byTable.size >= MAX_TABLES) byTable.clear();
+        byTable.set(key, plan);
+      }
+      // kept on the columns array itself (a WeakMap entry per transaction costs more in the collector)
+      tm.columns[PLAN] = { schemas: tm.columnSchemas, plan };
+      return plan;
+    };
+    // the event being parsed and its images (its rows are all read in its constructor, one after another)
+    let lastEvent: any = null;
+    let plan: TablePlan;
+    let image1: Image;
+    let image2: Image | null;
+    const EMPTY = Buffer.alloc(0);
+    const cursor: Cursor = { buf: EMPTY, pos: 0, parser: null };
+    const begin = (ev: any, parser: any) => {
+      if (ev !== lastEvent) {
+        lastEvent = ev;
+        const tm = ev.tableMap[ev.tableId];
+        plan = planOf(ev._zongji, tm);
+        image1 = codec.imageOf(ev.columns_present_bitmap, plan.names.length, plan);
+        image2 = ev.columns_present_bitmap2 ? codec.imageOf(ev.columns_present_bitmap2, plan.names.length, plan) : null;
+      }
+      cursor.buf = parser._buffer;
+      cursor.pos = parser._offset;
+      cursor.parser = parser;
+    };
+    const end = (ev: any, parser: any) => {
+      // a row that ran past its event is a decoding error, never a silent value
+      if (cursor.pos > parser._packetEnd) {
+        const tm = ev.tableMap[ev.tableId];
+        throw new Error(`a row of ${tm.parentSchema}.${tm.tableName} runs ${cursor.pos - parser._packetEnd} bytes past its rows event: the table map does not describe the row`);
+      }
+      parser._offset = cursor.pos;
+      cursor.parser = null;
+      // the event's last row: hold no reference to its packet
+      if (cursor.pos >= parser._packetEnd) {
+        lastEvent = null;
+        cursor.buf = EMPTY;
+      }
+    };
     const base = Object.getPrototypeOf(rows.WriteRows.prototype);
     const single = base._fetchOneRow;
     const pair = rows.UpdateRows.prototype._fetchOneRow;
     base._fetchOneRow = function (this: any, parser: any) {
       if (!this._zongji?.[EXACT]) return single.call(this, parser);
-      return readRow(common, parser, this.tableMap[this.tableId], this.columns_present_bitmap, this._zongji);
+      if (this._zongji[PER_VALUE]) return readRow(common, parser, this.tableMap[this.tableId], this.columns_present_bitmap, this._zongji);
+      begin(this, parser);
+      const row = codec.readRow(plan, image1, cursor);
+      end(this, parser);
+      return row;
     };
     rows.UpdateRows.prototype._fetchOneRow = function (this: any, parser: any) {
       if (!this._zongji?.[EXACT]) return pair.call(this, parser);
-      const tm = this.tableMap[this.tableId];
-      const before = readRow(common, parser, tm, this.columns_present_bitmap, this._zongji);
-      const after = readRow(common, parser, tm, this.columns_present_bitmap2, this._zongji);
+      if (this._zongji[PER_VALUE]) {
+        const tm = this.tableMap[this.tableId];
+        const before = readRow(common, parser, tm, this.columns_present_bitmap, this._zongji);
+        const after = readRow(common, parser, tm, this.columns_present_bitmap2, this._zongji);
+        for (const k in before) if (!(k in after)) after[k] = before[k];
+        return { before, after };
+      }
+      begin(this, parser);
+      const before = codec.readRow(plan, image1, cursor);
+      const after = codec.readRow(plan, image2!, cursor);
+      end(this, parser);
       // a column missing from the after image kept its value (MINIMAL logs only the changed columns)
-      for (const k in before) if (!(k in after)) after[k] = before[k];
+      if (!image2!.full) for (const k in before) if (!(k in after)) after[k] = before[k];
       return { before, after };
     };
     ready = true;

@@ -1,0 +1,104 @@
+#!/usr/bin/env node
+// Row decoding microbenchmark (issue 17, "decode fast"): the same recorded rows events (test/fixtures/binlog,
+// the zoo.orders table: BIGINT, INT, VARCHAR, SMALLINT, DECIMAL(10,2), DATETIME, DATETIME(6), nullable text)
+// decoded by each decoder until `--rows` rows (default 1,000,000), table maps included as in the stream
+// (one per transaction): zongji's own decoding (not exact), the per-value exact path the agent used before
+// (rowdecode.ts readValue over zongji), and the compiled decoders (rowcodec.ts). Prints rows/s and ns/row of
+// the process's CPU time (and wall ns/row: on a shared machine the wall clock counts others' turns).
+// Usage (after `npx tsc -p tsconfig.json`): node bench/decode.mjs [--flavor mariadb|mysql] [--rows N]
+//   [--only zongji|per-value|compiled] [--repeat 3] [--small]
+//   (default: the 500-row transactions; --small: the single-row transactions, each with its table map)
+// Profile: node --cpu-prof --cpu-prof-dir=bench/results/prof-decode bench/decode.mjs --only per-value
+import { readFileSync } from "node:fs";
+import os from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { Replayer, splitBinlog } from "../dist/dev/binlog-replay.js";
+
+const { values: args } = parseArgs({
+  options: {
+    flavor: { type: "string", default: "mariadb" },
+    rows: { type: "string", default: "1000000" },
+    only: { type: "string" },
+    repeat: { type: "string", default: "3" },
+    table: { type: "string", default: "orders" },
+    small: { type: "boolean", default: false },
+  },
+});
+const here = dirname(fileURLToPath(import.meta.url));
+const fixtures = join(here, "..", "test", "fixtures", "binlog");
+const events = splitBinlog(readFileSync(join(fixtures, `${args.flavor}.binlog`)));
+const schemas = JSON.parse(readFileSync(join(fixtures, `${args.flavor}.schemas.json`), "utf8"));
+const target = Number(args.rows);
+
+// the table's write events with the table map before each transaction's first one
+const probe = await Replayer.create({ flavor: args.flavor, schemas });
+const seq = [];
+let map = null;
+let rowsPerPass = 0;
+for (const ev of events) {
+  const out = probe.decode(ev);
+  if (ev[4] === 15) seq.push(ev);
+  if (!out) continue;
+  if ("tableMap" in out) map = out.tableMap.tableName === args.table ? ev : null;
+  else if (map && out.kind === "write" && out.table === args.table && (out.rows.length === 1) === args.small) {
+    if (!seq.includes(map)) seq.push(map);
+    seq.push(ev);
+    rowsPerPass += out.rows.length;
+  }
+}
+if (!rowsPerPass) throw new Error(`no write rows of zoo.${args.table} in ${args.flavor}.binlog`);
+const packets = seq.map((ev) => Replayer.packet(ev));
+
+const decoders = {
+  zongji: { zongjiOnly: true },
+  "per-value": { perValue: true },
+  compiled: {},
+};
+const names = args.only ? [args.only] : Object.keys(decoders);
+
+async function run(name) {
+  const r = await Replayer.create({ flavor: args.flavor, schemas, ...decoders[name] });
+  let rows = 0;
+  let sink = 0;
+  const pass = () => {
+    for (let i = 0; i < seq.length; i++) {
+      const out = r.decode(seq[i], packets[i]);
+      if (out && "kind" in out) {
+        rows += out.rows.length;
+        sink ^= out.rows.length;
+      }
+    }
+  };
+  // warm-up: a tenth of the rows
+  while (rows < target / 10) pass();
+  rows = 0;
+  const t0 = process.hrtime.bigint();
+  const c0 = process.cpuUsage();
+  while (rows < target) pass();
+  const ns = Number(process.hrtime.bigint() - t0);
+  const cpu = process.cpuUsage(c0);
+  return { name, rows, ns, cpuNs: (cpu.user + cpu.system) * 1000, sink };
+}
+
+const results = {};
+const wall = {};
+for (let k = 0; k < Number(args.repeat); k++) {
+  for (const name of names) {
+    const r = await run(name);
+    // CPU time of this process (the machine is shared: wall time counts the other processes' turns)
+    (results[name] ??= []).push(r.cpuNs / r.rows);
+    (wall[name] ??= []).push(r.ns / r.rows);
+  }
+}
+const median = (a) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
+console.log(`flavor ${args.flavor}, table zoo.${args.table}, ${rowsPerPass} rows per pass, ${target.toLocaleString("en-US")} rows per run, median of ${args.repeat}${args.small ? ", single-row transactions (a table map per row)" : ""}`);
+console.log(`load average ${os.loadavg().map((x) => x.toFixed(1)).join(" ")} on ${os.cpus().length} cores; ns/row and rows/s of CPU time (wall ns/row beside)`);
+console.log("| decoder | CPU ns/row | rows/s (CPU) | vs per-value | wall ns/row |");
+console.log("|---|---:|---:|---:|---:|");
+const base = results["per-value"] ? median(results["per-value"]) : null;
+for (const name of names) {
+  const m = median(results[name]);
+  console.log(`| ${name} | ${m.toFixed(0)} | ${Math.round(1e9 / m).toLocaleString("en-US")} | ${base ? (base / m).toFixed(2) + "×" : "–"} | ${median(wall[name]).toFixed(0)} |`);
+}
