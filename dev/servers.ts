@@ -1,7 +1,7 @@
 // Servers owns private MariaDB/MySQL server processes for tests, the benchmark and the sandbox:
 // own datadir, own port on 127.0.0.1, binlog configured as the agent needs (DESIGN.md facts).
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { cpSync, existsSync, mkdirSync, rmSync, openSync, closeSync, writeFileSync, readFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, rmSync, openSync, closeSync, writeFileSync, readFileSync, readdirSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -114,6 +114,60 @@ export interface ServerOptions {
 
 const templateDirs = new Map<string, string>();
 
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e: any) {
+    return e?.code === "EPERM";
+  }
+}
+
+/** the command lines of running processes (a left-over server still using a datadir keeps it) */
+function runningCommandLines(): string {
+  let all = "";
+  for (const p of readdirSync("/proc")) {
+    if (!/^\d+$/.test(p)) continue;
+    try {
+      all += readFileSync(`/proc/${p}/cmdline`, "utf8") + "\n";
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  return all;
+}
+
+const swept = new Set<string>();
+/**
+ * Removes what processes that have ended left under `base`: their templates (one per process and option
+ * set: a test process killed before its exit handler ran leaves it behind, and a day of runs filled the
+ * disk) and the datadirs of servers no running process uses. Once per process and folder.
+ */
+export function sweepLeftovers(base: string): void {
+  if (swept.has(base) || !existsSync(base)) return;
+  swept.add(base);
+  let inUse: string | null = null;
+  for (const name of readdirSync(base)) {
+    const t = /^template-(?:mysql-)?(\d+)/.exec(name);
+    const d = t ? null : /^(.+-(\d+)-[0-9a-z]+-[0-9a-z]+)(?:\.sock|\.sock\.lock|\.err|\.tmp|\.pid)?$/.exec(name);
+    const pid = Number(t?.[1] ?? d?.[2] ?? 0);
+    if (!pid || pid === process.pid || alive(pid)) continue;
+    if (d) {
+      inUse ??= runningCommandLines();
+      if (inUse.includes(join(base, d[1]))) continue;
+    }
+    rmSync(join(base, name), { recursive: true, force: true });
+  }
+}
+
+// this process's templates go with it
+process.once("exit", () => {
+  for (const dir of templateDirs.values()) {
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(`${dir}.tmp`, { recursive: true, force: true });
+  }
+});
+
 /** the template folder's suffix for initialize-time options ("" without any): a short stable hash */
 function initTag(initArgs: string[]): string {
   if (initArgs.length === 0) return "";
@@ -128,6 +182,7 @@ function initTag(initArgs: string[]): string {
  */
 function template(base: string, flavor: Flavor = defaultFlavor(), initArgs: string[] = []): string {
   const key = `${flavor}:${base}:${initArgs.join(" ")}`;
+  sweepLeftovers(base);
   const known = templateDirs.get(key);
   if (known && existsSync(join(known, "mysql"))) return known;
   if (flavor === "mysql") {
