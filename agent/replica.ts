@@ -43,6 +43,7 @@ import {
 } from "./snapshot/snapshot.js";
 import { StatementBuilder, sessionToggles, type Statement } from "./apply/sqlgen.js";
 import { rowKeyId } from "./keys.js";
+import { appliedAlone, TxnQueue } from "./apply/queue.js";
 import { proveHistory, sameSourceId } from "./source/provenance.js";
 import { acknowledgeCutover, cutoverView, isPromoted, readCutover, type CutoverView } from "./ops/cutover-record.js";
 import { ApplyError, CutOverSeen, DdlSessionError, HistoryMismatchError, PurgedPositionError, ReplicaUnavailable, RestartRequested, WriterLost } from "./errors.js";
@@ -112,13 +113,7 @@ export class ReplicaSync {
   #conn: Conn | null = null;
   #reader: BinlogReader | null = null;
   #readerError: Error | null = null;
-  /** slots before #head are consumed and emptied (undefined), so a taken transaction is not kept alive by the queue */
-  #queue: (Txn | undefined)[] = [];
-  #head = 0;
-  #queueBytes = 0;
-  /** rows and bytes of the transactions still in the queue (not taken) */
-  #queuedRows = 0;
-  #queuedBytes = 0;
+  #queue: TxnQueue<Txn>;
   #inflight: Txn[] = [];
   /** the next batch, taken and being built while the current one executes (pipelined streaming only) */
   #ahead: { batch: Txn[]; built: Promise<BuiltBatch> } | null = null;
@@ -132,8 +127,6 @@ export class ReplicaSync {
   #ddlSession: DdlSession | null = null;
   #quarantine = new Set<string>();
   #appliedPos: Position | null = null;
-  /** the position of the last transaction taken from the queue for applying (in flight or applied) */
-  #takenPos: Position | null = null;
   #checkpointPos: Position | null = null;
   #lastCheckpointAt = 0;
   #lag = new LagClock();
@@ -179,6 +172,7 @@ export class ReplicaSync {
     this.#log = log.child({ component: "replica", replica: this.name });
     this.#m = metrics;
     this.#backoff = backoff;
+    this.#queue = new TxnQueue<Txn>(cfg.apply);
     this.#labels = { group: cfg.group, replica: this.name };
     this.#m.up.set(this.#labels, 0);
     this.#m.lag.set(this.#labels, 0);
@@ -321,11 +315,7 @@ export class ReplicaSync {
       ]);
       if (!ended) conn.destroy();
     }
-    this.#queue = [];
-    this.#head = 0;
-    this.#queueBytes = 0;
-    this.#queuedRows = 0;
-    this.#queuedBytes = 0;
+    this.#queue.clear();
     this.#inflight = [];
     this.#ahead = null;
     this.#readerError = null;
@@ -399,7 +389,7 @@ export class ReplicaSync {
     await this.#schema.prewarm(this.#cfg.databases).catch((e) => this.#log.debug({ err: e?.message }, "schema prewarm failed; tables load when first touched"));
     this.#checkpointPos = start;
     this.#appliedPos = start;
-    this.#takenPos = start;
+    this.#queue.clear(start);
     this.#lastCheckpointAt = Date.now();
 
     await this.#checkSource(cp && sameSourceId(cp.sourceId, this.#src.sourceId) ? start : null);
@@ -525,53 +515,16 @@ export class ReplicaSync {
   // ---------------------------------------------------------------- queue
 
   #enqueue(t: Txn): boolean {
-    if (TRACE && (this.#appliedTxns + this.#queued()) % 1000 === 0) process.stderr.write(`enqueue at=${Date.now() % 100000} queued=${this.#queued()} applied=${this.#appliedTxns}\n`);
-    this.#queue.push(t);
+    if (TRACE && (this.#appliedTxns + this.#queue.length) % 1000 === 0) process.stderr.write(`enqueue at=${Date.now() % 100000} queued=${this.#queue.length} applied=${this.#appliedTxns}\n`);
     if (t.ddl) this.#lastDdlPos = t.pos;
-    this.#queueBytes += t.bytes;
-    this.#queuedRows += t.rowCount;
-    this.#queuedBytes += t.bytes;
+    const more = this.#queue.push(t);
     this.#wake?.();
-    return this.#queueBytes < this.#cfg.apply.queueBytes;
-  }
-
-  #queued(): number {
-    return this.#queue.length - this.#head;
-  }
-
-  #take(limit: Position | null = null): Txn[] {
-    const batch: Txn[] = [];
-    let rows = 0;
-    let bytes = 0;
-    const max = this.#cfg.apply;
-    while (this.#head < this.#queue.length) {
-      const t = this.#queue[this.#head]!;
-      if (limit && comparePos(t.pos, limit) > 0) break;
-      const special = !!(t.ddl || t.statementDml);
-      if (special && batch.length > 0) break;
-      if (batch.length > 0 && (rows + t.rowCount > max.maxRows || bytes + t.bytes > max.maxBytes)) break;
-      batch.push(t);
-      this.#takenPos = t.pos;
-      // Release the slot: until the array is compacted below (after 4096 transactions), it would otherwise
-      // keep every applied transaction and its rows alive (hundreds of MB with 1,000-row transactions).
-      this.#queue[this.#head] = undefined;
-      this.#head++;
-      rows += t.rowCount;
-      bytes += t.bytes;
-      if (special) break;
-    }
-    this.#queuedRows -= rows;
-    this.#queuedBytes -= bytes;
-    if (this.#head > 4096 && this.#head * 2 > this.#queue.length) {
-      this.#queue = this.#queue.slice(this.#head);
-      this.#head = 0;
-    }
-    return batch;
+    return more;
   }
 
   #release(batch: Txn[]): void {
-    for (const t of batch) this.#queueBytes -= t.bytes;
-    if (this.#reader?.paused && this.#queueBytes < this.#cfg.apply.queueBytes / 2) this.#reader.resume();
+    this.#queue.release(batch);
+    if (this.#reader?.paused && this.#queue.canResume()) this.#reader.resume();
   }
 
   // ---------------------------------------------------------------- apply
@@ -601,7 +554,7 @@ export class ReplicaSync {
       if (Date.now() - this.#lastControlPoll > 5000) await this.#controlPoll();
       const ahead = this.#ahead;
       this.#ahead = null;
-      if (!ahead && this.#queued() === 0) {
+      if (!ahead && this.#queue.length === 0) {
         if (this.#chunks.length > 0 && this.#chunkReady(this.#chunks[0])) continue;
         // a chunk waiting for its watermark is rechecked soon
         const wait = this.#chunks.length > 0 ? Math.min(hb, 200) : hb;
@@ -609,13 +562,13 @@ export class ReplicaSync {
         await Promise.race([new Promise<void>((r) => (this.#wake = r)), new Promise((r) => (timer = setTimeout(r, wait)))]);
         clearTimeout(timer);
         this.#wake = null;
-        if (this.#queued() === 0) {
+        if (this.#queue.length === 0) {
           this.#checkStall();
           await this.#heartbeat();
         }
         continue;
       }
-      const batch = ahead ? ahead.batch : this.#take(this.#streamLimit());
+      const batch = ahead ? ahead.batch : this.#queue.take(this.#streamLimit());
       if (batch.length === 0) {
         // the next transaction is past a chunk's watermark: wait for the chunk
         let timer: NodeJS.Timeout | undefined;
@@ -659,7 +612,7 @@ export class ReplicaSync {
     if (this.#inflight.length > 0) return false;
     if (comparePos(this.#appliedPos, hi) >= 0) return true;
     // the next transaction read is past the watermark: everything up to it is applied
-    const next = this.#queued() > 0 ? this.#queue[this.#head] : undefined;
+    const next = this.#queue.peek();
     if (next) return comparePos(next.pos, hi) > 0;
     // nothing read is left unapplied, and the reader has read up to the watermark (a rotation moves the end
     // without a transaction)
@@ -693,7 +646,8 @@ export class ReplicaSync {
       },
       tryHi: (hi) => {
         // the stream took nothing past hi (the applier runs on this event loop: nothing moves meanwhile)
-        if (this.#takenPos && comparePos(this.#takenPos, hi) > 0) return false;
+        const taken = this.#queue.takenPos;
+        if (taken && comparePos(taken, hi) > 0) return false;
         entry.hi = hi;
         entry.hiKnown = true;
         this.#wake?.();
@@ -757,12 +711,11 @@ export class ReplicaSync {
    */
   #prepareAhead(): void {
     if (this.#stopping || this.#ahead || this.#cpState !== "streaming" || this.#chunks.length > 0 || this.#snapshotTables.size > 0 || this.#pendingTables.size > 0) return;
-    const next = this.#queued() > 0 ? this.#queue[this.#head]! : undefined;
-    if (!next || next.ddl || next.statementDml) return;
+    const next = this.#queue.peek();
+    if (!next || appliedAlone(next)) return;
     // only when a worthwhile batch is waiting: otherwise the next batch is better taken after this one commits
-    const max = this.#cfg.apply;
-    if (!this.#reader?.paused && this.#queuedRows < max.maxRows / 2 && this.#queuedBytes < max.maxBytes / 2) return;
-    const batch = this.#take(null);
+    if (!this.#reader?.paused && !this.#queue.worthBuildingAhead()) return;
+    const batch = this.#queue.take(null);
     if (batch.length === 0) return;
     if (batch.some((t) => t.ddl || t.statementDml)) throw new Error("internal: a DDL batch was built ahead");
     const built = this.#buildRows(batch);
@@ -822,7 +775,7 @@ export class ReplicaSync {
     const hasFallbacks = stmts.some((s) => s.fallback);
     const t0 = Date.now();
     await this.#runTransaction(conn, stmts, cp, hasFallbacks, batch);
-    if (TRACE) process.stderr.write(`at=${Date.now() % 100000} batch txns=${batch.length} rows=${b.rows} stmts=${stmts.length} ms=${Date.now() - t0} queued=${this.#queued()}\n`);
+    if (TRACE) process.stderr.write(`at=${Date.now() % 100000} batch txns=${batch.length} rows=${b.rows} stmts=${stmts.length} ms=${Date.now() - t0} queued=${this.#queue.length}\n`);
     this.#appliedPos = last.pos;
     this.#checkpointPos = last.pos;
     this.#lastCheckpointAt = Date.now();
@@ -1405,7 +1358,7 @@ export class ReplicaSync {
       // down or reconnecting: what the source wrote since the replica's last applied position waits
       return this.#appliedPos ? this.#lag.lag(now, undefined, this.#src.end(), this.#appliedPos) : null;
     }
-    const oldest = this.#inflight[0] ?? this.#ahead?.batch[0] ?? (this.#queued() > 0 ? this.#queue[this.#head] : undefined);
+    const oldest = this.#inflight[0] ?? this.#ahead?.batch[0] ?? this.#queue.peek();
     return this.#lag.lag(now, oldest, this.#src.end(), this.#appliedPos);
   }
 
@@ -1413,7 +1366,7 @@ export class ReplicaSync {
     const lag = this.lagSeconds();
     this.#m.lag.set(this.#labels, lag ?? -1);
     // gauges are refreshed here (every heartbeat and every /metrics scrape), not per source transaction
-    this.#m.queueBytes.set(this.#labels, Math.max(0, this.#queueBytes));
+    this.#m.queueBytes.set(this.#labels, this.#queue.heldBytes);
     return {
       name: this.name,
       state: this.#state,
@@ -1422,7 +1375,7 @@ export class ReplicaSync {
       position: this.#checkpointPos,
       appliedTransactions: this.#appliedTxns,
       appliedRows: this.#appliedRows,
-      queueBytes: Math.max(0, this.#queueBytes),
+      queueBytes: this.#queue.heldBytes,
       snapshot: this.#copier ? { ...this.#copier.progress(), done: this.#cpState === "streaming" } : null,
       lastError: this.#lastError,
       quarantined: [...this.#quarantine],
