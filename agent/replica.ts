@@ -39,11 +39,11 @@ import {
   scopeSignature,
   sourceTables,
   type Chunk,
-  type ChunkSlot,
 } from "./snapshot/snapshot.js";
 import { StatementBuilder, sessionToggles, type Statement } from "./apply/sqlgen.js";
 import { rowKeyId } from "./keys.js";
 import { appliedAlone, TxnQueue } from "./apply/queue.js";
+import { Watermarks } from "./snapshot/watermarks.js";
 import { proveHistory, sameSourceId } from "./source/provenance.js";
 import { acknowledgeCutover, cutoverView, isPromoted, readCutover, type CutoverView } from "./ops/cutover-record.js";
 import { ApplyError, CutOverSeen, DdlSessionError, HistoryMismatchError, PurgedPositionError, ReplicaUnavailable, RestartRequested, WriterLost } from "./errors.js";
@@ -136,8 +136,8 @@ export class ReplicaSync {
   #cpState: "streaming" | "snapshot" = "streaming";
   #copier: Copier | null = null;
   #copierDone: Promise<void> | null = null;
-  /** chunk slots in stream order: a slot holds the stream at its watermark until its chunk is written */
-  #chunks: SlotEntry[] = [];
+  /** the snapshot's chunk slots and the stream's limit (snapshot/watermarks.ts) */
+  readonly #marks: Watermarks;
   /** keys deleted by the stream while their table is being copied (a chunk must not resurrect them) */
   #tombstones = new Map<string, Set<string>>();
   /** the position after the last DDL the reader handed over (reader-side table metadata waits until it is applied) */
@@ -173,6 +173,14 @@ export class ReplicaSync {
     this.#m = metrics;
     this.#backoff = backoff;
     this.#queue = new TxnQueue<Txn>(cfg.apply);
+    this.#marks = new Watermarks({
+      applied: () => this.#appliedPos,
+      taken: () => this.#queue.takenPos,
+      applying: () => this.#inflight.length > 0,
+      next: () => this.#queue.peek(),
+      readerAt: () => this.#reader?.lastRead ?? null,
+      wake: () => this.#wake?.(),
+    });
     this.#labels = { group: cfg.group, replica: this.name };
     this.#m.up.set(this.#labels, 0);
     this.#m.lag.set(this.#labels, 0);
@@ -291,7 +299,7 @@ export class ReplicaSync {
 
   async #teardown(): Promise<void> {
     this.#copier?.stop();
-    for (const c of this.#chunks.splice(0)) c.reject(new Error("replica session ended"));
+    this.#marks.clear(new Error("replica session ended"));
     this.#wake?.();
     await this.#copierDone?.catch(() => undefined);
     this.#copier = null;
@@ -534,10 +542,10 @@ export class ReplicaSync {
     while (!this.#stopping) {
       if (this.#fenced !== null) throw new WriterLost(this.#fenced);
       if (this.#readerError) throw this.#readerError;
-      if (this.#chunks.length > 0 && this.#chunkReady(this.#chunks[0])) {
-        const c = this.#chunks.shift()!;
+      const c = this.#marks.takeReady();
+      if (c) {
         try {
-          await this.#writeChunk(c.chunk!);
+          await this.#writeChunk(c.chunk);
           c.resolve();
         } catch (err: any) {
           c.reject(err);
@@ -545,7 +553,7 @@ export class ReplicaSync {
         }
       }
       this.#periodic();
-      if (this.#copierFinished && this.#chunks.length === 0 && this.#cpState === "snapshot") {
+      if (this.#copierFinished && this.#marks.pending === 0 && this.#cpState === "snapshot") {
         // every table is copied (or was dropped meanwhile): the replica is consistent from here on
         this.#cpState = "streaming";
         await this.#conn!.query(`UPDATE ${SCHEMA}.checkpoints SET state = 'streaming' WHERE group_name = ?`, [this.#cfg.group]);
@@ -555,9 +563,9 @@ export class ReplicaSync {
       const ahead = this.#ahead;
       this.#ahead = null;
       if (!ahead && this.#queue.length === 0) {
-        if (this.#chunks.length > 0 && this.#chunkReady(this.#chunks[0])) continue;
+        if (this.#marks.hasReady()) continue;
         // a chunk waiting for its watermark is rechecked soon
-        const wait = this.#chunks.length > 0 ? Math.min(hb, 200) : hb;
+        const wait = this.#marks.pending > 0 ? Math.min(hb, 200) : hb;
         let timer: NodeJS.Timeout | undefined;
         await Promise.race([new Promise<void>((r) => (this.#wake = r)), new Promise((r) => (timer = setTimeout(r, wait)))]);
         clearTimeout(timer);
@@ -568,7 +576,7 @@ export class ReplicaSync {
         }
         continue;
       }
-      const batch = ahead ? ahead.batch : this.#queue.take(this.#streamLimit());
+      const batch = ahead ? ahead.batch : this.#queue.take(this.#marks.limit());
       if (batch.length === 0) {
         // the next transaction is past a chunk's watermark: wait for the chunk
         let timer: NodeJS.Timeout | undefined;
@@ -596,78 +604,6 @@ export class ReplicaSync {
         this.#release(batch);
       }
     }
-  }
-
-  /**
-   * A chunk is written only once the stream has applied everything its read could have seen (its high
-   * watermark): then the parents its rows reference are on the replica, and a row whose parent is missing
-   * was really removed on the source (a cascade, which logs no child rows). When the end moved without
-   * transactions (a rotation), "nothing left to read" stands in: the queue is empty and the reader has
-   * been quiet for a moment after the read.
-   */
-  #chunkReady(e: SlotEntry): boolean {
-    if (!e.chunk || !e.hiKnown) return false;
-    const hi = e.hi;
-    if (!hi || !this.#appliedPos) return true;
-    if (this.#inflight.length > 0) return false;
-    if (comparePos(this.#appliedPos, hi) >= 0) return true;
-    // the next transaction read is past the watermark: everything up to it is applied
-    const next = this.#queue.peek();
-    if (next) return comparePos(next.pos, hi) > 0;
-    // nothing read is left unapplied, and the reader has read up to the watermark (a rotation moves the end
-    // without a transaction)
-    const r = this.#reader;
-    return !!r && comparePos(r.lastRead, hi) >= 0;
-  }
-
-  /** The stream may not apply past the first chunk slot: its low watermark while the read runs, then its high one. */
-  #streamLimit(): Position | null {
-    const e = this.#chunks[0];
-    if (!e) return null;
-    const p = e.hiKnown ? e.hi : e.lo;
-    return p ? { ...p, gtid: null } : null;
-  }
-
-  #reserve(lo: { file: string; pos: number } | undefined): ChunkSlot {
-    let resolve!: () => void;
-    let reject!: (e: Error) => void;
-    const promise = new Promise<void>((res, rej) => {
-      resolve = res;
-      reject = rej;
-    });
-    promise.catch(() => undefined);
-    const entry: SlotEntry = { lo, hi: undefined, hiKnown: false, chunk: undefined, resolve, reject };
-    this.#chunks.push(entry);
-    return {
-      setHi: (hi) => {
-        entry.hi = hi;
-        entry.hiKnown = true;
-        this.#wake?.();
-      },
-      tryHi: (hi) => {
-        // the stream took nothing past hi (the applier runs on this event loop: nothing moves meanwhile)
-        const taken = this.#queue.takenPos;
-        if (taken && comparePos(taken, hi) > 0) return false;
-        entry.hi = hi;
-        entry.hiKnown = true;
-        this.#wake?.();
-        return true;
-      },
-      deliver: (c) => {
-        entry.chunk = c;
-        if (!entry.hiKnown) {
-          entry.hiKnown = true;
-          entry.hi = c.hi;
-        }
-        this.#wake?.();
-        return promise;
-      },
-      cancel: () => {
-        const i = this.#chunks.indexOf(entry);
-        if (i >= 0) this.#chunks.splice(i, 1);
-        this.#wake?.();
-      },
-    };
   }
 
   /**
@@ -710,7 +646,7 @@ export class ReplicaSync {
    * batch built ahead is committed after the current one, or dropped with the session.
    */
   #prepareAhead(): void {
-    if (this.#stopping || this.#ahead || this.#cpState !== "streaming" || this.#chunks.length > 0 || this.#snapshotTables.size > 0 || this.#pendingTables.size > 0) return;
+    if (this.#stopping || this.#ahead || this.#cpState !== "streaming" || this.#marks.pending > 0 || this.#snapshotTables.size > 0 || this.#pendingTables.size > 0) return;
     const next = this.#queue.peek();
     if (!next || appliedAlone(next)) return;
     // only when a worthwhile batch is waiting: otherwise the next batch is better taken after this one commits
@@ -1166,7 +1102,7 @@ export class ReplicaSync {
       this.#cfg,
       this.#log,
       tables,
-      (lo) => this.#reserve(lo),
+      (lo) => this.#marks.reserve(lo),
       (t) => this.#pendingTables.delete(`${t.db}.${t.table}`),
       {
         on: this.#cfg.snapshot.lockingReads,
@@ -1391,15 +1327,6 @@ interface BuiltBatch {
   /** source transactions with changes */
   txns: number;
   rows: number;
-}
-
-interface SlotEntry {
-  lo: { file: string; pos: number } | undefined;
-  hi: { file: string; pos: number } | undefined;
-  hiKnown: boolean;
-  chunk: Chunk | undefined;
-  resolve: () => void;
-  reject: (e: Error) => void;
 }
 
 /**
