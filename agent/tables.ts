@@ -3,7 +3,7 @@
 // exist, self-references (TableMeta, for the applier and the snapshot; cached per replica until a DDL is
 // applied), every column's details for verify (columnDetails), and the columns a binlog without names is
 // decoded with (binlogColumns).
-import type { Conn } from "./db.js";
+import { qualified, type Conn } from "./db.js";
 
 export interface TableMeta {
   db: string;
@@ -19,7 +19,22 @@ export interface TableMeta {
   hasSecondaryUnique: boolean;
   /** a foreign key of the table references the table itself (row order within a statement matters) */
   selfReferencing?: boolean;
+  /**
+   * A MariaDB SEQUENCE: one row, no key. The source logs every change of its state (NEXTVAL past the
+   * cache, SETVAL) as a write of the whole row; an INSERT of that row sets the replica's state, as the
+   * native applier does.
+   */
+  sequence?: boolean;
+  /**
+   * A MariaDB system-versioned table: the period's columns (implicit `row_start`/`row_end`, or the names
+   * of PERIOD FOR SYSTEM_TIME). They are not in `writable`; `primaryKey` ends with `end` (the physical key
+   * of current and history rows). `trx`: transaction-precise (ids of the source's transactions).
+   */
+  versioning?: { start: string; end: string; trx: boolean };
 }
+
+/** the TABLE_TYPEs of information_schema.TABLES the applier writes rows to (MariaDB: sequences, system-versioned tables) */
+export const ROW_TABLE_TYPES = ["BASE TABLE", "SEQUENCE", "SYSTEM VERSIONED"];
 
 export class SchemaCache {
   #conn: () => Conn;
@@ -75,6 +90,7 @@ export async function loadTableMeta(c: Conn, db: string, table: string): Promise
     [db, table],
   );
   if (cols.length === 0) return null;
+  const [types] = await c.query<any[]>("SELECT TABLE_TYPE AS type FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?", [db, table]);
   const [keys] = await c.query<any[]>(
     `SELECT INDEX_NAME AS idx, COLUMN_NAME AS col FROM information_schema.STATISTICS
      WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND NON_UNIQUE = 0 ORDER BY INDEX_NAME, SEQ_IN_INDEX`,
@@ -85,10 +101,38 @@ export async function loadTableMeta(c: Conn, db: string, table: string): Promise
      WHERE CONSTRAINT_SCHEMA = ? AND TABLE_NAME = ? AND UNIQUE_CONSTRAINT_SCHEMA = ? AND REFERENCED_TABLE_NAME = ? LIMIT 1`,
     [db, table, db, table],
   );
-  return { ...buildMeta(db, table, cols, keys), selfReferencing: fks.length > 0 };
+  const meta: TableMeta = { ...buildMeta(db, table, cols, keys, types[0]?.type), selfReferencing: fks.length > 0 };
+  return types[0]?.type === "SYSTEM VERSIONED" ? withVersioning(c, meta) : meta;
 }
 
-function buildMeta(db: string, table: string, cols: any[], keys: any[]): TableMeta {
+/**
+ * The period columns of a system-versioned table, from its definition (implicit ones are not in
+ * information_schema.COLUMNS and are named row_start/row_end; explicit ones are named by PERIOD FOR
+ * SYSTEM_TIME). The meta then writes them only explicitly and locates rows by the physical key.
+ */
+async function withVersioning(c: Conn, meta: TableMeta): Promise<TableMeta> {
+  const [[r]] = await c.query<any[]>(`SHOW CREATE TABLE ${qualified(meta.db, meta.table)}`);
+  const ddl = String(r?.["Create Table"] ?? "");
+  const id = "`((?:[^`]|``)+)`";
+  const m = new RegExp(`PERIOD FOR SYSTEM_TIME\\s*\\(\\s*${id}\\s*,\\s*${id}\\s*\\)`, "i").exec(ddl);
+  const start = m ? m[1].replace(/``/g, "`") : "row_start";
+  const end = m ? m[2].replace(/``/g, "`") : "row_end";
+  const trx = /bigint/i.test(meta.types.get(start) ?? "");
+  const writable = meta.writable.filter((c) => c !== start && c !== end);
+  const types = new Map(meta.types);
+  if (!types.has(start)) types.set(start, "timestamp");
+  if (!types.has(end)) types.set(end, "timestamp");
+  return {
+    ...meta,
+    writable,
+    writableSet: new Set(writable),
+    types,
+    primaryKey: [...meta.primaryKey.filter((k) => k !== end), end],
+    versioning: { start, end, trx },
+  };
+}
+
+function buildMeta(db: string, table: string, cols: any[], keys: any[], tableType: unknown): TableMeta {
   const columns = cols.map((r) => String(r.name));
   const generated = new Set(cols.filter((r) => isGeneratedExtra(r.extra)).map((r) => String(r.name)));
   const writable = columns.filter((c) => !generated.has(c));
@@ -101,6 +145,7 @@ function buildMeta(db: string, table: string, cols: any[], keys: any[]): TableMe
     types: new Map(cols.map((r) => [String(r.name), String(r.type).toLowerCase()])),
     primaryKey: keys.filter((k) => k.idx === "PRIMARY").map((k) => String(k.col)),
     hasSecondaryUnique: keys.some((k) => k.idx !== "PRIMARY"),
+    ...(tableType === "SEQUENCE" ? { sequence: true } : {}),
   };
 }
 
@@ -112,10 +157,10 @@ function buildMeta(db: string, table: string, cols: any[], keys: any[]): TableMe
 export async function loadDatabasesMeta(c: Conn, dbs: string[]): Promise<TableMeta[]> {
   if (!dbs.length) return [];
   const [cols] = await c.query<any[]>(
-    `SELECT c.TABLE_SCHEMA AS db, c.TABLE_NAME AS tbl, c.COLUMN_NAME AS name, c.DATA_TYPE AS type, c.EXTRA AS extra
+    `SELECT c.TABLE_SCHEMA AS db, c.TABLE_NAME AS tbl, c.COLUMN_NAME AS name, c.DATA_TYPE AS type, c.EXTRA AS extra, t.TABLE_TYPE AS tableType
      FROM information_schema.COLUMNS c JOIN information_schema.TABLES t ON t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME
-     WHERE c.TABLE_SCHEMA IN (?) AND t.TABLE_TYPE = 'BASE TABLE' ORDER BY c.TABLE_SCHEMA, c.TABLE_NAME, c.ORDINAL_POSITION`,
-    [dbs],
+     WHERE c.TABLE_SCHEMA IN (?) AND t.TABLE_TYPE IN (?) ORDER BY c.TABLE_SCHEMA, c.TABLE_NAME, c.ORDINAL_POSITION`,
+    [dbs, ROW_TABLE_TYPES],
   );
   const [keys] = await c.query<any[]>(
     `SELECT TABLE_SCHEMA AS db, TABLE_NAME AS tbl, INDEX_NAME AS idx, COLUMN_NAME AS col FROM information_schema.STATISTICS
@@ -140,7 +185,9 @@ export async function loadDatabasesMeta(c: Conn, dbs: string[]): Promise<TableMe
   const selfRef = new Set(fks.map((r) => `${r.db}\u0000${r.tbl}`));
   const byCols = group(cols);
   const byKeys = group(keys);
-  return [...byCols].map(([k, cs]) => ({ ...buildMeta(cs[0].db, cs[0].tbl, cs, byKeys.get(k) ?? []), selfReferencing: selfRef.has(k) }));
+  const metas = [...byCols].map(([k, cs]): TableMeta => ({ ...buildMeta(cs[0].db, cs[0].tbl, cs, byKeys.get(k) ?? [], cs[0].tableType), selfReferencing: selfRef.has(k) }));
+  const versioned = new Set([...byCols].filter(([, cs]) => cs[0].tableType === "SYSTEM VERSIONED").map(([k]) => k));
+  return Promise.all(metas.map((m) => (versioned.has(`${m.db}\u0000${m.table}`) ? withVersioning(c, m) : m)));
 }
 
 /** One column as information_schema.COLUMNS describes it (verify compares and hashes by these). */

@@ -1,6 +1,6 @@
 // Queue owns one replica's bounded queue between its reader and its applier, and the applier's grouping: which
 // consecutive source transactions form one target transaction (bounded by apply.maxRows and apply.maxBytes; a DDL
-// or a statement-logged DML alone; never past a position the snapshot's watermarks set). Memory stays bounded:
+// a statement-logged DML or a piece of a large transaction alone; never past a position the snapshot's watermarks set). Memory stays bounded:
 // bytes count from the moment a transaction is read until its batch is applied (release), and the reader pauses
 // while they exceed apply.queueBytes (push returns false) and resumes below half (canResume).
 import { comparePos, type Position } from "../source/positions.js";
@@ -10,9 +10,10 @@ export interface QueuedTxn {
   pos: Position;
   rowCount: number;
   bytes: number;
-  /** a DDL or a DML logged as a statement: applied alone */
+  /** a DDL, a DML logged as a statement, or a piece of a transaction too large to hold: applied alone */
   ddl?: unknown;
   statementDml?: unknown;
+  stream?: unknown;
 }
 
 export interface QueueLimits {
@@ -24,9 +25,12 @@ export interface QueueLimits {
   queueBytes: number;
 }
 
-/** whether a transaction is applied alone (DDL changes the schema later SQL is built from; statement DML) */
+/**
+ * whether a transaction is applied alone: a DDL (it changes the schema later SQL is built from), a statement
+ * DML, a piece of a transaction too large to hold (Txn.stream: applied into one open target transaction)
+ */
 export function appliedAlone(t: QueuedTxn): boolean {
-  return !!(t.ddl || t.statementDml);
+  return !!(t.ddl || t.statementDml || t.stream);
 }
 
 export class TxnQueue<T extends QueuedTxn> {

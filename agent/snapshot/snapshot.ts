@@ -6,7 +6,7 @@
 import mysql from "mysql2";
 import type { Config } from "../config.js";
 import { binlogStatus, connect, isTransient, qualified, quoteId, type Conn } from "../db.js";
-import { normalizeDdl } from "../apply/ddl.js";
+import { normalizeDdl, viewDependencyMissing } from "../apply/ddl.js";
 import type { Logger } from "../log.js";
 import { makeTableFilter } from "../rules.js";
 import { loadTableMeta, type TableMeta } from "../tables.js";
@@ -40,6 +40,76 @@ export interface Chunk {
   readAt?: number;
   /** the chunk's INSERTs prebuilt by the copier (two halves, written in parallel), valid while the table has no tombstones */
   prebuilt?: { sql: string[]; written: number };
+  /**
+   * A chunk read between watermarks of a table with foreign keys: a child row a cascade removed between
+   * the read and the high watermark is not in the binlog where the source's InnoDB runs the cascade
+   * (MySQL before 9.6, or innodb_native_foreign_keys=ON), so no tombstone covers it (see keepLiveRows).
+   */
+  orphans?: { fks: ForeignKeyRef[]; stillOnSource: (keys: unknown[][]) => Promise<Set<string>> };
+}
+
+/** one foreign key of a table: its columns and the columns of the parent they reference */
+export interface ForeignKeyRef {
+  columns: string[];
+  parentDb: string;
+  parentTable: string;
+  parentColumns: string[];
+}
+
+export async function foreignKeysOf(src: Conn, db: string, table: string): Promise<ForeignKeyRef[]> {
+  const [rows] = await src.query<any[]>(
+    `SELECT CONSTRAINT_NAME AS c, COLUMN_NAME AS col, REFERENCED_TABLE_SCHEMA AS pdb, REFERENCED_TABLE_NAME AS pt, REFERENCED_COLUMN_NAME AS pcol
+     FROM information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND REFERENCED_TABLE_NAME IS NOT NULL ORDER BY CONSTRAINT_NAME, ORDINAL_POSITION`,
+    [db, table],
+  );
+  const byName = new Map<string, ForeignKeyRef>();
+  for (const r of rows) {
+    let fk = byName.get(r.c);
+    if (!fk) byName.set(r.c, (fk = { columns: [], parentDb: r.pdb, parentTable: r.pt, parentColumns: [] }));
+    fk.columns.push(r.col);
+    fk.parentColumns.push(r.pcol);
+  }
+  return [...byName.values()];
+}
+
+/**
+ * The chunk's rows less those a cascade removed between the read and the high watermark (Chunk.orphans).
+ * Runs when the stream stands at the chunk's high watermark: a row whose parent is missing on the replica
+ * is either an orphan the source holds too (loaded with foreign key checks off: kept) or a child removed
+ * with its parent after the read: the source is asked which of them still exist, and the others are
+ * dropped. Dropping a row the source removed later than the watermark is harmless too: the stream's
+ * removal would find nothing to do.
+ */
+export async function keepLiveRows(rep: Conn, chunk: Chunk): Promise<unknown[][]> {
+  const o = chunk.orphans;
+  if (!o || !chunk.rows.length) return chunk.rows;
+  const meta = chunk.meta;
+  const cols = copyColumns(meta);
+  const suspect = new Set<number>();
+  for (const fk of o.fks) {
+    const idx = fk.columns.map((c) => cols.indexOf(c));
+    if (idx.some((i) => i < 0)) continue;
+    const tuple = (r: unknown[]) => `(${idx.map((i, j) => escapeValue(r[i], meta.types.get(fk.columns[j]))).join(",")})`;
+    const withParent = chunk.rows.map((r, n) => ({ r, n })).filter(({ r }) => idx.every((i) => r[i] !== null && r[i] !== undefined));
+    if (!withParent.length) continue;
+    const pcols = fk.parentColumns.map(quoteId).join(", ");
+    const [found] = await rep.query<any[]>({
+      sql: `SELECT ${pcols} FROM ${qualified(fk.parentDb, fk.parentTable)} WHERE (${pcols}) IN (${[...new Set(withParent.map(({ r }) => tuple(r)))].join(",")})`,
+      rowsAsArray: true,
+    });
+    const present = new Set(found.map((p: unknown[]) => `(${p.map((v, j) => escapeValue(v, meta.types.get(fk.columns[j]))).join(",")})`));
+    for (const { r, n } of withParent) if (!present.has(tuple(r))) suspect.add(n);
+  }
+  if (!suspect.size) return chunk.rows;
+  const pkIdx = meta.primaryKey.map((k) => cols.indexOf(k));
+  const keyText = (k: unknown[]) => {
+    const row: Record<string, unknown> = {};
+    meta.primaryKey.forEach((c, j) => (row[c] = k[j]));
+    return rowKeyId(meta.primaryKey, row);
+  };
+  const keys = [...suspect].map((n) => pkIdx.map((i) => chunk.rows[n][i]));
+  const live = await o.stillOnSource(keys);
+  return chunk.rows.filter((r, n) => !suspect.has(n) || live.has(keyText(pkIdx.map((i) => r[i]))));
 }
 
 /**
@@ -97,10 +167,10 @@ export async function loadSnapshotTables(c: Conn, group: string): Promise<Snapsh
   return rows.map((r) => ({ db: r.db, table: r.tbl, state: r.state, lastKey: decodeKey(r.last_key), rowsCopied: Number(r.rows_copied), rowsEstimate: Number(r.rows_estimate) }));
 }
 
-/** Base tables in scope on the source, with their row estimates. */
+/** Base tables (and MariaDB's system-versioned ones) in scope on the source, with their row estimates. */
 export async function sourceTables(src: Conn, cfg: Config, inScope: (db: string, t: string) => boolean): Promise<{ db: string; table: string; estimate: number }[]> {
   const [rows] = await src.query<any[]>(
-    "SELECT TABLE_SCHEMA AS db, TABLE_NAME AS t, TABLE_ROWS AS n FROM information_schema.TABLES WHERE TABLE_TYPE = 'BASE TABLE' AND TABLE_SCHEMA IN (?) ORDER BY 1, 2",
+    "SELECT TABLE_SCHEMA AS db, TABLE_NAME AS t, TABLE_ROWS AS n FROM information_schema.TABLES WHERE TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED') AND TABLE_SCHEMA IN (?) ORDER BY 1, 2",
     [cfg.databases],
   );
   return rows.filter((r) => inScope(r.db, r.t)).map((r) => ({ db: r.db, table: r.t, estimate: Number(r.n ?? 0) }));
@@ -111,7 +181,15 @@ export async function sourceTables(src: Conn, cfg: Config, inScope: (db: string,
  * tables of those names are replaced: tables in scope belong to the sync). Views of the synced
  * databases are created too, without DEFINER.
  */
-export async function prepareReplicaTables(src: Conn, rep: Conn, cfg: Config, tables: { db: string; table: string }[], withViews: boolean): Promise<void> {
+export async function prepareReplicaTables(
+  src: Conn,
+  rep: Conn,
+  cfg: Config,
+  tables: { db: string; table: string }[],
+  withViews: boolean,
+  inScope?: (db: string, t: string) => boolean,
+): Promise<{ view: string; reason: string }[]> {
+  const leftOut: { view: string; reason: string }[] = [];
   const dbs = [...new Set([...tables.map((t) => t.db)])];
   for (const db of cfg.databases) {
     const [exists] = await src.query<any[]>("SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?", [db]);
@@ -125,25 +203,71 @@ export async function prepareReplicaTables(src: Conn, rep: Conn, cfg: Config, ta
       await rep.query(ddl);
     }
     for (const t of tables) await rep.query(`DROP TABLE IF EXISTS ${qualified(t.db, t.table)}`);
+    // sequences first: a table's DEFAULT NEXTVAL(seq) needs its sequence
+    if (withViews && inScope) await copySequences(src, rep, cfg, inScope);
     for (const t of tables) {
       const [[r]] = await src.query<any[]>(`SHOW CREATE TABLE ${qualified(t.db, t.table)}`);
       const ddl = String(r["Create Table"]).replace(/^CREATE TABLE\s+`/i, `CREATE TABLE ${quoteId(t.db)}.\``);
       await rep.query(ddl);
     }
-    if (withViews) {
-      const [views] = await src.query<any[]>("SELECT TABLE_SCHEMA AS db, TABLE_NAME AS v FROM information_schema.VIEWS WHERE TABLE_SCHEMA IN (?)", [cfg.databases]);
-      for (const v of views) {
-        try {
-          const [[r]] = await src.query<any[]>(`SHOW CREATE VIEW ${qualified(v.db, v.v)}`);
-          await rep.query(`USE ${quoteId(v.db)}`);
-          await rep.query(normalizeDdl(String(r["Create View"])).replace(/^CREATE\s+/i, "CREATE OR REPLACE "));
-        } catch {
-          /* a view over tables out of scope: not created */
-        }
-      }
-    }
+    if (withViews) leftOut.push(...(await createViews(src, rep, cfg, inScope)));
   } finally {
     await rep.query("SET SESSION foreign_key_checks = 1");
+  }
+  return leftOut;
+}
+
+/**
+ * The synced databases' views, without DEFINER, each after the views it selects from (passes until none
+ * more can be created). A view that selects from what the replica does not hold by design (another
+ * database, an excluded table) is left out and returned, to be reported; any other failure is an error.
+ */
+async function createViews(src: Conn, rep: Conn, cfg: Config, inScope?: (db: string, t: string) => boolean): Promise<{ view: string; reason: string }[]> {
+  const [views] = await src.query<any[]>("SELECT TABLE_SCHEMA AS db, TABLE_NAME AS v FROM information_schema.VIEWS WHERE TABLE_SCHEMA IN (?) ORDER BY 1, 2", [cfg.databases]);
+  let todo: { db: string; v: string; ddl: string; err?: any }[] = [];
+  for (const v of views) {
+    const [[r]] = await src.query<any[]>(`SHOW CREATE VIEW ${qualified(v.db, v.v)}`);
+    todo.push({ db: v.db, v: v.v, ddl: normalizeDdl(String(r["Create View"])).replace(/^CREATE\s+/i, "CREATE OR REPLACE ") });
+  }
+  for (let progress = true; todo.length && progress; ) {
+    progress = false;
+    const failed: typeof todo = [];
+    for (const v of todo) {
+      try {
+        await rep.query(`USE ${quoteId(v.db)}`);
+        await rep.query(v.ddl);
+        progress = true;
+      } catch (err) {
+        if (isTransient(err)) throw err;
+        failed.push({ ...v, err });
+      }
+    }
+    todo = failed;
+  }
+  const scope = { databases: new Set(cfg.databases), inScope: inScope ?? (() => true) };
+  return todo.map((v) => {
+    const missing = viewDependencyMissing(v.err, scope);
+    return { view: `\`${v.db}\`.\`${v.v}\``, reason: missing ? `it selects from ${missing}, which is outside the synced scope` : `the replica refused it with ${v.err?.errno ?? ""}: ${v.err?.sqlMessage ?? v.err?.message}` };
+  });
+}
+
+/**
+ * MariaDB sequences in scope, created on the replica with their current state (their one row). The state
+ * is read after the snapshot's start position, and every later change of it arrives through the stream
+ * as a write of the whole row, so the replica ends with the source's last state.
+ */
+async function copySequences(src: Conn, rep: Conn, cfg: Config, inScope: (db: string, t: string) => boolean): Promise<void> {
+  const [seqs] = await src.query<any[]>("SELECT TABLE_SCHEMA AS db, TABLE_NAME AS t FROM information_schema.TABLES WHERE TABLE_TYPE = 'SEQUENCE' AND TABLE_SCHEMA IN (?) ORDER BY 1, 2", [
+    cfg.databases,
+  ]);
+  for (const q of seqs.filter((r) => inScope(r.db, r.t))) {
+    const name = qualified(q.db, q.t);
+    const [[def]] = await src.query<any[]>(`SHOW CREATE SEQUENCE ${name}`);
+    const ddl = String(def["Create Table"]).replace(/^CREATE\s+SEQUENCE\s+`(?:[^`]|``)+`/i, `CREATE OR REPLACE SEQUENCE ${name}`);
+    await rep.query(ddl);
+    const [[row]] = await src.query<any[]>(`SELECT * FROM ${name}`);
+    const cols = Object.keys(row);
+    await rep.query(`INSERT INTO ${name} (${cols.map(quoteId).join(", ")}) VALUES (${cols.map((c) => mysql.escape(row[c])).join(", ")})`);
   }
 }
 
@@ -251,8 +375,9 @@ export class ChunkReader {
     this.#cursor = cursor;
     this.#n = chunkRows;
     // FLOAT prints with 6 significant digits in the text protocol: widen it to DOUBLE (exact) to read it
-    const cols = meta.writable.map((c) => (meta.types.get(c) === "float" ? `CAST(${quoteId(c)} AS DOUBLE)` : quoteId(c)));
-    this.#select = `SELECT ${cols.join(", ")} FROM ${qualified(meta.db, meta.table)}`;
+    const cols = copyColumns(meta).map((c) => (meta.types.get(c) === "float" ? `CAST(${quoteId(c)} AS DOUBLE)` : quoteId(c)));
+    // a system-versioned table is copied whole: current and history rows with their periods
+    this.#select = `SELECT ${cols.join(", ")} FROM ${qualified(meta.db, meta.table)}${meta.versioning ? " FOR SYSTEM_TIME ALL" : ""}`;
   }
 
   /** `a > x OR (a = x AND b > y) …`: a range the optimizer uses on the primary key */
@@ -286,7 +411,8 @@ export class ChunkReader {
     }
     if (rows.length < this.#n) this.done = true;
     if (rows.length) {
-      const idx = this.#meta.primaryKey.map((k) => this.#meta.writable.indexOf(k));
+      const cols = copyColumns(this.#meta);
+      const idx = this.#meta.primaryKey.map((k) => cols.indexOf(k));
       const last = rows[rows.length - 1];
       this.#cursor = idx.map((i) => last[i]);
     }
@@ -294,9 +420,15 @@ export class ChunkReader {
   }
 }
 
+/** the columns a chunk reads and writes: the writable ones, and a system-versioned table's period */
+export function copyColumns(meta: TableMeta): string[] {
+  return meta.versioning ? [...meta.writable, meta.versioning.start, meta.versioning.end] : meta.writable;
+}
+
 /** SQL that writes a chunk where rows are absent (existing rows came from the stream and are newer). */
 export function chunkInsertSql(meta: TableMeta, rows: unknown[][], skip: Set<string> | undefined): { sql: string | null; written: number } {
-  const pkIdx = meta.primaryKey.map((k) => meta.writable.indexOf(k));
+  const cols = copyColumns(meta);
+  const pkIdx = meta.primaryKey.map((k) => cols.indexOf(k));
   const tuples: string[] = [];
   for (const r of rows) {
     if (skip && skip.size) {
@@ -305,17 +437,37 @@ export function chunkInsertSql(meta: TableMeta, rows: unknown[][], skip: Set<str
       if (skip.has(rowKeyId(meta.primaryKey, rowObj))) continue;
     }
     let t = "(";
-    for (let i = 0; i < r.length; i++) t += (i ? "," : "") + escapeValue(r[i], meta.types.get(meta.writable[i]));
+    for (let i = 0; i < r.length; i++) t += (i ? "," : "") + escapeValue(r[i], meta.types.get(cols[i]));
     tuples.push(t + ")");
   }
   if (!tuples.length) return { sql: null, written: 0 };
+  if (meta.versioning) {
+    // physical rows with their periods, each only where absent (the stream's UPDATE and DELETE leave
+    // history rows of their own); ON DUPLICATE KEY UPDATE would version the row again
+    if (meta.versioning.trx) {
+      throw new Error(
+        `table \`${meta.db}\`.\`${meta.table}\` is system-versioned by transaction ids (BIGINT UNSIGNED ROW START/END): its history cannot be reproduced on another server. Exclude it (tables.exclude).`,
+      );
+    }
+    const t = qualified(meta.db, meta.table);
+    const head = `SET STATEMENT system_versioning_insert_history = 1 FOR INSERT INTO ${t} (${cols.map(quoteId).join(", ")})`;
+    const sql: string[] = [];
+    for (const r of rows) {
+      const rowObj: Record<string, unknown> = {};
+      cols.forEach((k, j) => (rowObj[k] = r[j]));
+      if (skip?.size && skip.has(rowKeyId(meta.primaryKey, rowObj))) continue;
+      const key = meta.primaryKey.map((k) => `${quoteId(k)} <=> ${escapeValue(rowObj[k], meta.types.get(k))}`).join(" AND ");
+      sql.push(`${head} SELECT ${cols.map((k) => escapeValue(rowObj[k], meta.types.get(k))).join(",")} FROM DUAL WHERE NOT EXISTS (SELECT 1 FROM ${t} FOR SYSTEM_TIME ALL WHERE ${key})`);
+    }
+    return { sql: sql.join(";\n"), written: tuples.length };
+  }
   // A row that exists came from the stream and is newer: the duplicate is a no-op. Not IGNORE, which
   // would also turn any other error (a value the column refuses, a foreign key) into a silent warning.
   // The chunk is written with foreign key checks off (the source's rows may have been loaded with them
   // off: a dump loads children before parents), so the copy holds exactly the source's rows.
   const k = quoteId(meta.primaryKey[0]);
   return {
-    sql: `INSERT INTO ${qualified(meta.db, meta.table)} (${meta.writable.map(quoteId).join(", ")}) VALUES ${tuples.join(",")} ON DUPLICATE KEY UPDATE ${k} = ${k}`,
+    sql: `INSERT INTO ${qualified(meta.db, meta.table)} (${cols.map(quoteId).join(", ")}) VALUES ${tuples.join(",")} ON DUPLICATE KEY UPDATE ${k} = ${k}`,
     written: tuples.length,
   };
 }
@@ -401,6 +553,7 @@ export class Copier {
             break;
           }
           const reader = new ChunkReader(this.#src, meta, t.lastKey, this.#cfg.snapshot.chunkRows, this.#locking);
+          const fks = await foreignKeysOf(this.#src, t.db, t.table);
           // before the first read: from here on the stream must apply this table's changes
           this.#onStart(t);
           t.state = "copying";
@@ -412,12 +565,17 @@ export class Copier {
             let rows: unknown[][];
             let lastKey: unknown[] | null;
             let hi: { file: string; pos: number } | undefined;
+            let watermarked = false;
             try {
               if (this.#exact !== false) hi = await this.#openSnapshot(slot);
               ({ rows, lastKey } = await reader.next());
               if (hi) await this.#src.query("COMMIT");
               // otherwise every transaction the read could see is at or before this position (the high watermark)
-              else slot.setHi((hi = await binlogEnd(this.#src)));
+              else {
+                watermarked = true;
+                await this.#testHiDelay(t);
+                slot.setHi((hi = await binlogEnd(this.#src)));
+              }
             } catch (e) {
               slot.cancel();
               throw e;
@@ -432,6 +590,7 @@ export class Copier {
             // the SQL is built here, while the applier writes the previous chunk
             const prebuilt = rows.length ? chunkInsertParts(meta, rows, undefined, this.#cfg.snapshot.writers) : { sql: [], written: 0 };
             const chunk: Chunk = { db: t.db, table: t.table, meta, rows, lastKey, last: reader.done, prebuilt, hi, readAt };
+            if (watermarked && fks.length && rows.length) chunk.orphans = { fks, stillOnSource: (keys) => this.#stillOnSource(meta, keys) };
             pending = slot.deliver(chunk).then(() => {
               t.rowsCopied += rows.length;
               t.lastKey = lastKey;
@@ -509,6 +668,34 @@ export class Copier {
    * DATASYNC_TEST_CHUNK_PAUSE_TABLE when set, `db.table[:ms]`) between reading it and handing it to the
    * applier, so a test can commit conflicting changes in that window.
    */
+  /** which of these keys the source's table still holds (Chunk.orphans), as rowKeyId texts */
+  async #stillOnSource(meta: TableMeta, keys: unknown[][]): Promise<Set<string>> {
+    const c = await connect(this.#cfg.source, "source");
+    try {
+      const pk = meta.primaryKey.map(quoteId).join(", ");
+      const tuples = keys.map((k) => `(${k.map((v, j) => escapeValue(v, meta.types.get(meta.primaryKey[j]))).join(",")})`);
+      const [rows] = await c.query<any[]>({ sql: `SELECT ${pk} FROM ${qualified(meta.db, meta.table)}${meta.versioning ? " FOR SYSTEM_TIME ALL" : ""} WHERE (${pk}) IN (${tuples.join(",")})`, rowsAsArray: true });
+      return new Set(
+        rows.map((r: unknown[]) => {
+          const row: Record<string, unknown> = {};
+          meta.primaryKey.forEach((k, j) => (row[k] = r[j]));
+          return rowKeyId(meta.primaryKey, row);
+        }),
+      );
+    } finally {
+      await c.end().catch(() => undefined);
+    }
+  }
+
+  /** test seam DATASYNC_TEST_CHUNK_HI_DELAY=db.table:ms: the first chunk of that table waits between its read and its high watermark */
+  async #testHiDelay(t: SnapshotTable): Promise<void> {
+    const [name, ms] = (process.env.DATASYNC_TEST_CHUNK_HI_DELAY ?? "").split(":");
+    if (!ms || name !== `${t.db}.${t.table}` || this.#paused.has(`hi:${name}`)) return;
+    this.#paused.add(`hi:${name}`);
+    this.#log.warn({ table: name, delayMs: Number(ms) }, "test hook: chunk read, waiting before its high watermark");
+    await new Promise((r) => setTimeout(r, Number(ms)));
+  }
+
   async #testPause(t: SnapshotTable, rows: number): Promise<void> {
     const name = `${t.db}.${t.table}`;
     // "db.table" or "db.table:ms" entries

@@ -39,6 +39,13 @@ describe("TxnQueue grouping", () => {
     expect([ids(q.take()), ids(q.take()), ids(q.take()), ids(q.take()), ids(q.take())]).toEqual([[a.id], [ddl.id], [b.id], [dml.id], [c.id]]);
   });
 
+  it("takes each piece of a transaction too large to hold alone (it goes into one open target transaction)", () => {
+    const q = new TxnQueue<ReturnType<typeof txn>>({ maxRows: 100, maxBytes: 1 << 20, queueBytes: 1 << 20 });
+    const a = txn(1, 1), p1 = txn(5, 5, { stream: "first" }), p2 = txn(5, 5, { stream: "last" }), b = txn(1, 1);
+    for (const x of [a, p1, p2, b]) q.push(x);
+    expect([ids(q.take()), ids(q.take()), ids(q.take()), ids(q.take())]).toEqual([[a.id], [p1.id], [p2.id], [b.id]]);
+  });
+
   it("stops at a watermark: nothing past `limit` is taken, and takenPos says how far the stream went", () => {
     const q = new TxnQueue<ReturnType<typeof txn>>({ maxRows: 100, maxBytes: 1 << 20, queueBytes: 1 << 20 });
     const t = [txn(1, 1), txn(1, 1), txn(1, 1)];
