@@ -4,9 +4,8 @@ import { defineConfig } from "vitest/config";
 // test that starts real servers, once per flavor (TestServer reads DATASYNC_TEST_FLAVOR, set here per project).
 // One fork pool for all of them, a few files at a time (2 cores): `npx vitest run --project mysql` runs one flavor.
 const perFlavor = ["test/integration/**/*.test.ts", "test/chaos/**/*.test.ts"];
-// Written against MariaDB version strings (a server started as "10.6.99-MariaDB", lower_case_table_names changed
-// at start, which MySQL 8+ fixes at initialization): MariaDB only until they are parameterized (issue 11).
-const mariadbOnly = ["test/integration/provider-live.test.ts", "test/e2e/engine.test.ts"];
+// The provider's engine path over gRPC against real servers, per flavor like the integration tests.
+const perFlavorE2e = ["test/e2e/engine.test.ts"];
 // What only exists on MySQL (GTID sets, caching_sha2_password, invisible primary keys …).
 const mysqlOnly = ["test/integration/mysql-*.test.ts"];
 // The image's entrypoint and `npm start`'s sandbox: the product's embedded default (MariaDB), flavor-agnostic code.
@@ -26,11 +25,11 @@ export default defineConfig({
       },
       {
         extends: true,
-        test: { name: "mariadb", include: [...perFlavor, ...once, ...mariadbOnly], exclude: mysqlOnly, env: { DATASYNC_TEST_FLAVOR: "mariadb" } },
+        test: { name: "mariadb", include: [...perFlavor, ...perFlavorE2e, ...once], exclude: mysqlOnly, env: { DATASYNC_TEST_FLAVOR: "mariadb" } },
       },
       {
         extends: true,
-        test: { name: "mysql", include: perFlavor, exclude: mariadbOnly, env: { DATASYNC_TEST_FLAVOR: "mysql" } },
+        test: { name: "mysql", include: [...perFlavor, ...perFlavorE2e], env: { DATASYNC_TEST_FLAVOR: "mysql" } },
       },
     ],
   },

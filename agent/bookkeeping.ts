@@ -62,6 +62,8 @@ export const SNAPSHOT_DDL = `CREATE TABLE IF NOT EXISTS ${SCHEMA}.snapshot (
   rows_estimate BIGINT UNSIGNED NOT NULL DEFAULT 0,
   started_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
   updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6),
+  def_file VARCHAR(255) NULL,
+  def_pos BIGINT UNSIGNED NULL,
   PRIMARY KEY (group_name, db, tbl)
 ) ENGINE=InnoDB`;
 DDL.push(SNAPSHOT_DDL);
@@ -106,18 +108,24 @@ export const CUTOVER_DDL = `CREATE TABLE IF NOT EXISTS ${SCHEMA}.cutover (
   acknowledged_at TIMESTAMP(6) NULL
 ) ENGINE=InnoDB`;
 
+/** columns added after the first release (extend only), to tables an older agent created */
+const ADDED_COLUMNS: { table: string; column: string; ddl: string }[] = [
+  // the compare-and-set version of the checkpoint row
+  { table: "checkpoints", column: "writer_seq", ddl: "writer_seq BIGINT UNSIGNED NOT NULL DEFAULT 0" },
+  // the MariaDB XA transactions open at the checkpoint (Position.xa)
+  { table: "checkpoints", column: "xa_open", ddl: "xa_open TEXT NULL" },
+  // the source position a snapshot read a table's definition at (snapshot/snapshot.ts readDefinitions)
+  { table: "snapshot", column: "def_file", ddl: "def_file VARCHAR(255) NULL" },
+  { table: "snapshot", column: "def_pos", ddl: "def_pos BIGINT UNSIGNED NULL" },
+];
+
 export async function ensureBookkeeping(c: Conn): Promise<void> {
   for (const sql of DDL) await c.query(sql);
-  // extend only: columns added to the checkpoint rows of older agents: the compare-and-set version, and
-  // the MariaDB XA transactions open at the checkpoint (Position.xa)
-  const [cols] = await c.query<any[]>(`SELECT COLUMN_NAME AS c FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = '${SCHEMA}' AND TABLE_NAME = 'checkpoints' AND COLUMN_NAME IN ('writer_seq', 'xa_open')`);
-  const have = new Set(cols.map((r) => r.c));
-  for (const [col, def] of [
-    ["writer_seq", "BIGINT UNSIGNED NOT NULL DEFAULT 0"],
-    ["xa_open", "TEXT NULL"],
-  ]) {
-    if (have.has(col)) continue;
-    await c.query(`ALTER TABLE ${SCHEMA}.checkpoints ADD COLUMN ${col} ${def}`).catch((e: any) => {
+  const [cols] = await c.query<any[]>(`SELECT TABLE_NAME AS t, COLUMN_NAME AS c FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = '${SCHEMA}'`);
+  const have = new Set(cols.map((r) => `${r.t}.${r.c}`));
+  for (const a of ADDED_COLUMNS) {
+    if (have.has(`${a.table}.${a.column}`)) continue;
+    await c.query(`ALTER TABLE ${SCHEMA}.${a.table} ADD COLUMN ${a.ddl}`).catch((e: any) => {
       if (e?.errno !== 1060) throw e; // another agent added it meanwhile
     });
   }

@@ -32,8 +32,9 @@ import {
   chunkInsertParts,
   copyOrder,
   loadSnapshotTables,
-  prepareReplicaTables,
   keepLiveRows,
+  createReplicaTables,
+  readDefinitions,
   progressSql,
   registerTablesSql,
   scopeFromSignature,
@@ -146,13 +147,21 @@ export class ReplicaSync {
   /** prepared XA transactions read by the last reader, handed to the next one (reader.ts) */
   #xaParked: ReadonlyMap<string, XaParked> | undefined;
   #snapshotTables = new Set<string>();
+  /**
+   * Tables created on the replica from a definition the snapshot read at a source position after the stream's
+   * start (a table seeded alone while the others stream): up to that position, the stream skips their DDL and
+   * rows, which the definition and the copy already hold. Entries leave once the applier has passed them.
+   */
+  #defPos = new Map<string, { file: string; pos: number }>();
   /** tables waiting for their copy to start: the stream skips them (the copy will read their current rows) */
   #pendingTables = new Set<string>();
   /** tables in a foreign-key cycle or self-reference, or referencing a table outside the copy, while copied */
   #relaxedTables = new Set<string>();
   #lastProgressLog = 0;
-  /** since when the reader has been behind the source's end (stall detection) */
+  /** since when the reader has been behind the source's end while able to receive (stall detection) */
   #behindSince: number | null = null;
+  /** the reader waits for the applier (a table map decoded with the replica's schema after a DDL) */
+  #readerWaits = false;
   #attempt = 0;
   #copierFinished = false;
   #lastControlPoll = 0;
@@ -426,8 +435,13 @@ export class ReplicaSync {
         // schema, which is right only at the same stream position: a DDL the reader passed but the applier
         // has not applied yet would put values in the wrong columns. So wait for it (the reader is paused).
         const c0 = this.#conn;
-        while (this.#conn === c0 && c0 && this.#lastDdlPos && this.#appliedPos && comparePos(this.#appliedPos, this.#lastDdlPos) < 0) {
-          await new Promise((r) => setTimeout(r, 20));
+        this.#readerWaits = true;
+        try {
+          while (this.#conn === c0 && c0 && this.#lastDdlPos && this.#appliedPos && comparePos(this.#appliedPos, this.#lastDdlPos) < 0) {
+            await new Promise((r) => setTimeout(r, 20));
+          }
+        } finally {
+          this.#readerWaits = false;
         }
         const c = this.#conn;
         if (!c) return null;
@@ -559,6 +573,7 @@ export class ReplicaSync {
         }
       }
       this.#periodic();
+      this.#checkStall();
       if (this.#copierFinished && this.#marks.pending === 0 && this.#cpState === "snapshot") {
         // every table is copied (or was dropped meanwhile): the replica is consistent from here on
         this.#cpState = "streaming";
@@ -612,6 +627,7 @@ export class ReplicaSync {
       } finally {
         this.#inflight = [];
         this.#release(batch);
+        if (this.#defPos.size) this.#pruneDefPos();
       }
     }
   }
@@ -623,13 +639,15 @@ export class ReplicaSync {
   #checkStall(): void {
     const r = this.#reader;
     const end = this.#src.end();
-    if (!r || r.paused || !end) return;
-    const limit = (this.#cfg.stallSeconds ?? Math.max(30, this.#cfg.heartbeatSeconds * 5)) * 1000;
-    const now = Date.now();
-    if (comparePos(r.lastRead, end.pos) >= 0) {
+    // Behind counts only while the reader can receive: not paused by a full queue (back-pressure), not
+    // waiting for the applier in tableInfo. It is checked at every turn of the apply loop, busy or idle, so a
+    // stall is found within the limit even while the applier works through a backlog.
+    if (!r || !end || r.paused || this.#readerWaits || comparePos(r.lastRead, end.pos) >= 0) {
       this.#behindSince = null;
       return;
     }
+    const limit = (this.#cfg.stallSeconds ?? Math.max(30, this.#cfg.heartbeatSeconds * 5)) * 1000;
+    const now = Date.now();
     this.#behindSince ??= now;
     if (now - this.#behindSince > limit && now - r.lastEventAt > limit) {
       this.#behindSince = null;
@@ -689,6 +707,7 @@ export class ReplicaSync {
         const name = `${ch.db}.${ch.table}`;
         if (this.#quarantine.size && this.#quarantine.has(name)) continue;
         if (this.#pendingTables.size && this.#pendingTables.has(name)) continue;
+        if (this.#defPos.size && this.#beforeDefinition(name, t.pos)) continue;
         const meta = this.#schema.peek(ch.db, ch.table) ?? (await this.#schema.get(ch.db, ch.table));
         if (!meta) {
           throw new ApplyError(
@@ -996,6 +1015,12 @@ export class ReplicaSync {
     // apply
     const key = (o: { db: string; name: string }) => `${o.db}.${o.name}`;
     const tables = plan.objects.filter((o) => o.type === "table");
+    if (this.#defPos.size && tables.length > 0 && tables.every((o) => this.#beforeDefinition(key(o), t.pos))) {
+      // the snapshot created these tables from definitions read after this statement: it is in them already
+      // (and its rows, if any, are in their copy)
+      this.#log.info({ position: t.pos, objects: plan.objects }, "DDL not applied: the snapshot read these tables' definitions after it");
+      return advance();
+    }
     const dropsQuarantined = (plan.drops ?? []).filter((o) => this.#quarantine.has(key(o)));
     if (tables.length > 0 && tables.every((o) => this.#quarantine.has(key(o)))) {
       const extra = dropsQuarantined.map((o) => unquarantineSql(cfg.group, o.db, o.name));
@@ -1184,13 +1209,23 @@ export class ReplicaSync {
     const cfg = this.#cfg;
     const sig = scopeSignature(cfg);
     let start: Position;
+    /** tables registered for a copy by this call (their definitions were read on this source) */
+    const seededNow = new Set<string>();
     const src = await connect(cfg.source, "source");
     try {
       if (!cp || cp.state === "resnapshot") {
-        start = await this.#src.currentPosition();
-        const tables = await sourceTables(src, cfg, this.#src.inScope);
+        // the stream starts where the definitions were read: every DDL after it reaches the replica once
+        const read = await readDefinitions(src, cfg, {
+          list: () => sourceTables(src, cfg, this.#src.inScope),
+          position: () => this.#src.currentPosition(),
+          wholeScope: true,
+          log: this.#log,
+          pause: () => testPause("DATASYNC_TEST_SNAPSHOT_DEFS_PAUSE_MS", this.#log),
+        });
+        start = read.pos;
+        const tables = read.tables;
         this.#log.info({ position: start, tables: tables.length, rows: tables.reduce((a, t) => a + t.estimate, 0) }, cp ? "resnapshot requested: seeding the replica again" : "replica has no checkpoint: seeding it with an online snapshot");
-        const leftOut = await prepareReplicaTables(src, conn, cfg, tables, true, this.#src.inScope);
+        const leftOut = await createReplicaTables(src, conn, cfg, read.defs, { withViews: true, inScope: this.#src.inScope });
         for (const v of leftOut) {
           this.#m.skipped.inc({ ...this.#labels, kind: "view" });
           this.#log.warn(
@@ -1203,7 +1238,7 @@ export class ReplicaSync {
           [
             "START TRANSACTION",
             `DELETE FROM ${SCHEMA}.snapshot WHERE group_name = ${conn.escape(cfg.group)}`,
-            ...registerTablesSql(cfg.group, tables),
+            ...registerTablesSql(cfg.group, tables, start),
             this.#cp(start, Date.now(), 0, 0),
             `UPDATE ${SCHEMA}.checkpoints SET scope = ${conn.escape(sig)} WHERE group_name = ${conn.escape(cfg.group)}`,
             "COMMIT",
@@ -1222,15 +1257,35 @@ export class ReplicaSync {
         const want = [...all.filter((t) => requested.some((r) => r.db === t.db && r.table === t.table)), ...fresh];
         if (want.length) {
           this.#log.info({ tables: want.map((t) => `${t.db}.${t.table}`) }, "seeding tables with an online snapshot (requested, or newly in scope) while the others stream");
-          await prepareReplicaTables(src, conn, cfg, want, false);
+          // The stream resumes at the checkpoint, before the position these definitions are read at: what it
+          // reads on these tables up to that position is already in them (and in their copy), so it skips it
+          // (#defPos), DDL included; after it, everything is applied as usual.
+          const names = new Set(want.map((t) => `${t.db}.${t.table}`));
+          const read = await readDefinitions(src, cfg, {
+            list: async () => (await sourceTables(src, cfg, this.#src.inScope)).filter((t) => names.has(`${t.db}.${t.table}`)),
+            position: () => this.#src.currentPosition(),
+            wholeScope: false,
+            log: this.#log,
+            pause: () => testPause("DATASYNC_TEST_SNAPSHOT_DEFS_PAUSE_MS", this.#log),
+          });
+          await createReplicaTables(src, conn, cfg, read.defs, { withViews: false });
           this.#cpState = "snapshot";
-          await conn.query(["START TRANSACTION", ...registerTablesSql(cfg.group, want), `UPDATE ${SCHEMA}.checkpoints SET state = 'snapshot' WHERE group_name = ${conn.escape(cfg.group)}`, "COMMIT"].join(";\n"));
+          await conn.query(["START TRANSACTION", ...registerTablesSql(cfg.group, read.tables, read.pos), `UPDATE ${SCHEMA}.checkpoints SET state = 'snapshot' WHERE group_name = ${conn.escape(cfg.group)}`, "COMMIT"].join(";\n"));
+          for (const t of read.tables) seededNow.add(`${t.db}.${t.table}`);
         }
         // tables an unfinished snapshot registered that the scope no longer holds (excluded, e.g. to get
         // past a table the copy broke on) are not copied
         const gone = (await loadSnapshotTables(conn, cfg.group)).filter((t) => t.state !== "done" && !this.#src.inScope(t.db, t.table));
+        // and requested tables the source does not have (a typo in resnapshot --tables, dropped meanwhile): left
+        // 'requested', they would make the control poll restart every session before the copy reached them
+        for (const t of await loadSnapshotTables(conn, cfg.group)) {
+          if (t.state === "requested" && this.#src.inScope(t.db, t.table)) {
+            this.#log.warn({ table: `${t.db}.${t.table}` }, "a new snapshot was requested for a table the source does not have: request dropped");
+            gone.push(t);
+          }
+        }
         if (gone.length) {
-          this.#log.info({ tables: gone.map((t) => `${t.db}.${t.table}`) }, "tables left the scope before their snapshot finished: not copied");
+          this.#log.info({ tables: gone.map((t) => `${t.db}.${t.table}`) }, "tables left the scope (or do not exist) before their snapshot finished: not copied");
           for (const t of gone) await conn.query(`DELETE FROM ${SCHEMA}.snapshot WHERE group_name = ? AND db = ? AND tbl = ?`, [cfg.group, t.db, t.table]);
         }
         const todo = (await loadSnapshotTables(conn, cfg.group)).filter((t) => t.state !== "done");
@@ -1239,10 +1294,31 @@ export class ReplicaSync {
           await conn.query(`UPDATE ${SCHEMA}.checkpoints SET state = ?, scope = ? WHERE group_name = ?`, [this.#cpState, sig, cfg.group]);
         }
       }
+      // Tables whose definitions were read after the stream's start: the stream skips what it reads on them up
+      // to there. Positions recorded on another source server (before a failover) compare with nothing here.
+      const sameSource = !cp || cp.state === "resnapshot" || sameSourceId(cp.sourceId, this.#src.sourceId);
+      this.#defPos.clear();
+      for (const t of await loadSnapshotTables(conn, cfg.group)) {
+        const name = `${t.db}.${t.table}`;
+        if (t.def && (seededNow.has(name) || (sameSource && comparePos(t.def, start) > 0))) this.#defPos.set(name, t.def);
+      }
     } finally {
       await src.end().catch(() => undefined);
     }
     return start;
+  }
+
+  /** Whether the replica's table was created from a definition read at or after `pos` (then what the stream reads there is in it). */
+  #beforeDefinition(name: string, pos: Position): boolean {
+    const d = this.#defPos.get(name);
+    return !!d && comparePos(pos, d) <= 0;
+  }
+
+  /** Forgets the definition positions the applier has passed. */
+  #pruneDefPos(): void {
+    const at = this.#appliedPos;
+    if (!at) return;
+    for (const [name, d] of this.#defPos) if (comparePos(d, at) <= 0) this.#defPos.delete(name);
   }
 
   async #startCopier(conn: Conn): Promise<void> {
@@ -1510,6 +1586,14 @@ interface BuiltBatch {
  * Fault injection for tests: DATASYNC_FAULT=<point> makes the process die (as a crash would) when it
  * reaches that point. Points: ddl-marked (pending DDL recorded, not run), ddl-ran (run, checkpoint not moved).
  */
+/** Test seam: a pause of `env` ms (when set) at a point of the snapshot's start, logged so a test can act in it. */
+async function testPause(env: string, log: Logger): Promise<void> {
+  const ms = Number(process.env[env] ?? 0);
+  if (!(ms > 0)) return;
+  log.warn({ seam: env, pauseMs: ms }, "test hook: pausing");
+  await new Promise((r) => setTimeout(r, ms));
+}
+
 function faultPoint(name: string): void {
   if (process.env.DATASYNC_FAULT === name) {
     process.stderr.write(`datasync: fault injection: crashing at ${name}\n`);

@@ -7,6 +7,10 @@ import {
 } from "./lib.mjs";
 import { goalMet, round } from "./stats.mjs";
 
+/** what applies on the native replica: MariaDB's one SQL thread (slave_parallel_threads=0), MySQL's multi-threaded applier */
+export const nativeApplier = (flavor, n = 1) =>
+  flavor === "mysql" ? `${n > 1 ? "appliers" : "applier"} (4 workers${n > 1 ? " each" : ""})` : `SQL thread${n > 1 ? "s" : ""}`;
+
 export const CATCHUP = {
   "catchup-large": { title: "1,000,000 rows in 1,000-row transactions (inserts)", goal: 0.5 },
   "catchup-small": { title: "40,000 single-row transactions (50% inserts, 50% updates by key)", goal: 1.5 },
@@ -33,7 +37,7 @@ async function genSmall(src, txns, seedRows) {
 }
 
 export async function runCatchup(ctx, name, tag) {
-  const { opt, scale, base, innodb } = ctx;
+  const { opt, scale, base, innodb, flavor } = ctx;
   const large = name === "catchup-large";
   const rows = Math.round(Number(opt.rows ?? 1_000_000) * scale);
   const txnRows = Number(opt["txn-rows"] ?? 1000);
@@ -45,7 +49,7 @@ export async function runCatchup(ctx, name, tag) {
     { name: "src", baseDir: base, args: innodb },
     { name: "native", baseDir: base, noBinlog: !opt["replica-binlog"], args: innodb },
     { name: "agent", baseDir: base, noBinlog: !opt["replica-binlog"], args: innodb },
-  ]);
+  ], flavor);
   try {
     const [v] = await src.query("SELECT VERSION() AS v");
     await prepareOrders([src, native, agentRep], seedRows);
@@ -62,9 +66,9 @@ export async function runCatchup(ctx, name, tag) {
 
     let nat = null;
     if (!opt["no-native"]) {
-      log(`${tag}: native replication (IO thread first, then the SQL thread timed)`);
+      log(`${tag}: native replication (IO thread first, then the ${nativeApplier(flavor)} timed)`);
       nat = await runNativeCatchup(src, [native], start, end);
-      log(`${tag}: native SQL thread ${nat.seconds.toFixed(2)} s`);
+      log(`${tag}: native ${nativeApplier(flavor)} ${nat.seconds.toFixed(2)} s`);
     }
     const load = loadavg()[0];
     log(`${tag}: agent (CLI child process${opt.profile ? ", --cpu-prof" : ""})`);
@@ -97,7 +101,7 @@ export async function runCatchup(ctx, name, tag) {
         : `${work.txns.toLocaleString("en-US")} single-row transactions (50% inserts, 50% updates by key) on ${seedRows.toLocaleString("en-US")} seeded rows`,
       headline: {
         measure: "catch-up wall s",
-        anchorName: "native SQL thread",
+        anchorName: `native ${nativeApplier(flavor)}`,
         anchor: nat ? round(nat.seconds, 2) : null,
         agent: round(ag.seconds, 2),
         ratio,
@@ -111,6 +115,7 @@ export async function runCatchup(ctx, name, tag) {
       loadAvg1m: round(load, 2),
       cores: cpus().length,
       server: String(v.v),
+      flavor,
       rows: work.rows,
       transactions: work.txns,
       rowsPerTransaction: large ? txnRows : 1,

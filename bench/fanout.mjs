@@ -4,8 +4,9 @@
 import { loadavg, cpus } from "node:os";
 import {
   startServers, prepareOrders, genLarge, masterStatus, writeCheckpoint, runNativeCatchup,
-  startAgent, waitCheckpoints, CheckpointPoller, serverPid, cpuSeconds, allIdentical, mb, log, now,
+  startAgent, waitCheckpoints, CheckpointPoller, serverPid, cpuSeconds, allIdentical, mb, log, now, replCmd, flavorArgs,
 } from "./lib.mjs";
+import { nativeApplier } from "./catchup.mjs";
 import { goalMet, round } from "./stats.mjs";
 
 const N = 5;
@@ -52,7 +53,7 @@ async function runAgentOn(ctx, src, reps, end, tag) {
 
 /** name: "fanout" (native vs agent) or "memory" (agent only, larger backlog). */
 export async function runFanout(ctx, name, tag) {
-  const { opt, scale, base } = ctx;
+  const { opt, scale, base, flavor } = ctx;
   const memory = name === "memory";
   const rows = Math.round(Number(opt.rows ?? (memory ? 2_000_000 : 500_000)) * scale);
   const txnRows = Number(opt["txn-rows"] ?? 1000);
@@ -61,7 +62,7 @@ export async function runFanout(ctx, name, tag) {
   const servers = await startServers([
     { name: "src", baseDir: base, args },
     ...Array.from({ length: N }, (_, i) => ({ name: `r${i + 1}`, baseDir: base, noBinlog: !opt["replica-binlog"], args })),
-  ]);
+  ], flavor);
   const [src, ...reps] = servers;
   try {
     const [v] = await src.query("SELECT VERSION() AS v");
@@ -77,14 +78,15 @@ export async function runFanout(ctx, name, tag) {
     let nat = null;
     let nativeIdentical = null;
     if (!memory && !opt["no-native"]) {
-      log(`${tag}: ${N} native replicas (IO threads first, then the ${N} SQL threads timed together)`);
+      log(`${tag}: ${N} native replicas (IO threads first, then the ${N} ${nativeApplier(flavor, N)} timed together)`);
       nat = await runNativeCatchup(src, reps, start, end);
       log(`${tag}: native all ${N} done in ${nat.seconds.toFixed(2)} s`);
       nativeIdentical = await allIdentical(servers, ["bench.orders"], `${tag} native`);
       // the same five servers, back to the seed state for the agent
       await Promise.all(
         reps.map(async (r) => {
-          await r.query("STOP SLAVE; RESET SLAVE ALL; DROP DATABASE bench");
+          const cmd = replCmd(flavor);
+          await r.query(`${cmd.stop}; ${cmd.resetAll}; DROP DATABASE bench`);
         }),
       );
       await prepareOrders(reps, 0);
@@ -104,11 +106,12 @@ export async function runFanout(ctx, name, tag) {
       loadAvg1m: round(load, 2),
       cores: cpus().length,
       server: String(v.v),
+      flavor,
       rows: work.rows,
       transactions: work.txns,
       rowsPerTransaction: txnRows,
       replicas: N,
-      serverArgs: args,
+      serverArgs: flavorArgs(flavor, args),
       generateSeconds: round(genSeconds),
       agent: { seconds: round(ag.seconds), rowsPerSec: rps(ag.seconds), wallSeconds: round(ag.wallSeconds), startupSeconds: round(ag.startupSeconds), perReplicaSeconds: ag.perReplicaSeconds, peakRssMb: ag.peakRssMb, cpuSeconds: round(ag.cpuSeconds), serverCpuSeconds: round(ag.serverCpuSeconds) },
       rssSeries: ag.rss,
@@ -123,8 +126,8 @@ export async function runFanout(ctx, name, tag) {
     }
     return {
       ...common,
-      description: `${work.rows.toLocaleString("en-US")} rows (${txnRows}-row transactions) to ${N} replicas: one agent vs ${N} native SQL threads`,
-      headline: { measure: `wall s, all ${N} caught up`, anchorName: `${N} native SQL threads`, anchor: nat ? round(nat.seconds, 2) : null, agent: round(ag.seconds, 2), ratio, ratioDef: "native s / agent s", goal: "ratio ≥ 0.5", met: goalMet(ratio, 0.5) },
+      description: `${work.rows.toLocaleString("en-US")} rows (${txnRows}-row transactions) to ${N} replicas: one agent vs ${N} native ${nativeApplier(flavor, N)}`,
+      headline: { measure: `wall s, all ${N} caught up`, anchorName: `${N} native ${nativeApplier(flavor, N)}`, anchor: nat ? round(nat.seconds, 2) : null, agent: round(ag.seconds, 2), ratio, ratioDef: "native s / agent s", goal: "ratio ≥ 0.5", met: goalMet(ratio, 0.5) },
       throughput: { unit: "rows/s", agent: rps(ag.seconds), anchor: nat ? rps(nat.seconds) : null },
       native: nat ? { seconds: round(nat.seconds), perReplicaSeconds: nat.perReplicaSeconds.map((x) => round(x)), ioFetchSeconds: round(nat.fetchSeconds), serverCpuSeconds: round(nat.serverCpuSeconds), slaveParallelThreads: nat.parallelThreads, rowsPerSec: rps(nat.seconds) } : null,
     };

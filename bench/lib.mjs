@@ -1,5 +1,6 @@
 // Shared pieces of the benchmark: servers and their processes, the orders workload, the agent as a child
 // process with RSS/CPU sampling, checkpoints, native replication set-up, checksums. See bench/README.md.
+// Every server helper follows the flavor of the TestServer it is given (MariaDB or MySQL, `--flavor`).
 /* global fetch, AbortSignal */
 import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
@@ -11,8 +12,52 @@ import { positionReached } from "./stats.mjs";
 
 export const here = dirname(fileURLToPath(import.meta.url));
 export const root = join(here, "..");
-export const { startServers, freePort } = await import("../dist/dev/servers.js");
+const servers = await import("../dist/dev/servers.js");
+export const { freePort, clientBinary } = servers;
 const { ensureBookkeeping, checkpointSql } = await import("../dist/agent/bookkeeping.js");
+const { positionOf } = await import("../dist/agent/ops/cutover.js");
+const { readServerIdentity, identityKey } = await import("../dist/agent/identity.js");
+
+/**
+ * The scenario's servers, all of one flavor. Options are written in MariaDB's terms and translated for MySQL:
+ * `--innodb-log-file-size` is `--innodb-redo-log-capacity` there; MySQL has no `--slave-run-triggers-for-rbr`
+ * (a MySQL replica never runs triggers for row events) and its applier is `replica_parallel_workers` (4, the
+ * default since 8.0.27, set explicitly) where the MariaDB anchor runs one SQL thread.
+ */
+export function startServers(specs, flavor) {
+  return servers.startServers(
+    specs.map((s) => {
+      const f = s.flavor ?? flavor ?? servers.defaultFlavor();
+      return { ...s, flavor: f, args: flavorArgs(f, s.args ?? []) };
+    }),
+  );
+}
+
+export function flavorArgs(flavor, args) {
+  if (flavor !== "mysql") return args;
+  const out = args.flatMap((a) => {
+    if (a.startsWith("--innodb-log-file-size=")) return [`--innodb-redo-log-capacity=${a.slice(a.indexOf("=") + 1)}`];
+    if (a.startsWith("--slave-run-triggers-for-rbr") || a.startsWith("--slave-parallel-threads")) return [];
+    return [a];
+  });
+  // relay_log_recovery: the crash-safe setting for the replica that replica-down SIGKILLs
+  return [...out, "--replica-parallel-workers=4", "--relay-log-recovery=ON"];
+}
+
+/** Replication statements of the flavor (MySQL 8.4+ has only the REPLICA/SOURCE forms). */
+export function replCmd(flavor) {
+  const my = flavor === "mysql";
+  return {
+    start: my ? "START REPLICA" : "START SLAVE",
+    startIo: my ? "START REPLICA IO_THREAD" : "START SLAVE IO_THREAD",
+    startSql: my ? "START REPLICA SQL_THREAD" : "START SLAVE SQL_THREAD",
+    stop: my ? "STOP REPLICA" : "STOP SLAVE",
+    resetAll: my ? "RESET REPLICA ALL" : "RESET SLAVE ALL",
+    status: my ? "SHOW REPLICA STATUS" : "SHOW SLAVE STATUS",
+    skipStart: my ? "--skip-replica-start" : "--skip-slave-start",
+    workers: my ? "@@replica_parallel_workers" : "@@slave_parallel_threads",
+  };
+}
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 export const now = () => performance.now();
@@ -33,13 +78,26 @@ export const ORDERS = `CREATE TABLE IF NOT EXISTS bench.orders (
   KEY (customer_id)
 ) ENGINE=InnoDB`;
 
-/** Deterministic rows id in [lo, hi] from MariaDB's sequence engine (server side, no client overhead). */
-export function insertSelect(lo, hi) {
+/**
+ * The integers lo..hi as a row source with one column `seq`, server side (no client overhead): MariaDB's
+ * sequence engine; on MySQL (no sequence engine) a recursive CTE. `INSERT` must carry `recursionHint(flavor)`:
+ * MySQL stops a recursive CTE at cte_max_recursion_depth (1,000) otherwise.
+ */
+export function seqRows(lo, hi, flavor, db = "bench") {
+  return flavor === "mysql" ? `(WITH RECURSIVE s (seq) AS (SELECT ${lo} UNION ALL SELECT seq + 1 FROM s WHERE seq < ${hi}) SELECT seq FROM s) AS q` : `${db}.seq_${lo}_to_${hi}`;
+}
+export const recursionHint = (flavor) => (flavor === "mysql" ? "/*+ SET_VAR(cte_max_recursion_depth = 100000000) */ " : "");
+
+/**
+ * Deterministic rows id in [lo, hi]. The note's hash is SHA2 cut to MD5's 32 characters: MySQL 9 has no MD5(),
+ * and the rows stay the size (and the binlog the volume) they had when the MariaDB figures were first taken.
+ */
+export function insertSelect(lo, hi, flavor = "mariadb") {
   return (
-    `INSERT INTO bench.orders (id, customer_id, status, sku, qty, price, note, created_at, updated_at) ` +
+    `INSERT ${recursionHint(flavor)}INTO bench.orders (id, customer_id, status, sku, qty, price, note, created_at, updated_at) ` +
     `SELECT seq, seq % 50000 + 1, ELT(seq % 4 + 1, 'new', 'paid', 'shipped', 'closed'), CONCAT('SKU-', LPAD(seq % 5000, 6, '0')), seq % 10 + 1, ` +
-    `(seq % 100000) / 100 + 0.99, CONCAT('order ', seq, ' ', MD5(seq)), TIMESTAMP('2024-01-01') + INTERVAL seq SECOND, TIMESTAMP('2024-01-01') + INTERVAL seq SECOND ` +
-    `FROM bench.seq_${lo}_to_${hi}`
+    `(seq % 100000) / 100 + 0.99, CONCAT('order ', seq, ' ', LEFT(SHA2(seq, 256), 32)), TIMESTAMP('2024-01-01') + INTERVAL seq SECOND, TIMESTAMP('2024-01-01') + INTERVAL seq SECOND ` +
+    `FROM ${seqRows(lo, hi, flavor)}`
   );
 }
 
@@ -49,7 +107,7 @@ export async function prepareOrders(servers, seedRows) {
     servers.map(async (s) => {
       await s.query("CREATE DATABASE IF NOT EXISTS bench");
       await s.query(ORDERS);
-      for (let lo = 1; lo <= seedRows; lo += 10_000) await s.query(insertSelect(lo, Math.min(seedRows, lo + 9_999)));
+      for (let lo = 1; lo <= seedRows; lo += 10_000) await s.query(insertSelect(lo, Math.min(seedRows, lo + 9_999), s.flavor));
     }),
   );
 }
@@ -59,7 +117,7 @@ export async function genLarge(src, rows, txnRows, first = 1) {
   const c = await src.connect();
   try {
     const last = first + rows - 1;
-    for (let lo = first; lo <= last; lo += txnRows) await c.query(insertSelect(lo, Math.min(last, lo + txnRows - 1)));
+    for (let lo = first; lo <= last; lo += txnRows) await c.query(insertSelect(lo, Math.min(last, lo + txnRows - 1), src.flavor));
   } finally {
     await c.end();
   }
@@ -75,9 +133,14 @@ export function orderUpdate(id, i) {
 
 // ------------------------------------------------------------------ servers, processes
 
+/** The source's binlog end with its GTID position, as the agent reads it (SHOW BINARY LOG STATUS on MySQL 8.4+). */
 export async function masterStatus(s) {
-  const [st] = await s.query("SHOW MASTER STATUS");
-  return { file: String(st.File), pos: Number(st.Position) };
+  const c = await s.connect();
+  try {
+    return await positionOf(c, s.flavor);
+  } finally {
+    await c.end();
+  }
 }
 
 export async function checksum(s, tables = ["bench.orders"]) {
@@ -110,7 +173,7 @@ export function cpuSeconds(pid) {
   }
 }
 
-/** The pid of a TestServer's mariadbd (found by its datadir). */
+/** The pid of a TestServer's mariadbd or mysqld (found by its datadir). */
 export function serverPid(s) {
   for (const d of readdirSync("/proc")) {
     if (!/^\d+$/.test(d)) continue;
@@ -135,15 +198,20 @@ export const mb = (kb) => Math.round(kb / 102.4) / 10;
 
 // ------------------------------------------------------------------ checkpoints
 
-/** A streaming checkpoint at `start` on each replica, as the agent would have written it. */
+/** A streaming checkpoint at `start` (from masterStatus: file, pos, GTID position) on each replica, as the agent would have written it. */
 export async function writeCheckpoint(src, reps, start, group = "bench") {
-  const [id] = await src.query("SELECT @@server_id AS id, @@hostname AS h");
-  const [g] = await src.query("SELECT BINLOG_GTID_POS(?, ?) AS g", [start.file, start.pos]);
+  const sc = await src.connect();
+  let sourceId;
+  try {
+    sourceId = identityKey(await readServerIdentity(sc));
+  } finally {
+    await sc.end();
+  }
   for (const rep of Array.isArray(reps) ? reps : [reps]) {
     const c = await rep.connect();
     try {
       await ensureBookkeeping(c);
-      await c.query(checkpointSql(group, `mariadb:${id.id}@${id.h}`, "mariadb", { ...start, gtid: g.g || null }, Date.now(), 0, 0));
+      await c.query(checkpointSql(group, sourceId, src.flavor, start, Date.now(), 0, 0, null, "streaming", null));
     } finally {
       await c.end();
     }
@@ -179,11 +247,21 @@ export class CheckpointPoller {
 
 // ------------------------------------------------------------------ native replication
 
-/** CHANGE MASTER on `rep` to read `src` from `start` (file/pos, or GTID slave_pos with gtid: true: crash-safe). */
+/**
+ * Native replication on `rep` from `src` at `start`. MariaDB: CHANGE MASTER at file/pos, or GTID slave_pos with
+ * gtid: true (crash-safe). MySQL: always GTID auto-position (crash-safe): the source's transactions up to `start`
+ * are declared purged on the replica (it holds them from the seed), then CHANGE REPLICATION SOURCE … SOURCE_AUTO_POSITION=1.
+ */
 export async function changeMaster(rep, src, start, { gtid = false } = {}) {
   const c = await rep.connect();
   try {
-    if (gtid) {
+    if (rep.flavor === "mysql") {
+      if (!start.gtid) throw new Error("the MySQL source has no GTID position (gtid_mode=ON is needed for auto-position)");
+      await c.query("SET GLOBAL gtid_purged = ?", [`+${start.gtid}`]);
+      await c.query(
+        `CHANGE REPLICATION SOURCE TO SOURCE_HOST='127.0.0.1', SOURCE_PORT=${src.port}, SOURCE_USER='root', SOURCE_PASSWORD='', SOURCE_AUTO_POSITION=1, GET_SOURCE_PUBLIC_KEY=1`,
+      );
+    } else if (gtid) {
       const [g] = await src.query("SELECT BINLOG_GTID_POS(?, ?) AS g", [start.file, start.pos]);
       await c.query("SET GLOBAL gtid_slave_pos = ?", [g.g ?? ""]);
       await c.query(`CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=${src.port}, MASTER_USER='root', MASTER_PASSWORD='', MASTER_USE_GTID=slave_pos`);
@@ -198,22 +276,24 @@ export async function changeMaster(rep, src, start, { gtid = false } = {}) {
   }
 }
 
-export async function slaveStatus(c) {
-  const [[st]] = await c.query("SHOW SLAVE STATUS");
+export async function slaveStatus(c, flavor = "mariadb") {
+  const [[st]] = await c.query(replCmd(flavor).status);
   return st;
 }
-export const fetched = (st) => ({ file: String(st.Master_Log_File), pos: Number(st.Read_Master_Log_Pos) });
-export const executed = (st) => ({ file: String(st.Relay_Master_Log_File), pos: Number(st.Exec_Master_Log_Pos) });
+// MySQL 8.0.22+ names the columns Source_*, MariaDB Master_*
+export const fetched = (st) => ({ file: String(st.Master_Log_File ?? st.Source_Log_File), pos: Number(st.Read_Master_Log_Pos ?? st.Read_Source_Log_Pos) });
+export const executed = (st) => ({ file: String(st.Relay_Master_Log_File ?? st.Relay_Source_Log_File), pos: Number(st.Exec_Master_Log_Pos ?? st.Exec_Source_Log_Pos) });
 
 /** Native catch-up on several replicas at once: IO threads fetch first (untimed), then all SQL threads timed until each reaches `end`. */
 export async function runNativeCatchup(src, reps, start, end) {
+  const cmd = replCmd(src.flavor);
   await Promise.all(reps.map((r) => changeMaster(r, src, start)));
   const conns = await Promise.all(reps.map((r) => r.connect()));
   try {
     const f0 = now();
-    await Promise.all(conns.map((c) => c.query("START SLAVE IO_THREAD")));
+    await Promise.all(conns.map((c) => c.query(cmd.startIo)));
     for (;;) {
-      const sts = await Promise.all(conns.map(slaveStatus));
+      const sts = await Promise.all(conns.map((c) => slaveStatus(c, src.flavor)));
       const e = sts.find((s) => s.Last_IO_Error);
       if (e) throw new Error(`native IO thread: ${e.Last_IO_Error}`);
       if (sts.every((s) => positionReached(fetched(s), end))) break;
@@ -223,10 +303,10 @@ export async function runNativeCatchup(src, reps, start, end) {
     const pids = reps.map(serverPid);
     const cpu0 = pids.map(cpuSeconds);
     const t0 = now();
-    await Promise.all(conns.map((c) => c.query("START SLAVE SQL_THREAD")));
+    await Promise.all(conns.map((c) => c.query(cmd.startSql)));
     const done = reps.map(() => null);
     while (done.some((d) => d === null)) {
-      const sts = await Promise.all(conns.map(slaveStatus));
+      const sts = await Promise.all(conns.map((c) => slaveStatus(c, src.flavor)));
       sts.forEach((st, i) => {
         if (st.Last_SQL_Error) throw new Error(`native SQL thread on ${reps[i].name}: ${st.Last_SQL_Error}`);
         if (done[i] === null && positionReached(executed(st), end)) done[i] = (now() - t0) / 1000;
@@ -234,8 +314,8 @@ export async function runNativeCatchup(src, reps, start, end) {
       if (done.some((d) => d === null)) await sleep(5);
     }
     const serverCpuSeconds = pids.reduce((a, p, i) => a + (cpuSeconds(p) - cpu0[i]), 0);
-    await Promise.all(conns.map((c) => c.query("STOP SLAVE")));
-    const [[threads]] = await conns[0].query("SELECT @@slave_parallel_threads AS p");
+    await Promise.all(conns.map((c) => c.query(cmd.stop)));
+    const [[threads]] = await conns[0].query(`SELECT ${cmd.workers} AS p`);
     return { seconds: Math.max(...done), perReplicaSeconds: done, fetchSeconds, serverCpuSeconds, parallelThreads: Number(threads.p) };
   } finally {
     await Promise.all(conns.map((c) => c.end()));

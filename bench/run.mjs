@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The benchmark suite: each scenario measures the agent against its anchor in the same run (ratio), on private
-// MariaDB servers of this machine. Usage: npm run bench [-- --scenario NAME[,NAME]] [--scale 0.1] [--repeat N]
-//   [--profile] [--keep] [--out FILE] [--rows N] [--down-minutes M] [--seconds S] [--rate TX/S] …  (bench/README.md)
+// MariaDB and/or MySQL servers of this machine. Usage: npm run bench [-- --flavor mariadb|mysql|both]
+//   [--scenario NAME[,NAME]] [--scale 0.1] [--repeat N] [--profile] [--keep] [--out FILE] [--rows N] … (bench/README.md)
 // Scenarios: catchup-large, catchup-small, fanout, replica-down, sysbench, snapshot, memory (default: all).
 // Writes bench/results.json, bench/results.md (also on stdout) and bench/results.svg.
 import { cpus, loadavg, tmpdir } from "node:os";
@@ -33,6 +33,7 @@ const SCENARIOS = {
 
 const { values: opt } = parseArgs({
   options: {
+    flavor: { type: "string", default: "both" },
     scenario: { type: "string", multiple: true },
     scale: { type: "string", default: "1" },
     rows: { type: "string" },
@@ -81,11 +82,25 @@ for (const n of names) {
   }
 }
 // asked for by name: stop at once without sysbench; in a full run only that scenario fails (its row says why)
-if (opt.scenario && names.includes("sysbench")) {
+if (opt.scenario && names.includes("sysbench") && opt.flavor !== "mysql") {
   try {
     sysbenchBinary();
   } catch (e) {
     console.error(`bench: ${e.message}`);
+    process.exit(2);
+  }
+}
+const flavors = opt.flavor === "both" ? ["mariadb", "mysql"] : [opt.flavor];
+if (!flavors.every((f) => f === "mariadb" || f === "mysql")) {
+  console.error(`bench: --flavor ${opt.flavor}: use mariadb, mysql or both`);
+  process.exit(2);
+}
+if (flavors.includes("mysql")) {
+  const { serverBinary } = await import("../dist/dev/servers.js");
+  try {
+    serverBinary("mysql");
+  } catch (e) {
+    console.error(`bench: ${e.message} (or run only MariaDB: --flavor mariadb)`);
     process.exit(2);
   }
 }
@@ -95,7 +110,7 @@ const resultsDir = join(here, "results");
 mkdirSync(resultsDir, { recursive: true });
 // catch-up and sysbench replicas get exactly these settings (on top of the servers module's defaults)
 const innodb = [`--innodb-buffer-pool-size=${opt["buffer-pool"]}`, `--innodb-log-file-size=${opt["log-file-size"]}`];
-const ctx = { opt, scale, base, resultsDir, innodb };
+const contexts = flavors.map((flavor) => ({ opt, scale, base, resultsDir, innodb, flavor }));
 
 // ------------------------------------------------------------------ report
 
@@ -123,22 +138,23 @@ function details(r) {
   }
 }
 
-function table(results, meta, failures) {
+function table(results, meta, failures, notMeasured) {
   const lines = [
     `Machine: ${meta.cores} cores (${meta.cpu}), Node ${meta.node}, ${meta.server}; load 1m at start ${meta.loadAvgStart}; command: \`${meta.command}\``,
     "",
-    "| scenario | measure | anchor | anchor figure | agent figure | ratio | goal | met | agent peak RSS MB | identical | load 1m | cores |",
-    "|---|---|---|---:|---:|---|---|---|---:|---|---:|---:|",
+    "| scenario | flavor | measure | anchor | anchor figure | agent figure | ratio | goal | met | agent peak RSS MB | identical | load 1m | cores |",
+    "|---|---|---|---|---:|---:|---|---|---|---:|---|---:|---:|",
   ];
   for (const r of results) {
     const h = r.headline;
     lines.push(
-      `| ${r.scenario}${repeat > 1 ? ` #${r.iteration}` : ""} | ${cell(h.measure)} | ${cell(h.anchorName)} | ${fmt(h.anchor)} | ${fmt(h.agent)} | ${h.ratio === null ? "–" : `${h.ratio} (${cell(h.ratioDef)})`} | ${cell(h.goal)} | ${ok(h.met)} | ${fmt(r.peakRssMb)} | ${r.identical ? "yes" : "NO"} | ${fmt(r.loadAvg1m)} | ${r.cores} |`,
+      `| ${r.scenario}${repeat > 1 ? ` #${r.iteration}` : ""} | ${r.flavor} | ${cell(h.measure)} | ${cell(h.anchorName)} | ${fmt(h.anchor)} | ${fmt(h.agent)} | ${h.ratio === null ? "–" : `${h.ratio} (${cell(h.ratioDef)})`} | ${cell(h.goal)} | ${ok(h.met)} | ${fmt(r.peakRssMb)} | ${r.identical ? "yes" : "NO"} | ${fmt(r.loadAvg1m)} | ${r.cores} |`,
     );
   }
-  for (const f of failures) lines.push(`| ${f.scenario} | FAILED: ${f.error.split("\n")[0].replace(/\|/g, "/")} | | | | | | ❌ | | | | |`);
+  for (const f of failures) lines.push(`| ${f.scenario} | ${f.flavor} | FAILED: ${f.error.split("\n")[0].replace(/\|/g, "/")} | | | | | | ❌ | | | | |`);
+  for (const m of notMeasured) lines.push(`| ${m.scenario} | ${m.flavor} | ${cell(m.reason)} | | | | | | – | | | | |`);
   lines.push("", "Details:", "");
-  for (const r of results) lines.push(`- **${r.scenario}${repeat > 1 ? ` #${r.iteration}` : ""}**: ${r.description}. ${details(r)}`);
+  for (const r of results) lines.push(`- **${r.scenario}${repeat > 1 ? ` #${r.iteration}` : ""} (${r.flavor})**: ${r.description}. ${details(r)}`);
   return lines.join("\n") + "\n";
 }
 
@@ -147,48 +163,43 @@ function table(results, meta, failures) {
 const loadAvgStart = Math.round(loadavg()[0] * 100) / 100;
 const results = [];
 const failures = [];
+/** scenarios that have no meaningful anchor on a flavor (the row says why; not a failure) */
+const notMeasured = [];
 const t0 = Date.now();
-for (const n of names) {
-  for (let i = 0; i < repeat; i++) {
-    const tag = `${n}${repeat > 1 ? `-${i + 1}` : ""}`;
-    const s0 = Date.now();
-    try {
-      const r = await SCENARIOS[n].run(ctx, tag);
-      results.push({ ...r, iteration: i + 1, elapsedSeconds: Math.round((Date.now() - s0) / 1000) });
-    } catch (err) {
-      failures.push({ scenario: tag, error: String(err?.stack ?? err) });
-      log(`${tag}: FAILED: ${err?.stack ?? err}`);
+for (const ctx of contexts) {
+  for (const n of names) {
+    for (let i = 0; i < repeat; i++) {
+      // MariaDB keeps its file names (bench/results/agent-<scenario>.log); MySQL's are prefixed
+      const tag = `${ctx.flavor === "mysql" ? "mysql-" : ""}${n}${repeat > 1 ? `-${i + 1}` : ""}`;
+      const s0 = Date.now();
+      try {
+        const r = await SCENARIOS[n].run(ctx, tag);
+        results.push({ ...r, flavor: ctx.flavor, iteration: i + 1, elapsedSeconds: Math.round((Date.now() - s0) / 1000) });
+      } catch (err) {
+        if (err?.notMeasured) {
+          notMeasured.push({ scenario: n, flavor: ctx.flavor, reason: err.message });
+          log(`${tag}: ${err.message}`);
+          break;
+        }
+        failures.push({ scenario: `${n}${repeat > 1 ? ` #${i + 1}` : ""}`, flavor: ctx.flavor, error: String(err?.stack ?? err) });
+        log(`${tag}: FAILED: ${err?.stack ?? err}`);
+      }
+      log(`${tag}: ${Math.round((Date.now() - s0) / 1000)} s`);
+      // after every scenario: a run stopped part-way (Ctrl-C, a deadline) keeps what it measured
+      writeResults(false);
     }
-    log(`${tag}: ${Math.round((Date.now() - s0) / 1000)} s`);
   }
 }
 if (!opt.keep) rmSync(base, { recursive: true, force: true });
 else log(`servers and their datadirs kept under ${base}; stop them by pid (see the ports above)`);
-const meta = {
-  date: new Date().toISOString(),
-  command: `npm run bench -- ${process.argv.slice(2).join(" ")}`.trim(),
-  cores: cpus().length,
-  cpu: cpus()[0]?.model ?? "?",
-  node: process.version,
-  server: results.find((r) => r.server)?.server ?? "?",
-  loadAvgStart,
-  elapsedSeconds: Math.round((Date.now() - t0) / 1000),
-  settings: {
-    replicaArgs: innodb,
-    fanoutServerArgs: [`--innodb-buffer-pool-size=${opt["fanout-buffer-pool"]}`, `--innodb-log-file-size=${opt["log-file-size"]}`],
-    replicaBinlog: opt["replica-binlog"],
-    apply: { maxRows: opt["max-rows"], maxBytes: opt["max-bytes"], queueBytes: opt["queue-bytes"] },
-  },
-  scale,
-};
-const md = table(results, meta, failures);
-writeFileSync(opt.out, JSON.stringify({ ...meta, results, failures }, null, 2) + "\n");
-writeFileSync(opt.out.replace(/\.json$/, ".md"), md);
+const { meta, md } = writeResults(true);
 if (!opt["no-chart"]) {
   try {
     const { renderChart } = await import("./chart.mjs");
     const svgFile = opt.out.replace(/\.json$/, ".svg");
-    writeFileSync(svgFile, await renderChart(results, meta));
+    // one bar per scenario and flavor when both ran
+    const labelled = flavors.length > 1 ? results.map((r) => ({ ...r, scenario: `${r.scenario} (${r.flavor})` })) : results;
+    writeFileSync(svgFile, await renderChart(labelled, meta));
     log(`chart: ${svgFile}`);
   } catch (e) {
     log(`chart not written: ${e?.message ?? e} (npm install brings vega and vega-lite)`);
@@ -196,3 +207,30 @@ if (!opt["no-chart"]) {
 }
 process.stdout.write(md);
 process.exit(failures.length ? 1 : 0);
+
+/** results.json and results.md of what ran so far; `complete` is false while scenarios are still to run */
+function writeResults(complete) {
+  const meta = {
+    date: new Date().toISOString(),
+    command: `npm run bench -- ${process.argv.slice(2).join(" ")}`.trim(),
+    cores: cpus().length,
+    cpu: cpus()[0]?.model ?? "?",
+    node: process.version,
+    server: [...new Set(results.map((r) => r.server).filter(Boolean))].join(", ") || "?",
+    flavors,
+    loadAvgStart,
+    elapsedSeconds: Math.round((Date.now() - t0) / 1000),
+    settings: {
+      replicaArgs: innodb,
+      fanoutServerArgs: [`--innodb-buffer-pool-size=${opt["fanout-buffer-pool"]}`, `--innodb-log-file-size=${opt["log-file-size"]}`],
+      replicaBinlog: opt["replica-binlog"],
+      apply: { maxRows: opt["max-rows"], maxBytes: opt["max-bytes"], queueBytes: opt["queue-bytes"] },
+    },
+    scale,
+    complete,
+  };
+  const md = table(results, meta, failures, notMeasured);
+  writeFileSync(opt.out, JSON.stringify({ ...meta, results, failures, notMeasured }, null, 2) + "\n");
+  writeFileSync(opt.out.replace(/\.json$/, ".md"), md);
+  return { meta, md };
+}

@@ -1,28 +1,29 @@
 // Snapshot benchmark: an idle source of N rows copied into an empty replica by the agent's online snapshot
-// (in process), against `mariadb-dump --single-transaction | mariadb` of the same data, in the same run.
+// (in process), against `mariadb-dump --single-transaction | mariadb` of the same data, in the same run
+// (MySQL: `mysqldump --single-transaction --set-gtid-purged=OFF | mysql`).
 import { spawn } from "node:child_process";
 import { cpus, loadavg } from "node:os";
 import pino from "pino";
-import { startServers } from "./lib.mjs";
+import { startServers, seqRows, recursionHint, clientBinary } from "./lib.mjs";
 import { goalMet, round } from "./stats.mjs";
 
 const { Agent } = await import("../dist/agent/main.js");
 const { validateConfig } = await import("../dist/agent/config.js");
 
 /** Returns the raw figures (seconds, rows/s, ratio dump/snapshot, peak RSS, identical). */
-export async function snapshotBench({ rows, chunk = 10_000, baseDir, args } = {}) {
+export async function snapshotBench({ rows, chunk = 10_000, baseDir, args, flavor = "mariadb" } = {}) {
   const srvArgs = args ? { args } : {};
   const [src, dumpTarget, rep] = await startServers([
     { name: "bs-src", baseDir, ...srvArgs },
     { name: "bs-dump", noBinlog: true, baseDir, ...srvArgs },
     { name: "bs-rep", noBinlog: true, baseDir, ...srvArgs },
-  ]);
+  ], flavor);
   try {
     await src.query("CREATE DATABASE shop");
     await src.query(`CREATE TABLE shop.orders (id INT PRIMARY KEY, customer_id INT NOT NULL, status VARCHAR(16) NOT NULL, note VARCHAR(64), total DECIMAL(12,2) NOT NULL, created DATETIME(6) NOT NULL, KEY (customer_id)) ENGINE=InnoDB`);
     for (let done = 0; done < rows; done += 200_000) {
       const n = Math.min(200_000, rows - done);
-      await src.query(`INSERT INTO shop.orders SELECT seq, seq % 9973, ELT(1 + seq % 4, 'new', 'paid', 'shipped', 'done'), CONCAT('order note ', seq), (seq % 100000) / 100, '2024-01-01' + INTERVAL seq SECOND FROM shop.seq_${done + 1}_to_${done + n}`);
+      await src.query(`INSERT ${recursionHint(flavor)}INTO shop.orders SELECT seq, seq % 9973, ELT(1 + seq % 4, 'new', 'paid', 'shipped', 'done'), CONCAT('order note ', seq), (seq % 100000) / 100, '2024-01-01' + INTERVAL seq SECOND FROM ${seqRows(done + 1, done + n, flavor, "shop")}`);
     }
     await src.query("ANALYZE TABLE shop.orders");
     const load = loadavg()[0];
@@ -32,10 +33,12 @@ export async function snapshotBench({ rows, chunk = 10_000, baseDir, args } = {}
     await dumpTarget.query("CREATE DATABASE shop");
     const t0 = Date.now();
     await new Promise((resolve, reject) => {
-      const dump = spawn("mariadb-dump", ["--no-defaults", "-h127.0.0.1", `-P${src.port}`, "-uroot", "--single-transaction", "--skip-lock-tables", "shop", "orders"], { stdio: ["ignore", "pipe", "inherit"] });
-      const loadP = spawn("mariadb", ["--no-defaults", "-h127.0.0.1", `-P${dumpTarget.port}`, "-uroot", "shop"], { stdio: ["pipe", "inherit", "inherit"] });
+      // MySQL: no GTID_PURGED statement in the dump (the target has GTIDs of its own)
+      const gtid = flavor === "mysql" ? ["--set-gtid-purged=OFF"] : [];
+      const dump = spawn(clientBinary(flavor, "dump"), ["--no-defaults", "-h127.0.0.1", `-P${src.port}`, "-uroot", "--single-transaction", "--skip-lock-tables", ...gtid, "shop", "orders"], { stdio: ["ignore", "pipe", "inherit"] });
+      const loadP = spawn(clientBinary(flavor, "client"), ["--no-defaults", "-h127.0.0.1", `-P${dumpTarget.port}`, "-uroot", "shop"], { stdio: ["pipe", "inherit", "inherit"] });
       dump.stdout.pipe(loadP.stdin);
-      loadP.on("exit", (c) => (c === 0 ? resolve() : reject(new Error(`mariadb exited ${c}`))));
+      loadP.on("exit", (c) => (c === 0 ? resolve() : reject(new Error(`${flavor === "mysql" ? "mysql" : "mariadb"} exited ${c}`))));
     });
     const dumpMs = Date.now() - t0;
 
@@ -93,11 +96,13 @@ export async function snapshotBench({ rows, chunk = 10_000, baseDir, args } = {}
 /** The `snapshot` scenario of npm run bench. */
 export async function runSnapshot(ctx, tag) {
   const rows = Math.round(Number(ctx.opt["snapshot-rows"]) * ctx.scale);
-  const r = await snapshotBench({ rows, chunk: Number(ctx.opt.chunk), baseDir: ctx.base });
+  const r = await snapshotBench({ rows, chunk: Number(ctx.opt.chunk), baseDir: ctx.base, flavor: ctx.flavor });
+  const anchorName = ctx.flavor === "mysql" ? "mysqldump | mysql" : "mariadb-dump | mariadb";
   return {
     scenario: "snapshot",
-    description: `online snapshot of ${rows.toLocaleString("en-US")} idle rows into an empty replica vs mariadb-dump --single-transaction | mariadb`,
-    headline: { measure: "copy s", anchorName: "mariadb-dump | mariadb", anchor: round(r.dumpSeconds, 2), agent: round(r.snapshotSeconds, 2), ratio: r.ratio, ratioDef: "dump s / snapshot s", goal: "ratio ≥ 1.0", met: goalMet(r.ratio, 1.0) },
+    flavor: ctx.flavor,
+    description: `online snapshot of ${rows.toLocaleString("en-US")} idle rows into an empty replica vs ${anchorName.replace(" |", " --single-transaction |")}`,
+    headline: { measure: "copy s", anchorName, anchor: round(r.dumpSeconds, 2), agent: round(r.snapshotSeconds, 2), ratio: r.ratio, ratioDef: "dump s / snapshot s", goal: "ratio ≥ 1.0", met: goalMet(r.ratio, 1.0) },
     throughput: { unit: "rows/s", agent: r.snapshotRowsPerSecond, anchor: r.dumpRowsPerSecond },
     peakRssMb: r.peakRssMB,
     peakRssNote: "in-process agent: RSS of the bench process",

@@ -104,20 +104,38 @@ export interface ServerOptions {
   noBinlog?: boolean;
   /** mariadb (Debian's mariadbd) or mysql (the setup step's private MySQL); default defaultFlavor() */
   flavor?: Flavor;
+  /**
+   * Options fixed when the datadir is initialized, e.g. ["--lower-case-table-names=1"] (MySQL 8+ refuses to
+   * start with another value than the one it was initialized with): given to the initialize step and to
+   * every start. Servers with the same options share one initialized template.
+   */
+  initArgs?: string[];
 }
 
 const templateDirs = new Map<string, string>();
 
-/** One initialized datadir per flavor, copied for every server (initializing costs seconds; a copy does not). */
-function template(base: string, flavor: Flavor = defaultFlavor()): string {
-  const known = templateDirs.get(`${flavor}:${base}`);
+/** the template folder's suffix for initialize-time options ("" without any): a short stable hash */
+function initTag(initArgs: string[]): string {
+  if (initArgs.length === 0) return "";
+  let h = 0;
+  for (const ch of initArgs.join("\0")) h = (Math.imul(h, 31) + ch.charCodeAt(0)) >>> 0;
+  return `-i${h.toString(36)}`;
+}
+
+/**
+ * One initialized datadir per flavor and set of initialize-time options, copied for every server
+ * (initializing costs seconds; a copy does not).
+ */
+function template(base: string, flavor: Flavor = defaultFlavor(), initArgs: string[] = []): string {
+  const key = `${flavor}:${base}:${initArgs.join(" ")}`;
+  const known = templateDirs.get(key);
   if (known && existsSync(join(known, "mysql"))) return known;
   if (flavor === "mysql") {
-    const dir = mysqlTemplate(base);
-    templateDirs.set(`${flavor}:${base}`, dir);
+    const dir = mysqlTemplate(base, initArgs);
+    templateDirs.set(key, dir);
     return dir;
   }
-  const dir = join(base, `template-${process.pid}`);
+  const dir = join(base, `template-${process.pid}${initTag(initArgs)}`);
   if (!existsSync(join(dir, "mysql"))) {
     rmSync(dir, { recursive: true, force: true });
     mkdirSync(dir, { recursive: true });
@@ -132,20 +150,21 @@ function template(base: string, flavor: Flavor = defaultFlavor()): string {
       mkdirSync(tmp, { recursive: true });
       r = spawnSync(
         installer,
-        ["--no-defaults", "--user=root", `--datadir=${dir}`, `--tmpdir=${tmp}`, "--auth-root-authentication-method=normal", "--skip-test-db"],
+        // mariadb-install-db passes the options it does not know to the bootstrapping server
+        ["--no-defaults", "--user=root", `--datadir=${dir}`, `--tmpdir=${tmp}`, "--auth-root-authentication-method=normal", "--skip-test-db", ...initArgs],
         { encoding: "utf8" },
       );
       if (r.status === 0) break;
     }
     if (!r || r.status !== 0) throw new Error(`mariadb-install-db failed (exit ${r?.status}): ${String(r?.stderr || r?.stdout)}`);
   }
-  templateDirs.set(`mariadb:${base}`, dir);
+  templateDirs.set(key, dir);
   return dir;
 }
 
 /** `mysqld --initialize-insecure` once; root also over TCP from 127.0.0.1 (skip-name-resolve). */
-function mysqlTemplate(base: string): string {
-  const dir = join(base, `template-mysql-${process.pid}`);
+function mysqlTemplate(base: string, initArgs: string[]): string {
+  const dir = join(base, `template-mysql-${process.pid}${initTag(initArgs)}`);
   if (existsSync(join(dir, "mysql"))) return dir;
   const bin = serverBinary("mysql");
   mkdirSync(base, { recursive: true });
@@ -154,7 +173,7 @@ function mysqlTemplate(base: string): string {
   let r: ReturnType<typeof spawnSync> | null = null;
   for (let attempt = 0; attempt < 3; attempt++) {
     rmSync(dir, { recursive: true, force: true });
-    r = spawnSync(bin, ["--no-defaults", "--initialize-insecure", "--user=root", `--datadir=${dir}`, `--init-file=${init}`, "--innodb-redo-log-capacity=64M"], { encoding: "utf8" });
+    r = spawnSync(bin, ["--no-defaults", "--initialize-insecure", "--user=root", `--datadir=${dir}`, `--init-file=${init}`, "--innodb-redo-log-capacity=64M", ...initArgs], { encoding: "utf8" });
     if (r.status === 0) break;
   }
   rmSync(init, { force: true });
@@ -202,7 +221,7 @@ export class TestServer {
   async start(extraArgs: string[] = []): Promise<this> {
     const bin = serverBinary(this.flavor);
     mkdirSync(this.#base, { recursive: true });
-    if (!existsSync(join(this.datadir, "mysql"))) cpSync(template(this.#base, this.flavor), this.datadir, { recursive: true });
+    if (!existsSync(join(this.datadir, "mysql"))) cpSync(template(this.#base, this.flavor, this.#opts.initArgs), this.datadir, { recursive: true });
     if (!this.port) this.port = this.#opts.port ?? (await freePort());
     const mysql8 = this.flavor === "mysql";
     const binlog = this.#opts.noBinlog
@@ -249,6 +268,7 @@ export class TestServer {
       "--performance-schema=OFF",
       `--log-error=${this.datadir}.err`,
       `--tmpdir=${this.datadir}.tmp`,
+      ...(this.#opts.initArgs ?? []),
       ...(this.#opts.args ?? []),
       ...extraArgs,
     ];
@@ -330,6 +350,7 @@ export class TestServer {
 /** Start several servers at once. */
 export async function startServers(specs: ServerOptions[]): Promise<TestServer[]> {
   // the template must exist before parallel starts copy it
-  for (const f of new Set(specs.map((s) => s.flavor ?? defaultFlavor()))) template(specs[0]?.baseDir ?? join(tmpdir(), "datasync-servers"), f);
+  const kinds = new Map(specs.map((s) => [`${s.flavor ?? defaultFlavor()} ${(s.initArgs ?? []).join(" ")}`, s]));
+  for (const s of kinds.values()) template(s.baseDir ?? join(tmpdir(), "datasync-servers"), s.flavor ?? defaultFlavor(), s.initArgs);
   return Promise.all(specs.map((s) => new TestServer(s).start()));
 }

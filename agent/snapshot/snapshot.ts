@@ -23,6 +23,8 @@ export interface SnapshotTable {
   lastKey: unknown[] | null;
   rowsCopied: number;
   rowsEstimate: number;
+  /** the source position the replica's definition of the table was read at (null: registered by an older agent) */
+  def?: { file: string; pos: number } | null;
 }
 
 export interface Chunk {
@@ -163,8 +165,16 @@ export function scopeFromSignature(sig: string): (db: string, t: string) => bool
 }
 
 export async function loadSnapshotTables(c: Conn, group: string): Promise<SnapshotTable[]> {
-  const [rows] = await c.query<any[]>(`SELECT db, tbl, state, last_key, rows_copied, rows_estimate FROM ${SCHEMA}.snapshot WHERE group_name = ? ORDER BY db, tbl`, [group]);
-  return rows.map((r) => ({ db: r.db, table: r.tbl, state: r.state, lastKey: decodeKey(r.last_key), rowsCopied: Number(r.rows_copied), rowsEstimate: Number(r.rows_estimate) }));
+  const [rows] = await c.query<any[]>(`SELECT db, tbl, state, last_key, rows_copied, rows_estimate, def_file, def_pos FROM ${SCHEMA}.snapshot WHERE group_name = ? ORDER BY db, tbl`, [group]);
+  return rows.map((r) => ({
+    db: r.db,
+    table: r.tbl,
+    state: r.state,
+    lastKey: decodeKey(r.last_key),
+    rowsCopied: Number(r.rows_copied),
+    rowsEstimate: Number(r.rows_estimate),
+    def: r.def_file ? { file: String(r.def_file), pos: Number(r.def_pos) } : null,
+  }));
 }
 
 /** Base tables (and MariaDB's system-versioned ones) in scope on the source, with their row estimates. */
@@ -176,41 +186,117 @@ export async function sourceTables(src: Conn, cfg: Config, inScope: (db: string,
   return rows.filter((r) => inScope(r.db, r.t)).map((r) => ({ db: r.db, table: r.t, estimate: Number(r.n ?? 0) }));
 }
 
+/** The source's definitions of what a snapshot creates on a replica, all read at one binlog position. */
+export interface Definitions {
+  /** CREATE DATABASE IF NOT EXISTS … of the synced databases that exist on the source */
+  databases: string[];
+  tables: { db: string; table: string; ddl: string }[];
+}
+
+/** the names of the synced databases and of everything in them: a DDL that creates, drops or renames one changes it */
+async function objectNames(src: Conn, cfg: Config): Promise<string> {
+  const [dbs] = await src.query<any[]>("SELECT SCHEMA_NAME AS d FROM information_schema.SCHEMATA WHERE SCHEMA_NAME IN (?) ORDER BY 1", [cfg.databases]);
+  const [objs] = await src.query<any[]>("SELECT TABLE_SCHEMA AS d, TABLE_NAME AS t, TABLE_TYPE AS k FROM information_schema.TABLES WHERE TABLE_SCHEMA IN (?) ORDER BY 1, 2", [cfg.databases]);
+  return JSON.stringify([dbs.map((r) => r.d), objs.map((r) => [r.d, r.t, r.k])]);
+}
+
+/** errors after which reading the definitions is simply tried again: a table dropped meanwhile, a lock wait, a deadlock */
+const RETRY_DEFINITIONS = new Set([1146, 1205, 1213, 1412, 1049]);
+
 /**
- * Create the databases and the given tables on the replica from the source's definitions (existing
- * tables of those names are replaced: tables in scope belong to the sync). Views of the synced
- * databases are created too, without DEFINER.
+ * Reads the definitions of `tables` (the list is taken again at each attempt) at one binlog position, and
+ * that position, so that every DDL on those tables is either in the definitions (at or before the
+ * position) or in the stream after it, never both and never neither. No SUPER/RELOAD, no global lock: the
+ * tables' shared metadata locks are held (a `SELECT … LIMIT 0` of each in one transaction) while the
+ * position and the definitions are read, which a DDL on any of them waits for (it is binlogged while it
+ * holds its exclusive lock), and writers are not blocked. With `wholeScope` (the initial snapshot, whose
+ * stream starts at the position) the names of everything in the synced databases are compared before and
+ * after: a table created, dropped or renamed meanwhile (not held by the locks) makes it try again.
  */
-export async function prepareReplicaTables(
+export async function readDefinitions<T extends { db: string; table: string }, P>(
+  src: Conn,
+  cfg: Config,
+  opts: {
+    list: () => Promise<T[]>;
+    position: () => Promise<P>;
+    wholeScope: boolean;
+    log: Logger;
+    /** test seam: called between the position and the definitions */
+    pause?: () => Promise<void>;
+  },
+): Promise<{ tables: T[]; defs: Definitions; pos: P }> {
+  // READ COMMITTED: information_schema (InnoDB data dictionary tables on MySQL) is read afresh by every statement
+  await src.query("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED");
+  // never wait long behind a DDL that holds a table: let go of every lock and try again
+  await src.query("SET SESSION lock_wait_timeout = 10");
+  let lastErr: unknown = null;
+  for (let attempt = 1; attempt <= 50; attempt++) {
+    const tables = await opts.list();
+    const before = opts.wholeScope ? await objectNames(src, cfg) : "";
+    await src.query("START TRANSACTION");
+    try {
+      // shared metadata locks on every table until COMMIT (a UNION opens all tables of a batch at once)
+      for (let i = 0; i < tables.length; i += 50) {
+        const batch = tables.slice(i, i + 50);
+        await src.query(batch.map((t) => `(SELECT 1 FROM ${qualified(t.db, t.table)} LIMIT 0)`).join(" UNION ALL "));
+      }
+      const pos = await opts.position();
+      await opts.pause?.();
+      if (opts.wholeScope && (await objectNames(src, cfg)) !== before) {
+        await src.query("ROLLBACK");
+        opts.log.info({ attempt }, "tables were created, dropped or renamed on the source while the snapshot read their definitions; reading them again");
+        await new Promise((r) => setTimeout(r, Math.min(1000, 20 * attempt)));
+        continue;
+      }
+      const defs: Definitions = { databases: [], tables: [] };
+      const dbs = [...new Set(tables.map((t) => t.db))];
+      for (const db of cfg.databases) {
+        const [exists] = await src.query<any[]>("SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?", [db]);
+        if (exists.length && !dbs.includes(db)) dbs.push(db);
+      }
+      for (const db of dbs) {
+        const [[d]] = await src.query<any[]>(`SHOW CREATE DATABASE ${quoteId(db)}`);
+        defs.databases.push(String(d["Create Database"]).replace(/^CREATE DATABASE\s+/i, "CREATE DATABASE IF NOT EXISTS ").replace(/IF NOT EXISTS\s+\/\*!32312 IF NOT EXISTS\*\/\s*/i, "IF NOT EXISTS "));
+      }
+      for (const t of tables) {
+        const [[r]] = await src.query<any[]>(`SHOW CREATE TABLE ${qualified(t.db, t.table)}`);
+        defs.tables.push({ db: t.db, table: t.table, ddl: String(r["Create Table"]).replace(/^CREATE TABLE\s+`/i, `CREATE TABLE ${quoteId(t.db)}.\``) });
+      }
+      await src.query("COMMIT");
+      return { tables, defs, pos };
+    } catch (e: any) {
+      await src.query("ROLLBACK").catch(() => undefined);
+      if (!RETRY_DEFINITIONS.has(e?.errno)) throw e;
+      lastErr = e;
+      opts.log.info({ attempt, err: e?.message }, "reading the tables' definitions for the snapshot: trying again");
+      await new Promise((r) => setTimeout(r, Math.min(2000, 50 * attempt)));
+    }
+  }
+  throw new Error(`the snapshot could not read the source's table definitions at one binlog position in 50 attempts (tables kept changing, or a DDL kept them locked): ${(lastErr as any)?.message ?? "the names changed at every attempt"}`);
+}
+
+/**
+ * Creates the databases and tables of `defs` on the replica (existing tables of those names are replaced:
+ * tables in scope belong to the sync); with `withViews` (the initial snapshot) also the scope's sequences
+ * with their state, before the tables, and its views, read now (a view is DDL: the stream replays any later
+ * change, and CREATE OR REPLACE makes a replay harmless). Returns the views left out, with the reason.
+ */
+export async function createReplicaTables(
   src: Conn,
   rep: Conn,
   cfg: Config,
-  tables: { db: string; table: string }[],
-  withViews: boolean,
-  inScope?: (db: string, t: string) => boolean,
+  defs: Definitions,
+  opts: { withViews: boolean; inScope?: (db: string, t: string) => boolean },
 ): Promise<{ view: string; reason: string }[]> {
   const leftOut: { view: string; reason: string }[] = [];
-  const dbs = [...new Set([...tables.map((t) => t.db)])];
-  for (const db of cfg.databases) {
-    const [exists] = await src.query<any[]>("SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?", [db]);
-    if (exists.length && !dbs.includes(db)) dbs.push(db);
-  }
   await rep.query("SET SESSION foreign_key_checks = 0");
   try {
-    for (const db of dbs) {
-      const [[d]] = await src.query<any[]>(`SHOW CREATE DATABASE ${quoteId(db)}`);
-      const ddl = String(d["Create Database"]).replace(/^CREATE DATABASE\s+/i, "CREATE DATABASE IF NOT EXISTS ").replace(/IF NOT EXISTS\s+\/\*!32312 IF NOT EXISTS\*\/\s*/i, "IF NOT EXISTS ");
-      await rep.query(ddl);
-    }
-    for (const t of tables) await rep.query(`DROP TABLE IF EXISTS ${qualified(t.db, t.table)}`);
+    for (const ddl of defs.databases) await rep.query(ddl);
+    for (const t of defs.tables) await rep.query(`DROP TABLE IF EXISTS ${qualified(t.db, t.table)}`);
     // sequences first: a table's DEFAULT NEXTVAL(seq) needs its sequence
-    if (withViews && inScope) await copySequences(src, rep, cfg, inScope);
-    for (const t of tables) {
-      const [[r]] = await src.query<any[]>(`SHOW CREATE TABLE ${qualified(t.db, t.table)}`);
-      const ddl = String(r["Create Table"]).replace(/^CREATE TABLE\s+`/i, `CREATE TABLE ${quoteId(t.db)}.\``);
-      await rep.query(ddl);
-    }
-    if (withViews) leftOut.push(...(await createViews(src, rep, cfg, inScope)));
+    if (opts.withViews && opts.inScope) await copySequences(src, rep, cfg, opts.inScope);
+    for (const t of defs.tables) await rep.query(t.ddl);
+    if (opts.withViews) leftOut.push(...(await createViews(src, rep, cfg, opts.inScope)));
   } finally {
     await rep.query("SET SESSION foreign_key_checks = 1");
   }
@@ -425,6 +511,20 @@ export function copyColumns(meta: TableMeta): string[] {
   return meta.versioning ? [...meta.writable, meta.versioning.start, meta.versioning.end] : meta.writable;
 }
 
+/** A DDL changed the table being copied between the read of its columns and a chunk's read. */
+class DefinitionChanged extends Error {}
+
+/** The table's definition as the source shows it (AUTO_INCREMENT counters aside), null when it is gone. */
+async function tableDefinition(c: Conn, db: string, table: string): Promise<string | null> {
+  try {
+    const [[r]] = await c.query<any[]>(`SHOW CREATE TABLE ${qualified(db, table)}`);
+    return String(r["Create Table"]).replace(/\sAUTO_INCREMENT=\d+/, "");
+  } catch (e: any) {
+    if (e?.errno === 1146) return null;
+    throw e;
+  }
+}
+
 /** SQL that writes a chunk where rows are absent (existing rows came from the stream and are newer). */
 export function chunkInsertSql(meta: TableMeta, rows: unknown[][], skip: Set<string> | undefined): { sql: string | null; written: number } {
   const cols = copyColumns(meta);
@@ -477,12 +577,16 @@ export function progressSql(group: string, c: { db: string; table: string }, sta
   return `UPDATE ${SCHEMA}.snapshot SET state = ${e(state)}, last_key = ${e(encodeKey(lastKey))}, rows_copied = rows_copied + ${rows} WHERE group_name = ${e(group)} AND db = ${e(c.db)} AND tbl = ${e(c.table)}`;
 }
 
-export function registerTablesSql(group: string, tables: { db: string; table: string; estimate: number }[]): string[] {
+/**
+ * Registers tables as pending, with the source position their definitions on the replica were read at
+ * (`def_file`, `def_pos`): the stream skips what it reads on them up to there (readDefinitions).
+ */
+export function registerTablesSql(group: string, tables: { db: string; table: string; estimate: number }[], def: { file: string; pos: number }): string[] {
   const e = mysql.escape;
   return tables.map(
     (t) =>
-      `INSERT INTO ${SCHEMA}.snapshot (group_name, db, tbl, state, last_key, rows_copied, rows_estimate) VALUES (${e(group)}, ${e(t.db)}, ${e(t.table)}, 'pending', NULL, 0, ${t.estimate}) ` +
-      "ON DUPLICATE KEY UPDATE state = 'pending', last_key = NULL, rows_copied = 0, rows_estimate = VALUES(rows_estimate), started_at = CURRENT_TIMESTAMP(6)",
+      `INSERT INTO ${SCHEMA}.snapshot (group_name, db, tbl, state, last_key, rows_copied, rows_estimate, def_file, def_pos) VALUES (${e(group)}, ${e(t.db)}, ${e(t.table)}, 'pending', NULL, 0, ${t.estimate}, ${e(def.file)}, ${Number(def.pos)}) ` +
+      "ON DUPLICATE KEY UPDATE state = 'pending', last_key = NULL, rows_copied = 0, rows_estimate = VALUES(rows_estimate), started_at = CURRENT_TIMESTAMP(6), def_file = VALUES(def_file), def_pos = VALUES(def_pos)",
   );
 }
 
@@ -538,13 +642,18 @@ export class Copier {
     let attempt = 0;
     for (const t of this.#tables) {
       if (t.state === "done") continue;
+      /** the primary key the chunks so far were read by (the cursor is a value of it) */
+      let keyOfCursor: string[] | null = null;
       while (!this.#stopped) {
+        let pending: Promise<void> | null = null;
         try {
           if (!this.#src) {
             this.#src = await connect(this.#cfg.source, "source");
             // a consistent snapshot needs REPEATABLE READ (READ COMMITTED would ignore it)
             await this.#src.query("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ");
           }
+          // the definition before the columns: a DDL between the two shows at the first chunk's check
+          const definition = await tableDefinition(this.#src, t.db, t.table);
           const meta = await loadTableMeta(this.#src, t.db, t.table);
           if (!meta || meta.primaryKey.length === 0) {
             // dropped (or changed) on the source meanwhile: the stream carries what happened to it
@@ -552,12 +661,18 @@ export class Copier {
             t.state = "done";
             break;
           }
+          if (keyOfCursor && t.lastKey && keyOfCursor.join("\u0000") !== meta.primaryKey.join("\u0000")) {
+            throw new Error(
+              `the primary key of \`${t.db}\`.\`${t.table}\` changed on the source during its snapshot copy (${keyOfCursor.join(", ")} → ${meta.primaryKey.join(", ")}): ` +
+                `its copy cannot go on from the old key. Copy the table again: datasync resnapshot --replica <name> --tables ${t.db}.${t.table}`,
+            );
+          }
+          keyOfCursor = meta.primaryKey;
           const reader = new ChunkReader(this.#src, meta, t.lastKey, this.#cfg.snapshot.chunkRows, this.#locking);
           const fks = await foreignKeysOf(this.#src, t.db, t.table);
           // before the first read: from here on the stream must apply this table's changes
           this.#onStart(t);
           t.state = "copying";
-          let pending: Promise<void> | null = null;
           while (!reader.done && !this.#stopped) {
             const t0 = Date.now();
             // the low watermark: the stream holds here while the read runs
@@ -568,16 +683,25 @@ export class Copier {
             let watermarked = false;
             try {
               if (this.#exact !== false) hi = await this.#openSnapshot(slot);
+              // A transaction: the read's shared metadata lock on the table lasts until COMMIT, so no DDL on it
+              // is binlogged between the read and the definition check and high watermark below. A DDL on it
+              // binlogged before is complete (the read waited for it); one after waits for the COMMIT.
+              if (!hi) await this.#src.query("START TRANSACTION");
               ({ rows, lastKey } = await reader.next());
-              if (hi) await this.#src.query("COMMIT");
-              // otherwise every transaction the read could see is at or before this position (the high watermark)
-              else {
+              // the rows have the table's shape the stream has at the high watermark, or the chunk is read again
+              if ((await tableDefinition(this.#src, t.db, t.table)) !== definition) throw new DefinitionChanged();
+              // without a consistent snapshot, every transaction the read could see is at or before this position (the high watermark)
+              if (!hi) {
                 watermarked = true;
                 await this.#testHiDelay(t);
                 slot.setHi((hi = await binlogEnd(this.#src)));
               }
-            } catch (e) {
+              await this.#src.query("COMMIT");
+            } catch (e: any) {
               slot.cancel();
+              await this.#src.query("ROLLBACK").catch(() => undefined);
+              // 1054: a column read is gone; 1412: the table changed after the consistent snapshot began
+              if (e?.errno === 1054 || e?.errno === 1412) throw new DefinitionChanged();
               throw e;
             }
             const readAt = Date.now();
@@ -609,6 +733,18 @@ export class Copier {
           break;
         } catch (err: any) {
           if (this.#stopped) return;
+          if (err instanceof DefinitionChanged) {
+            // a DDL on the table since its columns were read: the chunk is read again with the new definition,
+            // from the cursor of the last chunk handed over
+            this.#log.info({ table: `${t.db}.${t.table}` }, "the table's definition changed on the source during its copy: reading on with the new definition");
+            try {
+              if (pending) await pending;
+            } catch (e) {
+              if (this.#stopped) return;
+              throw e;
+            }
+            continue;
+          }
           if (!isTransient(err) && err?.errno !== 1146) throw err;
           attempt++;
           this.#src?.destroy();

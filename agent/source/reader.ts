@@ -605,7 +605,8 @@ export class BinlogReader {
    * are settled together), or a consumer that cannot take pieces now (a snapshot in progress).
    */
   #maybeHandPart(t: Txn): void {
-    if (this.#xaCurrent || this.#noStream || t.ddl || (this.#o.canStream && !this.#o.canStream())) return;
+    // (nor while re-reading before the checkpoint for open XA prepared parts: what lies there is skipped whole)
+    if (this.#xaCurrent || this.#noStream || t.ddl || this.#skipUntil || (this.#o.canStream && !this.#o.canStream())) return;
     // a later ROLLBACK TO may return to any open savepoint across pieces: its marker goes in now, where it was set
     const sps = this.#savepoints;
     for (let i = sps.length - 1; i >= 0; i--) {

@@ -288,8 +288,12 @@ export async function chaosRun(env: ChaosEnv, plan: RunPlan, opts: RunOptions = 
   const startAgent = async () => {
     agent = new AgentProcess(cfgFile);
     agents.push(agent);
-    // it must pass its start-up (source preflight) and listen; replicas may still be coming up
-    await agent.httpAddress();
+    // it must pass its start-up (source preflight) and listen; replicas may still be coming up. A source
+    // restarted just before (crash recovery) on a loaded machine can hold the preflight for more than 20 s.
+    const t = Date.now();
+    const a = agent;
+    await a.waitForLog((x) => x.listen && /http listening/.test(x.msg), 60_000);
+    if (Date.now() - t > 10_000) note(`the agent took ${((Date.now() - t) / 1000).toFixed(1)} s to start`);
   };
   const alive = () => {
     const a = agent!;

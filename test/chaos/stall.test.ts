@@ -60,3 +60,36 @@ it("detects a stalled (half-open) binlog connection and recovers without a resta
   for (const r of env.reps) expect(await checksums(r, tables)).toEqual(want);
   await agent.kill("SIGTERM");
 });
+
+it("detects a stalled binlog connection within stallSeconds while the replica works through a backlog", { timeout: 120_000 }, async () => {
+  await agent?.kill("SIGKILL");
+  await env.reset();
+  // a slow applier (a pause per target transaction of at most 5 rows): the queue holds a backlog of seconds
+  agent = new AgentProcess(writeConfig(env.agentConfig({ heartbeatSeconds: 0.2, stallSeconds: 3, apply: { maxRows: 5 } })), { DATASYNC_TEST_APPLY_DELAY_MS: "250" });
+  await agent.waitStreaming(["r1", "r2"]);
+  for (const n of ["r1", "r2"]) await agent.waitForLog((l) => l.replica === n && /snapshot complete/.test(l.msg ?? ""), 60_000);
+  const writer = new Writer(env.src);
+  writer.start(2);
+  await new Promise((r) => setTimeout(r, 3000));
+  const proxy = env.proxy("source");
+  const mark = agent.logs.length;
+  const stalledAt = Date.now();
+  expect(proxy.stall("binlog")).toBe(2);
+  await new Promise((r) => setTimeout(r, 1000));
+  const stats = await writer.stop();
+  // the backlog takes far longer than this to apply at 20 rows a second: detection must not wait for it
+  for (const n of ["r1", "r2"]) {
+    await agent.waitForLog((l) => agent!.logs.indexOf(l) >= mark && l.replica === n && /the binlog connection stalled/.test(l.msg ?? ""), 20_000);
+  }
+  expect(Date.now() - stalledAt).toBeLessThan(20_000);
+  expect(stats.committed).toBeGreaterThan(100);
+  proxy.resume();
+  // the rest of the backlog at full speed (a restart resumes from the checkpoints)
+  expect(await agent.kill("SIGTERM")).toBe(0);
+  agent = new AgentProcess(writeConfig(env.agentConfig({ heartbeatSeconds: 0.2 })));
+  for (const r of env.reps) await waitCaughtUp(env.src, r, "chaos", 90_000);
+  const tables = await tableList(env.src, "shop");
+  const want = await checksums(env.src, tables);
+  for (const r of env.reps) expect(await checksums(r, tables)).toEqual(want);
+  await agent.kill("SIGTERM");
+});

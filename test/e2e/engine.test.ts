@@ -3,14 +3,15 @@
 // way the Pulumi engine drives it: Configure, Check, Create, Diff, Update, Delete against real servers.
 // Also: state created from one checkout path is deleted by a host started in a copy at another path (no
 // absolute path in a serialized provider), the state version is honoured, and a membership's delete keeps
-// the replica's checkpoints while the group's delete removes them.
+// the replica's checkpoints while the group's delete removes them. Runs per flavor (vitest projects): versions
+// are read from the servers; "another version" is declared, since one binary runs one version.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { createRequire } from "node:module";
 import { cpSync, existsSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { startServers, type TestServer } from "../support/servers.js";
+import { startServers, defaultFlavor, type TestServer } from "../support/servers.js";
 
 const require = createRequire(import.meta.url);
 const grpc = require("@grpc/grpc-js");
@@ -26,6 +27,13 @@ let client: any;
 let providerText: string;
 let replicaProviderText: string;
 let primary: TestServer, r1: TestServer, r2: TestServer, lc: TestServer;
+
+const flavor = defaultFlavor();
+const FLAVOR = flavor === "mariadb" ? "MariaDB" : "MySQL";
+/** major.minor the servers run (read live), and a version of the same flavor they do not run */
+let V: string;
+const OTHER = flavor === "mariadb" ? "10.6" : "8.4";
+const esc = (t: string) => t.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 
 function call<T = any>(method: string, req: any, via = client): Promise<T> {
   return new Promise((resolve, reject) => via[method](req, (err: any, resp: T) => (err ? reject(err) : resolve(resp))));
@@ -96,7 +104,7 @@ async function del(id: string, props: any, via = client, urn = URN) {
   await call("delete", req, via);
 }
 
-const ep = (s: TestServer) => ({ host: "127.0.0.1", port: s.port, user: "root", password: "", version: "10.11" });
+const ep = (s: TestServer) => ({ host: "127.0.0.1", port: s.port, user: "root", password: "", version: V });
 const group = (replicas = [r1, r2]) => ({ group: "orders", primary: ep(primary), replicas: replicas.map((s, i) => ({ name: `r${i + 1}`, ...ep(s) })), databases: ["shop"] });
 async function checkpoints(s: TestServer): Promise<string[]> {
   const t = await s.query<any[]>("SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = '_datasync' AND TABLE_NAME = 'checkpoints'");
@@ -123,7 +131,8 @@ beforeAll(async () => {
   replicaProviderText = JSON.parse(ser.stdout).ReplicaServer;
   [[primary, r1, r2, lc]] = await Promise.all([
     // lc: a replica with names stored in lower case, as Azure creates every flexible server (lower_case_table_names=1)
-    startServers([{ name: "eng-primary" }, { name: "eng-r1", noBinlog: true }, { name: "eng-r2", noBinlog: true }, { name: "eng-lc", noBinlog: true, args: ["--lower-case-table-names=1"] }]),
+    // (an initialize-time option: MySQL 8+ refuses to start with another value than its datadir was initialized with)
+    startServers([{ name: "eng-primary" }, { name: "eng-r1", noBinlog: true }, { name: "eng-r2", noBinlog: true }, { name: "eng-lc", noBinlog: true, initArgs: ["--lower-case-table-names=1"] }]),
     (async () => {
       // any engine address will do: the host only connects back for logging
       host = spawn(process.execPath, ["node_modules/@pulumi/pulumi/cmd/dynamic-provider/index.js", "127.0.0.1:1"], { stdio: ["ignore", "pipe", "pipe"] });
@@ -140,6 +149,8 @@ beforeAll(async () => {
     })(),
   ]);
   await primary.query("CREATE DATABASE shop; CREATE TABLE shop.orders (id INT PRIMARY KEY)");
+  V = /^(\d+\.\d+)/.exec((await primary.query<any[]>("SELECT VERSION() AS v"))[0].v)![1];
+  expect(V).not.toBe(OTHER);
 }, 300_000); // four servers and a provider host: slow on a loaded 2-core machine
 
 afterAll(async () => {
@@ -151,19 +162,44 @@ afterAll(async () => {
 describe("engine path (dynamic-provider host over gRPC)", () => {
   it("Check fails six replicas and a version mismatch with clear reasons", async () => {
     const g: any = group();
-    g.replicas = [1, 2, 3, 4, 5, 6].map((i) => ({ name: `r${i}`, host: `10.0.0.${i}`, user: "u", password: "p", version: i === 2 ? "10.6" : "10.11" }));
+    g.replicas = [1, 2, 3, 4, 5, 6].map((i) => ({ name: `r${i}`, host: `10.0.0.${i}`, user: "u", password: "p", version: i === 2 ? OTHER : V }));
     const { failures } = await check(g);
     expect(failures).toEqual([
       { property: "replicas", reason: expect.stringMatching(/6 replicas are declared, at most 5 are allowed per primary\. Remove 1 of them/) },
-      { property: "replicas[1].version", reason: expect.stringMatching(/MariaDB 10\.6 \(10\.6\) differs from the primary's MariaDB 10\.11 \(10\.11\); flavor and major\.minor must be equal\. Run the replica on MariaDB 10\.11\./) },
+      {
+        property: "replicas[1].version",
+        reason: expect.stringMatching(
+          new RegExp(`${FLAVOR} ${esc(OTHER)} \\(${esc(OTHER)}\\) differs from the primary's ${FLAVOR} ${esc(V)} \\(${esc(V)}\\); flavor and major\\.minor must be equal\\. Run the replica on ${FLAVOR} ${esc(V)}\\.`),
+        ),
+      },
     ]);
   });
+
+  if (flavor === "mysql") {
+    it("Check compares MySQL versions by major.minor: 8.0.x is 8.0; 8.0, 8.4 (LTS) and 9.x (innovation) differ", async () => {
+      const at = (primary: string, versions: string[]) => ({
+        group: "orders",
+        primary: { host: "10.0.0.1", user: "u", password: "p", version: primary },
+        replicas: versions.map((version, i) => ({ name: `r${i + 1}`, host: `10.0.1.${i + 1}`, user: "u", password: "p", version })),
+        databases: ["shop"],
+      });
+      expect((await check(at("8.0", ["8.0.36", "8.0"]))).failures).toEqual([]);
+      expect((await check(at("8.4", ["8.4.3"]))).failures).toEqual([]);
+      const { failures } = await check(at("8.0", ["8.4", "9.7", "8.0.40"]));
+      expect(failures).toEqual([
+        { property: "replicas[0].version", reason: expect.stringMatching(/MySQL 8\.4 \(8\.4\) differs from the primary's MySQL 8\.0 \(8\.0\).*Run the replica on MySQL 8\.0\./) },
+        { property: "replicas[1].version", reason: expect.stringMatching(/MySQL 9\.7 \(9\.7\) differs from the primary's MySQL 8\.0 \(8\.0\)/) },
+      ]);
+      // 9.x innovation releases: every minor is its own version
+      expect((await check(at("9.7", ["9.6"]))).failures).toEqual([{ property: "replicas[0].version", reason: expect.stringMatching(/MySQL 9\.6 \(9\.6\) differs from the primary's MySQL 9\.7/) }]);
+    });
+  }
 
   it("Check passes a valid group and fills the derived inputs", async () => {
     const { inputs, failures } = await check(group());
     expect(failures).toEqual([]);
     expect(inputs.replicaNames).toEqual(["r1", "r2"]);
-    expect(inputs.topology).toContain(`r2<br/>127.0.0.1:${r2.port}<br/>MariaDB 10.11`);
+    expect(inputs.topology).toContain(`r2<br/>127.0.0.1:${r2.port}<br/>${FLAVOR} ${V}`);
     expect(JSON.parse(inputs.agentConfig).replicas).toHaveLength(2);
     expect(inputs.__provider).toBe(providerText);
   });
@@ -184,7 +220,7 @@ describe("engine path (dynamic-provider host over gRPC)", () => {
     const { inputs } = await check(group());
     const { id, outs } = await create(inputs);
     expect(id).toBe("orders");
-    expect(outs.liveVersions.primary).toMatch(/^10\.11\./);
+    expect(outs.liveVersions.primary).toMatch(new RegExp(`^${esc(V)}\\.`));
     expect(outs.__provider).toBe(providerText);
     expect(await members(r1)).toEqual(["orders/r1"]);
     expect(await members(r2)).toEqual(["orders/r2"]);
@@ -206,12 +242,14 @@ describe("engine path (dynamic-provider host over gRPC)", () => {
 
   it("Create fails with the live rule's message", async () => {
     const g: any = group();
-    g.primary.version = "10.6";
-    g.replicas.forEach((r: any) => (r.version = "10.6")); // consistent at preview, wrong live
+    g.primary.version = OTHER;
+    g.replicas.forEach((r: any) => (r.version = OTHER)); // consistent at preview, wrong live
     const { inputs, failures } = await check(g);
     expect(failures).toEqual([]);
     const err: any = await create(inputs).then((r) => new Error(`created: ${JSON.stringify(r.outs.liveVersions)}`), (e) => e);
-    expect(err.details ?? err.message).toMatch(/\[rule 2\] primary\.version: declared MariaDB 10\.6 \("10\.6"\) but source \(127\.0\.0\.1:\d+\) runs MariaDB 10\.11/);
+    const msg = String(err.details ?? err.message);
+    expect(msg).toMatch(new RegExp(`\\[rule 2\\] primary\\.version: declared ${FLAVOR} ${esc(OTHER)} \\("${esc(OTHER)}"\\) but source \\(127\\.0\\.0\\.1:\\d+\\) runs ${FLAVOR} ${esc(V)}`));
+    expect(msg).toMatch(new RegExp(`\\[rule 2\\] replicas\\[1\\]\\.version: declared ${FLAVOR} ${esc(OTHER)} .* but replica r2 .* runs ${FLAVOR} ${esc(V)} .*Set replicas\\[1\\]\\.version to "${esc(V)}"`));
     expect(await members(r1)).toEqual([]);
   });
   it("Delete works from a copy of the checkout at another path (no absolute path in the serialized provider)", async () => {
@@ -266,7 +304,7 @@ describe("engine path (dynamic-provider host over gRPC)", () => {
 
   it("a membership's delete keeps the replica's checkpoints; only the group's delete removes them", async () => {
     const RS_URN = "urn:pulumi:dev::datasync::pulumi-nodejs:dynamic/datasync:ReplicaServer::orders-r1";
-    const m = { group: "orders", replicaName: "r1", ...ep(r1), primary: { version: "10.11", host: "127.0.0.1", port: primary.port }, databases: ["shop"], __provider: replicaProviderText };
+    const m = { group: "orders", replicaName: "r1", ...ep(r1), primary: { version: V, host: "127.0.0.1", port: primary.port }, databases: ["shop"], __provider: replicaProviderText };
     const req = new provpb.CreateRequest();
     req.setUrn(RS_URN);
     req.setProperties(struct(m));
@@ -303,6 +341,7 @@ describe("engine path (dynamic-provider host over gRPC)", () => {
   });
 
   it("Create applies rule 3 for binlog retention against tolerateOutageSeconds", async () => {
+    const [{ was }] = await primary.query<any[]>("SELECT @@GLOBAL.binlog_expire_logs_seconds AS was");
     await primary.query("SET GLOBAL binlog_expire_logs_seconds = 3600");
     try {
       const { inputs } = await check({ ...group([r1]), tolerateOutageSeconds: 7200 });
@@ -311,7 +350,7 @@ describe("engine path (dynamic-provider host over gRPC)", () => {
       const ok = await create((await check({ ...group([r1]), tolerateOutageSeconds: 1800 })).inputs);
       await del(ok.id, ok.outs);
     } finally {
-      await primary.query("SET GLOBAL binlog_expire_logs_seconds = 0");
+      await primary.query("SET GLOBAL binlog_expire_logs_seconds = ?", [Number(was)]);
     }
   });
 });

@@ -26,15 +26,23 @@ afterAll(async () => {
   await Promise.all([src, rep].map((s) => s?.destroy()));
 });
 
-async function checkpoint(): Promise<{ binlog_file: string; binlog_pos: string; gtid: string | null }> {
-  const [row] = await rep.query<any[]>("SELECT binlog_file, binlog_pos, gtid FROM _datasync.checkpoints WHERE group_name = 'test'");
+async function checkpoint(): Promise<{ binlog_file: string; binlog_pos: string; gtid: string | null; state: string }> {
+  const [row] = await rep.query<any[]>("SELECT binlog_file, binlog_pos, gtid, state FROM _datasync.checkpoints WHERE group_name = 'test'");
   return row;
 }
 
-/** the replica's checkpoint holds exactly the source's executed GTID set */
+/**
+ * The replica's checkpoint holds exactly the source's executed GTID set, and its snapshot is complete. (The
+ * stream can reach the source's GTID set while a table is still waiting for its copy after a kill -9: a table
+ * still pending at a session's start is emptied and the stream skips it until its copy starts. Comparing then
+ * showed shop.order_lines empty: the snapshot was not done, the agent said so in /readyz and status.)
+ */
 async function waitGtidCaughtUp(timeout = 60_000): Promise<string> {
   const want = String((await binlogStatus(src)).Executed_Gtid_Set).replace(/\s/g, "");
-  await waitFor(async () => (await checkpoint())?.gtid?.replace(/\s/g, "") === want, timeout, `the checkpoint to reach GTID set ${want}`);
+  await waitFor(async () => {
+    const cp = await checkpoint();
+    return cp?.gtid?.replace(/\s/g, "") === want && cp.state === "streaming";
+  }, timeout, `the checkpoint to reach GTID set ${want} with the snapshot complete`);
   return want;
 }
 
@@ -52,7 +60,7 @@ async function startAgent(): Promise<AgentProcess> {
 }
 
 describe("MySQL: resume by GTID set", () => {
-  it("keeps the source's GTID set as the checkpoint and resumes from it after kill -9 under load", async () => {
+  it("keeps the source's GTID set as the checkpoint and resumes from it after kill -9 under load", { timeout: 240_000 }, async () => {
     await startAgent();
     const writer = new Writer(src);
     writer.start(2);
@@ -64,7 +72,8 @@ describe("MySQL: resume by GTID set", () => {
     await sleep(1000);
     const stats = await writer.stop();
     expect(stats.committed).toBeGreaterThan(20);
-    const set = await waitGtidCaughtUp();
+    // the snapshot restarted with each kill: it may still be copying after the stream caught up
+    const set = await waitGtidCaughtUp(150_000);
     expect(set).toMatch(/^[0-9a-f-]{36}:1-\d+$/);
     await expectIdentical();
   });

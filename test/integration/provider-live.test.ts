@@ -1,12 +1,15 @@
-// The providers' live side against real MariaDB servers (direct calls of the compiled provider objects):
-// create/update/delete of a SyncGroup and a ReplicaServer with `_datasync` bookkeeping, each live rule
-// failing create with the rule's message, and the LocalAgent process lifecycle.
+// The providers' live side against real servers of the flavor under test (direct calls of the compiled
+// provider objects): create/update/delete of a SyncGroup and a ReplicaServer with `_datasync` bookkeeping, each
+// live rule failing create with the rule's message, and the LocalAgent process lifecycle.
+// The version mismatch needs a server that runs another version: MariaDB reports what `--version=` says (an
+// old 10.6 on the same binary); mysqld has no such override, so on MySQL the other server is a real MariaDB
+// (another flavor: the same live rule, flavor and major.minor compared from `SELECT VERSION()`).
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { fileURLToPath } from "node:url";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startServers, freePort, type TestServer } from "../support/servers.js";
+import { startServers, freePort, defaultFlavor, type TestServer } from "../support/servers.js";
 import { dist, type ProviderIndex } from "../support/provider-dist.js";
 
 const { syncGroupProvider: sg, replicaServerProvider: rs, localAgentProvider: la } = dist<ProviderIndex>("index");
@@ -14,8 +17,17 @@ const { syncGroupProvider: sg, replicaServerProvider: rs, localAgentProvider: la
 let primary: TestServer, r1: TestServer, r2: TestServer, old: TestServer;
 let tmp: string;
 
+const flavor = defaultFlavor();
+const FLAVOR = flavor === "mariadb" ? "MariaDB" : "MySQL";
+/** the source-side privilege that MariaDB calls BINLOG MONITOR */
+const MONITOR = flavor === "mariadb" ? "BINLOG MONITOR" : "REPLICATION CLIENT";
+/** major.minor the servers under test run (read live: "10.11", "9.7"), and the other server's full version and label */
+let V: string;
+let oldRaw: string, oldV: string, OLD: string;
+const esc = (t: string) => t.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+
 const SYNC_PW = "sync-Pw-1";
-const ep = (s: TestServer, extra: object = {}) => ({ host: "127.0.0.1", port: s.port, user: "root", password: "", version: "10.11", ...extra });
+const ep = (s: TestServer, extra: object = {}) => ({ host: "127.0.0.1", port: s.port, user: "root", password: "", version: V, ...extra });
 
 function group(extra: Record<string, unknown> = {}): any {
   return {
@@ -46,12 +58,19 @@ async function createFails(inputs: any): Promise<string> {
 
 beforeAll(async () => {
   [primary, r1, r2] = await startServers([{ name: "pv-primary" }, { name: "pv-r1", noBinlog: true }, { name: "pv-r2", noBinlog: true }]);
-  // a replica that runs another MariaDB version (the server reports what --version says)
-  [old] = await startServers([{ name: "pv-old", noBinlog: true, args: ["--version=10.6.99-MariaDB"] }]);
+  // a replica that runs another version: on MariaDB the server reports what --version says; on MySQL a MariaDB
+  [old] = await startServers([
+    flavor === "mariadb" ? { name: "pv-old", noBinlog: true, args: ["--version=10.6.99-MariaDB"] } : { name: "pv-old", noBinlog: true, flavor: "mariadb" },
+  ]);
+  V = /^(\d+\.\d+)/.exec((await primary.query<any[]>("SELECT VERSION() AS v"))[0].v)![1];
+  oldRaw = (await old.query<any[]>("SELECT VERSION() AS v"))[0].v;
+  oldV = /^(\d+\.\d+)/.exec(oldRaw)![1];
+  OLD = `MariaDB ${oldV}`;
+  expect(`${FLAVOR} ${V}`).not.toBe(OLD); // the test is about a difference
   await primary.query(
     `CREATE DATABASE shop; CREATE TABLE shop.orders (id INT PRIMARY KEY, total DECIMAL(10,2));
      CREATE USER 'sync'@'127.0.0.1' IDENTIFIED BY '${SYNC_PW}';
-     GRANT REPLICATION SLAVE, BINLOG MONITOR, SELECT ON *.* TO 'sync'@'127.0.0.1';
+     GRANT REPLICATION SLAVE, ${MONITOR}, SELECT ON *.* TO 'sync'@'127.0.0.1';
      CREATE USER 'nobinlog'@'127.0.0.1' IDENTIFIED BY 'x'; GRANT SELECT ON shop.* TO 'nobinlog'@'127.0.0.1';`,
   );
   await r1.query("CREATE USER 'weak'@'127.0.0.1' IDENTIFIED BY 'w'; GRANT SELECT, INSERT ON shop.* TO 'weak'@'127.0.0.1'");
@@ -68,7 +87,7 @@ describe("SyncGroup against real servers", () => {
     const inputs = { ...group(), ...(await sg.check!({}, group())).inputs };
     const { id, outs } = await sg.create!(inputs);
     expect(id).toBe("orders");
-    expect(outs.liveVersions.primary).toMatch(/^10\.11\./);
+    expect(outs.liveVersions.primary).toMatch(new RegExp(`^${esc(V)}\\.`));
     expect(Object.keys(outs.liveVersions.replicas)).toEqual(["r1", "r2"]);
     expect(await members(r1)).toEqual(["orders/r1"]);
     expect(await members(r2)).toEqual(["orders/r2"]);
@@ -92,8 +111,10 @@ describe("SyncGroup against real servers", () => {
 
   it("fails create on a live version mismatch, naming server, versions and fix", async () => {
     const msg = await createFails(group({ replicas: [{ name: "old", ...ep(old) }] }));
-    expect(msg).toMatch(/\[rule 2\] replica old \(127\.0\.0\.1:\d+\): MariaDB 10\.6 \(10\.6\.99-MariaDB\) differs from the primary's MariaDB 10\.11 .*Run the replica on MariaDB 10\.11/);
-    expect(msg).toMatch(/\[rule 2\] replicas\[0\]\.version: declared MariaDB 10\.11 \("10\.11"\) but replica old .* runs MariaDB 10\.6 .*Set replicas\[0\]\.version to "10\.6"/);
+    expect(msg).toMatch(new RegExp(`\\[rule 2\\] replica old \\(127\\.0\\.0\\.1:\\d+\\): ${esc(OLD)} \\(${esc(oldRaw)}\\) differs from the primary's ${esc(`${FLAVOR} ${V}`)} .*Run the replica on ${esc(`${FLAVOR} ${V}`)}`));
+    expect(msg).toMatch(
+      new RegExp(`\\[rule 2\\] replicas\\[0\\]\\.version: declared ${esc(`${FLAVOR} ${V}`)} \\("${esc(V)}"\\) but replica old .* runs ${esc(OLD)} .*Set replicas\\[0\\]\\.version to "${esc(oldV)}"${flavor === "mysql" ? ' and flavor to "mariadb"' : ""}, `),
+    );
     expect(await old.query<any[]>("SHOW DATABASES LIKE '_datasync'")).toEqual([]); // nothing prepared
   });
 
@@ -127,24 +148,24 @@ describe("SyncGroup against real servers", () => {
     g.primary = { ...g.primary, user: "nobinlog", password: "x" };
     g.replicas[0] = { ...g.replicas[0], user: "weak", password: "w" };
     const msg = await createFails(g);
-    expect(msg).toMatch(/\[rule 6\] source .*: the sync user lacks REPLICATION SLAVE, BINLOG MONITOR.*GRANT REPLICATION SLAVE, BINLOG MONITOR ON \*\.\*/);
+    expect(msg).toMatch(new RegExp(`\\[rule 6\\] source .*: the sync user lacks REPLICATION SLAVE, ${MONITOR}.*GRANT REPLICATION SLAVE, ${MONITOR} ON \\*\\.\\*`));
     expect(msg).toMatch(/\[rule 6\] replica r1 .*: the sync user lacks UPDATE, DELETE, CREATE, DROP, ALTER, INDEX, REFERENCES, CREATE VIEW, CREATE ROUTINE, ALTER ROUTINE, EVENT, TRIGGER on `shop`/);
     expect(msg).toMatch(/lacks .* on `_datasync`/);
   });
 
   it("fails create on an unreachable replica", async () => {
-    const msg = await createFails(group({ replicas: [{ name: "gone", host: "127.0.0.1", port: await freePort(), user: "root", password: "", version: "10.11" }] }));
+    const msg = await createFails(group({ replicas: [{ name: "gone", host: "127.0.0.1", port: await freePort(), user: "root", password: "", version: V }] }));
     expect(msg).toMatch(/replica gone \(root@127\.0\.0\.1:\d+\): connection refused; is the server running/);
   });
 });
 
 describe("ReplicaServer against real servers", () => {
-  const member = (s: TestServer, name: string) => ({ group: "billing", replicaName: name, ...ep(s), primary: { version: "10.11", host: "127.0.0.1", port: primary.port }, databases: ["shop"] });
+  const member = (s: TestServer, name: string) => ({ group: "billing", replicaName: name, ...ep(s), primary: { version: V, host: "127.0.0.1", port: primary.port }, databases: ["shop"] });
 
   it("joins on create (version parity, privileges, _datasync) and leaves on delete", async () => {
     const { id, outs } = await rs.create!(member(r2, "r2"));
     expect(id).toBe("billing/r2");
-    expect(outs.liveVersion).toMatch(/^10\.11/);
+    expect(outs.liveVersion).toMatch(new RegExp(`^${esc(V)}\\.`));
     expect(await members(r2)).toEqual(["billing/r2"]);
     expect(await rs.diff!(id, outs, member(r2, "r2"))).toMatchObject({ changes: false });
     expect(await rs.diff!(id, outs, { ...member(r2, "r2"), port: 1 })).toMatchObject({ changes: true, replaces: ["port"] });
@@ -154,7 +175,7 @@ describe("ReplicaServer against real servers", () => {
 
   it("refuses a server on another version", async () => {
     const err = await rs.create!(member(old, "old")).catch((e: Error) => e);
-    expect(String((err as Error).message)).toMatch(/MariaDB 10\.6 \(10\.6\.99-MariaDB\) differs from the primary's MariaDB 10\.11/);
+    expect(String((err as Error).message)).toMatch(new RegExp(`${esc(OLD)} \\(${esc(oldRaw)}\\) differs from the primary's ${esc(`${FLAVOR} ${V}`)}`));
   });
 });
 

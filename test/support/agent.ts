@@ -150,7 +150,11 @@ export async function binlogStatus(source: TestServer): Promise<{ File: string; 
   return st;
 }
 
-/** Wait until the replica's checkpoint for the group has reached the source's current binlog end. */
+/**
+ * Wait until the replica's checkpoint for the group has reached the source's current binlog end with its
+ * snapshot complete (state streaming): during a snapshot the stream can be at the end while a table still
+ * waits for its copy (after a restart, a table still pending is empty until its copy starts).
+ */
 export async function waitCaughtUp(source: TestServer, replica: TestServer, group = "test", timeout = 60_000): Promise<void> {
   const st = await binlogStatus(source);
   const file = st.File as string;
@@ -158,13 +162,14 @@ export async function waitCaughtUp(source: TestServer, replica: TestServer, grou
   const num = (f: string) => Number(/(\d+)$/.exec(f)?.[1] ?? 0);
   await waitFor(
     async () => {
-      const rows = await replica.query<any[]>("SELECT binlog_file, binlog_pos FROM _datasync.checkpoints WHERE group_name = ?", [group]);
+      const rows = await replica.query<any[]>("SELECT binlog_file, binlog_pos, state FROM _datasync.checkpoints WHERE group_name = ?", [group]);
       if (!rows.length) return false;
       const r = rows[0];
+      if (r.state !== "streaming") return false;
       return num(r.binlog_file) > num(file) || (num(r.binlog_file) === num(file) && Number(r.binlog_pos) >= pos);
     },
     timeout,
-    `replica ${replica.name} to reach ${file}:${pos}`,
+    `replica ${replica.name} to reach ${file}:${pos} with its snapshot complete`,
   );
 }
 
