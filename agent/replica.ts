@@ -41,10 +41,11 @@ import {
   scopeSignature,
   sourceTables,
   type Chunk,
-  type ChunkSlot,
 } from "./snapshot/snapshot.js";
 import { StatementBuilder, sessionToggles, type Statement } from "./apply/sqlgen.js";
 import { rowKeyId } from "./keys.js";
+import { appliedAlone, TxnQueue } from "./apply/queue.js";
+import { Watermarks } from "./snapshot/watermarks.js";
 import { proveHistory, sameSourceId } from "./source/provenance.js";
 import { acknowledgeCutover, cutoverView, isPromoted, readCutover, type CutoverView } from "./ops/cutover-record.js";
 import { ApplyError, CutOverSeen, DdlSessionError, HistoryMismatchError, PurgedPositionError, ReplicaUnavailable, RestartRequested, WriterLost } from "./errors.js";
@@ -114,13 +115,7 @@ export class ReplicaSync {
   #conn: Conn | null = null;
   #reader: BinlogReader | null = null;
   #readerError: Error | null = null;
-  /** slots before #head are consumed and emptied (undefined), so a taken transaction is not kept alive by the queue */
-  #queue: (Txn | undefined)[] = [];
-  #head = 0;
-  #queueBytes = 0;
-  /** rows and bytes of the transactions still in the queue (not taken) */
-  #queuedRows = 0;
-  #queuedBytes = 0;
+  #queue: TxnQueue<Txn>;
   #inflight: Txn[] = [];
   /** the next batch, taken and being built while the current one executes (pipelined streaming only) */
   #ahead: { batch: Txn[]; built: Promise<BuiltBatch> } | null = null;
@@ -134,8 +129,6 @@ export class ReplicaSync {
   #ddlSession: DdlSession | null = null;
   #quarantine = new Set<string>();
   #appliedPos: Position | null = null;
-  /** the position of the last transaction taken from the queue for applying (in flight or applied) */
-  #takenPos: Position | null = null;
   #checkpointPos: Position | null = null;
   #lastCheckpointAt = 0;
   #lag = new LagClock();
@@ -145,8 +138,8 @@ export class ReplicaSync {
   #cpState: "streaming" | "snapshot" = "streaming";
   #copier: Copier | null = null;
   #copierDone: Promise<void> | null = null;
-  /** chunk slots in stream order: a slot holds the stream at its watermark until its chunk is written */
-  #chunks: SlotEntry[] = [];
+  /** the snapshot's chunk slots and the stream's limit (snapshot/watermarks.ts) */
+  readonly #marks: Watermarks;
   /** keys deleted by the stream while their table is being copied (a chunk must not resurrect them) */
   #tombstones = new Map<string, Set<string>>();
   /** the position after the last DDL the reader handed over (reader-side table metadata waits until it is applied) */
@@ -189,6 +182,15 @@ export class ReplicaSync {
     this.#log = log.child({ component: "replica", replica: this.name });
     this.#m = metrics;
     this.#backoff = backoff;
+    this.#queue = new TxnQueue<Txn>(cfg.apply);
+    this.#marks = new Watermarks({
+      applied: () => this.#appliedPos,
+      taken: () => this.#queue.takenPos,
+      applying: () => this.#inflight.length > 0,
+      next: () => this.#queue.peek(),
+      readerAt: () => this.#reader?.lastRead ?? null,
+      wake: () => this.#wake?.(),
+    });
     this.#labels = { group: cfg.group, replica: this.name };
     this.#m.up.set(this.#labels, 0);
     this.#m.lag.set(this.#labels, 0);
@@ -307,7 +309,7 @@ export class ReplicaSync {
 
   async #teardown(): Promise<void> {
     this.#copier?.stop();
-    for (const c of this.#chunks.splice(0)) c.reject(new Error("replica session ended"));
+    this.#marks.clear(new Error("replica session ended"));
     this.#wake?.();
     await this.#copierDone?.catch(() => undefined);
     this.#copier = null;
@@ -331,11 +333,7 @@ export class ReplicaSync {
       ]);
       if (!ended) conn.destroy();
     }
-    this.#queue = [];
-    this.#head = 0;
-    this.#queueBytes = 0;
-    this.#queuedRows = 0;
-    this.#queuedBytes = 0;
+    this.#queue.clear();
     this.#inflight = [];
     this.#ahead = null;
     this.#readerError = null;
@@ -409,7 +407,7 @@ export class ReplicaSync {
     await this.#schema.prewarm(this.#cfg.databases).catch((e) => this.#log.debug({ err: e?.message }, "schema prewarm failed; tables load when first touched"));
     this.#checkpointPos = start;
     this.#appliedPos = start;
-    this.#takenPos = start;
+    this.#queue.clear(start);
     this.#lastCheckpointAt = Date.now();
 
     await this.#checkSource(cp && sameSourceId(cp.sourceId, this.#src.sourceId) ? start : null);
@@ -427,7 +425,7 @@ export class ReplicaSync {
       // applied as they come into one open target transaction (#applyStreamed); a piece is at most a
       // quarter of the queue, so the reader reads the next pieces while the applier writes one
       streamBytes: Math.min(this.#cfg.apply.maxBytes, Math.floor(this.#cfg.apply.queueBytes / 4)),
-      canStream: () => this.#cpState === "streaming" && this.#chunks.length === 0 && this.#snapshotTables.size === 0 && this.#pendingTables.size === 0,
+      canStream: () => this.#cpState === "streaming" && this.#marks.pending === 0 && this.#snapshotTables.size === 0 && this.#pendingTables.size === 0,
       onError: (e) => {
         this.#readerError = e;
         this.#wake?.();
@@ -545,54 +543,16 @@ export class ReplicaSync {
   // ---------------------------------------------------------------- queue
 
   #enqueue(t: Txn): boolean {
-    if (TRACE && (this.#appliedTxns + this.#queued()) % 1000 === 0) process.stderr.write(`enqueue at=${Date.now() % 100000} queued=${this.#queued()} applied=${this.#appliedTxns}\n`);
-    this.#queue.push(t);
+    if (TRACE && (this.#appliedTxns + this.#queue.length) % 1000 === 0) process.stderr.write(`enqueue at=${Date.now() % 100000} queued=${this.#queue.length} applied=${this.#appliedTxns}\n`);
     if (t.ddl) this.#lastDdlPos = t.pos;
-    this.#queueBytes += t.bytes;
-    this.#queuedRows += t.rowCount;
-    this.#queuedBytes += t.bytes;
+    const more = this.#queue.push(t);
     this.#wake?.();
-    return this.#queueBytes < this.#cfg.apply.queueBytes;
-  }
-
-  #queued(): number {
-    return this.#queue.length - this.#head;
-  }
-
-  #take(limit: Position | null = null): Txn[] {
-    const batch: Txn[] = [];
-    let rows = 0;
-    let bytes = 0;
-    const max = this.#cfg.apply;
-    while (this.#head < this.#queue.length) {
-      const t = this.#queue[this.#head]!;
-      if (limit && comparePos(t.pos, limit) > 0) break;
-      // a piece of a transaction too large to hold (Txn.stream) goes alone, like a DDL
-      const special = !!(t.ddl || t.statementDml || t.stream);
-      if (special && batch.length > 0) break;
-      if (batch.length > 0 && (rows + t.rowCount > max.maxRows || bytes + t.bytes > max.maxBytes)) break;
-      batch.push(t);
-      this.#takenPos = t.pos;
-      // Release the slot: until the array is compacted below (after 4096 transactions), it would otherwise
-      // keep every applied transaction and its rows alive (hundreds of MB with 1,000-row transactions).
-      this.#queue[this.#head] = undefined;
-      this.#head++;
-      rows += t.rowCount;
-      bytes += t.bytes;
-      if (special) break;
-    }
-    this.#queuedRows -= rows;
-    this.#queuedBytes -= bytes;
-    if (this.#head > 4096 && this.#head * 2 > this.#queue.length) {
-      this.#queue = this.#queue.slice(this.#head);
-      this.#head = 0;
-    }
-    return batch;
+    return more;
   }
 
   #release(batch: Txn[]): void {
-    for (const t of batch) this.#queueBytes -= t.bytes;
-    if (this.#reader?.paused && this.#queueBytes < this.#cfg.apply.queueBytes / 2) this.#reader.resume();
+    this.#queue.release(batch);
+    if (this.#reader?.paused && this.#queue.canResume()) this.#reader.resume();
   }
 
   // ---------------------------------------------------------------- apply
@@ -602,10 +562,10 @@ export class ReplicaSync {
     while (!this.#stopping) {
       if (this.#fenced !== null) throw new WriterLost(this.#fenced);
       if (this.#readerError) throw this.#readerError;
-      if (this.#chunks.length > 0 && this.#chunkReady(this.#chunks[0])) {
-        const c = this.#chunks.shift()!;
+      const c = this.#marks.takeReady();
+      if (c) {
         try {
-          await this.#writeChunk(c.chunk!);
+          await this.#writeChunk(c.chunk);
           c.resolve();
         } catch (err: any) {
           c.reject(err);
@@ -614,7 +574,7 @@ export class ReplicaSync {
       }
       this.#periodic();
       this.#checkStall();
-      if (this.#copierFinished && this.#chunks.length === 0 && this.#cpState === "snapshot") {
+      if (this.#copierFinished && this.#marks.pending === 0 && this.#cpState === "snapshot") {
         // every table is copied (or was dropped meanwhile): the replica is consistent from here on
         this.#cpState = "streaming";
         await this.#conn!.query(`UPDATE ${SCHEMA}.checkpoints SET state = 'streaming' WHERE group_name = ?`, [this.#cfg.group]);
@@ -623,21 +583,21 @@ export class ReplicaSync {
       if (Date.now() - this.#lastControlPoll > 5000) await this.#controlPoll();
       const ahead = this.#ahead;
       this.#ahead = null;
-      if (!ahead && this.#queued() === 0) {
-        if (this.#chunks.length > 0 && this.#chunkReady(this.#chunks[0])) continue;
+      if (!ahead && this.#queue.length === 0) {
+        if (this.#marks.hasReady()) continue;
         // a chunk waiting for its watermark is rechecked soon
-        const wait = this.#chunks.length > 0 ? Math.min(hb, 200) : hb;
+        const wait = this.#marks.pending > 0 ? Math.min(hb, 200) : hb;
         let timer: NodeJS.Timeout | undefined;
         await Promise.race([new Promise<void>((r) => (this.#wake = r)), new Promise((r) => (timer = setTimeout(r, wait)))]);
         clearTimeout(timer);
         this.#wake = null;
-        if (this.#queued() === 0) {
+        if (this.#queue.length === 0) {
           this.#checkStall();
           await this.#heartbeat();
         }
         continue;
       }
-      const batch = ahead ? ahead.batch : this.#take(this.#streamLimit());
+      const batch = ahead ? ahead.batch : this.#queue.take(this.#marks.limit());
       if (batch.length === 0) {
         // the next transaction is past a chunk's watermark: wait for the chunk
         let timer: NodeJS.Timeout | undefined;
@@ -670,77 +630,6 @@ export class ReplicaSync {
         if (this.#defPos.size) this.#pruneDefPos();
       }
     }
-  }
-
-  /**
-   * A chunk is written only once the stream has applied everything its read could have seen (its high
-   * watermark): then the parents its rows reference are on the replica, and a row whose parent is missing
-   * was really removed on the source (a cascade, which logs no child rows). When the end moved without
-   * transactions (a rotation), "nothing left to read" stands in: the queue is empty and the reader has
-   * been quiet for a moment after the read.
-   */
-  #chunkReady(e: SlotEntry): boolean {
-    if (!e.chunk || !e.hiKnown) return false;
-    const hi = e.hi;
-    if (!hi || !this.#appliedPos) return true;
-    if (this.#inflight.length > 0) return false;
-    if (comparePos(this.#appliedPos, hi) >= 0) return true;
-    // the next transaction read is past the watermark: everything up to it is applied
-    const next = this.#queued() > 0 ? this.#queue[this.#head] : undefined;
-    if (next) return comparePos(next.pos, hi) > 0;
-    // nothing read is left unapplied, and the reader has read up to the watermark (a rotation moves the end
-    // without a transaction)
-    const r = this.#reader;
-    return !!r && comparePos(r.lastRead, hi) >= 0;
-  }
-
-  /** The stream may not apply past the first chunk slot: its low watermark while the read runs, then its high one. */
-  #streamLimit(): Position | null {
-    const e = this.#chunks[0];
-    if (!e) return null;
-    const p = e.hiKnown ? e.hi : e.lo;
-    return p ? { ...p, gtid: null } : null;
-  }
-
-  #reserve(lo: { file: string; pos: number } | undefined): ChunkSlot {
-    let resolve!: () => void;
-    let reject!: (e: Error) => void;
-    const promise = new Promise<void>((res, rej) => {
-      resolve = res;
-      reject = rej;
-    });
-    promise.catch(() => undefined);
-    const entry: SlotEntry = { lo, hi: undefined, hiKnown: false, chunk: undefined, resolve, reject };
-    this.#chunks.push(entry);
-    return {
-      setHi: (hi) => {
-        entry.hi = hi;
-        entry.hiKnown = true;
-        this.#wake?.();
-      },
-      tryHi: (hi) => {
-        // the stream took nothing past hi (the applier runs on this event loop: nothing moves meanwhile)
-        if (this.#takenPos && comparePos(this.#takenPos, hi) > 0) return false;
-        entry.hi = hi;
-        entry.hiKnown = true;
-        this.#wake?.();
-        return true;
-      },
-      deliver: (c) => {
-        entry.chunk = c;
-        if (!entry.hiKnown) {
-          entry.hiKnown = true;
-          entry.hi = c.hi;
-        }
-        this.#wake?.();
-        return promise;
-      },
-      cancel: () => {
-        const i = this.#chunks.indexOf(entry);
-        if (i >= 0) this.#chunks.splice(i, 1);
-        this.#wake?.();
-      },
-    };
   }
 
   /**
@@ -785,13 +674,12 @@ export class ReplicaSync {
    * batch built ahead is committed after the current one, or dropped with the session.
    */
   #prepareAhead(): void {
-    if (this.#stopping || this.#ahead || this.#cpState !== "streaming" || this.#chunks.length > 0 || this.#snapshotTables.size > 0 || this.#pendingTables.size > 0) return;
-    const next = this.#queued() > 0 ? this.#queue[this.#head]! : undefined;
-    if (!next || next.ddl || next.statementDml || next.stream) return;
+    if (this.#stopping || this.#ahead || this.#cpState !== "streaming" || this.#marks.pending > 0 || this.#snapshotTables.size > 0 || this.#pendingTables.size > 0) return;
+    const next = this.#queue.peek();
+    if (!next || appliedAlone(next)) return;
     // only when a worthwhile batch is waiting: otherwise the next batch is better taken after this one commits
-    const max = this.#cfg.apply;
-    if (!this.#reader?.paused && this.#queuedRows < max.maxRows / 2 && this.#queuedBytes < max.maxBytes / 2) return;
-    const batch = this.#take(null);
+    if (!this.#reader?.paused && !this.#queue.worthBuildingAhead()) return;
+    const batch = this.#queue.take(null);
     if (batch.length === 0) return;
     if (batch.some((t) => t.ddl || t.statementDml)) throw new Error("internal: a DDL batch was built ahead");
     const built = this.#buildRows(batch);
@@ -852,7 +740,7 @@ export class ReplicaSync {
     const hasFallbacks = stmts.some((s) => s.fallback);
     const t0 = Date.now();
     await this.#runTransaction(conn, stmts, cp, hasFallbacks, batch);
-    if (TRACE) process.stderr.write(`at=${Date.now() % 100000} batch txns=${batch.length} rows=${b.rows} stmts=${stmts.length} ms=${Date.now() - t0} queued=${this.#queued()}\n`);
+    if (TRACE) process.stderr.write(`at=${Date.now() % 100000} batch txns=${batch.length} rows=${b.rows} stmts=${stmts.length} ms=${Date.now() - t0} queued=${this.#queue.length}\n`);
     this.#appliedPos = last.pos;
     this.#checkpointPos = last.pos;
     this.#lastCheckpointAt = Date.now();
@@ -891,7 +779,7 @@ export class ReplicaSync {
         const p: Txn = part!;
         part = undefined;
         if (p.stream === "abort") {
-          this.#queueBytes -= p.bytes;
+          this.#queue.release([p]);
           await conn.query("ROLLBACK");
           open = false;
           this.#log.warn({ position: p.pos, pieces }, "a large source transaction ended without a commit in the binlog: what was applied of it is rolled back");
@@ -909,9 +797,8 @@ export class ReplicaSync {
         await this.#runPiece(conn, built.stmts, p);
         rows += built.rows;
         pieces++;
-        this.#queueBytes -= p.bytes;
-        if (this.#reader?.paused && this.#queueBytes < this.#cfg.apply.queueBytes / 2) this.#reader.resume();
-        if (TRACE) process.stderr.write(`at=${Date.now() % 100000} piece ${pieces} rows=${built.rows} stmts=${built.stmts.length} queued=${this.#queued()}\n`);
+        this.#release([p]);
+        if (TRACE) process.stderr.write(`at=${Date.now() % 100000} piece ${pieces} rows=${built.rows} stmts=${built.stmts.length} queued=${this.#queue.length}\n`);
         if (p.stream === "last") {
           await conn.query({ sql: `${this.#cp(p.pos, p.ts, 1, rows)};\nCOMMIT`, timeout: APPLY_TIMEOUT_MS });
           open = false;
@@ -931,7 +818,7 @@ export class ReplicaSync {
         }
         // the next piece: the reader is still reading the transaction (nothing else runs on this session meanwhile)
         const w0 = Date.now();
-        while (this.#queued() === 0) {
+        while (this.#queue.length === 0) {
           if (this.#stopping) throw new RestartRequested();
           if (this.#fenced !== null) throw new WriterLost(this.#fenced);
           if (this.#readerError) throw this.#readerError;
@@ -944,7 +831,7 @@ export class ReplicaSync {
         }
         waited += Date.now() - w0;
         if (this.#stopping) throw new RestartRequested();
-        const next = this.#take(null);
+        const next = this.#queue.take(null);
         if (next.length !== 1 || !next[0].stream) throw new Error(`internal: a piece of a large source transaction was expected at ${fmtPos(next[0]?.pos ?? p.pos)}`);
         part = next[0];
       }
@@ -953,7 +840,7 @@ export class ReplicaSync {
       throw err;
     } finally {
       // (a piece that failed is not released: the session ends and the queue is reset)
-      if (first.stream === "abort") this.#queueBytes -= first.bytes;
+      if (first.stream === "abort") this.#queue.release([first]);
       this.#inflight = [];
     }
   }
@@ -1460,7 +1347,7 @@ export class ReplicaSync {
       this.#cfg,
       this.#log,
       tables,
-      (lo) => this.#reserve(lo),
+      (lo) => this.#marks.reserve(lo),
       (t) => this.#pendingTables.delete(`${t.db}.${t.table}`),
       {
         on: this.#cfg.snapshot.lockingReads,
@@ -1660,7 +1547,7 @@ export class ReplicaSync {
       // down or reconnecting: what the source wrote since the replica's last applied position waits
       return this.#appliedPos ? this.#lag.lag(now, undefined, this.#src.end(), this.#appliedPos) : null;
     }
-    const oldest = this.#inflight[0] ?? this.#ahead?.batch[0] ?? (this.#queued() > 0 ? this.#queue[this.#head] : undefined);
+    const oldest = this.#inflight[0] ?? this.#ahead?.batch[0] ?? this.#queue.peek();
     return this.#lag.lag(now, oldest, this.#src.end(), this.#appliedPos);
   }
 
@@ -1668,7 +1555,7 @@ export class ReplicaSync {
     const lag = this.lagSeconds();
     this.#m.lag.set(this.#labels, lag ?? -1);
     // gauges are refreshed here (every heartbeat and every /metrics scrape), not per source transaction
-    this.#m.queueBytes.set(this.#labels, Math.max(0, this.#queueBytes));
+    this.#m.queueBytes.set(this.#labels, this.#queue.heldBytes);
     return {
       name: this.name,
       state: this.#state,
@@ -1677,7 +1564,7 @@ export class ReplicaSync {
       position: this.#checkpointPos,
       appliedTransactions: this.#appliedTxns,
       appliedRows: this.#appliedRows,
-      queueBytes: Math.max(0, this.#queueBytes),
+      queueBytes: this.#queue.heldBytes,
       snapshot: this.#copier ? { ...this.#copier.progress(), done: this.#cpState === "streaming" } : null,
       lastError: this.#lastError,
       quarantined: [...this.#quarantine],
@@ -1693,15 +1580,6 @@ interface BuiltBatch {
   /** source transactions with changes */
   txns: number;
   rows: number;
-}
-
-interface SlotEntry {
-  lo: { file: string; pos: number } | undefined;
-  hi: { file: string; pos: number } | undefined;
-  hiKnown: boolean;
-  chunk: Chunk | undefined;
-  resolve: () => void;
-  reject: (e: Error) => void;
 }
 
 /**
