@@ -29,7 +29,8 @@ const DDL = [
      state VARCHAR(20) NOT NULL DEFAULT 'streaming',
      scope TEXT NULL,
      updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6),
-     writer_seq BIGINT UNSIGNED NOT NULL DEFAULT 0
+     writer_seq BIGINT UNSIGNED NOT NULL DEFAULT 0,
+     xa_open TEXT NULL
    ) ENGINE=InnoDB`,
   `CREATE TABLE IF NOT EXISTS ${SCHEMA}.held_ddl (
      id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
@@ -111,6 +112,8 @@ export const CUTOVER_DDL = `CREATE TABLE IF NOT EXISTS ${SCHEMA}.cutover (
 const ADDED_COLUMNS: { table: string; column: string; ddl: string }[] = [
   // the compare-and-set version of the checkpoint row
   { table: "checkpoints", column: "writer_seq", ddl: "writer_seq BIGINT UNSIGNED NOT NULL DEFAULT 0" },
+  // the MariaDB XA transactions open at the checkpoint (Position.xa)
+  { table: "checkpoints", column: "xa_open", ddl: "xa_open TEXT NULL" },
   // the source position a snapshot read a table's definition at (snapshot/snapshot.ts readDefinitions)
   { table: "snapshot", column: "def_file", ddl: "def_file VARCHAR(255) NULL" },
   { table: "snapshot", column: "def_pos", ddl: "def_pos BIGINT UNSIGNED NULL" },
@@ -163,7 +166,7 @@ export async function readCheckpoint(c: Conn, group: string): Promise<Checkpoint
     group,
     sourceId: r.source_id,
     flavor: r.flavor,
-    pos: { file: r.binlog_file, pos: Number(r.binlog_pos), gtid: r.gtid || null },
+    pos: { file: r.binlog_file, pos: Number(r.binlog_pos), gtid: r.gtid || null, ...(r.xa_open ? { xa: JSON.parse(r.xa_open) } : {}) },
     sourceTs: Number(r.source_ts),
     appliedTxns: Number(r.applied_txns),
     appliedRows: Number(r.applied_rows),
@@ -204,15 +207,16 @@ export function checkpointSql(
 ): string {
   const e = mysql.escape;
   const pending = e(ddlPending ? JSON.stringify(ddlPending) : null);
+  const xaOpen = e(pos.xa ? JSON.stringify(pos.xa) : null);
   if (expectSeq === null) {
     return (
-      `INSERT IGNORE INTO ${SCHEMA}.checkpoints (group_name, source_id, flavor, binlog_file, binlog_pos, gtid, source_ts, applied_txns, applied_rows, ddl_pending, state, writer_seq) ` +
-      `VALUES (${e(group)}, ${e(sourceId)}, ${e(flavor)}, ${e(pos.file)}, ${pos.pos}, ${e(pos.gtid ?? null)}, ${Math.round(sourceTs)}, ${txns}, ${rows}, ${pending}, ${e(state)}, 1);\n${CAS_GUARD}`
+      `INSERT IGNORE INTO ${SCHEMA}.checkpoints (group_name, source_id, flavor, binlog_file, binlog_pos, gtid, source_ts, applied_txns, applied_rows, ddl_pending, state, writer_seq, xa_open) ` +
+      `VALUES (${e(group)}, ${e(sourceId)}, ${e(flavor)}, ${e(pos.file)}, ${pos.pos}, ${e(pos.gtid ?? null)}, ${Math.round(sourceTs)}, ${txns}, ${rows}, ${pending}, ${e(state)}, 1, ${xaOpen});\n${CAS_GUARD}`
     );
   }
   return (
     `UPDATE ${SCHEMA}.checkpoints SET source_id = ${e(sourceId)}, flavor = ${e(flavor)}, binlog_file = ${e(pos.file)}, binlog_pos = ${pos.pos}, gtid = ${e(pos.gtid ?? null)}, ` +
-    `source_ts = GREATEST(source_ts, ${Math.round(sourceTs)}), applied_txns = applied_txns + ${txns}, applied_rows = applied_rows + ${rows}, ddl_pending = ${pending}, state = ${e(state)}, ` +
+    `source_ts = GREATEST(source_ts, ${Math.round(sourceTs)}), applied_txns = applied_txns + ${txns}, applied_rows = applied_rows + ${rows}, ddl_pending = ${pending}, state = ${e(state)}, xa_open = ${xaOpen}, ` +
     `writer_seq = ${expectSeq + 1} WHERE group_name = ${e(group)} AND writer_seq = ${expectSeq};\n${CAS_GUARD}`
   );
 }

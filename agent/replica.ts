@@ -4,7 +4,7 @@
 import type { Config } from "./config.js";
 import { connect, describeConnError, isTransient, qualified, quoteId, type Conn } from "./db.js";
 import { connectionOptions } from "./db.js";
-import { planDdl, fingerprint, type DdlPlan } from "./apply/ddl.js";
+import { planDdl, fingerprint, viewDependencyMissing, type DdlPlan } from "./apply/ddl.js";
 import { DdlSession, ddlContext, lexModeOf, type DdlContext } from "./apply/ddl-session.js";
 import {
   checkpointSql,
@@ -26,15 +26,15 @@ import { preflightReplica, readVariables, type SourceFacts } from "./preflight.j
 import { checkBinlogSettings } from "./rules.js";
 import { BinlogReader, type Txn, type XaParked } from "./source/reader.js";
 import { comparePos, fmtPos, type Position } from "./source/positions.js";
-import { loadTableMeta, SchemaCache } from "./schema.js";
+import { binlogColumns, loadTableMeta, SchemaCache } from "./tables.js";
 import {
-  ChunkReader,
   Copier,
   chunkInsertParts,
   copyOrder,
   loadSnapshotTables,
   createReplicaTables,
   readDefinitions,
+  keepLiveRows,
   progressSql,
   registerTablesSql,
   scopeFromSignature,
@@ -43,7 +43,8 @@ import {
   type Chunk,
   type ChunkSlot,
 } from "./snapshot/snapshot.js";
-import { StatementBuilder, keyOf, sessionToggles, type Statement } from "./apply/sqlgen.js";
+import { StatementBuilder, sessionToggles, type Statement } from "./apply/sqlgen.js";
+import { rowKeyId } from "./keys.js";
 import { proveHistory, sameSourceId } from "./source/provenance.js";
 import { acknowledgeCutover, cutoverView, isPromoted, readCutover, type CutoverView } from "./ops/cutover-record.js";
 import { ApplyError, CutOverSeen, DdlSessionError, HistoryMismatchError, PurgedPositionError, ReplicaUnavailable, RestartRequested, WriterLost } from "./errors.js";
@@ -422,6 +423,11 @@ export class ReplicaSync {
       databases: this.#cfg.databases,
       inScope: (db, t) => this.#src.inScope(db, t) && !this.#quarantine.has(`${db}.${t}`),
       onTxn: (t) => this.#enqueue(t),
+      // a source transaction larger than a target transaction's share of the budget arrives in pieces,
+      // applied as they come into one open target transaction (#applyStreamed); a piece is at most a
+      // quarter of the queue, so the reader reads the next pieces while the applier writes one
+      streamBytes: Math.min(this.#cfg.apply.maxBytes, Math.floor(this.#cfg.apply.queueBytes / 4)),
+      canStream: () => this.#cpState === "streaming" && this.#chunks.length === 0 && this.#snapshotTables.size === 0 && this.#pendingTables.size === 0,
       onError: (e) => {
         this.#readerError = e;
         this.#wake?.();
@@ -441,11 +447,7 @@ export class ReplicaSync {
         }
         const c = this.#conn;
         if (!c) return null;
-        const [rows] = await c.query<any[]>(
-          `SELECT COLUMN_NAME, COLLATION_NAME, CHARACTER_SET_NAME, COLUMN_COMMENT, COLUMN_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION`,
-          [db, table],
-        );
-        return rows;
+        return binlogColumns(c, db, table);
       },
     });
     this.#reader = reader;
@@ -565,7 +567,8 @@ export class ReplicaSync {
     while (this.#head < this.#queue.length) {
       const t = this.#queue[this.#head]!;
       if (limit && comparePos(t.pos, limit) > 0) break;
-      const special = !!(t.ddl || t.statementDml);
+      // a piece of a transaction too large to hold (Txn.stream) goes alone, like a DDL
+      const special = !!(t.ddl || t.statementDml || t.stream);
       if (special && batch.length > 0) break;
       if (batch.length > 0 && (rows + t.rowCount > max.maxRows || bytes + t.bytes > max.maxBytes)) break;
       batch.push(t);
@@ -640,6 +643,10 @@ export class ReplicaSync {
         let timer: NodeJS.Timeout | undefined;
         await Promise.race([new Promise<void>((r) => (this.#wake = r)), new Promise((r) => (timer = setTimeout(r, 200)))]);
         clearTimeout(timer);
+        continue;
+      }
+      if (batch[0].stream) {
+        await this.#applyStreamed(batch[0]);
         continue;
       }
       this.#inflight = batch;
@@ -780,7 +787,7 @@ export class ReplicaSync {
   #prepareAhead(): void {
     if (this.#stopping || this.#ahead || this.#cpState !== "streaming" || this.#chunks.length > 0 || this.#snapshotTables.size > 0 || this.#pendingTables.size > 0) return;
     const next = this.#queued() > 0 ? this.#queue[this.#head]! : undefined;
-    if (!next || next.ddl || next.statementDml) return;
+    if (!next || next.ddl || next.statementDml || next.stream) return;
     // only when a worthwhile batch is waiting: otherwise the next batch is better taken after this one commits
     const max = this.#cfg.apply;
     if (!this.#reader?.paused && this.#queuedRows < max.maxRows / 2 && this.#queuedBytes < max.maxBytes / 2) return;
@@ -854,6 +861,126 @@ export class ReplicaSync {
     this.#m.appliedTxns.inc(this.#labels, txns);
     this.#m.appliedRows.inc(this.#labels, b.rows);
     this.#m.batches.inc(this.#labels);
+  }
+
+  /**
+   * A source transaction too large to hold (the reader hands it over in pieces, Txn.stream): one target
+   * transaction that stays open while its pieces arrive, each applied and released as it comes (a full
+   * queue pauses the reader, so memory stays within the budget whatever the transaction's size), and that
+   * commits with the checkpoint after the last piece. A crash or any error before that rolls the whole
+   * target transaction back and the session re-reads the source transaction from its start (exactly once).
+   * Statements go one per query so an UPDATE that matched no row takes its upsert fallback at once (there
+   * is no replay from the start: earlier pieces are gone) and a failing statement is named exactly.
+   */
+  async #applyStreamed(first: Txn): Promise<void> {
+    const conn = this.#conn!;
+    // the lag counts from the transaction's start: a stand-in that holds no rows
+    this.#inflight = [{ ...first, changes: [] }];
+    let part: Txn | undefined = first;
+    let rows = 0;
+    let pieces = 0;
+    const t0 = Date.now();
+    /** time spent waiting for the reader's next piece (the rest is the replica's) */
+    let waited = 0;
+    let open = false;
+    try {
+      if (first.stream === "abort") return;
+      await conn.query("START TRANSACTION");
+      open = true;
+      for (;;) {
+        const p: Txn = part!;
+        part = undefined;
+        if (p.stream === "abort") {
+          this.#queueBytes -= p.bytes;
+          await conn.query("ROLLBACK");
+          open = false;
+          this.#log.warn({ position: p.pos, pieces }, "a large source transaction ended without a commit in the binlog: what was applied of it is rolled back");
+          return;
+        }
+        if (p.ddl) {
+          throw new ApplyError(
+            `replica ${this.name} stopped at source position ${fmtPos(p.pos)}: a statement that is not DML (${scrub(p.ddl.sql).slice(0, 200)}) arrived inside a large source transaction being applied in pieces; it cannot be placed exactly. Resnapshot the replica (datasync resnapshot).`,
+          );
+        }
+        if (p.statementDml) this.#refuseStatementDml(p);
+        const built = await this.#buildRows([{ ...p, statementDml: undefined }]);
+        // the piece's rows are no longer needed once its SQL is built
+        p.changes = [];
+        await this.#runPiece(conn, built.stmts, p);
+        rows += built.rows;
+        pieces++;
+        this.#queueBytes -= p.bytes;
+        if (this.#reader?.paused && this.#queueBytes < this.#cfg.apply.queueBytes / 2) this.#reader.resume();
+        if (TRACE) process.stderr.write(`at=${Date.now() % 100000} piece ${pieces} rows=${built.rows} stmts=${built.stmts.length} queued=${this.#queued()}\n`);
+        if (p.stream === "last") {
+          await conn.query({ sql: `${this.#cp(p.pos, p.ts, 1, rows)};\nCOMMIT`, timeout: APPLY_TIMEOUT_MS });
+          open = false;
+          this.#appliedPos = p.pos;
+          this.#checkpointPos = p.pos;
+          this.#lastCheckpointAt = Date.now();
+          this.#appliedTxns++;
+          this.#appliedRows += rows;
+          this.#m.appliedTxns.inc(this.#labels, 1);
+          this.#m.appliedRows.inc(this.#labels, rows);
+          this.#m.batches.inc(this.#labels);
+          this.#log.info(
+            { position: p.pos, rows, pieces, seconds: Math.round((Date.now() - t0) / 100) / 10, waitingForSourceSeconds: Math.round(waited / 100) / 10 },
+            "a large source transaction was applied in pieces",
+          );
+          return;
+        }
+        // the next piece: the reader is still reading the transaction (nothing else runs on this session meanwhile)
+        const w0 = Date.now();
+        while (this.#queued() === 0) {
+          if (this.#stopping) throw new RestartRequested();
+          if (this.#fenced !== null) throw new WriterLost(this.#fenced);
+          if (this.#readerError) throw this.#readerError;
+          // a binlog connection that stalls mid-transaction must not hold the open target transaction forever
+          this.#checkStall();
+          let timer: NodeJS.Timeout | undefined;
+          await Promise.race([new Promise<void>((r) => (this.#wake = r)), new Promise((r) => (timer = setTimeout(r, 200)))]);
+          clearTimeout(timer);
+          this.#wake = null;
+        }
+        waited += Date.now() - w0;
+        if (this.#stopping) throw new RestartRequested();
+        const next = this.#take(null);
+        if (next.length !== 1 || !next[0].stream) throw new Error(`internal: a piece of a large source transaction was expected at ${fmtPos(next[0]?.pos ?? p.pos)}`);
+        part = next[0];
+      }
+    } catch (err) {
+      if (open) await conn.query("ROLLBACK").catch(() => undefined);
+      throw err;
+    } finally {
+      // (a piece that failed is not released: the session ends and the queue is reset)
+      if (first.stream === "abort") this.#queueBytes -= first.bytes;
+      this.#inflight = [];
+    }
+  }
+
+  /** A piece's statements inside the open target transaction, one query each (see #applyStreamed). */
+  async #runPiece(conn: Conn, stmts: Statement[], p: Txn): Promise<void> {
+    const limit = this.#statementLimit();
+    for (const s of stmts) {
+      if (s.sql.length * 3 > limit && Buffer.byteLength(s.sql) > limit) throw this.#packetError(s.table, Buffer.byteLength(s.sql), "a row");
+      const t = sessionToggles(s);
+      try {
+        if (t.before.length) await conn.query(t.before.join(";\n"));
+        const [res] = await conn.query<any>({ sql: s.sql, timeout: APPLY_TIMEOUT_MS });
+        if (s.fallback && Number(res.affectedRows) === 0) {
+          this.#log.warn({ table: s.table }, "an update found no row on the replica (it diverged or was not seeded); applied as an upsert");
+          await conn.query({ sql: s.fallback, timeout: APPLY_TIMEOUT_MS });
+        }
+        if (t.after.length) await conn.query(t.after.join(";\n"));
+      } catch (err: any) {
+        if (isTransient(err) || isWriterLost(err) || err instanceof ApplyError) throw err;
+        throw new ApplyError(
+          `replica ${this.name}: applying to \`${s.table.replace(".", "`.`")}\` failed with ${err.code ?? ""} ${err.errno ?? ""}: ${err.sqlMessage ?? err.message} ` +
+            `(a large source transaction applied in pieces, committed at the source after ${fmtPos(p.pos)}). The replica diverged from the source; fix the row or resnapshot the replica (datasync resnapshot --replica ${this.name}), then restart the agent.`,
+          { table: s.table, sqlError: `${err.errno}: ${err.sqlMessage ?? err.message}`, cause: err },
+        );
+      }
+    }
   }
 
   /**
@@ -940,6 +1067,19 @@ export class ReplicaSync {
     if (original) this.#log.debug({ err: original?.message }, "batch applied statement by statement after an error");
   }
 
+  /** DML logged as a statement in a synced schema stops the replica: its effect cannot be reproduced exactly. */
+  #refuseStatementDml(t: Txn): void {
+    if (!t.statementDml) return;
+    const target = statementTarget(t.statementDml.sql, t.statementDml.schema);
+    if (this.#cfg.databases.includes(target.db) && (!target.table || this.#src.inScope(target.db, target.table))) {
+      throw new ApplyError(
+        `replica ${this.name} stopped at source position ${fmtPos(t.pos)}: a DML statement in synced schema \`${target.db}\` was logged as a statement, not as rows (a session switched binlog_format to STATEMENT or MIXED): ${scrub(t.statementDml.sql).slice(0, 300)}. ` +
+          "Its effect cannot be applied exactly. Keep binlog_format=ROW for every session writing synced schemas, then resnapshot the replica (datasync resnapshot).",
+        { table: target.table ? `${target.db}.${target.table}` : target.db },
+      );
+    }
+  }
+
   async #applySpecial(t: Txn): Promise<void> {
     const conn = this.#conn!;
     const cfg = this.#cfg;
@@ -950,14 +1090,7 @@ export class ReplicaSync {
       this.#lastCheckpointAt = Date.now();
     };
     if (t.statementDml) {
-      const target = statementTarget(t.statementDml.sql, t.statementDml.schema);
-      if (cfg.databases.includes(target.db) && (!target.table || this.#src.inScope(target.db, target.table))) {
-        throw new ApplyError(
-          `replica ${this.name} stopped at source position ${fmtPos(t.pos)}: a DML statement in synced schema \`${target.db}\` was logged as a statement, not as rows (a session switched binlog_format to STATEMENT or MIXED): ${scrub(t.statementDml.sql).slice(0, 300)}. ` +
-            "Its effect cannot be applied exactly. Keep binlog_format=ROW for every session writing synced schemas, then resnapshot the replica (datasync resnapshot).",
-          { table: target.table ? `${target.db}.${target.table}` : target.db },
-        );
-      }
+      this.#refuseStatementDml(t);
       if (t.changes.length === 0) return advance();
     }
     if (!t.ddl) return this.#applyRows([{ ...t, statementDml: undefined }]);
@@ -1039,7 +1172,8 @@ export class ReplicaSync {
     if (!c) return [];
     const name = `${c.db}.${c.table}`;
     const meta = await loadTableMeta(conn, c.db, c.table);
-    if (!meta || meta.primaryKey.length > 0) return [];
+    // a sequence (CREATE TABLE … SEQUENCE=1) has no key by design: its one row is written whole
+    if (!meta || meta.primaryKey.length > 0 || meta.sequence) return [];
     await conn.query(`DROP TABLE IF EXISTS ${qualified(c.db, c.table)}`);
     this.#schema.clear();
     this.#quarantine.add(name);
@@ -1085,11 +1219,37 @@ export class ReplicaSync {
     } catch (err: any) {
       if (isTransient(err)) throw err;
       if (err instanceof DdlSessionError) throw new ApplyError(`replica ${this.name}: ${err.message}`, { cause: err });
+      if (plan.view && (await this.#viewLeftOut(conn, plan, err))) return;
       throw new ApplyError(
         `replica ${this.name}: DDL on ${plan.objects.map((o) => `\`${o.db}\`.\`${o.name}\``).join(", ")} failed with ${err.errno ?? ""}: ${err.sqlMessage ?? err.message} (statement: ${scrub(plan.sql).slice(0, 300)}). The replica's schema diverged from the source; fix it by hand or resnapshot the replica.`,
         { table: plan.objects[0] ? `${plan.objects[0].db}.${plan.objects[0].name}` : undefined, sqlError: `${err.errno}: ${err.sqlMessage ?? err.message}`, cause: err },
       );
     }
+  }
+
+  /**
+   * A view that selects from what the replica does not hold by design (another database, an excluded
+   * table) is left out, reported, not a stopped replica: it carries no rows (agent/README.md). No stale
+   * definition stays behind; its later DROP finds nothing to drop.
+   */
+  async #viewLeftOut(conn: Conn, plan: Extract<DdlPlan, { kind: "apply" }>, err: any): Promise<boolean> {
+    const views = plan.objects.map((o) => `\`${o.db}\`.\`${o.name}\``).join(", ");
+    if (plan.view === "drop") {
+      if (err?.errno !== 1051 && err?.errno !== 4092) return false;
+      // MySQL drops none of the named views when one is missing: the others still go
+      for (const o of plan.objects) await conn.query(`DROP VIEW IF EXISTS ${qualified(o.db, o.name)}`);
+      this.#log.info({ views }, "DROP VIEW of a view the replica does not have (it was left out): nothing to drop");
+      return true;
+    }
+    const missing = viewDependencyMissing(err, { databases: new Set(this.#cfg.databases), inScope: this.#src.inScope });
+    if (!missing) return false;
+    for (const o of plan.objects) await conn.query(`DROP VIEW IF EXISTS ${qualified(o.db, o.name)}`);
+    this.#m.skipped.inc({ ...this.#labels, kind: "view" });
+    this.#log.warn(
+      { views, missing },
+      `view ${views} not created on replica ${this.name}: it selects from ${missing}, which is outside the synced scope. Its rows are unaffected; add that database (databases) or table to the scope, or create the object on the replica and recreate the view there, if the replica needs it.`,
+    );
+    return true;
   }
 
   async #finishDdl(conn: Conn, pos: Position, plan: Extract<DdlPlan, { kind: "apply" }>): Promise<void> {
@@ -1179,7 +1339,14 @@ export class ReplicaSync {
         start = read.pos;
         const tables = read.tables;
         this.#log.info({ position: start, tables: tables.length, rows: tables.reduce((a, t) => a + t.estimate, 0) }, cp ? "resnapshot requested: seeding the replica again" : "replica has no checkpoint: seeding it with an online snapshot");
-        await createReplicaTables(conn, read.defs);
+        const leftOut = await createReplicaTables(src, conn, cfg, read.defs, { withViews: true, inScope: this.#src.inScope });
+        for (const v of leftOut) {
+          this.#m.skipped.inc({ ...this.#labels, kind: "view" });
+          this.#log.warn(
+            { views: v.view },
+            `view ${v.view} not created on replica ${this.name}: ${v.reason}. Its rows are unaffected; add that database (databases) or table to the scope, or create the object on the replica and recreate the view there, if the replica needs it.`,
+          );
+        }
         this.#cpState = "snapshot";
         await conn.query(
           [
@@ -1216,7 +1383,7 @@ export class ReplicaSync {
             log: this.#log,
             pause: () => testPause("DATASYNC_TEST_SNAPSHOT_DEFS_PAUSE_MS", this.#log),
           });
-          await createReplicaTables(conn, read.defs);
+          await createReplicaTables(src, conn, cfg, read.defs, { withViews: false });
           this.#cpState = "snapshot";
           await conn.query(["START TRANSACTION", ...registerTablesSql(cfg.group, read.tables, read.pos), `UPDATE ${SCHEMA}.checkpoints SET state = 'snapshot' WHERE group_name = ${conn.escape(cfg.group)}`, "COMMIT"].join(";\n"));
           for (const t of read.tables) seededNow.add(`${t.db}.${t.table}`);
@@ -1297,15 +1464,17 @@ export class ReplicaSync {
       tables,
       (lo) => this.#reserve(lo),
       (t) => this.#pendingTables.delete(`${t.db}.${t.table}`),
+      {
+        on: this.#cfg.snapshot.lockingReads,
+        onRefused: (e) =>
+          this.#log.warn(
+            { err: e?.message },
+            "the source refused a locking read (SELECT … LOCK IN SHARE MODE); the snapshot continues with plain reads, which can miss a transaction committing at the very moment of a chunk read. Grant LOCK TABLES on the synced databases to the sync user to close that window.",
+          ),
+      },
     );
     this.#copier = copier;
     this.#copierFinished = false;
-    ChunkReader.locking = this.#cfg.snapshot.lockingReads;
-    ChunkReader.onLockingRefused = (e) =>
-      this.#log.warn(
-        { err: e?.message },
-        "the source refused a locking read (SELECT … LOCK IN SHARE MODE); the snapshot continues with plain reads, which can miss a transaction committing at the very moment of a chunk read. Grant LOCK TABLES on the synced databases to the sync user to close that window.",
-      );
     this.#copierDone = copier.run().then(
       () => {
         this.#copierFinished = true;
@@ -1318,15 +1487,15 @@ export class ReplicaSync {
     );
   }
 
-  #tombstone(meta: import("./schema.js").TableMeta, ch: import("./source/reader.js").RowChange): void {
+  #tombstone(meta: import("./tables.js").TableMeta, ch: import("./source/reader.js").RowChange): void {
     const key = `${ch.db}.${ch.table}`;
     let set = this.#tombstones.get(key);
     if (!set) this.#tombstones.set(key, (set = new Set()));
-    if (ch.op === "delete") for (const r of ch.rows) set.add(keyOf(meta, r));
+    if (ch.op === "delete") for (const r of ch.rows) set.add(rowKeyId(meta.primaryKey, r));
     else
       ch.rows.forEach((after, i) => {
-        const k = keyOf(meta, ch.before![i]);
-        if (k !== keyOf(meta, after)) set!.add(k);
+        const k = rowKeyId(meta.primaryKey, ch.before![i]);
+        if (k !== rowKeyId(meta.primaryKey, after)) set!.add(k);
       });
   }
 
@@ -1349,6 +1518,14 @@ export class ReplicaSync {
   /** One chunk, "insert if absent", with the snapshot progress in the same target transaction. */
   async #writeChunk(chunk: Chunk): Promise<void> {
     const conn = this.#conn!;
+    if (chunk.orphans) {
+      // child rows a cascade removed between the read and the high watermark (not in the binlog on InnoDB-native foreign keys)
+      const kept = await keepLiveRows(conn, chunk);
+      if (kept.length !== chunk.rows.length) {
+        this.#log.info({ table: `${chunk.db}.${chunk.table}`, dropped: chunk.rows.length - kept.length }, "snapshot chunk: rows removed on the source by a cascade after the read are not copied");
+        chunk = { ...chunk, rows: kept, prebuilt: undefined };
+      }
+    }
     const key = `${chunk.db}.${chunk.table}`;
     const tables = this.#copier ? this.#copier.progress().tables : [];
     const othersDone = tables.every((t: any) => t.table === key || t.state === "done");

@@ -11,7 +11,7 @@ import { AzureMonitoring } from "./azureMonitoring.js";
 import { ReplicaServer } from "./replicaServer.js";
 import { SyncAgent, type RegistryArgs } from "./syncAgent.js";
 import { SyncGroup, type PrimaryArgs } from "./syncGroup.js";
-import { secretOf, type StackConfig } from "./program.js";
+import { secretOf, type StackConfig } from "./stack-config.js";
 
 export function azureStack(
   c: StackConfig,

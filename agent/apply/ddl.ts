@@ -7,7 +7,7 @@ import type { Conn } from "../db.js";
 import { quoteId } from "../db.js";
 import { BOOKKEEPING_SCHEMA, isAccountStatement, SYSTEM_SCHEMAS } from "../rules.js";
 
-export type ObjectType = "table" | "view" | "database" | "procedure" | "function" | "trigger" | "event";
+export type ObjectType = "table" | "view" | "database" | "procedure" | "function" | "trigger" | "event" | "sequence";
 export interface DdlObject {
   type: ObjectType;
   db: string;
@@ -30,6 +30,8 @@ export type DdlPlan =
       drops?: DdlObject[];
       /** tables renamed into the scope: seeded online from the source (DESIGN.md), like a table added to the filters */
       seeds?: DdlObject[];
+      /** a view's CREATE/ALTER ("create") or DROP ("drop"): see viewDependencyMissing */
+      view?: "create" | "drop";
     };
 
 /** How the source session lexed the statement (its sql_mode): ANSI_QUOTES makes "…" an identifier, NO_BACKSLASH_ESCAPES makes \\ an ordinary character. */
@@ -226,6 +228,13 @@ export function parseDdl(sqlIn: string, defaultDb: string, mode: LexMode = {}): 
     const name = m[2] && !optionWord ? unquote(m[2]) : defaultDb;
     return { verb: m[1].toLowerCase() as Parsed["verb"], type: "database", objects: [{ type: "database", db: name, name }] };
   }
+  // MariaDB sequences: tables of one row to the table filters, their state streams as row writes
+  if ((m = re(`(CREATE|ALTER)\\s+${PREFIX_OR_REPLACE}(?:TEMPORARY\\s+)?SEQUENCE\\s+(?:IF\\s+(?:NOT\\s+)?EXISTS\\s+)?(${NAME})`).exec(sql))) {
+    return { verb: m[1].toLowerCase() as Parsed["verb"], type: "sequence", objects: [{ type: "sequence", ...splitName(m[2], defaultDb) }] };
+  }
+  if ((m = re(`DROP\\s+(?:TEMPORARY\\s+)?SEQUENCE\\s+${IFE}([\\s\\S]*?)\\s*;?\\s*$`).exec(sql))) {
+    return { verb: "drop", type: "sequence", objects: namesIn(m[1], defaultDb).map((o) => ({ type: "sequence" as const, ...o })) };
+  }
   if ((m = re(`(CREATE|ALTER)\\s+${PREFIX_OR_REPLACE}${VIEW_OPTS}VIEW\\s+${IFNE}(${NAME})`).exec(sql))) {
     return { verb: m[1].toLowerCase() as Parsed["verb"], type: "view", objects: [{ type: "view", ...splitName(m[2], defaultDb) }] };
   }
@@ -265,7 +274,7 @@ export function planDdl(sql: string, defaultDb: string, scope: ScopeCheck, mode:
   const dbs = new Set(p.objects.map((o) => o.db));
   if ([...dbs].some((d) => SYSTEM_SCHEMAS.includes(d.toLowerCase()) || d === BOOKKEEPING_SCHEMA)) return { kind: "skip", reason: "system" };
   const inScopeObj = (o: DdlObject) =>
-    o.type === "database" ? scope.databases.has(o.db) : o.type === "table" ? scope.inScope(o.db, o.name) : scope.databases.has(o.db);
+    o.type === "database" ? scope.databases.has(o.db) : o.type === "table" || o.type === "sequence" ? scope.inScope(o.db, o.name) : scope.databases.has(o.db);
   if (!p.objects.some(inScopeObj)) return { kind: "skip", reason: "out-of-scope" };
   const db = p.objects[0].db;
   if (p.type === "trigger") return { kind: "hold", db, objects: p.objects };
@@ -297,11 +306,12 @@ export function planDdl(sql: string, defaultDb: string, scope: ScopeCheck, mode:
     }
   }
   if (p.type === "table" && p.verb === "alter" && p.objects.length > 1) plan.drops = [p.objects[0]];
-  if (p.type === "table" && p.verb === "rename") {
-    plan.drops = p.objects.filter((_, i) => i % 2 === 0);
+  if (p.type === "table" && (p.verb === "rename" || (p.verb === "alter" && p.objects.length > 1))) {
+    if (p.verb === "rename") plan.drops = p.objects.filter((_, i) => i % 2 === 0);
     // Across the scope (a staging swap with an excluded stage table, a move to an unsynced database): a
     // table renamed out of the scope stops syncing (dropped from the replica), one renamed into it is
-    // seeded online; renames within the scope run as one statement, in the source's order.
+    // seeded online (with its definition after the statement: an ALTER's other clauses come with it);
+    // renames within the scope run as one statement, in the source's order (an ALTER … RENAME as is).
     const pairs: [DdlObject, DdlObject][] = [];
     for (let i = 0; i + 1 < p.objects.length; i += 2) pairs.push([p.objects[i], p.objects[i + 1]]);
     if (pairs.some(([a, b]) => !inScopeObj(a) || !inScopeObj(b))) {
@@ -321,7 +331,30 @@ export function planDdl(sql: string, defaultDb: string, scope: ScopeCheck, mode:
     }
   }
   if (p.type === "database" && p.verb === "drop") plan.drops = p.objects;
+  if (p.type === "view") plan.view = p.verb === "drop" ? "drop" : "create";
+  if (p.type === "sequence" && p.verb === "drop") {
+    const inScope = p.objects.filter(inScopeObj);
+    // never drop a replica's sequence that is not synced
+    if (inScope.length < p.objects.length) plan.sql = `DROP SEQUENCE IF EXISTS ${inScope.map((o) => `${quoteId(o.db)}.${quoteId(o.name)}`).join(", ")}`;
+    plan.objects = inScope;
+  }
   return plan;
+}
+
+/**
+ * A view's CREATE/ALTER failed because it selects from something the replica does not hold by design (a
+ * database outside the synced ones, an excluded table, a function of another database): names that
+ * object, else null (a failure the sync itself caused, e.g. a synced table missing: the replica diverged).
+ * Native replication would stop there; a view carries no rows, so the sync leaves it out and reports it
+ * rather than stopping the replica's data (agent/README.md, "Views over objects outside the scope").
+ */
+export function viewDependencyMissing(err: { errno?: number; sqlMessage?: string; message?: string }, scope: ScopeCheck): string | null {
+  const msg = String(err.sqlMessage ?? err.message ?? "");
+  let m: RegExpExecArray | null;
+  if (err.errno === 1049 && (m = /Unknown database '((?:[^']|'')*)'/.exec(msg)) && !scope.databases.has(m[1])) return `database \`${m[1]}\``;
+  if (err.errno === 1146 && (m = /Table '((?:[^'.]|'')*)\.((?:[^']|'')*)' doesn't exist/.exec(msg)) && !scope.inScope(m[1], m[2])) return `table \`${m[1]}\`.\`${m[2]}\``;
+  if (err.errno === 1305 && (m = /FUNCTION (\S+?)\.(\S+) does not exist/.exec(msg)) && !scope.databases.has(m[1])) return `function \`${m[1]}\`.\`${m[2]}\``;
+  return null;
 }
 
 async function showCreate(c: Conn, o: DdlObject): Promise<string> {

@@ -1,44 +1,15 @@
 // Sqlgen owns turning row changes into SQL for a replica: multi-row upserts (never REPLACE: it deletes,
 // and deletes cascade), updates located by the old key (which carries key changes and the replica's own
 // cascades), deletes by key, generated columns never written, values escaped byte-exactly.
-import mysql from "mysql2";
 import { qualified, quoteId } from "../db.js";
 import type { Row, RowChange } from "../source/reader.js";
-import type { TableMeta } from "../schema.js";
-import { ENUM_ERROR, type CharsetBuffer } from "../source/rowdecode.js";
+import type { TableMeta } from "../tables.js";
 import { ApplyError } from "../errors.js";
+import { rowKeyId } from "../keys.js";
+import { escapeValue } from "../literals.js";
+import { ENUM_ERROR } from "../source/rowdecode.js";
 
-/** the characters mysql.escape backslash-escapes in a string */
-// eslint-disable-next-line no-control-regex -- the same set mysql.escape escapes
-const NEEDS_ESCAPE = /[\0\b\t\n\r\x1a"'\\]/;
-
-export function escapeValue(v: unknown, type: string | undefined): string {
-  if (v === null || v === undefined) return "NULL";
-  // the common case first (same output as mysql.escape, without its dispatch)
-  if (typeof v === "string" && type !== "year") return NEEDS_ESCAPE.test(v) ? mysql.escape(v) : `'${v}'`;
-  // zongji decodes YEAR 0000 as 1900 (a year MySQL cannot store), so 1900 can only mean 0000.
-  if (type === "year" && (v === 1900 || v === "1900")) return "0";
-  if (typeof v === "number") {
-    // FLOAT/DOUBLE keep a negative zero (String(-0) is "0")
-    if (Object.is(v, -0)) return "-0e0";
-    if (Number.isFinite(v)) return String(v);
-    return "NULL";
-  }
-  if (typeof v === "bigint") return v.toString();
-  if (Buffer.isBuffer(v)) {
-    if (v.length === 0) return "''";
-    // text kept as its bytes (rowdecode.ts): the introducer makes the literal that charset's text, byte for byte
-    const cs = (v as CharsetBuffer).charset;
-    return cs ? `_${cs} X'${v.toString("hex")}'` : `X'${v.toString("hex")}'`;
-  }
-  // the ENUM error value: index 0 (the empty string), storable only under a lenient sql_mode (see LENIENT)
-  if (v === ENUM_ERROR) return "0";
-  if (typeof v === "boolean") return v ? "1" : "0";
-  if (typeof v === "string") return mysql.escape(v);
-  if (v instanceof Date) return mysql.escape(v.toISOString().replace("T", " ").replace("Z", ""));
-  // JSON that arrived parsed (should not happen with jsonStrings): write it as JSON text
-  return mysql.escape(JSON.stringify(v));
-}
+export { escapeValue };
 
 /**
  * Prefix of a statement that writes a value only a lenient sql_mode accepts (the ENUM error value): the
@@ -81,15 +52,6 @@ function columnsOf(meta: TableMeta, row: Row, where: Where): string[] {
   return cols;
 }
 
-export function keyOf(meta: TableMeta, row: Row): string {
-  let s = "";
-  for (const k of meta.primaryKey) {
-    const v = row[k];
-    s += (Buffer.isBuffer(v) ? `x${v.toString("hex")}` : v === null || v === undefined ? "\u0000" : `v${String(v)}`) + "\u0001";
-  }
-  return s;
-}
-
 function whereKey(meta: TableMeta, row: Row): string {
   return meta.primaryKey.map((k) => `${quoteId(k)} <=> ${escapeValue(row[k], meta.types.get(k))}`).join(" AND ");
 }
@@ -125,6 +87,46 @@ export function sessionToggles(s: Pick<Statement, "relaxFk" | "relaxChecks">): {
 }
 
 const MAX_STMT_BYTES = 1 << 20;
+
+/** a row_end of a current row: the largest TIMESTAMP (2038 on MariaDB before 11.5, 2106 from it) */
+function isCurrentEnd(v: unknown): boolean {
+  const s = v instanceof Date ? v.toISOString().replace("T", " ").replace("Z", "") : String(v);
+  return s.startsWith("2038-01-19 03:14:07.999999") || s.startsWith("2106-02-07 06:28:15.999999");
+}
+
+/** microseconds since the epoch of a TIMESTAMP value as read (a UTC 'YYYY-MM-DD HH:MM:SS[.ffffff]' string; the apply session is at +00:00) */
+function micros(v: unknown): number {
+  if (v instanceof Date) return v.getTime() * 1000;
+  const m = /^(\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?/.exec(String(v));
+  if (!m) throw new ApplyError(`internal: a system-versioned period value ${String(v)} is not a timestamp`);
+  const ms = Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +m[6]);
+  return ms * 1000 + Number((m[7] ?? "").padEnd(6, "0"));
+}
+
+function fromMicros(us: number): string {
+  const d = new Date(Math.floor(us / 1000));
+  return `${d.toISOString().slice(0, 19).replace("T", " ")}.${String(us % 1_000_000).padStart(6, "0")}`;
+}
+
+/** the session `timestamp` of a period value (seconds with microseconds) */
+function unixTime(v: unknown): string {
+  const us = micros(v);
+  return `${Math.floor(us / 1_000_000)}.${String(us % 1_000_000).padStart(6, "0")}`;
+}
+
+/**
+ * A physical row of a system-versioned table with its period (`system_versioning_insert_history`); a
+ * history row only where absent (the replica's own UPDATE or DELETE at the source's timestamp already left
+ * it). Not ON DUPLICATE KEY UPDATE: on a versioned table that versions the row again.
+ */
+function historyInsertSql(meta: TableMeta, r: Row, cols: string[], ifAbsent: boolean): string {
+  const v = meta.versioning!;
+  const all = [...cols, v.start, v.end];
+  const vals = all.map((k) => escapeValue(r[k], meta.types.get(k))).join(",");
+  const t = qualified(meta.db, meta.table);
+  const head = `SET STATEMENT system_versioning_insert_history = 1 FOR INSERT INTO ${t} (${all.map(quoteId).join(", ")})`;
+  return ifAbsent ? `${head} SELECT ${vals} FROM DUAL WHERE NOT EXISTS (SELECT 1 FROM ${t} FOR SYSTEM_TIME ALL WHERE ${whereKey(meta, r)})` : `${head} VALUES (${vals})`;
+}
 
 /** Builds the statements of one target transaction, merging consecutive changes of the same kind and table. */
 export class StatementBuilder {
@@ -232,6 +234,74 @@ export class StatementBuilder {
     return hasEnumError(row) ? lenient(sql) : sql;
   }
 
+  /**
+   * A MariaDB sequence's state: the source logs each change (NEXTVAL past the cache, SETVAL, the values an
+   * INSERT … DEFAULT NEXTVAL took) as a write of its one row, whole; an INSERT of that row replaces the
+   * replica's state, as the native applier does. Nothing else is ever logged for a sequence.
+   */
+  #sequence(change: RowChange, meta: TableMeta, where: Where): void {
+    const t = `${meta.db}.${meta.table}`;
+    if (change.op !== "insert") {
+      throw new ApplyError(`${whereText(where)}: an ${change.op} of the rows of sequence \`${meta.db}\`.\`${meta.table}\` cannot be applied (a sequence's state is only ever written whole). Resnapshot the replica (datasync resnapshot).`, {
+        table: t,
+      });
+    }
+    this.#flush();
+    this.rows += change.rows.length;
+    for (const r of change.rows) {
+      const cols = columnsOf(meta, r, where);
+      this.#push({ sql: `INSERT INTO ${qualified(meta.db, meta.table)} (${cols.map(quoteId).join(", ")}) VALUES (${cols.map((c) => escapeValue(r[c], meta.types.get(c))).join(",")})`, table: t, rows: 1 });
+    }
+  }
+
+  /**
+   * A MariaDB system-versioned table. The source logs physical rows with their period (row_start,
+   * row_end): an INSERT writes a current row; an UPDATE changes the current row and writes the old one
+   * as a history row; a DELETE changes the current row into a history row; DELETE HISTORY deletes history
+   * rows. The replica reproduces each as its own server would under the source's clock: the UPDATE and
+   * DELETE run at the source's timestamp (`SET STATEMENT timestamp`), so the history row they leave is the
+   * one the source logged (that logged row is then written only if absent); inserted rows keep their
+   * period (`system_versioning_insert_history`); DELETE HISTORY removes exactly the history ending up to
+   * the last logged row (the replica holds the source's history, so that is the logged set). What cannot
+   * be reproduced this way (transaction-precise periods, a changed history row) stops the replica.
+   */
+  #versioned(change: RowChange, meta: TableMeta, where: Where): void {
+    const v = meta.versioning!;
+    const t = qualified(meta.db, meta.table);
+    const name = `${meta.db}.${meta.table}`;
+    const stop = (what: string) =>
+      new ApplyError(
+        `${whereText(where)}: ${what} of system-versioned table \`${meta.db}\`.\`${meta.table}\` cannot be reproduced exactly on the replica. Exclude the table (tables.exclude) or resnapshot it after the change (datasync resnapshot --tables ${name}).`,
+        { table: name },
+      );
+    if (v.trx) throw stop(`a change (its period is made of the source's transaction ids, WITH SYSTEM VERSIONING on BIGINT UNSIGNED ROW START/END)`);
+    this.#flush();
+    this.rows += change.rows.length;
+    const cols = (r: Row) => columnsOf(meta, r, where);
+    const push = (sql: string, fallback?: string) => this.#push({ sql, table: name, rows: 1, ...(fallback ? { fallback } : {}), ...(change.noFkChecks ? { relaxFk: true } : {}) });
+    if (change.op === "insert") {
+      for (const r of change.rows) push(historyInsertSql(meta, r, cols(r), !isCurrentEnd(r[v.end])));
+    } else if (change.op === "update") {
+      for (let i = 0; i < change.rows.length; i++) {
+        const b = change.before![i];
+        const a = change.rows[i];
+        if (!isCurrentEnd(b[v.end])) throw stop("an update of a history row");
+        if (isCurrentEnd(a[v.end])) {
+          const c = cols(a);
+          const set = c.map((k) => `${quoteId(k)} = ${escapeValue(a[k], meta.types.get(k))}`).join(", ");
+          push(`SET STATEMENT timestamp = ${unixTime(a[v.start])} FOR UPDATE ${t} SET ${set} WHERE ${whereKey(meta, b)}`, historyInsertSql(meta, a, c, false));
+        } else {
+          push(`SET STATEMENT timestamp = ${unixTime(a[v.end])} FOR DELETE FROM ${t} WHERE ${whereKey(meta, b)}`, historyInsertSql(meta, a, cols(a), true));
+        }
+      }
+    } else {
+      if (change.rows.some((r) => isCurrentEnd(r[v.end]))) throw stop("a delete of a current row (not through DELETE or DELETE HISTORY)");
+      let last = -Infinity;
+      for (const r of change.rows) last = Math.max(last, micros(r[v.end]));
+      push(`DELETE HISTORY FROM ${t} BEFORE SYSTEM_TIME TIMESTAMP'${fromMicros(last + 1)}'`);
+    }
+  }
+
   /** A source savepoint or a rollback to it (reader.ts): run on the replica in place, its engines decide what is undone. */
   marker(change: RowChange): void {
     this.#flush();
@@ -241,6 +311,8 @@ export class StatementBuilder {
 
   add(change: RowChange, meta: TableMeta, where: Where): void {
     if (change.savepoint !== undefined) return this.marker(change);
+    if (meta.sequence) return this.#sequence(change, meta, where);
+    if (meta.versioning) return this.#versioned(change, meta, where);
     if (meta.primaryKey.length === 0) {
       throw new ApplyError(`${whereText(where)}: table \`${meta.db}\`.\`${meta.table}\` has no primary key on the replica; rows cannot be located. Add the key on the replica or exclude the table.`, {
         table: `${meta.db}.${meta.table}`,
@@ -276,7 +348,7 @@ export class StatementBuilder {
       for (let i = 0; i < change.rows.length; i++) {
         const before = change.before![i];
         const after = change.rows[i];
-        const keyChanged = keyOf(meta, before) !== keyOf(meta, after);
+        const keyChanged = rowKeyId(meta.primaryKey, before) !== rowKeyId(meta.primaryKey, after);
         if (!keyChanged && !meta.hasSecondaryUnique) {
           // Same key, full after image, no other unique key that an upsert could hit by mistake:
           // an upsert is the UPDATE (or the upsert DESIGN.md asks for when no row matched).

@@ -1,7 +1,14 @@
 // Http owns the agent's HTTP endpoints: /healthz (the process works), /readyz (every replica connected,
 // past its snapshot, within readyLagSeconds), /metrics (Prometheus text).
 import { createServer } from "node:http";
-import type { Agent } from "../main.js";
+import type { Registry } from "prom-client";
+
+/** What the endpoints read: the agent's status and metrics (main.ts's Agent), never the agent itself. */
+export interface HttpSubject {
+  status(): { group: string; ready: boolean; replicas: { name: string; state: string; writer?: { role: string } | null }[] };
+  readonly cfg: { readonly readyLagSeconds: number };
+  readonly metrics: { readonly registry: Registry };
+}
 
 export interface HttpServer {
   address: string;
@@ -13,7 +20,7 @@ function split(listen: string): { host: string; port: number } {
   return { host: listen.slice(0, i).replace(/^\[|\]$/g, ""), port: Number(listen.slice(i + 1)) };
 }
 
-export function startHttp(listen: string, agent: Agent): Promise<HttpServer> {
+export function startHttp(listen: string, agent: HttpSubject): Promise<HttpServer> {
   const server = createServer(async (req, res) => {
     const url = (req.url ?? "/").split("?")[0];
     try {

@@ -6,11 +6,12 @@
 import mysql from "mysql2";
 import type { Config } from "../config.js";
 import { binlogStatus, connect, isTransient, qualified, quoteId, type Conn } from "../db.js";
-import { normalizeDdl } from "../apply/ddl.js";
+import { normalizeDdl, viewDependencyMissing } from "../apply/ddl.js";
 import type { Logger } from "../log.js";
 import { makeTableFilter } from "../rules.js";
-import { loadTableMeta, type TableMeta } from "../schema.js";
-import { escapeValue, keyOf } from "../apply/sqlgen.js";
+import { loadTableMeta, type TableMeta } from "../tables.js";
+import { escapeValue } from "../literals.js";
+import { decodeKey, encodeKey, rowKeyId } from "../keys.js";
 import { SCHEMA } from "../bookkeeping.js";
 
 export { SNAPSHOT_DDL } from "../bookkeeping.js";
@@ -41,6 +42,76 @@ export interface Chunk {
   readAt?: number;
   /** the chunk's INSERTs prebuilt by the copier (two halves, written in parallel), valid while the table has no tombstones */
   prebuilt?: { sql: string[]; written: number };
+  /**
+   * A chunk read between watermarks of a table with foreign keys: a child row a cascade removed between
+   * the read and the high watermark is not in the binlog where the source's InnoDB runs the cascade
+   * (MySQL before 9.6, or innodb_native_foreign_keys=ON), so no tombstone covers it (see keepLiveRows).
+   */
+  orphans?: { fks: ForeignKeyRef[]; stillOnSource: (keys: unknown[][]) => Promise<Set<string>> };
+}
+
+/** one foreign key of a table: its columns and the columns of the parent they reference */
+export interface ForeignKeyRef {
+  columns: string[];
+  parentDb: string;
+  parentTable: string;
+  parentColumns: string[];
+}
+
+export async function foreignKeysOf(src: Conn, db: string, table: string): Promise<ForeignKeyRef[]> {
+  const [rows] = await src.query<any[]>(
+    `SELECT CONSTRAINT_NAME AS c, COLUMN_NAME AS col, REFERENCED_TABLE_SCHEMA AS pdb, REFERENCED_TABLE_NAME AS pt, REFERENCED_COLUMN_NAME AS pcol
+     FROM information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND REFERENCED_TABLE_NAME IS NOT NULL ORDER BY CONSTRAINT_NAME, ORDINAL_POSITION`,
+    [db, table],
+  );
+  const byName = new Map<string, ForeignKeyRef>();
+  for (const r of rows) {
+    let fk = byName.get(r.c);
+    if (!fk) byName.set(r.c, (fk = { columns: [], parentDb: r.pdb, parentTable: r.pt, parentColumns: [] }));
+    fk.columns.push(r.col);
+    fk.parentColumns.push(r.pcol);
+  }
+  return [...byName.values()];
+}
+
+/**
+ * The chunk's rows less those a cascade removed between the read and the high watermark (Chunk.orphans).
+ * Runs when the stream stands at the chunk's high watermark: a row whose parent is missing on the replica
+ * is either an orphan the source holds too (loaded with foreign key checks off: kept) or a child removed
+ * with its parent after the read: the source is asked which of them still exist, and the others are
+ * dropped. Dropping a row the source removed later than the watermark is harmless too: the stream's
+ * removal would find nothing to do.
+ */
+export async function keepLiveRows(rep: Conn, chunk: Chunk): Promise<unknown[][]> {
+  const o = chunk.orphans;
+  if (!o || !chunk.rows.length) return chunk.rows;
+  const meta = chunk.meta;
+  const cols = copyColumns(meta);
+  const suspect = new Set<number>();
+  for (const fk of o.fks) {
+    const idx = fk.columns.map((c) => cols.indexOf(c));
+    if (idx.some((i) => i < 0)) continue;
+    const tuple = (r: unknown[]) => `(${idx.map((i, j) => escapeValue(r[i], meta.types.get(fk.columns[j]))).join(",")})`;
+    const withParent = chunk.rows.map((r, n) => ({ r, n })).filter(({ r }) => idx.every((i) => r[i] !== null && r[i] !== undefined));
+    if (!withParent.length) continue;
+    const pcols = fk.parentColumns.map(quoteId).join(", ");
+    const [found] = await rep.query<any[]>({
+      sql: `SELECT ${pcols} FROM ${qualified(fk.parentDb, fk.parentTable)} WHERE (${pcols}) IN (${[...new Set(withParent.map(({ r }) => tuple(r)))].join(",")})`,
+      rowsAsArray: true,
+    });
+    const present = new Set(found.map((p: unknown[]) => `(${p.map((v, j) => escapeValue(v, meta.types.get(fk.columns[j]))).join(",")})`));
+    for (const { r, n } of withParent) if (!present.has(tuple(r))) suspect.add(n);
+  }
+  if (!suspect.size) return chunk.rows;
+  const pkIdx = meta.primaryKey.map((k) => cols.indexOf(k));
+  const keyText = (k: unknown[]) => {
+    const row: Record<string, unknown> = {};
+    meta.primaryKey.forEach((c, j) => (row[c] = k[j]));
+    return rowKeyId(meta.primaryKey, row);
+  };
+  const keys = [...suspect].map((n) => pkIdx.map((i) => chunk.rows[n][i]));
+  const live = await o.stillOnSource(keys);
+  return chunk.rows.filter((r, n) => !suspect.has(n) || live.has(keyText(pkIdx.map((i) => r[i]))));
 }
 
 /**
@@ -93,17 +164,6 @@ export function scopeFromSignature(sig: string): (db: string, t: string) => bool
   return makeTableFilter({ databases: s.databases, include: s.include.length ? s.include : undefined, exclude: s.exclude });
 }
 
-// JSON with Buffers kept exact
-export function encodeKey(k: unknown[] | null): string | null {
-  if (!k) return null;
-  return JSON.stringify(k.map((v) => (Buffer.isBuffer(v) ? { $hex: v.toString("hex") } : v)));
-}
-
-export function decodeKey(s: string | null): unknown[] | null {
-  if (!s) return null;
-  return (JSON.parse(s) as unknown[]).map((v) => (v && typeof v === "object" && "$hex" in (v as any) ? Buffer.from((v as any).$hex, "hex") : v));
-}
-
 export async function loadSnapshotTables(c: Conn, group: string): Promise<SnapshotTable[]> {
   const [rows] = await c.query<any[]>(`SELECT db, tbl, state, last_key, rows_copied, rows_estimate, def_file, def_pos FROM ${SCHEMA}.snapshot WHERE group_name = ? ORDER BY db, tbl`, [group]);
   return rows.map((r) => ({
@@ -117,10 +177,10 @@ export async function loadSnapshotTables(c: Conn, group: string): Promise<Snapsh
   }));
 }
 
-/** Base tables in scope on the source, with their row estimates. */
+/** Base tables (and MariaDB's system-versioned ones) in scope on the source, with their row estimates. */
 export async function sourceTables(src: Conn, cfg: Config, inScope: (db: string, t: string) => boolean): Promise<{ db: string; table: string; estimate: number }[]> {
   const [rows] = await src.query<any[]>(
-    "SELECT TABLE_SCHEMA AS db, TABLE_NAME AS t, TABLE_ROWS AS n FROM information_schema.TABLES WHERE TABLE_TYPE = 'BASE TABLE' AND TABLE_SCHEMA IN (?) ORDER BY 1, 2",
+    "SELECT TABLE_SCHEMA AS db, TABLE_NAME AS t, TABLE_ROWS AS n FROM information_schema.TABLES WHERE TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED') AND TABLE_SCHEMA IN (?) ORDER BY 1, 2",
     [cfg.databases],
   );
   return rows.filter((r) => inScope(r.db, r.t)).map((r) => ({ db: r.db, table: r.t, estimate: Number(r.n ?? 0) }));
@@ -131,8 +191,6 @@ export interface Definitions {
   /** CREATE DATABASE IF NOT EXISTS … of the synced databases that exist on the source */
   databases: string[];
   tables: { db: string; table: string; ddl: string }[];
-  /** views of the synced databases (DEFINER dropped), with the database they are created in */
-  views: { db: string; ddl: string }[];
 }
 
 /** the names of the synced databases and of everything in them: a DDL that creates, drops or renames one changes it */
@@ -191,7 +249,7 @@ export async function readDefinitions<T extends { db: string; table: string }, P
         await new Promise((r) => setTimeout(r, Math.min(1000, 20 * attempt)));
         continue;
       }
-      const defs: Definitions = { databases: [], tables: [], views: [] };
+      const defs: Definitions = { databases: [], tables: [] };
       const dbs = [...new Set(tables.map((t) => t.db))];
       for (const db of cfg.databases) {
         const [exists] = await src.query<any[]>("SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?", [db]);
@@ -204,17 +262,6 @@ export async function readDefinitions<T extends { db: string; table: string }, P
       for (const t of tables) {
         const [[r]] = await src.query<any[]>(`SHOW CREATE TABLE ${qualified(t.db, t.table)}`);
         defs.tables.push({ db: t.db, table: t.table, ddl: String(r["Create Table"]).replace(/^CREATE TABLE\s+`/i, `CREATE TABLE ${quoteId(t.db)}.\``) });
-      }
-      if (opts.withViews) {
-        const [views] = await src.query<any[]>("SELECT TABLE_SCHEMA AS db, TABLE_NAME AS v FROM information_schema.VIEWS WHERE TABLE_SCHEMA IN (?)", [cfg.databases]);
-        for (const v of views) {
-          try {
-            const [[r]] = await src.query<any[]>(`SHOW CREATE VIEW ${qualified(v.db, v.v)}`);
-            defs.views.push({ db: v.db, ddl: normalizeDdl(String(r["Create View"])).replace(/^CREATE\s+/i, "CREATE OR REPLACE ") });
-          } catch {
-            /* a view over tables out of scope: not created */
-          }
-        }
       }
       await src.query("COMMIT");
       return { tables, defs, pos };
@@ -230,25 +277,83 @@ export async function readDefinitions<T extends { db: string; table: string }, P
 }
 
 /**
- * Creates the databases, tables and views of `defs` on the replica (existing tables of those names are
- * replaced: tables in scope belong to the sync).
+ * Creates the databases and tables of `defs` on the replica (existing tables of those names are replaced:
+ * tables in scope belong to the sync), with `withViews` also the source's sequences and views (not read under
+ * the tables' locks: a view created or replaced during the snapshot's start may be created twice).
  */
-export async function createReplicaTables(rep: Conn, defs: Definitions): Promise<void> {
+export async function createReplicaTables(
+  src: Conn,
+  rep: Conn,
+  cfg: Config,
+  defs: Definitions,
+  opts: { withViews: boolean; inScope?: (db: string, t: string) => boolean },
+): Promise<{ view: string; reason: string }[]> {
+  const leftOut: { view: string; reason: string }[] = [];
   await rep.query("SET SESSION foreign_key_checks = 0");
   try {
     for (const ddl of defs.databases) await rep.query(ddl);
     for (const t of defs.tables) await rep.query(`DROP TABLE IF EXISTS ${qualified(t.db, t.table)}`);
+    // sequences first: a table's DEFAULT NEXTVAL(seq) needs its sequence
+    if (opts.withViews && opts.inScope) await copySequences(src, rep, cfg, opts.inScope);
     for (const t of defs.tables) await rep.query(t.ddl);
-    for (const v of defs.views) {
+    if (opts.withViews) leftOut.push(...(await createViews(src, rep, cfg, opts.inScope)));
+  } finally {
+    await rep.query("SET SESSION foreign_key_checks = 1");
+  }
+  return leftOut;
+}
+
+/**
+ * The synced databases' views, without DEFINER, each after the views it selects from (passes until none
+ * more can be created). A view that selects from what the replica does not hold by design (another
+ * database, an excluded table) is left out and returned, to be reported; any other failure is an error.
+ */
+async function createViews(src: Conn, rep: Conn, cfg: Config, inScope?: (db: string, t: string) => boolean): Promise<{ view: string; reason: string }[]> {
+  const [views] = await src.query<any[]>("SELECT TABLE_SCHEMA AS db, TABLE_NAME AS v FROM information_schema.VIEWS WHERE TABLE_SCHEMA IN (?) ORDER BY 1, 2", [cfg.databases]);
+  let todo: { db: string; v: string; ddl: string; err?: any }[] = [];
+  for (const v of views) {
+    const [[r]] = await src.query<any[]>(`SHOW CREATE VIEW ${qualified(v.db, v.v)}`);
+    todo.push({ db: v.db, v: v.v, ddl: normalizeDdl(String(r["Create View"])).replace(/^CREATE\s+/i, "CREATE OR REPLACE ") });
+  }
+  for (let progress = true; todo.length && progress; ) {
+    progress = false;
+    const failed: typeof todo = [];
+    for (const v of todo) {
       try {
         await rep.query(`USE ${quoteId(v.db)}`);
         await rep.query(v.ddl);
-      } catch {
-        /* a view over tables out of scope: not created */
+        progress = true;
+      } catch (err) {
+        if (isTransient(err)) throw err;
+        failed.push({ ...v, err });
       }
     }
-  } finally {
-    await rep.query("SET SESSION foreign_key_checks = 1");
+    todo = failed;
+  }
+  const scope = { databases: new Set(cfg.databases), inScope: inScope ?? (() => true) };
+  return todo.map((v) => {
+    const missing = viewDependencyMissing(v.err, scope);
+    return { view: `\`${v.db}\`.\`${v.v}\``, reason: missing ? `it selects from ${missing}, which is outside the synced scope` : `the replica refused it with ${v.err?.errno ?? ""}: ${v.err?.sqlMessage ?? v.err?.message}` };
+  });
+}
+
+/**
+ * MariaDB sequences in scope, created on the replica with their current state (their one row). The state
+ * is read after the snapshot's start position, and every later change of it arrives through the stream
+ * as a write of the whole row, so the replica ends with the source's last state.
+ */
+async function copySequences(src: Conn, rep: Conn, cfg: Config, inScope: (db: string, t: string) => boolean): Promise<void> {
+  const [seqs] = await src.query<any[]>("SELECT TABLE_SCHEMA AS db, TABLE_NAME AS t FROM information_schema.TABLES WHERE TABLE_TYPE = 'SEQUENCE' AND TABLE_SCHEMA IN (?) ORDER BY 1, 2", [
+    cfg.databases,
+  ]);
+  for (const q of seqs.filter((r) => inScope(r.db, r.t))) {
+    const name = qualified(q.db, q.t);
+    const [[def]] = await src.query<any[]>(`SHOW CREATE SEQUENCE ${name}`);
+    const ddl = String(def["Create Table"]).replace(/^CREATE\s+SEQUENCE\s+`(?:[^`]|``)+`/i, `CREATE OR REPLACE SEQUENCE ${name}`);
+    await rep.query(ddl);
+    const [[row]] = await src.query<any[]>(`SELECT * FROM ${name}`);
+    const cols = Object.keys(row);
+    await rep.query(`INSERT INTO ${name} (${cols.map(quoteId).join(", ")}) VALUES (${cols.map((c) => mysql.escape(row[c])).join(", ")})`);
   }
 }
 
@@ -328,11 +433,20 @@ function keepGeometry(field: any, next: () => unknown): unknown {
   return field.type === "GEOMETRY" ? field.buffer() : next();
 }
 
+/**
+ * Whether chunk reads lock their rows: config `snapshot.lockingReads`, held by one copier (never process-wide:
+ * each replica's copier has its own), turned off when the source refuses a locking read (privileges) or when
+ * consistent snapshots make it unnecessary.
+ */
+export interface ReadLocking {
+  on: boolean;
+  /** called once when the source refuses a locking read (the copy goes on with plain reads) */
+  onRefused?: (e: any) => void;
+}
+
 /** Reads one table in key order, chunk by chunk, from a cursor. */
 export class ChunkReader {
-  /** locking reads (config snapshot.lockingReads) until the source refuses them (privileges) */
-  static locking = false;
-  static onLockingRefused: ((e: any) => void) | null = null;
+  readonly #locking: ReadLocking;
   #src: Conn;
   #meta: TableMeta;
   #select: string;
@@ -340,14 +454,16 @@ export class ChunkReader {
   #n: number;
   done = false;
 
-  constructor(src: Conn, meta: TableMeta, cursor: unknown[] | null, chunkRows: number) {
+  constructor(src: Conn, meta: TableMeta, cursor: unknown[] | null, chunkRows: number, locking: ReadLocking = { on: false }) {
+    this.#locking = locking;
     this.#src = src;
     this.#meta = meta;
     this.#cursor = cursor;
     this.#n = chunkRows;
     // FLOAT prints with 6 significant digits in the text protocol: widen it to DOUBLE (exact) to read it
-    const cols = meta.writable.map((c) => (meta.types.get(c) === "float" ? `CAST(${quoteId(c)} AS DOUBLE)` : quoteId(c)));
-    this.#select = `SELECT ${cols.join(", ")} FROM ${qualified(meta.db, meta.table)}`;
+    const cols = copyColumns(meta).map((c) => (meta.types.get(c) === "float" ? `CAST(${quoteId(c)} AS DOUBLE)` : quoteId(c)));
+    // a system-versioned table is copied whole: current and history rows with their periods
+    this.#select = `SELECT ${cols.join(", ")} FROM ${qualified(meta.db, meta.table)}${meta.versioning ? " FOR SYSTEM_TIME ALL" : ""}`;
   }
 
   /** `a > x OR (a = x AND b > y) …`: a range the optimizer uses on the primary key */
@@ -371,17 +487,18 @@ export class ChunkReader {
       // A locking read (shared locks for this one statement, released at its end) waits for any
       // transaction already in the binlog but not yet committed in InnoDB that touched these rows, so the
       // chunk reflects every transaction binlogged before it: the binlog order and the read agree.
-      [rows] = await this.#src.query<any[]>({ sql: ChunkReader.locking ? `${sql} LOCK IN SHARE MODE` : sql, rowsAsArray: true, typeCast: keepGeometry });
+      [rows] = await this.#src.query<any[]>({ sql: this.#locking.on ? `${sql} LOCK IN SHARE MODE` : sql, rowsAsArray: true, typeCast: keepGeometry });
     } catch (e: any) {
       // MySQL 8.0.22+ asks for LOCK TABLES (or UPDATE/DELETE) besides SELECT for a locking read
-      if (!ChunkReader.locking || (e?.errno !== 1142 && e?.errno !== 1227 && e?.errno !== 1044)) throw e;
-      ChunkReader.locking = false;
-      ChunkReader.onLockingRefused?.(e);
+      if (!this.#locking.on || (e?.errno !== 1142 && e?.errno !== 1227 && e?.errno !== 1044)) throw e;
+      this.#locking.on = false;
+      this.#locking.onRefused?.(e);
       [rows] = await this.#src.query<any[]>({ sql, rowsAsArray: true, typeCast: keepGeometry });
     }
     if (rows.length < this.#n) this.done = true;
     if (rows.length) {
-      const idx = this.#meta.primaryKey.map((k) => this.#meta.writable.indexOf(k));
+      const cols = copyColumns(this.#meta);
+      const idx = this.#meta.primaryKey.map((k) => cols.indexOf(k));
       const last = rows[rows.length - 1];
       this.#cursor = idx.map((i) => last[i]);
     }
@@ -403,28 +520,54 @@ async function tableDefinition(c: Conn, db: string, table: string): Promise<stri
   }
 }
 
+/** the columns a chunk reads and writes: the writable ones, and a system-versioned table's period */
+export function copyColumns(meta: TableMeta): string[] {
+  return meta.versioning ? [...meta.writable, meta.versioning.start, meta.versioning.end] : meta.writable;
+}
+
 /** SQL that writes a chunk where rows are absent (existing rows came from the stream and are newer). */
 export function chunkInsertSql(meta: TableMeta, rows: unknown[][], skip: Set<string> | undefined): { sql: string | null; written: number } {
-  const pkIdx = meta.primaryKey.map((k) => meta.writable.indexOf(k));
+  const cols = copyColumns(meta);
+  const pkIdx = meta.primaryKey.map((k) => cols.indexOf(k));
   const tuples: string[] = [];
   for (const r of rows) {
     if (skip && skip.size) {
       const rowObj: Record<string, unknown> = {};
       meta.primaryKey.forEach((k, j) => (rowObj[k] = r[pkIdx[j]]));
-      if (skip.has(keyOf(meta, rowObj))) continue;
+      if (skip.has(rowKeyId(meta.primaryKey, rowObj))) continue;
     }
     let t = "(";
-    for (let i = 0; i < r.length; i++) t += (i ? "," : "") + escapeValue(r[i], meta.types.get(meta.writable[i]));
+    for (let i = 0; i < r.length; i++) t += (i ? "," : "") + escapeValue(r[i], meta.types.get(cols[i]));
     tuples.push(t + ")");
   }
   if (!tuples.length) return { sql: null, written: 0 };
+  if (meta.versioning) {
+    // physical rows with their periods, each only where absent (the stream's UPDATE and DELETE leave
+    // history rows of their own); ON DUPLICATE KEY UPDATE would version the row again
+    if (meta.versioning.trx) {
+      throw new Error(
+        `table \`${meta.db}\`.\`${meta.table}\` is system-versioned by transaction ids (BIGINT UNSIGNED ROW START/END): its history cannot be reproduced on another server. Exclude it (tables.exclude).`,
+      );
+    }
+    const t = qualified(meta.db, meta.table);
+    const head = `SET STATEMENT system_versioning_insert_history = 1 FOR INSERT INTO ${t} (${cols.map(quoteId).join(", ")})`;
+    const sql: string[] = [];
+    for (const r of rows) {
+      const rowObj: Record<string, unknown> = {};
+      cols.forEach((k, j) => (rowObj[k] = r[j]));
+      if (skip?.size && skip.has(rowKeyId(meta.primaryKey, rowObj))) continue;
+      const key = meta.primaryKey.map((k) => `${quoteId(k)} <=> ${escapeValue(rowObj[k], meta.types.get(k))}`).join(" AND ");
+      sql.push(`${head} SELECT ${cols.map((k) => escapeValue(rowObj[k], meta.types.get(k))).join(",")} FROM DUAL WHERE NOT EXISTS (SELECT 1 FROM ${t} FOR SYSTEM_TIME ALL WHERE ${key})`);
+    }
+    return { sql: sql.join(";\n"), written: tuples.length };
+  }
   // A row that exists came from the stream and is newer: the duplicate is a no-op. Not IGNORE, which
   // would also turn any other error (a value the column refuses, a foreign key) into a silent warning.
   // The chunk is written with foreign key checks off (the source's rows may have been loaded with them
   // off: a dump loads children before parents), so the copy holds exactly the source's rows.
   const k = quoteId(meta.primaryKey[0]);
   return {
-    sql: `INSERT INTO ${qualified(meta.db, meta.table)} (${meta.writable.map(quoteId).join(", ")}) VALUES ${tuples.join(",")} ON DUPLICATE KEY UPDATE ${k} = ${k}`,
+    sql: `INSERT INTO ${qualified(meta.db, meta.table)} (${cols.map(quoteId).join(", ")}) VALUES ${tuples.join(",")} ON DUPLICATE KEY UPDATE ${k} = ${k}`,
     written: tuples.length,
   };
 }
@@ -469,9 +612,18 @@ export class Copier {
   copiedThisRun = 0;
 
   #onStart: (t: SnapshotTable) => void;
+  readonly #locking: ReadLocking;
 
-  constructor(cfg: Config, log: Logger, tables: SnapshotTable[], reserve: (lo: { file: string; pos: number } | undefined) => ChunkSlot, onStart: (t: SnapshotTable) => void = () => undefined) {
+  constructor(
+    cfg: Config,
+    log: Logger,
+    tables: SnapshotTable[],
+    reserve: (lo: { file: string; pos: number } | undefined) => ChunkSlot,
+    onStart: (t: SnapshotTable) => void = () => undefined,
+    locking: ReadLocking = { on: cfg.snapshot.lockingReads },
+  ) {
     this.#onStart = onStart;
+    this.#locking = locking;
     this.#cfg = cfg;
     this.#log = log;
     this.#tables = tables;
@@ -516,7 +668,8 @@ export class Copier {
             );
           }
           keyOfCursor = meta.primaryKey;
-          const reader = new ChunkReader(this.#src, meta, t.lastKey, this.#cfg.snapshot.chunkRows);
+          const reader = new ChunkReader(this.#src, meta, t.lastKey, this.#cfg.snapshot.chunkRows, this.#locking);
+          const fks = await foreignKeysOf(this.#src, t.db, t.table);
           // before the first read: from here on the stream must apply this table's changes
           this.#onStart(t);
           t.state = "copying";
@@ -527,6 +680,7 @@ export class Copier {
             let rows: unknown[][];
             let lastKey: unknown[] | null;
             let hi: { file: string; pos: number } | undefined;
+            let watermarked = false;
             try {
               if (this.#exact !== false) hi = await this.#openSnapshot(slot);
               // A transaction: the read's shared metadata lock on the table lasts until COMMIT, so no DDL on it
@@ -537,7 +691,11 @@ export class Copier {
               // the rows have the table's shape the stream has at the high watermark, or the chunk is read again
               if ((await tableDefinition(this.#src, t.db, t.table)) !== definition) throw new DefinitionChanged();
               // without a consistent snapshot, every transaction the read could see is at or before this position (the high watermark)
-              if (!hi) slot.setHi((hi = await binlogEnd(this.#src)));
+              if (!hi) {
+                watermarked = true;
+                await this.#testHiDelay(t);
+                slot.setHi((hi = await binlogEnd(this.#src)));
+              }
               await this.#src.query("COMMIT");
             } catch (e: any) {
               slot.cancel();
@@ -556,6 +714,7 @@ export class Copier {
             // the SQL is built here, while the applier writes the previous chunk
             const prebuilt = rows.length ? chunkInsertParts(meta, rows, undefined, this.#cfg.snapshot.writers) : { sql: [], written: 0 };
             const chunk: Chunk = { db: t.db, table: t.table, meta, rows, lastKey, last: reader.done, prebuilt, hi, readAt };
+            if (watermarked && fks.length && rows.length) chunk.orphans = { fks, stillOnSource: (keys) => this.#stillOnSource(meta, keys) };
             pending = slot.deliver(chunk).then(() => {
               t.rowsCopied += rows.length;
               t.lastKey = lastKey;
@@ -626,7 +785,7 @@ export class Copier {
       if (this.#exact === null) {
         this.#exact = true;
         // a locking read would read the newest rows, not the snapshot's (and is not needed with it)
-        ChunkReader.locking = false;
+        this.#locking.on = false;
         this.#log.info({ exact: true }, "snapshot chunks are read at exact binlog positions (consistent snapshots)");
       }
       if (slot.tryHi(p)) return p;
@@ -645,6 +804,34 @@ export class Copier {
    * DATASYNC_TEST_CHUNK_PAUSE_TABLE when set, `db.table[:ms]`) between reading it and handing it to the
    * applier, so a test can commit conflicting changes in that window.
    */
+  /** which of these keys the source's table still holds (Chunk.orphans), as rowKeyId texts */
+  async #stillOnSource(meta: TableMeta, keys: unknown[][]): Promise<Set<string>> {
+    const c = await connect(this.#cfg.source, "source");
+    try {
+      const pk = meta.primaryKey.map(quoteId).join(", ");
+      const tuples = keys.map((k) => `(${k.map((v, j) => escapeValue(v, meta.types.get(meta.primaryKey[j]))).join(",")})`);
+      const [rows] = await c.query<any[]>({ sql: `SELECT ${pk} FROM ${qualified(meta.db, meta.table)}${meta.versioning ? " FOR SYSTEM_TIME ALL" : ""} WHERE (${pk}) IN (${tuples.join(",")})`, rowsAsArray: true });
+      return new Set(
+        rows.map((r: unknown[]) => {
+          const row: Record<string, unknown> = {};
+          meta.primaryKey.forEach((k, j) => (row[k] = r[j]));
+          return rowKeyId(meta.primaryKey, row);
+        }),
+      );
+    } finally {
+      await c.end().catch(() => undefined);
+    }
+  }
+
+  /** test seam DATASYNC_TEST_CHUNK_HI_DELAY=db.table:ms: the first chunk of that table waits between its read and its high watermark */
+  async #testHiDelay(t: SnapshotTable): Promise<void> {
+    const [name, ms] = (process.env.DATASYNC_TEST_CHUNK_HI_DELAY ?? "").split(":");
+    if (!ms || name !== `${t.db}.${t.table}` || this.#paused.has(`hi:${name}`)) return;
+    this.#paused.add(`hi:${name}`);
+    this.#log.warn({ table: name, delayMs: Number(ms) }, "test hook: chunk read, waiting before its high watermark");
+    await new Promise((r) => setTimeout(r, Number(ms)));
+  }
+
   async #testPause(t: SnapshotTable, rows: number): Promise<void> {
     const name = `${t.db}.${t.table}`;
     // "db.table" or "db.table:ms" entries

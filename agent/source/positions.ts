@@ -11,6 +11,13 @@ export interface Position {
   pos: number;
   /** MariaDB GTID position ("0-1-42,1-1-7") or MySQL GTID set ("uuid:1-42"); resumes by GTID when set */
   gtid?: string | null;
+  /**
+   * MariaDB: XA transactions prepared before this position and still open at it. Their prepared parts are
+   * past the position (MariaDB's GTID position has no holes) yet not applied, so a reader starting here
+   * (an agent restart) starts at `since`, the position before the oldest of them, re-reads and parks them,
+   * and hands over nothing up to this position (it was applied). Kept with the checkpoint (xa_open).
+   */
+  xa?: { since: { file: string; pos: number; gtid?: string | null } };
 }
 
 /** The sequence number of a binlog file (binlog.000042 → 42; the server numbers them in order). */

@@ -61,6 +61,13 @@ export interface Txn {
   statementDml?: { sql: string; schema: string };
   /** approximate memory held by this transaction */
   bytes: number;
+  /**
+   * A source transaction larger than the reader's `streamBytes` arrives in pieces, in order: "part" (its
+   * rows so far, no commit yet: `pos` is the position before the transaction), then "last" (the rest, with
+   * the commit position), or "abort" (the transaction ended without a commit: nothing of it is applied).
+   * The applier runs the pieces in one open target transaction that commits with the last one.
+   */
+  stream?: "part" | "last" | "abort";
 }
 
 export function isPurgedError(err: any): boolean {
@@ -92,6 +99,8 @@ export interface XaParked {
   gtid?: unknown;
   /** where the commit or rollback was read (kept a while for a reader that starts before it) */
   committedAt?: Position;
+  /** MariaDB: the position before the prepared part's group (where a restarted reader must start to read it again) */
+  since?: { file: string; pos: number; gtid?: string | null };
 }
 
 export interface ReaderOptions {
@@ -110,6 +119,13 @@ export interface ReaderOptions {
   onError: (err: Error) => void;
   /** column metadata lookup for servers whose binlog carries no column names (MySQL 5.7): the replica's own schema */
   tableInfo?: (db: string, table: string) => Promise<any[] | null>;
+  /**
+   * A transaction whose buffered rows pass this many bytes is handed over in pieces (Txn.stream) instead
+   * of whole, so memory stays bounded whatever its size; unset: never.
+   */
+  streamBytes?: number;
+  /** whether the consumer takes pieces now (it does not while a snapshot copies: chunk watermarks need whole transactions) */
+  canStream?: () => boolean;
 }
 
 /**
@@ -142,10 +158,20 @@ export class BinlogReader {
   /** XA: prepared transactions waiting for their XA COMMIT, by XID text (see XaParked) */
   #xaPrepared: Map<string, XaParked>;
   #xaCurrent: string | null = null;
+  /** the XA transaction whose XA COMMIT/ROLLBACK is being handed over (no longer open at its position) */
+  #xaClosing: string | null = null;
+  /** the last commit position before the current group (an XA prepared part's `since`) */
+  #groupStart: Position;
+  /** a reader started before its checkpoint to re-read open XA prepared parts: hands nothing over up to here */
+  #skipUntil: Position | null = null;
   /** savepoints of the open transaction: where in its changes each was set, and whether a marker went in */
   #savepoints: { name: string; index: number; marked: boolean }[] = [];
   /** the next row event starts a new change (a savepoint lies between) */
   #split = false;
+  /** the open transaction is being handed over in pieces (Txn.stream) */
+  #streaming = false;
+  /** the open group may not be handed over in pieces (MariaDB: the prepared part of an XA transaction) */
+  #noStream = false;
   #paused = false;
   #stopped = false;
   #failed = false;
@@ -160,6 +186,14 @@ export class BinlogReader {
     this.#o = o;
     this.lastRead = o.start;
     this.#handed = o.start;
+    if (o.flavor === "mariadb" && o.start.xa?.since) {
+      // XA transactions were prepared before the checkpoint and are still open (Position.xa): read again
+      // from before the oldest, applying nothing up to the checkpoint
+      const { xa: _xa, ...at } = o.start;
+      this.#skipUntil = at;
+      this.lastRead = { ...o.start.xa.since };
+    }
+    this.#groupStart = this.lastRead;
     // prepared XA transactions read by the previous reader of this replica (a reconnect, a source restart)
     // that are still open at this reader's start
     this.#xaPrepared = new Map();
@@ -221,10 +255,11 @@ export class BinlogReader {
         ],
         includeSchema: schema,
       };
-      if (o.start.gtid) startOpts.gtidSet = o.start.gtid;
+      const from = this.#skipUntil ? this.lastRead : o.start;
+      if (from.gtid) startOpts.gtidSet = from.gtid;
       else {
-        startOpts.filename = o.start.file;
-        startOpts.position = o.start.pos;
+        startOpts.filename = from.file;
+        startOpts.position = from.pos;
       }
       z.start(startOpts);
     });
@@ -260,12 +295,17 @@ export class BinlogReader {
       case "gtid":
         // an XA transaction's first part ends with XA END / XA PREPARE: park it until its XA COMMIT
         if (this.#cur && this.#xaCurrent) this.#parkXa();
+        // a transaction handed over in pieces that ends without a commit: the consumer drops what it has
+        if (this.#cur && this.#streaming) this.#abortStream();
         this.#foldPending();
+        this.#groupStart = this.lastRead;
         this.#cur = this.#open(ev.timestamp);
         this.#pendingGtid = name === "mariadbgtid" ? { domainId: ev.domainId, serverId: ev.serverId, seqNo: ev.seqNo } : ev.gtid;
         // MariaDB: a DDL in a group that is not standalone carries rows (CREATE TABLE … SELECT logs the
         // CREATE, then its rows, then an Xid, under one GTID)
         this.#groupWithRows = name === "mariadbgtid" && ev.standalone === false;
+        // MariaDB flags the group of an XA PREPARE in its GTID event (there is no XA START): it is parked whole
+        this.#noStream = name === "mariadbgtid" && !!ev.preparedXa;
         return;
       case "tablemap":
         keepGeometryRaw(ev.tableMap?.[ev.tableId]);
@@ -299,14 +339,18 @@ export class BinlogReader {
                 if (parked.gtid) this.#foldGtid(parked.gtid);
               }
               this.#cur = t;
+              this.#xaClosing = xid;
               this.#commit(ev);
+              this.#xaClosing = null;
               if (parked) this.#xaDone(xid, parked);
             }
           } else if (verb === "ROLLBACK") {
             const parked = this.#xaPrepared.get(xid);
             if (parked?.gtid && !parked.committedAt) this.#foldGtid(parked.gtid);
             this.#cur = null;
+            this.#xaClosing = xid;
             this.#commit(ev);
+            this.#xaClosing = null;
             if (parked) this.#xaDone(xid, parked);
           }
           return;
@@ -391,6 +435,7 @@ export class BinlogReader {
           }
         }
         t.rowCount += ev.rows.length;
+        if (this.#o.streamBytes && t.bytes >= this.#o.streamBytes) this.#maybeHandPart(t);
         return;
       }
       case "xid":
@@ -481,7 +526,8 @@ export class BinlogReader {
     if (this.#cur) {
       const gtid = this.#o.flavor === "mysql" ? this.#pendingGtid : undefined;
       if (gtid) this.#pendingGtid = undefined;
-      this.#xaPrepared.set(this.#xaCurrent ?? "", { txn: this.#cur, gtid });
+      const { xa: _xa, ...since } = this.#groupStart;
+      this.#xaPrepared.set(this.#xaCurrent ?? "", { txn: this.#cur, gtid, ...(this.#o.flavor === "mariadb" ? { since } : {}) });
     }
     this.#cur = null;
     this.#xaCurrent = null;
@@ -501,6 +547,16 @@ export class BinlogReader {
         }
       }
     }
+  }
+
+  /** MariaDB: the position before the oldest XA prepared part still open (not the one closing now), for Position.xa */
+  #openXaSince(): { file: string; pos: number; gtid?: string | null } | undefined {
+    let oldest: { file: string; pos: number; gtid?: string | null } | undefined;
+    for (const [xid, p] of this.#xaPrepared) {
+      if (p.committedAt || !p.since || xid === this.#xaClosing) continue;
+      if (!oldest || comparePos(p.since, oldest) < 0) oldest = p.since;
+    }
+    return oldest;
   }
 
   /** the prepared XA transactions this reader holds, for the replica's next reader */
@@ -542,17 +598,56 @@ export class BinlogReader {
     if (!this.#o.onTxn({ pos: this.lastRead, ts: now, readAt: now, changes: [], rowCount: 0, bytes: 256 })) this.pause();
   }
 
+  /**
+   * A transaction too large to hold: hand over what it has so far as a piece (Txn.stream), unless it must
+   * stay whole: an XA transaction's prepared part (parked until its XA COMMIT, other transactions commit
+   * meanwhile), a transaction carrying DDL (CREATE TABLE … SELECT: the DDL's pending marker and its rows
+   * are settled together), or a consumer that cannot take pieces now (a snapshot in progress).
+   */
+  #maybeHandPart(t: Txn): void {
+    if (this.#xaCurrent || this.#noStream || t.ddl || (this.#o.canStream && !this.#o.canStream())) return;
+    // a later ROLLBACK TO may return to any open savepoint across pieces: its marker goes in now, where it was set
+    const sps = this.#savepoints;
+    for (let i = sps.length - 1; i >= 0; i--) {
+      if (sps[i].marked) continue;
+      t.changes.splice(sps[i].index, 0, { op: "savepoint", savepoint: sps[i].name, db: "", table: "", rows: [] });
+      sps[i].marked = true;
+    }
+    this.#streaming = true;
+    const part: Txn = { ...t, pos: this.lastRead, readAt: Date.now(), stream: "part" };
+    this.#cur = { pos: this.lastRead, ts: t.ts, readAt: 0, changes: [], rowCount: 0, bytes: 256 };
+    this.#split = true;
+    if (!this.#o.onTxn(part)) this.pause();
+  }
+
+  /** the transaction handed over in pieces ended without a commit (a new one began): its pieces are dropped */
+  #abortStream(): void {
+    this.#streaming = false;
+    this.#cur = null;
+    if (!this.#o.onTxn({ pos: this.lastRead, ts: Date.now(), readAt: Date.now(), changes: [], rowCount: 0, bytes: 256, stream: "abort" })) this.pause();
+  }
+
   #commit(ev: any): void {
     const t = this.#cur ?? this.#open(ev.timestamp);
     this.#cur = null;
+    if (this.#streaming) {
+      t.stream = "last";
+      this.#streaming = false;
+    }
     this.#foldPending();
     const gtid = this.#mariaGtid ? this.#mariaGtid.toString() : this.#mysqlGtid ? this.#mysqlGtid.toString() : null;
     const file: string = this.#z?.options?.filename ?? this.lastRead.file;
     const pos = ev.nextPosition > 0 ? ev.nextPosition : this.lastRead.pos;
-    t.pos = { file, pos, gtid };
+    const since = this.#openXaSince();
+    t.pos = since ? { file, pos, gtid, xa: { since } } : { file, pos, gtid };
     if (!t.ts) t.ts = ev.timestamp;
     t.readAt = Date.now();
     this.lastRead = t.pos;
+    if (this.#skipUntil) {
+      // re-reading open XA prepared parts before the checkpoint: what lies up to it was applied
+      if (comparePos(t.pos, this.#skipUntil) <= 0) return;
+      this.#skipUntil = null;
+    }
     if (comparePos(t.pos, this.#handed) > 0) this.#handed = t.pos;
     if (!this.#o.onTxn(t)) this.pause();
   }

@@ -5,7 +5,8 @@
 // a DDL in scope marks its tables (or the whole scope) the same way.
 import type { Config } from "../config.js";
 import { connectionOptions, type Conn } from "../db.js";
-import { dataColumns, keyId, keyOf, readRowsSql, type Key, type TableShape } from "./ranges.js";
+import { dataColumns, readRowsSql, type Key, type TableShape } from "./ranges.js";
+import { keyId, keyValues } from "../keys.js";
 import { BinlogReader, type Txn } from "../source/reader.js";
 import { comparePos, type Position } from "../source/positions.js";
 import type { Flavor } from "../rules.js";
@@ -95,7 +96,7 @@ export class ChangeTracker {
       let m = this.keys.get(name);
       if (!m) this.keys.set(name, (m = new Map()));
       const add = (row: Record<string, unknown>) => {
-        const k = keyOf(s, row);
+        const k = keyValues(s.key, row);
         m!.set(keyId(k), k);
       };
       for (const r of ch.rows) add(r);
@@ -158,7 +159,7 @@ export async function compareKeys(src: Conn, rep: Conn, s: TableShape, keys: Key
     const sql = readRowsSql(s, part);
     const [[a], [b]] = await Promise.all([src.query<any[]>(sql), rep.query<any[]>(sql)]);
     // compare what both servers returned (keys in the servers' own format: the binlog's may print differently)
-    const byKey = (rows: any[]) => new Map(rows.map((r) => [keyId(keyOf(s, r)), { key: keyOf(s, r), row: JSON.stringify(cols.map((c) => norm(r[c]))) }]));
+    const byKey = (rows: any[]) => new Map(rows.map((r) => [keyId(keyValues(s.key, r)), { key: keyValues(s.key, r), row: JSON.stringify(cols.map((c) => norm(r[c]))) }]));
     const x = byKey(a);
     const y = byKey(b);
     for (const id of new Set([...x.keys(), ...y.keys()])) {

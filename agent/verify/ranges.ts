@@ -1,8 +1,9 @@
 // Chunks owns the SQL that verify and repair run over one table: the table's shape (columns, primary
 // key), key ranges by primary key (composite keys included), the byte-exact row checksum, and the
 // literals and statements that repair writes. Pure string building, no connections: unit-testable.
-import mysql from "mysql2";
 import { qualified, quoteId } from "../db.js";
+import { type Key } from "../keys.js";
+import { literal as sqlLiteral } from "../literals.js";
 
 export interface Column {
   name: string;
@@ -27,7 +28,7 @@ export interface TableShape {
 }
 
 /** One value per key column, as mysql2 returns it with the agent's options (string, number, Buffer). */
-export type Key = unknown[];
+export type { Key };
 
 /** A range of primary keys: (after, through]; null is unbounded on that side. */
 export interface KeyRange {
@@ -48,7 +49,6 @@ export type HashAlgo = "crc64" | "md5" | "sha2";
 const STRING_TYPES = new Set(["char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum", "set", "json"]);
 const VARLEN_TYPES = new Set(["varchar", "tinytext", "text", "mediumtext", "longtext", "json", "varbinary", "tinyblob", "blob", "mediumblob", "longblob", "char", "binary"]);
 const GEOMETRY_TYPES = new Set(["geometry", "point", "linestring", "polygon", "multipoint", "multilinestring", "multipolygon", "geometrycollection", "geomcollection"]);
-const INTEGER_TYPES = new Set(["tinyint", "smallint", "mediumint", "int", "integer", "bigint", "year"]);
 /** character sets whose values round-trip exactly through a utf8mb4 client connection as JS strings */
 const UNICODE_SAFE_CHARSETS = /^(utf8|utf8mb3|utf8mb4|latin1|ascii|ucs2|utf16|utf16le|utf32)$/i;
 
@@ -101,10 +101,7 @@ export function rowDigest(s: TableShape, algo: HashAlgo): string {
 
 /** A SQL literal for a value as mysql2 returned it (numbers of integer/decimal columns stay unquoted). */
 export function literal(v: unknown, c?: Column): string {
-  if (v === null || v === undefined) return "NULL";
-  if (typeof v === "string" && c && (INTEGER_TYPES.has(c.dataType) || c.dataType === "decimal") && /^-?\d+(\.\d+)?$/.test(v)) return v;
-  if (typeof v === "bigint") return v.toString();
-  return mysql.escape(v as any);
+  return sqlLiteral(v, c?.dataType);
 }
 
 function keyColumns(s: TableShape): Column[] {
@@ -196,16 +193,6 @@ export function readRowsSql(s: TableShape, keys: Key[]): string {
 /** rows of a range in key order, read for writing (a page of a table copy) */
 export function readRangeSql(s: TableShape, r: KeyRange, limit: number): string {
   return `SELECT ${dataColumns(s).map(readTerm).join(", ")} FROM ${qualified(s.db, s.table)} WHERE ${rangeWhere(s, r)} ORDER BY ${keyList(s)} LIMIT ${limit}`;
-}
-
-/** the key of a row read with the key columns under their own names */
-export function keyOf(s: TableShape, row: Record<string, unknown>): Key {
-  return s.key.map((k) => row[k]);
-}
-
-/** A stable identity for a key inside this process (Buffers by their bytes). */
-export function keyId(k: Key): string {
-  return JSON.stringify(k.map((v) => (Buffer.isBuffer(v) ? { b: v.toString("hex") } : typeof v === "number" ? String(v) : v)));
 }
 
 /** Multi-row INSERT of source rows. Not an upsert: if a secondary unique key collided, an upsert would

@@ -9,8 +9,6 @@ import type { Config } from "../config.js";
 import {
   deleteSql,
   insertSql,
-  keyId,
-  keyOf,
   readRangeSql,
   readRowsSql,
   updateSql,
@@ -19,6 +17,7 @@ import {
   type KeyRange,
   type TableShape,
 } from "./ranges.js";
+import { keyId, keyValues } from "../keys.js";
 import { closePeers, describeRange, openPeers, recheckKeys, runVerify, type Peer, type RangeDiff, type VerifyOptions, type VerifyOutcome } from "./verifier.js";
 
 export interface RepairOptions extends VerifyOptions {
@@ -63,7 +62,7 @@ async function planRange(src: Peer, rep: Peer, s: TableShape, d: RangeDiff, tabl
   const rows = new Map<string, Record<string, unknown>>();
   for (let i = 0; i < write.length; i += DELETE_BATCH) {
     const [rs] = await src.conn.query<any[]>(readRowsSql(s, write.slice(i, i + DELETE_BATCH)));
-    for (const r of rs) rows.set(keyId(keyOf(s, r)), r);
+    for (const r of rs) rows.set(keyId(keyValues(s.key, r)), r);
   }
   const statements: string[] = [];
   // extra rows first, then changed, then missing: a unique value held by a row that goes away or
@@ -95,7 +94,7 @@ async function* planCopy(src: Peer, s: TableShape, table: string): AsyncGenerato
     for (let i = 0; i < page.length; i += INSERT_BATCH) statements.push(insertSql(s, page.slice(i, i + INSERT_BATCH)));
     yield { title: `${table}: copy rows after ${after ? JSON.stringify(after) : "the start"}`, statements, inserted: page.length, updated: 0, deleted: 0 };
     if (page.length < 1000) return;
-    after = keyOf(s, page[page.length - 1]);
+    after = keyValues(s.key, page[page.length - 1]);
   }
 }
 

@@ -5,7 +5,7 @@
 // No locks are taken: every statement is a plain consistent read.
 import type { Config, Endpoint } from "../config.js";
 import { connect, describeConnError, type Conn } from "../db.js";
-import { isGeneratedExtra } from "../schema.js";
+import { columnDetails, primaryKeys } from "../tables.js";
 import { BOOKKEEPING_SCHEMA, globToRegExp, makeTableFilter, SYSTEM_SCHEMAS } from "../rules.js";
 import {
   boundarySql,
@@ -13,8 +13,6 @@ import {
   compareShapes,
   formatKey,
   FULL_RANGE,
-  keyId,
-  keyOf,
   keysSql,
   rowHashesByKeySql,
   rowHashesSql,
@@ -24,6 +22,7 @@ import {
   type KeyRange,
   type TableShape,
 } from "./ranges.js";
+import { keyId, keyValues } from "../keys.js";
 import { VerifyError } from "../errors.js";
 
 export interface VerifyOptions {
@@ -173,34 +172,8 @@ export async function readShapes(c: Conn, cfg: Config, only?: (name: string) => 
     out.set(name, { db: t.db, table: t.tbl, columns: [], key: [] });
   }
   if (out.size === 0) return out;
-  const [cols] = await c.query<any[]>(
-    `SELECT TABLE_SCHEMA AS db, TABLE_NAME AS tbl, COLUMN_NAME AS name, LOWER(DATA_TYPE) AS dataType, COLUMN_TYPE AS columnType,
-            IS_NULLABLE AS nullable, EXTRA AS extra, GENERATION_EXPRESSION AS gen, CHARACTER_SET_NAME AS cs, COLLATION_NAME AS coll
-     FROM information_schema.COLUMNS WHERE TABLE_SCHEMA IN (?) ORDER BY TABLE_SCHEMA, TABLE_NAME, ORDINAL_POSITION`,
-    [dbs],
-  );
-  for (const r of cols) {
-    const s = out.get(`${r.db}.${r.tbl}`);
-    if (!s) continue;
-    const extra = String(r.extra ?? "").toUpperCase();
-    const generated = isGeneratedExtra(extra);
-    const col: Column = {
-      name: r.name,
-      dataType: String(r.dataType),
-      columnType: String(r.columnType),
-      nullable: r.nullable === "YES",
-      generated,
-      generationExpression: generated ? (r.gen ?? null) : null,
-      charset: r.cs ?? null,
-      collation: r.coll ?? null,
-    };
-    s.columns.push(col);
-  }
-  const [keys] = await c.query<any[]>(
-    "SELECT TABLE_SCHEMA AS db, TABLE_NAME AS tbl, COLUMN_NAME AS name FROM information_schema.STATISTICS WHERE TABLE_SCHEMA IN (?) AND INDEX_NAME = 'PRIMARY' ORDER BY TABLE_SCHEMA, TABLE_NAME, SEQ_IN_INDEX",
-    [dbs],
-  );
-  for (const k of keys) out.get(`${k.db}.${k.tbl}`)?.key.push(k.name);
+  for (const { db, tbl, ...col } of await columnDetails(c, dbs)) out.get(`${db}.${tbl}`)?.columns.push(col satisfies Column);
+  for (const k of await primaryKeys(c, dbs)) out.get(`${k.db}.${k.tbl}`)?.key.push(k.name);
   return out;
 }
 
@@ -228,11 +201,11 @@ async function rowHashes(c: Conn, s: TableShape, r: KeyRange, algo: HashAlgo, pa
   for (;;) {
     const [rows] = await c.query<any[]>(rowHashesSql(s, { after, through: r.through }, algo, page));
     for (const row of rows) {
-      const key = keyOf(s, row);
+      const key = keyValues(s.key, row);
       out.set(keyId(key), { key, h: row["#h"] });
     }
     if (rows.length < page) return out;
-    after = keyOf(s, rows[rows.length - 1]);
+    after = keyValues(s.key, rows[rows.length - 1]);
   }
 }
 
@@ -240,7 +213,7 @@ async function rowHashesByKey(c: Conn, s: TableShape, keys: Key[], algo: HashAlg
   const out = new Map<string, string>();
   for (let i = 0; i < keys.length; i += 500) {
     const [rows] = await c.query<any[]>(rowHashesByKeySql(s, keys.slice(i, i + 500), algo));
-    for (const row of rows) out.set(keyId(keyOf(s, row)), row["#h"]);
+    for (const row of rows) out.set(keyId(keyValues(s.key, row)), row["#h"]);
   }
   return out;
 }
@@ -284,7 +257,7 @@ export function diffRows(d: RangeDiff): number {
 /** Split a differing chunk into ranges of at most leafRows source keys; return the ones that differ, row by row. */
 async function narrow(source: Peer, reps: Peer[], s: TableShape, chunk: KeyRange, algo: HashAlgo, leafRows: number, onError: (p: Peer, e: unknown) => void): Promise<Map<Peer, RangeDiff[]>> {
   const [keyRows] = await source.conn.query<any[]>(keysSql(s, chunk));
-  const keys = keyRows.map((r) => keyOf(s, r));
+  const keys = keyRows.map((r) => keyValues(s.key, r));
   const leaves: { range: KeyRange; first: Key | null; last: Key | null }[] = [];
   for (let i = 0; i < Math.max(keys.length, 1); i += leafRows) {
     const part = keys.slice(i, i + leafRows);
@@ -402,7 +375,7 @@ export async function runVerify(cfg: Config, opts: VerifyOptions = {}, peers?: {
           let after: Key | null = null;
           const nextBoundary = async (from: Key | null): Promise<Key | null> => {
             const [rows] = await source.conn2!.query<any[]>(boundarySql(s, from, chunkRows));
-            return rows.length ? keyOf(s, rows[0]) : null;
+            return rows.length ? keyValues(s.key, rows[0]) : null;
           };
           let pending: Promise<Key | null> = nextBoundary(after);
           pending.catch(() => undefined); // awaited below; this only keeps an early exit from leaving it unhandled

@@ -3,7 +3,7 @@
 // default), types, key, other unique keys.
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { startServers, type TestServer } from "../support/servers.js";
-import { loadDatabasesMeta, loadTableMeta, SchemaCache } from "../../agent/schema.js";
+import { loadDatabasesMeta, loadTableMeta, SchemaCache } from "../../agent/tables.js";
 
 let s: TestServer;
 

@@ -1,7 +1,7 @@
 // Unit tests for agent/apply/ddl.ts over statements as MariaDB 10.11 and MySQL 8 write them into the binlog
 // (query events): what each statement touches, whether it is in scope, and what a replica gets.
 import { describe, expect, it } from "vitest";
-import { blankLiterals, normalizeDdl, parseDdl, planDdl, type DdlObject, type ScopeCheck } from "../../agent/apply/ddl.js";
+import { blankLiterals, normalizeDdl, parseDdl, planDdl, viewDependencyMissing, type DdlObject, type ScopeCheck } from "../../agent/apply/ddl.js";
 import { makeTableFilter } from "../../agent/rules.js";
 
 const t = (db: string, name: string): DdlObject => ({ type: "table", db, name });
@@ -164,6 +164,14 @@ describe("planDdl", () => {
     expect(planDdl("ALTER TABLE audit_x RENAME TO orders_x", "shop", scope).kind).toBe("apply");
   });
 
+  it("ALTER TABLE … RENAME across the scope behaves as RENAME TABLE: out = dropped, in = seeded, other clauses included", () => {
+    expect(planDdl("ALTER TABLE orders ADD COLUMN z INT, RENAME TO audit_orders", "shop", scope)).toMatchObject({ kind: "apply", sql: "DROP TABLE IF EXISTS `shop`.`orders`", drops: [t("shop", "orders")] });
+    expect(planDdl("ALTER TABLE shop.orders RENAME other.orders", "shop", scope)).toMatchObject({ sql: "DROP TABLE IF EXISTS `shop`.`orders`" });
+    const inward = planDdl("ALTER TABLE audit_new ADD COLUMN w INT, RENAME AS orders", "shop", scope);
+    expect(inward).toMatchObject({ kind: "apply", sql: "DROP TABLE IF EXISTS `shop`.`orders`", seeds: [t("shop", "orders")] });
+    expect(planDdl("ALTER TABLE orders ADD COLUMN z INT, RENAME TO orders_old", "shop", scope)).toMatchObject({ sql: "ALTER TABLE orders ADD COLUMN z INT, RENAME TO orders_old" });
+  });
+
   it.each([
     "TRUNCATE TABLE orders",
     "CREATE INDEX i ON orders (c)",
@@ -176,6 +184,26 @@ describe("planDdl", () => {
   ])("applies %s as is, with nothing after", (sql) => {
     const p = planDdl(sql, "shop", scope);
     expect(p).toMatchObject({ kind: "apply", db: "shop", sql, after: [] });
+  });
+
+  it("MariaDB sequences: CREATE/ALTER/DROP SEQUENCE are applied, filtered like tables; a DROP keeps only the synced names", () => {
+    const q = (db: string, name: string): DdlObject => ({ type: "sequence", db, name });
+    expect(planDdl("CREATE SEQUENCE IF NOT EXISTS s START WITH 10", "shop", scope)).toMatchObject({ kind: "apply", objects: [q("shop", "s")], sql: "CREATE SEQUENCE IF NOT EXISTS s START WITH 10" });
+    expect(planDdl("CREATE OR REPLACE SEQUENCE `shop`.`s`", "x", scope)).toMatchObject({ kind: "apply", objects: [q("shop", "s")] });
+    expect(planDdl("ALTER SEQUENCE IF EXISTS s RESTART WITH 7", "shop", scope)).toMatchObject({ kind: "apply", objects: [q("shop", "s")] });
+    expect(planDdl("CREATE SEQUENCE audit_s", "shop", scope)).toEqual({ kind: "skip", reason: "out-of-scope" });
+    expect(planDdl("DROP SEQUENCE IF EXISTS s, audit_s", "shop", scope)).toMatchObject({ kind: "apply", objects: [q("shop", "s")], sql: "DROP SEQUENCE IF EXISTS `shop`.`s`" });
+  });
+
+  it("a view's failure names a dependency outside the scope (left out), never a synced table (divergence)", () => {
+    expect(planDdl("CREATE VIEW v AS SELECT * FROM other.t", "shop", scope)).toMatchObject({ kind: "apply", view: "create" });
+    expect(planDdl("DROP VIEW v", "shop", scope)).toMatchObject({ kind: "apply", view: "drop" });
+    expect(viewDependencyMissing({ errno: 1146, sqlMessage: "Table 'other.t' doesn't exist" }, scope)).toBe("table `other`.`t`");
+    expect(viewDependencyMissing({ errno: 1146, sqlMessage: "Table 'shop.audit_log' doesn't exist" }, scope)).toBe("table `shop`.`audit_log`");
+    expect(viewDependencyMissing({ errno: 1049, sqlMessage: "Unknown database 'other'" }, scope)).toBe("database `other`");
+    expect(viewDependencyMissing({ errno: 1305, sqlMessage: "FUNCTION other.f does not exist" }, scope)).toBe("function `other`.`f`");
+    expect(viewDependencyMissing({ errno: 1146, sqlMessage: "Table 'shop.orders' doesn't exist" }, scope)).toBeNull();
+    expect(viewDependencyMissing({ errno: 1064, sqlMessage: "syntax" }, scope)).toBeNull();
   });
 
   it("DROP DATABASE applies and drops the database (its quarantined tables)", () => {

@@ -448,6 +448,71 @@ describe("BinlogReader: positions and flow control", () => {
   });
 });
 
+describe("BinlogReader: transactions larger than the budget arrive in pieces", () => {
+  const ids = (ts: Txn[]) => ts.flatMap((t) => t.changes.flatMap((c) => (c.op === "insert" ? c.rows.map((r) => r.id) : [c.op + ":" + (c.savepoint ?? "")])));
+  const rows = (from: number, n: number) => Array.from({ length: n }, (_, i) => ({ id: from + i }));
+
+  it("hands over the rows so far each time they pass streamBytes, then the rest with the commit", async () => {
+    const { txns, feed } = await startReader({ streamBytes: 2000 });
+    feed(mysqlGtid(`${UUID_A}:7`), query("BEGIN"));
+    for (let i = 0; i < 10; i++) feed(rowsEv("writerows", "shop", "orders", rows(i * 5 + 1, 5)));
+    feed(xid(9000));
+    // 5 rows of ~172 bytes per event: a piece every third event
+    expect(txns.map((t) => t.stream)).toEqual(["part", "part", "part", "last"]);
+    // in order, nothing lost or twice
+    expect(ids(txns)).toEqual(rows(1, 50).map((r) => r.id));
+    // a piece is no commit: it stands at the position before the transaction; the last one carries the commit
+    expect(txns[0].pos).toEqual({ file: "binlog.000001", pos: 4 });
+    expect(txns[3].pos).toEqual({ file: "binlog.000001", pos: 9000, gtid: `${UUID_A}:7` });
+    // a piece holds at most streamBytes plus one rows event
+    for (const t of txns.slice(0, 3)) expect(t.bytes).toBeLessThan(2000 + 5 * 200);
+  });
+
+  it("a small transaction stays whole, and so does a large one while the consumer takes no pieces (a snapshot)", async () => {
+    let can = false;
+    const { txns, feed } = await startReader({ streamBytes: 2000, canStream: () => can });
+    feed(query("BEGIN"), rowsEv("writerows", "shop", "orders", rows(1, 3)), xid(100));
+    feed(query("BEGIN"), rowsEv("writerows", "shop", "orders", rows(4, 40)), xid(200));
+    expect(txns.map((t) => [t.stream, t.rowCount])).toEqual([[undefined, 3], [undefined, 40]]);
+    can = true;
+    feed(query("BEGIN"), rowsEv("writerows", "shop", "orders", rows(44, 40)), xid(300));
+    expect(txns.slice(2).map((t) => t.stream)).toEqual(["part", "last"]);
+  });
+
+  it("the prepared part of an XA transaction stays whole (MySQL XA START; MariaDB's flag in the GTID event)", async () => {
+    const my = await startReader({ streamBytes: 1000 });
+    my.feed(mysqlGtid(`${UUID_A}:3`), query("XA START X'01',X'',1"), rowsEv("writerows", "shop", "orders", rows(1, 40)), query("XA END X'01',X'',1"), ev("xaprepare", { onePhase: false }));
+    my.feed(mysqlGtid(`${UUID_A}:4`), query("XA COMMIT X'01',X'',1", "shop", 800));
+    expect(my.txns.map((t) => [t.stream, t.rowCount])).toEqual([[undefined, 40]]);
+    const ma = await startReader({ streamBytes: 1000, flavor: "mariadb" });
+    ma.feed({ ...mariaGtid(0, 1, 5), preparedXa: true }, rowsEv("writerows", "shop", "orders", rows(1, 40)), query("XA END X'02',X'',1"), query("XA PREPARE X'02',X'',1"));
+    ma.feed({ ...mariaGtid(0, 1, 6), completedXa: true }, query("XA COMMIT X'02',X'',1", "shop", 900));
+    expect(ma.txns.map((t) => [t.stream, t.rowCount])).toEqual([[undefined, 40]]);
+  });
+
+  it("an open savepoint gets its marker in the piece where it was set, so a later ROLLBACK TO finds it", async () => {
+    const { txns, feed } = await startReader({ streamBytes: 1500 });
+    feed(query("BEGIN"), rowsEv("writerows", "shop", "orders", rows(1, 2)), query("SAVEPOINT `s1`"), rowsEv("writerows", "shop", "myisam_t", rows(3, 10)));
+    feed(rowsEv("writerows", "shop", "myisam_t", rows(13, 2)), query("ROLLBACK TO SAVEPOINT `s1`"), rowsEv("writerows", "shop", "orders", rows(15, 1)), xid(700));
+    expect(txns.map((t) => t.stream)).toEqual(["part", "last"]);
+    expect(ids(txns)).toEqual([1, 2, "savepoint:s1", ...rows(3, 12).map((r) => r.id), "rollback-to:s1", 15]);
+  });
+
+  it("a transaction in pieces that ends without a commit (a new one begins) is handed over as aborted", async () => {
+    const { txns, feed } = await startReader({ streamBytes: 1000 });
+    feed(mysqlGtid(`${UUID_A}:3`), query("BEGIN"), rowsEv("writerows", "shop", "orders", rows(1, 20)));
+    feed(mysqlGtid(`${UUID_A}:4`), query("BEGIN"), rowsEv("writerows", "shop", "orders", rows(100, 1)), xid(500));
+    expect(txns.map((t) => t.stream)).toEqual(["part", "abort", undefined]);
+    expect(txns[2].changes[0].rows).toEqual([{ id: 100 }]);
+  });
+
+  it("a full consumer pauses the connection at a piece", async () => {
+    const { r, feed } = await startReader({ streamBytes: 1000, onTxn: () => false });
+    feed(query("BEGIN"), rowsEv("writerows", "shop", "orders", rows(1, 20)));
+    expect(r.paused).toBe(true);
+  });
+});
+
 describe("BinlogReader: schema for binlogs without column names (MySQL 5.7)", () => {
   it("uses the replica's columns; falls back to the source's when the replica has none or fails", async () => {
     const info = vi.fn(async (db: string, table: string) => (table === "orders" ? [{ COLUMN_NAME: "id" }] : table === "boom" ? Promise.reject(new Error("x")) : null));

@@ -30,7 +30,7 @@ import { BinlogReader, type Txn } from "../../agent/source/reader.js";
 import { makeTableFilter } from "../../agent/rules.js";
 import { StatementBuilder } from "../../agent/apply/sqlgen.js";
 import { LagClock } from "../../agent/replica.js";
-import type { TableMeta } from "../../agent/schema.js";
+import type { TableMeta } from "../../agent/tables.js";
 
 const baseConfig = () => ({
   group: "orders",

@@ -3,8 +3,8 @@
 import mysql from "mysql2";
 import { describe, expect, it } from "vitest";
 import type { RowChange } from "../../agent/source/reader.js";
-import type { TableMeta } from "../../agent/schema.js";
-import { escapeValue, keyOf, sessionToggles, StatementBuilder } from "../../agent/apply/sqlgen.js";
+import type { TableMeta } from "../../agent/tables.js";
+import { escapeValue, sessionToggles, StatementBuilder } from "../../agent/apply/sqlgen.js";
 import { ApplyError } from "../../agent/errors.js";
 
 function meta(table: string, cols: Record<string, string>, opts: { pk?: string[]; generated?: string[]; secondaryUnique?: boolean; db?: string } = {}): TableMeta {
@@ -118,21 +118,6 @@ describe("escapeValue", () => {
     const s = "a😀b𝄞";
     const out = escapeValue(s, "varchar");
     expect(Buffer.from(out.slice(1, -1), "utf8").equals(Buffer.from(s, "utf8"))).toBe(true);
-  });
-});
-
-describe("keyOf", () => {
-  const m = meta("t", { a: "int", b: "varbinary", c: "varchar" }, { pk: ["a", "b"] });
-  it("differs when any key column differs, equal otherwise, ignores non-key columns", () => {
-    expect(keyOf(m, { a: 1, b: Buffer.from("x"), c: "p" })).toBe(keyOf(m, { a: 1, b: Buffer.from("x"), c: "q" }));
-    expect(keyOf(m, { a: 1, b: Buffer.from("x") })).not.toBe(keyOf(m, { a: 1, b: Buffer.from("y") }));
-    expect(keyOf(m, { a: 1, b: Buffer.from("x") })).not.toBe(keyOf(m, { a: 2, b: Buffer.from("x") }));
-  });
-  it("does not confuse values across column boundaries, nulls or a Buffer with its hex text", () => {
-    const m2 = meta("t", { a: "varchar", b: "varchar" }, { pk: ["a", "b"] });
-    expect(keyOf(m2, { a: "ab", b: "c" })).not.toBe(keyOf(m2, { a: "a", b: "bc" }));
-    expect(keyOf(m2, { a: null, b: "x" })).not.toBe(keyOf(m2, { a: "", b: "x" }));
-    expect(keyOf(m, { a: 1, b: Buffer.from("78", "hex") })).not.toBe(keyOf(m, { a: 1, b: "x78" }));
   });
 });
 

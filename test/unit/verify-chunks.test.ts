@@ -20,7 +20,7 @@ import {
   type TableShape,
 } from "../../agent/verify/ranges.js";
 import { describeCounts, describeRange } from "../../agent/verify/verifier.js";
-import { isGeneratedExtra } from "../../agent/schema.js";
+import { isGeneratedExtra } from "../../agent/tables.js";
 
 const col = (name: string, dataType: string, extra: Partial<Column> = {}): Column => ({
   name,
