@@ -13,6 +13,7 @@ import { loadTableMeta, type TableMeta } from "../tables.js";
 import { escapeValue } from "../literals.js";
 import { decodeKey, encodeKey, rowKeyId } from "../keys.js";
 import { SCHEMA } from "../bookkeeping.js";
+import { ReplicaUnavailable } from "../errors.js";
 
 export { SNAPSHOT_DDL } from "../bookkeeping.js";
 
@@ -203,6 +204,73 @@ async function objectNames(src: Conn, cfg: Config): Promise<string> {
 /** errors after which reading the definitions is simply tried again: a table dropped meanwhile, a lock wait, a deadlock */
 const RETRY_DEFINITIONS = new Set([1146, 1205, 1213, 1412, 1049]);
 
+/** an XID as XA RECOVER gives it, in the form XA COMMIT/ROLLBACK take: X'gtrid',X'bqual',formatID */
+function recoveredXid(r: any): string {
+  const data: Buffer = Buffer.isBuffer(r.data) ? r.data : Buffer.from(String(r.data ?? ""), "binary");
+  const g = Number(r.gtrid_length);
+  return `X'${data.subarray(0, g).toString("hex")}',X'${data.subarray(g, g + Number(r.bqual_length)).toString("hex")}',${Number(r.formatID)}`.toUpperCase();
+}
+
+/**
+ * The XA transactions prepared on the source (XA RECOVER), or null when the sync user may not see them
+ * (MySQL needs XA_RECOVER_ADMIN; MariaDB 10.11 lets any user run XA RECOVER).
+ */
+async function preparedXa(src: Conn): Promise<string[] | null> {
+  try {
+    const [rows] = await src.query<any[]>("XA RECOVER");
+    return rows.map(recoveredXid).sort();
+  } catch (e: any) {
+    if (e?.errno === 1401 || e?.errno === 1227 || e?.errno === 1044) return null;
+    throw e;
+  }
+}
+
+/** XA COMMIT and XA ROLLBACK statements run on the source since it started (any user may read them) */
+async function xaEnds(src: Conn): Promise<number> {
+  const [rows] = await src.query<any[]>("SHOW GLOBAL STATUS WHERE Variable_name IN ('Com_xa_commit', 'Com_xa_rollback')");
+  return rows.reduce((a, r) => a + Number(r.Value ?? 0), 0);
+}
+
+/** how long a snapshot waits for XA transactions prepared on the source to end (DATASYNC_XA_WAIT_MS: tests) */
+const XA_WAIT_MS = Number(process.env.DATASYNC_XA_WAIT_MS) || 10 * 60_000;
+
+/**
+ * An XA transaction prepared on the source when the snapshot takes its position would be lost: its
+ * rows are invisible to the copy and its XA PREPARE lies before the stream's start, so the stream sees
+ * only its XA COMMIT (native replication from a dump stops there with an unknown XID). Waits (checking
+ * every second, each new set of XIDs logged once) until none is prepared; after XA_WAIT_MS, stops with
+ * an error naming them. Returns the source's count of XA COMMIT/ROLLBACK statements read *before* the
+ * check, for the check after the position (`noXaAcross`); null when the sync user may not run XA RECOVER.
+ */
+async function waitNoPreparedXa(src: Conn, log: Logger, state: { warned: boolean; since: number; logged: string }): Promise<number | null> {
+  for (;;) {
+    const ends = await xaEnds(src);
+    const xids = await preparedXa(src);
+    if (xids === null) {
+      if (!state.warned) {
+        state.warned = true;
+        log.warn(
+          "the sync user may not run XA RECOVER on the source, so the snapshot cannot see XA transactions prepared there: one prepared before the snapshot's position and committed after it would be missing on the replica. Fix: GRANT XA_RECOVER_ADMIN ON *.* TO the sync user (MySQL), or make sure no XA transaction is left prepared while a replica is seeded.",
+        );
+      }
+      return null;
+    }
+    if (!xids.length) return ends;
+    if (Date.now() - state.since > XA_WAIT_MS) {
+      throw new ReplicaUnavailable(
+        "xa-prepared",
+        `the snapshot cannot start while XA transactions are prepared on the source (their rows would be missing on the replica): ${xids.join("; ")} still prepared after ${Math.round(XA_WAIT_MS / 1000)} s. Fix: end them on the source (XA COMMIT <xid> or XA ROLLBACK <xid>, e.g. XA COMMIT ${xids[0]}); the agent retries the snapshot.`,
+      );
+    }
+    const key = xids.join(";");
+    if (key !== state.logged) {
+      state.logged = key;
+      log.warn({ xids }, "XA transactions are prepared on the source: the snapshot waits for their XA COMMIT or XA ROLLBACK before taking its position (their rows would otherwise be missed)");
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}
+
 /**
  * Reads the definitions of `tables` (the list is taken again at each attempt) at one binlog position, and
  * that position, so that every DDL on those tables is either in the definitions (at or before the
@@ -230,9 +298,12 @@ export async function readDefinitions<T extends { db: string; table: string }, P
   // never wait long behind a DDL that holds a table: let go of every lock and try again
   await src.query("SET SESSION lock_wait_timeout = 10");
   let lastErr: unknown = null;
+  const xa = { warned: false, since: Date.now(), logged: "" };
   for (let attempt = 1; attempt <= 50; attempt++) {
     const tables = await opts.list();
     const before = opts.wholeScope ? await objectNames(src, cfg) : "";
+    // no XA transaction may be prepared at the position (checked before it and again after it)
+    const xaEndsBefore = await waitNoPreparedXa(src, opts.log, xa);
     await src.query("START TRANSACTION");
     try {
       // shared metadata locks on every table until COMMIT (a UNION opens all tables of a batch at once)
@@ -242,6 +313,18 @@ export async function readDefinitions<T extends { db: string; table: string }, P
       }
       const pos = await opts.position();
       await opts.pause?.();
+      // an XA prepared before the position is still prepared now (seen), or ended since (counted): the
+      // position is taken again. XA COMMIT/ROLLBACK count when they start, before they are binlogged.
+      if (xaEndsBefore !== null) {
+        const now = await preparedXa(src);
+        if ((now !== null && now.length) || (await xaEnds(src)) !== xaEndsBefore) {
+          await src.query("ROLLBACK");
+          attempt--;
+          if (Date.now() - xa.since > XA_WAIT_MS) throw new ReplicaUnavailable("xa-prepared", `the snapshot could not take a position with no XA transaction prepared on the source in ${Math.round(XA_WAIT_MS / 1000)} s (XA transactions kept being prepared and ended). Fix: pause the XA workload on the source while the replica is seeded; the agent retries the snapshot.`);
+          await new Promise((r) => setTimeout(r, 200));
+          continue;
+        }
+      }
       if (opts.wholeScope && (await objectNames(src, cfg)) !== before) {
         await src.query("ROLLBACK");
         opts.log.info({ attempt }, "tables were created, dropped or renamed on the source while the snapshot read their definitions; reading them again");
