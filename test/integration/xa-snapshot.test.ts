@@ -35,13 +35,22 @@ describe(`snapshot with XA transactions prepared on the source (${flavor})`, () 
       // ordinary writes before the snapshot, around the prepared one
       await src.query("INSERT INTO shop.xa_t VALUES (4, 4)");
       agent = new AgentProcess(writeConfig(makeConfig(src, [rep])));
-      // X'736e617031' is 'snap1'
-      const waited = await agent.waitForLog((l) => /XA transactions are prepared on the source/.test(String(l.msg)), 60_000);
-      expect(waited.xids).toEqual(["X'736E617031',X'',1"]);
-      expect(waited.replica).toBe("r1");
-      // the snapshot has not taken its position: nothing is registered for the copy yet
-      await new Promise((r) => setTimeout(r, 1500));
-      expect(agent.logs.some((l) => /seeding it with an online snapshot/.test(String(l.msg)))).toBe(false);
+      // the snapshot logs its wait; without it (before the fix) the copy finishes first and the XA COMMIT below
+      // reaches a stream that never saw the prepared rows (the data assertions fail, not only the log's)
+      const a = agent;
+      const waitLog = a.waitForLog((l) => /XA transactions are prepared on the source/.test(String(l.msg)), 60_000);
+      const copied = waitFor(async () => (await rep.query<any[]>("SELECT state FROM _datasync.checkpoints").catch(() => []))[0]?.state === "streaming", 60_000, "snapshot done");
+      waitLog.catch(() => undefined);
+      copied.catch(() => undefined);
+      const waited = await Promise.race([waitLog, copied.then(() => null)]);
+      if (waited) {
+        // X'736e617031' is 'snap1'
+        expect(waited.xids).toEqual(["X'736E617031',X'',1"]);
+        expect(waited.replica).toBe("r1");
+        // the snapshot has not taken its position: nothing is registered for the copy yet
+        await new Promise((r) => setTimeout(r, 1500));
+        expect(agent.logs.some((l) => /seeding it with an online snapshot/.test(String(l.msg)))).toBe(false);
+      }
       await c.query("XA COMMIT 'snap1'");
     } finally {
       await c.end();
