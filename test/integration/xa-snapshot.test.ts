@@ -4,7 +4,7 @@
 // the XIDs) until no XA transaction is prepared before it takes its position.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { defaultFlavor, startServers, type TestServer } from "../support/servers.js";
-import { AgentProcess, makeConfig, waitCaughtUp, waitFor, writeConfig } from "../support/agent.js";
+import { AgentProcess, endpoint, makeConfig, waitCaughtUp, waitFor, writeConfig } from "../support/agent.js";
 
 const flavor = defaultFlavor();
 let src: TestServer;
@@ -74,4 +74,51 @@ describe(`snapshot with XA transactions prepared on the source (${flavor})`, () 
     expect(agent.logs.filter((l) => /XA transactions are prepared on the source/.test(String(l.msg)))).toHaveLength(1);
     expect(agent.logs.filter((l) => l.level >= 50)).toEqual([]);
   }, 180_000);
+
+  it("an XA transaction left prepared past the bounded wait stops the replica with an error naming the XID and the fix; after XA ROLLBACK it is seeded", async () => {
+    await agent?.kill("SIGKILL");
+    await rep.query("DROP DATABASE IF EXISTS shop");
+    await rep.query("DROP DATABASE IF EXISTS _datasync");
+    const c = await src.connect({ multipleStatements: false });
+    try {
+      await c.query("XA START 'stuck', 'b2', 7");
+      await c.query("INSERT INTO shop.xa_t VALUES (20, 20)");
+      await c.query("XA END 'stuck', 'b2', 7");
+      await c.query("XA PREPARE 'stuck', 'b2', 7");
+      agent = new AgentProcess(writeConfig(makeConfig(src, [rep])), { DATASYNC_XA_WAIT_MS: "2000" });
+      const stopped = await agent.waitForLog((l) => /replica unavailable, retrying/.test(String(l.msg)) && l.kind === "xa-prepared", 60_000);
+      // X'737475636b' is 'stuck', X'6232' is 'b2'
+      expect(stopped.msg).toContain("X'737475636B',X'6232',7 still prepared");
+      expect(stopped.msg).toContain("XA ROLLBACK");
+      expect(Number((await rep.query<any[]>("SELECT COUNT(*) AS n FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = 'shop'"))[0].n)).toBe(0);
+      await c.query("XA ROLLBACK 'stuck', 'b2', 7");
+    } finally {
+      await c.end();
+    }
+    await agent.waitStreaming(["r1"], 90_000);
+    await waitFor(async () => (await rep.query<any[]>("SELECT state FROM _datasync.checkpoints"))[0]?.state === "streaming", 30_000, "snapshot done");
+    await waitCaughtUp(src, rep, "test", 30_000);
+    const q = "SELECT id, v FROM shop.xa_t ORDER BY id";
+    expect(await rep.query(q)).toEqual(await src.query(q));
+    expect((await rep.query<any[]>(q)).map((r) => r.id)).toEqual([1, 2, 3, 4, 5]);
+  }, 180_000);
+
+  if (flavor === "mysql") {
+    it("MySQL: a sync user without XA_RECOVER_ADMIN gets a warning naming the grant, and the snapshot goes on (MySQL)", async () => {
+      await agent?.kill("SIGKILL");
+      await rep.query("DROP DATABASE IF EXISTS shop");
+      await rep.query("DROP DATABASE IF EXISTS _datasync");
+      await src.query("CREATE USER IF NOT EXISTS xsync@'%' IDENTIFIED BY 'xs-pw'");
+      await src.query("GRANT REPLICATION SLAVE, REPLICATION CLIENT, SELECT ON *.* TO xsync@'%'");
+      agent = new AgentProcess(writeConfig(makeConfig(src, [rep], { source: endpoint(src, { user: "xsync", password: "xs-pw" }) })));
+      const warned = await agent.waitForLog((l) => /may not run XA RECOVER/.test(String(l.msg)), 60_000);
+      expect(warned.msg).toContain("XA_RECOVER_ADMIN");
+      expect(warned.msg).not.toContain("xs-pw");
+      await agent.waitStreaming(["r1"], 60_000);
+      await waitFor(async () => (await rep.query<any[]>("SELECT state FROM _datasync.checkpoints"))[0]?.state === "streaming", 30_000, "snapshot done");
+      await waitCaughtUp(src, rep, "test", 30_000);
+      const q = "SELECT id, v FROM shop.xa_t ORDER BY id";
+      expect(await rep.query(q)).toEqual(await src.query(q));
+    }, 180_000);
+  }
 });
