@@ -1,23 +1,13 @@
-// Chunks owns the SQL that verify and repair run over one table: the table's shape (columns, primary
+// Ranges owns the SQL that verify and repair run over one table: the table's shape (columns, primary
 // key), key ranges by primary key (composite keys included), the byte-exact row checksum, and the
 // literals and statements that repair writes. Pure string building, no connections: unit-testable.
 import { qualified, quoteId } from "../db.js";
 import { type Key } from "../keys.js";
+import type { ColumnDetails } from "../tables.js";
 import { literal as sqlLiteral } from "../literals.js";
 
-export interface Column {
-  name: string;
-  /** information_schema DATA_TYPE, lower case ("int", "varchar", "float", …) */
-  dataType: string;
-  /** information_schema COLUMN_TYPE ("int(10) unsigned", "varchar(64)", …) */
-  columnType: string;
-  nullable: boolean;
-  /** virtual or stored generated column: never written, not checksummed (its expression is compared) */
-  generated: boolean;
-  generationExpression: string | null;
-  charset: string | null;
-  collation: string | null;
-}
+/** A column as verify compares and hashes it: tables.ts's ColumnDetails without its table. */
+export type Column = Omit<ColumnDetails, "db" | "tbl">;
 
 export interface TableShape {
   db: string;
