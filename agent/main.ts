@@ -9,6 +9,7 @@ import { Metrics } from "./ops/metrics.js";
 import { checkReplicaServers, preflightSource, proveDistinctServer, type SourceFacts } from "./preflight.js";
 import type { Position } from "./source/positions.js";
 import { ReplicaSync, type ReplicaStatus } from "./replica.js";
+import { BinlogReader, type ReaderOptions } from "./source/reader.js";
 import { makeTableFilter } from "./rules.js";
 import { identityKey, readServerIdentity } from "./identity.js";
 import { readCutoverByReverse } from "./ops/cutover-record.js";
@@ -100,6 +101,8 @@ export class Agent {
       },
       inScope,
       writerGate: (i: number) => this.#writer!.gate(i),
+      // each replica reads the source's binlog on a connection of its own
+      openStream: (o: ReaderOptions) => new BinlogReader(o),
     };
     // one writer per group and replica: a standby's pipelines wait for the locks (no binlog connection)
     this.#writer = new GroupWriter(cfg, this.log, this.metrics, undefined, (c, i) => proveDistinctServer(c, cfg, i, facts));

@@ -24,7 +24,7 @@ import { scrub } from "./log.js";
 import type { Metrics } from "./ops/metrics.js";
 import { preflightReplica, readVariables, type SourceFacts } from "./preflight.js";
 import { checkBinlogSettings } from "./rules.js";
-import { BinlogReader, type Txn, type XaParked } from "./source/reader.js";
+import { BinlogReader, type BinlogStream, type OpenStream, type Txn, type XaParked } from "./source/reader.js";
 import { comparePos, fmtPos, type Position } from "./source/positions.js";
 import { binlogColumns, loadTableMeta, SchemaCache } from "./tables.js";
 import {
@@ -83,6 +83,8 @@ export interface SourceContext {
   inScope: (db: string, table: string) => boolean;
   /** one writer per group and replica (agent/ops/writer-lock.ts): the replica's lock, when the agent takes locks */
   writerGate?: (index: number) => WriterGate;
+  /** builds the replica's binlog stream (main.ts); default: a BinlogReader of its own */
+  openStream?: OpenStream;
 }
 
 export interface Backoff {
@@ -113,7 +115,7 @@ export class ReplicaSync {
 
   #state: ReplicaState = "starting";
   #conn: Conn | null = null;
-  #reader: BinlogReader | null = null;
+  #reader: BinlogStream | null = null;
   #readerError: Error | null = null;
   #queue: TxnQueue<Txn>;
   #inflight: Txn[] = [];
@@ -412,7 +414,7 @@ export class ReplicaSync {
 
     await this.#checkSource(cp && sameSourceId(cp.sourceId, this.#src.sourceId) ? start : null);
     const srcCfg = this.#cfg.source;
-    const reader = new BinlogReader({
+    const reader = (this.#src.openStream ?? ((o) => new BinlogReader(o)))({
       connection: connectionOptions(srcCfg, "source") as any,
       serverId: this.#src.serverIdBase + this.#index,
       flavor: this.#src.facts.version.flavor,

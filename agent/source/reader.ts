@@ -146,7 +146,29 @@ function rowSize(r: Row): number {
   return n;
 }
 
-export class BinlogReader {
+/**
+ * What a replica needs of its binlog stream (the port main.ts fills): BinlogReader reads one connection of its
+ * own; another implementation may share one stream between replicas (it must keep the same contract: every
+ * transaction after `start` in order, back-pressure through onTxn's false, errors through onError).
+ */
+export interface BinlogStream {
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  pause(): void;
+  resume(): void;
+  readonly paused: boolean;
+  /** the position of the last event read */
+  readonly lastRead: Position;
+  /** when the last event arrived (ms since the epoch) */
+  readonly lastEventAt: number;
+  /** the prepared XA transactions this stream holds, for the replica's next one */
+  readonly xaParked: ReadonlyMap<string, XaParked>;
+}
+
+/** Builds a replica's binlog stream (main.ts decides which kind). */
+export type OpenStream = (o: ReaderOptions) => BinlogStream;
+
+export class BinlogReader implements BinlogStream {
   #z: any = null;
   #o: ReaderOptions;
   #cur: Txn | null = null;
