@@ -42,6 +42,12 @@ function whereText(w: Where): string {
 function columnsOf(meta: TableMeta, row: Row, where: Where): string[] {
   const cols: string[] = [];
   for (const c of meta.writable) if (c in row) cols.push(c);
+  knownColumns(meta, row, where);
+  return cols;
+}
+
+/** every column of the source row exists on the replica, or the replica stops */
+function knownColumns(meta: TableMeta, row: Row, where: Where): void {
   for (const k in row) {
     if (!meta.types.has(k)) {
       throw new ApplyError(
@@ -50,7 +56,6 @@ function columnsOf(meta: TableMeta, row: Row, where: Where): string[] {
       );
     }
   }
-  return cols;
 }
 
 function whereKey(meta: TableMeta, row: Row): string {
@@ -486,7 +491,7 @@ export class StatementBuilder {
         }
         const before = change.before?.[i];
         if (wholeRow(meta, row) && (!before || rowKeyId(meta.primaryKey, before) === rowKeyId(meta.primaryKey, row))) {
-          columnsOf(meta, row, where); // a column the replica lacks stops the replica, as below
+          knownColumns(meta, row, where);
           this.#laneUpsert(meta, flags, row);
           continue;
         }
