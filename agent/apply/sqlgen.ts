@@ -140,8 +140,8 @@ function historyInsertSql(meta: TableMeta, r: Row, cols: string[], ifAbsent: boo
  * transaction. Identical in effect to the changes one by one, because:
  * - no foreign key is on either side of the table and a replica has no triggers (DESIGN.md), so its rows
  *   can move past other tables' statements: nothing else reads or writes them, and nothing cascades;
- * - no unique key but the primary key, so rows of different keys never collide: a delete and an upsert of
- *   different keys commute;
+ * - no unique key but the primary key, an integer one, so rows of different keys never collide (integer keys
+ *   are equal on the server exactly when equal here): a delete and an upsert of different keys commute;
  * - a key is never both deleted and upserted here: a delete of key K then a whole-row upsert of K is that
  *   upsert (every writable column is set, as the INSERT after the DELETE would; the key's AUTO_INCREMENT
  *   counter is already past K, as the row existed); an upsert of K then a delete of K emits the lane first
@@ -152,9 +152,9 @@ interface Lane {
   meta: TableMeta;
   /** rows event flags of its rows (a lane never mixes CHECK constraint checks on and off) */
   flags: number;
-  /** keys to delete (the key tuple, as the DELETE lists it) */
-  dels: Set<string>;
-  /** upsert tuples of every writable column, in order, and their keys */
+  /** keys to delete: the key (rowKeyId) → its tuple, as the DELETE lists it */
+  dels: Map<string, string>;
+  /** upsert tuples of every writable column, in order, and their keys (rowKeyId) */
   ups: string[];
   upKeys: Set<string>;
   lenient: boolean;
@@ -165,8 +165,14 @@ interface Lane {
  * replica), no unique key but the primary key, an ordinary table (not a sequence, not system-versioned).
  */
 export function laneTable(meta: TableMeta): boolean {
-  return meta.foreignKeys === false && !meta.selfReferencing && !meta.hasSecondaryUnique && !meta.sequence && !meta.versioning && meta.primaryKey.length > 0;
+  if (meta.foreignKeys !== false || meta.selfReferencing || meta.hasSecondaryUnique || meta.sequence || meta.versioning || meta.primaryKey.length === 0) return false;
+  // keys equal on the server only when equal here (rowKeyId): integers. Not strings ('a' and 'A' are one key
+  // under a _ci collation, 'a' and 'a ' under PAD SPACE: an upsert of 'A' then a delete of 'a' would be missed)
+  for (const k of meta.primaryKey) if (!INTEGER_TYPES.has(meta.types.get(k) ?? "")) return false;
+  return true;
 }
+
+const INTEGER_TYPES = new Set(["tinyint", "smallint", "mediumint", "int", "integer", "bigint"]);
 
 /** the row carries every writable column (a FULL row image of a table the replica defines alike) */
 function wholeRow(meta: TableMeta, row: Row): boolean {
@@ -261,7 +267,7 @@ export class StatementBuilder {
     };
     if (lane.dels.size) {
       const pk = m.primaryKey.length === 1 ? quoteId(m.primaryKey[0]) : `(${m.primaryKey.map(quoteId).join(", ")})`;
-      emit([...lane.dels], (list) => `DELETE FROM ${t} WHERE ${pk} IN (${list})`);
+      emit([...lane.dels.values()], (list) => `DELETE FROM ${t} WHERE ${pk} IN (${list})`);
     }
     if (lane.ups.length) {
       const upd = m.writable.filter((c) => !m.primaryKey.includes(c)).map((c) => `${quoteId(c)} = VALUES(${quoteId(c)})`);
@@ -285,7 +291,7 @@ export class StatementBuilder {
     if (!lane) {
       // the table's rows pending in a consecutive statement go first
       if (this.#meta === meta) this.#flush();
-      lane = { meta, flags, dels: new Set(), ups: [], upKeys: new Set(), lenient: false };
+      lane = { meta, flags, dels: new Map(), ups: [], upKeys: new Set(), lenient: false };
       this.#lanes.set(key, lane);
     }
     return lane;
@@ -299,7 +305,7 @@ export class StatementBuilder {
 
   #laneUpsert(meta: TableMeta, flags: number, row: Row): void {
     const lane = this.#lane(meta, flags);
-    const key = this.#keyTuple(meta, row);
+    const key = rowKeyId(meta.primaryKey, row);
     // a delete of this key before it: the whole-row upsert is the delete and the insert (see Lane)
     lane.dels.delete(key);
     const cols = meta.writable;
@@ -311,14 +317,14 @@ export class StatementBuilder {
   }
 
   #laneDelete(meta: TableMeta, flags: number, row: Row): void {
-    const key = this.#keyTuple(meta, row);
+    const key = rowKeyId(meta.primaryKey, row);
     let lane = this.#lane(meta, flags);
     if (lane.upKeys.has(key)) {
       // an upsert of this key before it: that upsert runs first, as written (see Lane)
       this.#flushLane(meta);
       lane = this.#lane(meta, flags);
     }
-    lane.dels.add(key);
+    lane.dels.set(key, this.#keyTuple(meta, row));
   }
 
   #upsertRow(meta: TableMeta, row: Row, where: Where, noFk: boolean): void {
