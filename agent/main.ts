@@ -10,6 +10,7 @@ import { checkReplicaServers, preflightSource, proveDistinctServer, type SourceF
 import type { Position } from "./source/positions.js";
 import { ReplicaSync, type ReplicaStatus } from "./replica.js";
 import { BinlogReader, type ReaderOptions } from "./source/reader.js";
+import { StreamHub } from "./source/shared-stream.js";
 import { makeTableFilter } from "./rules.js";
 import { identityKey, readServerIdentity } from "./identity.js";
 import { readCutoverByReverse } from "./ops/cutover-record.js";
@@ -101,8 +102,12 @@ export class Agent {
       },
       inScope,
       writerGate: (i: number) => this.#writer!.gate(i),
-      // each replica reads the source's binlog on a connection of its own
-      openStream: (o: ReaderOptions) => new BinlogReader(o),
+      // replicas reading at the same position share one binlog connection and one decode (source/shared-stream.ts)
+      openStream: new StreamHub({
+        makeReader: (o: ReaderOptions) => new BinlogReader(o),
+        scope: inScope,
+        note: (fields, msg) => this.log.info(fields, msg),
+      }).open,
     };
     // one writer per group and replica: a standby's pipelines wait for the locks (no binlog connection)
     this.#writer = new GroupWriter(cfg, this.log, this.metrics, undefined, (c, i) => proveDistinctServer(c, cfg, i, facts));
