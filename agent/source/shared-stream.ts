@@ -226,10 +226,10 @@ class Shared {
    */
   async tableInfo(db: string, table: string): Promise<any[] | null> {
     this.hub.endSharing(`a table map of ${db}.${table} carries no column names: each replica decodes with its own schema`);
-    if (this.subs.size === 1) {
-      const only = [...this.subs][0];
-      return only.o.tableInfo ? only.o.tableInfo(db, table) : null;
-    }
+    // alone and holding nothing back: the reader is that replica's own (its lookup waits for its applier to
+    // reach the last DDL it was handed, which is everything read so far)
+    const only = this.subs.size === 1 ? [...this.subs][0] : null;
+    if (only && only.overflow.length === 0) return only.o.tableInfo ? only.o.tableInfo(db, table) : null;
     // shared: nothing more from this reader; each subscriber reads again from the last transaction it took
     this.hub.retire(this);
     for (const s of [...this.subs]) s.leave("no column names in a table map");
