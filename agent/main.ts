@@ -47,6 +47,7 @@ export class Agent {
     this.#opts = opts;
     this.log = opts.logger ?? createLogger(cfg.logLevel);
     this.metrics = new Metrics();
+    this.metrics.binlogReaders.set({ group: cfg.group }, 0);
   }
 
   get httpAddress(): string | null {
@@ -107,6 +108,7 @@ export class Agent {
         makeReader: (o: ReaderOptions) => new BinlogReader(o),
         scope: inScope,
         note: (fields, msg) => this.log.info(fields, msg),
+        onReaders: (n) => this.metrics.binlogReaders.set({ group: cfg.group }, n),
       }).open,
     };
     // one writer per group and replica: a standby's pipelines wait for the locks (no binlog connection)

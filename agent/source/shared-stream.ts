@@ -38,6 +38,8 @@ export interface StreamHubOptions {
   slackBytes?: number;
   /** how many recent transactions a reader keeps so a subscriber reaching its position can join (default 1024) */
   ringEntries?: number;
+  /** the number of running readers (binlog connections), at each change */
+  onReaders?: (live: number) => void;
   /** a line for each join, leave and merge (a pino logger's info, bound) */
   note?: (fields: Record<string, unknown>, msg: string) => void;
 }
@@ -408,6 +410,7 @@ export class StreamHub {
   readonly ringEntries: number;
   readonly #slack: number | undefined;
   readonly #note: NonNullable<StreamHubOptions["note"]>;
+  readonly #onReaders: NonNullable<StreamHubOptions["onReaders"]>;
   readonly #live = new Set<Shared>();
   readonly #subs = new Set<Sub>();
   sharing = true;
@@ -419,6 +422,7 @@ export class StreamHub {
     this.ringEntries = o.ringEntries ?? 1024;
     this.#slack = o.slackBytes;
     this.#note = o.note ?? (() => undefined);
+    this.#onReaders = o.onReaders ?? (() => undefined);
   }
 
   readonly open: OpenStream = (o) => {
@@ -449,7 +453,7 @@ export class StreamHub {
 
   retire(g: Shared): void {
     g.dead = true;
-    this.#live.delete(g);
+    if (this.#live.delete(g)) this.#onReaders(this.#live.size);
   }
 
   /** a subscriber's reader: a running one at its position, else one of its own */
@@ -472,6 +476,7 @@ export class StreamHub {
     }
     const g = new Shared(this, s.o, start, this.#freeServerId(s), s.xaCarry);
     this.#live.add(g);
+    this.#onReaders(this.#live.size);
     s.group = g;
     g.subs.add(s);
     await g.start();

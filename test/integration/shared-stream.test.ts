@@ -64,6 +64,7 @@ describe(`shared binlog stream (${flavor})`, () => {
       await a.waitForLog((l) => /leaves the shared binlog stream/.test(l.msg ?? ""), 20_000);
       // still one connection: the fast replicas share it, the blocked one holds none while it cannot take more
       expect(await binlogDumps()).toBe(1);
+      expect((await a.http("/metrics")).text).toMatch(/datasync_binlog_readers\{group="test"\} 1\b/);
     } finally {
       await blocker?.query("UNLOCK TABLES").catch(() => undefined);
       await blocker?.end().catch(() => undefined);
