@@ -339,7 +339,7 @@ class Sub implements BinlogStream {
     if (this.lastWasPart) {
       // the pieces it applied of an unfinished transaction are rolled back; its own reader reads it again whole
       this.lastWasPart = false;
-      this.o.onTxn({ pos: this.lastTaken, ts: Date.now(), readAt: Date.now(), changes: [], rowCount: 0, bytes: 256, stream: "abort" });
+      if (!this.o.onTxn({ pos: this.lastTaken, ts: Date.now(), readAt: Date.now(), changes: [], rowCount: 0, bytes: 256, stream: "abort" })) this.full = true;
     }
     this.pendingOwn = true;
     if (!this.full) this.goOwn();
