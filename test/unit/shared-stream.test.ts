@@ -199,6 +199,26 @@ describe("StreamHub", () => {
     expect(posOf(a)).toEqual([200, 300, 400, 500, 600, 700, 800, 900, 1000, 1100, 1200]);
   });
 
+  it("memory stays bounded whatever the backlog: a replica that never takes again holds at most its slack", async () => {
+    const { readers, replica, hub } = setup(10_000);
+    const a = replica(0, at(0));
+    const b = replica(1, at(0));
+    b.room = () => false;
+    await a.stream.start();
+    await b.stream.start();
+    let peak = 0;
+    for (let n = 1; n <= 2000; n++) {
+      readers[0].emit(txn(n));
+      peak = Math.max(peak, hub.stats.heldBytes);
+    }
+    expect(posOf(a)).toHaveLength(2000);
+    expect(posOf(b)).toEqual([200]);
+    // the ring (≤ slack) and b's slack (≤ slack + one transaction) before it left; nothing after
+    expect(peak).toBeLessThanOrEqual(2 * 10_000 + 1000);
+    expect(hub.stats.heldBytes).toBeLessThanOrEqual(10_000);
+    expect(readers).toHaveLength(1);
+  });
+
   it("a full replica that catches up within its slack stays on the shared reader and gets what was held, in order", async () => {
     const { readers, replica, hub } = setup(5000);
     const a = replica(0, at(0));
