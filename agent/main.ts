@@ -109,6 +109,7 @@ export class Agent {
         scope: inScope,
         note: (fields, msg) => this.log.info(fields, msg),
         onReaders: (n) => this.metrics.binlogReaders.set({ group: cfg.group }, n),
+        replicas: cfg.replicas.length,
       }).open,
     };
     // one writer per group and replica: a standby's pipelines wait for the locks (no binlog connection)

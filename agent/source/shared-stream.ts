@@ -38,6 +38,10 @@ export interface StreamHubOptions {
   slackBytes?: number;
   /** how many recent transactions a reader keeps so a subscriber reaching its position can join (default 1024) */
   ringEntries?: number;
+  /** the agent's replicas: a new reader waits (up to gatherMs) until this many are placed (default 1: never) */
+  replicas?: number;
+  /** default 1,500 ms */
+  gatherMs?: number;
   /** the number of running readers (binlog connections), at each change */
   onReaders?: (live: number) => void;
   /** a line for each join, leave and merge (a pino logger's info, bound) */
@@ -141,18 +145,21 @@ class Shared {
     };
   }
 
-  start(): Promise<void> {
-    this.reader = this.hub.makeReader(this.opts);
-    this.hub.counters.readers++;
-    this.started = this.reader.start().then(
-      () => {
-        this.ready = true;
-      },
-      (e) => {
+  /** connects once `gather` settles (replicas starting together join meanwhile, at its start) */
+  start(gather: Promise<void>): Promise<void> {
+    this.started = (async () => {
+      await gather;
+      if (this.dead) return; // every subscriber stopped meanwhile
+      this.reader = this.hub.makeReader(this.opts);
+      this.hub.counters.readers++;
+      try {
+        await this.reader.start();
+      } catch (e) {
         this.hub.retire(this);
         throw e;
-      },
-    );
+      }
+      this.ready = true;
+    })();
     return this.started;
   }
 
@@ -348,7 +355,7 @@ class Sub implements BinlogStream {
   goOwn(): void {
     if (!this.pendingOwn || this.stopped) return;
     this.pendingOwn = false;
-    this.hub.place(this).catch((e) => this.lost(e));
+    this.hub.place(this, false).catch((e) => this.lost(e));
   }
 
   lost(e: Error): void {
@@ -411,6 +418,9 @@ export class StreamHub {
   readonly #slack: number | undefined;
   readonly #note: NonNullable<StreamHubOptions["note"]>;
   readonly #onReaders: NonNullable<StreamHubOptions["onReaders"]>;
+  readonly #replicas: number;
+  readonly #gatherMs: number;
+  #waiters: (() => void)[] = [];
   readonly #live = new Set<Shared>();
   readonly #subs = new Set<Sub>();
   sharing = true;
@@ -423,6 +433,8 @@ export class StreamHub {
     this.#slack = o.slackBytes;
     this.#note = o.note ?? (() => undefined);
     this.#onReaders = o.onReaders ?? (() => undefined);
+    this.#replicas = o.replicas ?? 1;
+    this.#gatherMs = o.gatherMs ?? 1500;
   }
 
   readonly open: OpenStream = (o) => {
@@ -457,7 +469,7 @@ export class StreamHub {
   }
 
   /** a subscriber's reader: a running one at its position, else one of its own */
-  async place(s: Sub): Promise<void> {
+  async place(s: Sub, gather = true): Promise<void> {
     if (s.stopped) return;
     this.#subs.add(s);
     const start = s.lastTaken;
@@ -470,6 +482,7 @@ export class StreamHub {
         this.counters.joins++;
         this.note({ serverId: s.o.serverId, at: start, behind: tail.length }, "replica joins a shared binlog stream");
         s.join(g, tail);
+        this.#gathered();
         if (!g.ready) await g.started;
         return;
       }
@@ -479,8 +492,37 @@ export class StreamHub {
     this.#onReaders(this.#live.size);
     s.group = g;
     g.subs.add(s);
-    await g.start();
-    if (g.dead && g.subs.has(s)) g.subs.delete(s);
+    this.#gathered();
+    await g.start(gather && this.sharing && clean ? this.#gather() : Promise.resolve());
+  }
+
+  /**
+   * The agent's replicas start their sessions one after another (each connects, checks, reads its checkpoint):
+   * a new reader waits up to gatherMs for those not placed yet, so replicas at the same position share from the
+   * first event (with a backlog, a reader that started alone would be past their start within milliseconds).
+   */
+  #gather(): Promise<void> {
+    if (this.#gatherMs <= 0 || this.#placed() >= this.#replicas) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.#waiters = this.#waiters.filter((w) => w !== done);
+        resolve();
+      };
+      const timer = setTimeout(done, this.#gatherMs);
+      timer.unref?.();
+      this.#waiters.push(done);
+    });
+  }
+
+  #placed(): number {
+    let n = 0;
+    for (const x of this.#subs) if (!x.stopped && x.group) n++;
+    return n;
+  }
+
+  #gathered(): void {
+    if (this.#waiters.length && this.#placed() >= this.#replicas) for (const w of [...this.#waiters]) w();
   }
 
   /** a reader that has just handed over the transaction ending at `key`: its subscribers join another reader there */

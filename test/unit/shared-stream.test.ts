@@ -62,9 +62,10 @@ interface Replica {
   stream: BinlogStream;
 }
 
-function setup(slackBytes = 5000) {
+function setup(slackBytes = 5000, more: Partial<ConstructorParameters<typeof StreamHub>[0]> = {}) {
   const readers: FakeReader[] = [];
   const hub = new StreamHub({
+    ...more,
     makeReader: (o) => {
       const r = new FakeReader(o);
       readers.push(r);
@@ -130,6 +131,31 @@ describe("StreamHub", () => {
     expect(a.got[0].changes.map((c) => c.table)).toEqual(["t", "q"]);
     expect(b.got[0].changes.map((c) => c.table)).toEqual(["t"]);
     expect(b.got[0].rowCount).toBe(1);
+  });
+
+  it("replicas starting one after another share from the first event: a new reader waits for the agent's other replicas (bounded)", async () => {
+    const { readers, replica } = setup(5000, { replicas: 3, gatherMs: 5_000 });
+    const a = replica(0, at(0));
+    const started = a.stream.start();
+    await new Promise((r) => setTimeout(r, 20));
+    expect(readers).toHaveLength(0); // not connected yet: b and c are still starting
+    const b = replica(1, at(0));
+    const bStarted = b.stream.start();
+    expect(readers).toHaveLength(0);
+    const c = replica(2, at(0));
+    await Promise.all([started, bStarted, c.stream.start()]);
+    expect(readers).toHaveLength(1);
+    readers[0].emit(txn(1));
+    for (const r of [a, b, c]) expect(posOf(r)).toEqual([200]);
+  });
+
+  it("the wait for the other replicas is bounded (one that never comes does not hold the reader back)", async () => {
+    const { readers, replica } = setup(5000, { replicas: 3, gatherMs: 30 });
+    const a = replica(0, at(0));
+    const t0 = Date.now();
+    await a.stream.start();
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(25);
+    expect(readers).toHaveLength(1);
   });
 
   it("replicas at different positions read on their own and merge when the one behind reaches the other's position", async () => {
