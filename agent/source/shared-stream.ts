@@ -171,8 +171,11 @@ class Shared {
     this.ring.push(t);
     this.ringBytes += t.bytes;
     const key = positionKey(t.pos);
-    if (!t.stream) this.ringKeys.set(key, this.ringBase + this.ring.length - 1);
-    if (!t.stream) this.headKey = key;
+    // a commit boundary: a whole transaction or the last piece of one (a piece's and an abort's position is the
+    // one before the transaction: no joiner may take it for the position after what was handed over)
+    const boundary = !t.stream || t.stream === "last";
+    if (boundary) this.ringKeys.set(key, this.ringBase + this.ring.length - 1);
+    if (boundary || t.stream === "abort") this.headKey = key;
     while (this.ring.length > 1 && (this.ring.length > this.hub.ringEntries || this.ringBytes > this.hub.slackFor(this.opts))) {
       const old = this.ring.shift()!;
       this.ringBytes -= old.bytes;
@@ -182,7 +185,7 @@ class Shared {
     }
     for (const s of [...this.subs]) s.offer(t);
     if (this.dead) return false;
-    if (!t.stream && this.hub.sharing) this.hub.tryMerge(this, key);
+    if (boundary && this.hub.sharing) this.hub.tryMerge(this, key);
     if (this.dead) return false;
     return this.anyReady();
   }

@@ -299,6 +299,27 @@ describe("StreamHub", () => {
     expect(readers[1].o.start).toEqual(at(1));
   });
 
+  it("a replica starting where a reader began a transaction it handed over in pieces never joins past that transaction", async () => {
+    const { readers, replica } = setup(1_000_000);
+    const a = replica(0, at(0));
+    await a.stream.start();
+    readers[0].emit(txn(1));
+    // the next transaction in pieces: a piece's position is the one before it (300), the last piece's after it (400)
+    readers[0].emit(txn(2, { pos: at(2), stream: "part" }));
+    readers[0].emit(txn(2, { pos: at(3), stream: "last" }));
+    const c = replica(2, at(2));
+    await c.stream.start();
+    // it must get that transaction: from a reader of its own (the recent ones hold pieces), never an empty tail
+    if (readers.length === 1) expect(c.got.map((t) => t.stream)).toEqual(["part", "last"]);
+    else expect(readers[1].o.start).toEqual(at(2));
+    // one starting after it joins with nothing to catch up
+    const d = replica(3, at(3));
+    await d.stream.start();
+    readers[0].emit(txn(4));
+    expect(posOf(d)).toEqual([500]);
+    expect(readers[readers.length - 1].o.start).not.toEqual(at(3));
+  });
+
   it("pieces are handed over only while every replica can take them", async () => {
     const { readers, replica } = setup();
     let bCan = true;
