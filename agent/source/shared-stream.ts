@@ -33,7 +33,7 @@ export interface StreamHubOptions {
   /**
    * bytes a subscriber that cannot take more may fall behind its shared reader (held for it) before it
    * leaves for a reader of its own; also the most a joining subscriber is handed from the reader's recent
-   * transactions. Default: the subscriber's streamBytes, or 4 MiB.
+   * transactions. Default: four times the subscriber's streamBytes (its apply.queueBytes), or 16 MiB.
    */
   slackBytes?: number;
   /** how many recent transactions a reader keeps so a subscriber reaching its position can join (default 1024) */
@@ -453,7 +453,9 @@ export class StreamHub {
   }
 
   slackFor(o: ReaderOptions): number {
-    return this.#slack ?? o.streamBytes ?? 4 << 20;
+    // four pieces' worth (streamBytes is a quarter of apply.queueBytes): a replica may fall a queue's worth behind
+    // the fastest before it leaves; a transaction of one piece alone would make replicas leave at every jitter
+    return this.#slack ?? (o.streamBytes ? o.streamBytes * 4 : 16 << 20);
   }
 
   note(fields: Record<string, unknown>, msg: string): void {
