@@ -85,7 +85,7 @@ describe(`shared binlog stream (${flavor})`, () => {
     expect(await binlogDumps()).toBe(1);
   }, 300_000);
 
-  it("transactions handed over in pieces: a blocked replica leaves mid-transaction, reads it again whole on its own, rejoins; all identical", async () => {
+  it("transactions handed over in pieces: a blocked replica leaves, catches up on its own, rejoins; all identical", async () => {
     const a = agent!;
     const pad = "y".repeat(200);
     // each transaction is a few pieces (streamBytes is 64 KiB here)
