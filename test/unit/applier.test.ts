@@ -251,6 +251,9 @@ describe("packQueries", () => {
   it("packs statements into queries of at most the byte limit (2 bytes of separator each), in order", () => {
     const [a, b, c] = ["a".repeat(10), "b".repeat(10), "c".repeat(10)];
     expect(packQueries([a, b, c], 25)).toEqual([[a, b], [c]]);
+    // at the boundary: two statements take 24 bytes
+    expect(packQueries([a, b, c], 24)).toEqual([[a, b], [c]]);
+    expect(packQueries([a, b, c], 23)).toEqual([[a], [b], [c]]);
     expect(packQueries([a, b, c], 36)).toEqual([[a, b, c]]);
     expect(packQueries([a, b, c], 10)).toEqual([[a], [b], [c]]); // above the limit: alone
   });
