@@ -111,6 +111,9 @@ export class Agent {
         onReaders: (n) => this.metrics.binlogReaders.set({ group: cfg.group }, n),
         replicas: cfg.replicas.length,
       }).open,
+      // every connection a replica's pipeline opens, made here (the replica's own takes multiple statements)
+      connectReplica: (i: number, opts?: { multipleStatements?: boolean }) => connect(cfg.replicas[i], `replicas[${i}]`, opts),
+      connectSource: () => connect(cfg.source, "source"),
     };
     // one writer per group and replica: a standby's pipelines wait for the locks (no binlog connection)
     this.#writer = new GroupWriter(cfg, this.log, this.metrics, undefined, (c, i) => proveDistinctServer(c, cfg, i, facts));
