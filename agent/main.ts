@@ -10,6 +10,7 @@ import { checkReplicaServers, preflightSource, proveDistinctServer, type SourceF
 import type { Position } from "./source/positions.js";
 import { ReplicaSync, type ReplicaStatus } from "./replica.js";
 import { BinlogReader, type ReaderOptions } from "./source/reader.js";
+import { StreamHub } from "./source/shared-stream.js";
 import { makeTableFilter } from "./rules.js";
 import { identityKey, readServerIdentity } from "./identity.js";
 import { readCutoverByReverse } from "./ops/cutover-record.js";
@@ -46,6 +47,7 @@ export class Agent {
     this.#opts = opts;
     this.log = opts.logger ?? createLogger(cfg.logLevel);
     this.metrics = new Metrics();
+    this.metrics.binlogReaders.set({ group: cfg.group }, 0);
   }
 
   get httpAddress(): string | null {
@@ -101,8 +103,17 @@ export class Agent {
       },
       inScope,
       writerGate: (i: number) => this.#writer!.gate(i),
-      // each replica reads the source's binlog on a connection of its own
-      openStream: (o: ReaderOptions) => new BinlogReader(o),
+      // replicas reading at the same position share one binlog connection and one decode (source/shared-stream.ts)
+      openStream: new StreamHub({
+        makeReader: (o: ReaderOptions) => new BinlogReader(o),
+        scope: inScope,
+        note: (fields, msg) => this.log.info(fields, msg),
+        onReaders: (n) => this.metrics.binlogReaders.set({ group: cfg.group }, n),
+        replicas: cfg.replicas.length,
+      }).open,
+      // every connection a replica's pipeline opens, made here (the replica's own takes multiple statements)
+      connectReplica: (i: number, opts?: { multipleStatements?: boolean }) => connect(cfg.replicas[i], `replicas[${i}]`, opts),
+      connectSource: () => connect(cfg.source, "source"),
     };
     // one writer per group and replica: a standby's pipelines wait for the locks (no binlog connection)
     this.#writer = new GroupWriter(cfg, this.log, this.metrics, undefined, (c, i) => proveDistinctServer(c, cfg, i, facts));

@@ -14,6 +14,7 @@ export class Metrics {
   readonly batches: client.Counter<"group" | "replica">;
   readonly writerStandby: client.Gauge<"group" | "replica">;
   readonly writerHolder: client.Gauge<"group" | "replica" | "holder" | "self">;
+  readonly binlogReaders: client.Gauge<"group">;
 
   constructor() {
     const r = [this.registry];
@@ -29,6 +30,7 @@ export class Metrics {
     this.queueBytes = new client.Gauge({ name: "datasync_replica_queue_bytes", help: "Bytes of source transactions read but not yet applied", labelNames: l, registers: r });
     this.writerStandby = new client.Gauge({ name: "datasync_writer_standby", help: "1 while this agent waits as a standby because another agent holds the replica's writer lock", labelNames: l, registers: r });
     this.writerHolder = new client.Gauge({ name: "datasync_writer_holder_info", help: "The agent that holds the replica's writer lock (holder host:pid; self=true when it is this agent)", labelNames: ["group", "replica", "holder", "self"], registers: r });
+    this.binlogReaders = new client.Gauge({ name: "datasync_binlog_readers", help: "Binlog connections this agent has open to the source (replicas at the same position share one)", labelNames: ["group"], registers: r });
     this.batches = new client.Counter({ name: "datasync_replica_target_commits_total", help: "Target transactions committed on the replica", labelNames: l, registers: r });
   }
 }

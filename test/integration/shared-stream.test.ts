@@ -1,0 +1,120 @@
+// Decode once (issue 17), against real servers on both flavors: three replicas in fan-out share one binlog
+// connection; one replica is blocked (a session on it holds LOCK TABLES … WRITE, so its applier waits, its
+// session and writer lease stay alive) while the source writes: the other two keep up on the one shared
+// connection (the blocked one leaves it, holding no connection and bounded memory), and when it is released
+// it catches up on a reader of its own, rejoins the shared stream, and all three end identical.
+import type { Connection } from "mysql2/promise";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { defaultFlavor, startServers, type TestServer } from "../support/servers.js";
+import { AgentProcess, checksums, makeConfig, tableList, waitCaughtUp, waitFor, writeConfig } from "../support/agent.js";
+
+const flavor = defaultFlavor();
+let src: TestServer;
+let reps: TestServer[];
+let agent: AgentProcess | undefined;
+let blocker: Connection | null = null;
+
+/** binlog connections the source serves ("Binlog Dump" or "Binlog Dump GTID", both flavors) */
+async function binlogDumps(): Promise<number> {
+  const rows = await src.query<any[]>("SHOW FULL PROCESSLIST");
+  return rows.filter((r) => String(r.Command).startsWith("Binlog Dump")).length;
+}
+
+async function write(from: number, txns: number, rowsPerTxn: number): Promise<void> {
+  const pad = "x".repeat(200);
+  for (let i = 0; i < txns; i++) {
+    const values = [];
+    for (let j = 0; j < rowsPerTxn; j++) values.push(`(${from + i * rowsPerTxn + j}, '${pad}')`);
+    await src.query(`INSERT INTO shop.t (id, v) VALUES ${values.join(", ")}`);
+  }
+}
+
+beforeAll(async () => {
+  [src, ...reps] = await startServers([{ name: "ss-src" }, { name: "ss-r1" }, { name: "ss-r2" }, { name: "ss-r3" }]);
+  await src.query("CREATE DATABASE shop");
+  await src.query("CREATE TABLE shop.t (id INT PRIMARY KEY, v VARCHAR(255) NOT NULL)");
+  // a small queue, so the blocked replica fills it (and its slack) with a few hundred transactions
+  const cfg = makeConfig(src, reps, { apply: { maxRows: 20_000, maxBytes: 64 << 10, queueBytes: 1 << 20 } });
+  agent = new AgentProcess(writeConfig(cfg));
+  await agent.waitStreaming(["r1", "r2", "r3"], 60_000);
+}, 180_000);
+
+afterAll(async () => {
+  await blocker?.end().catch(() => undefined);
+  await agent?.kill("SIGKILL");
+  await Promise.all([src, ...(reps ?? [])].map((s) => s?.destroy()));
+});
+
+describe(`shared binlog stream (${flavor})`, () => {
+  it("three replicas share one binlog connection; a blocked one never stalls the others, leaves, catches up on its own, rejoins, and all end identical", async () => {
+    const a = agent!;
+    try {
+      await write(1, 20, 5);
+      for (const r of reps) await waitCaughtUp(src, r, "test", 60_000);
+      // one connection serves all three
+      await waitFor(async () => (await binlogDumps()) === 1, 20_000, "one binlog dump thread for three replicas");
+
+      // block r3: its applier waits for the table lock, its queue fills
+      blocker = await reps[2].connect();
+      await blocker.query("LOCK TABLES shop.t WRITE");
+      await write(1000, 400, 10);
+      // the other two keep up while r3 is blocked
+      await waitCaughtUp(src, reps[0], "test", 60_000);
+      await waitCaughtUp(src, reps[1], "test", 60_000);
+      await a.waitForLog((l) => /leaves the shared binlog stream/.test(l.msg ?? ""), 20_000);
+      // still one connection: the fast replicas share it, the blocked one holds none while it cannot take more
+      expect(await binlogDumps()).toBe(1);
+      expect((await a.http("/metrics")).text).toMatch(/datasync_binlog_readers\{group="test"\} 1\b/);
+    } finally {
+      await blocker?.query("UNLOCK TABLES").catch(() => undefined);
+      await blocker?.end().catch(() => undefined);
+      blocker = null;
+    }
+    // r3 catches up on a reader of its own and rejoins the shared stream
+    for (const r of reps) await waitCaughtUp(src, r, "test", 90_000);
+    await a.waitForLog((l) => /rejoins a shared binlog stream/.test(l.msg ?? ""), 30_000);
+    await waitFor(async () => (await binlogDumps()) === 1, 20_000, "one binlog dump thread again after the rejoin");
+    // and it goes on sharing: more writes reach all three
+    await write(100_000, 20, 5);
+    for (const r of reps) await waitCaughtUp(src, r, "test", 60_000);
+    const tables = await tableList(src, "shop");
+    const want = await checksums(src, tables);
+    for (const r of reps) expect(await checksums(r, tables)).toEqual(want);
+    const [n] = await reps[2].query<any[]>("SELECT COUNT(*) AS n FROM shop.t");
+    expect(Number(n.n)).toBe(100 + 4000 + 100);
+    expect(await binlogDumps()).toBe(1);
+  }, 300_000);
+
+  it("transactions handed over in pieces: a blocked replica leaves, catches up on its own, rejoins; all identical", async () => {
+    const a = agent!;
+    const pad = "y".repeat(200);
+    // each transaction is a few pieces (streamBytes is 64 KiB here)
+    const big = async (from: number, txns: number) => {
+      for (let i = 0; i < txns; i++) {
+        const values = [];
+        for (let j = 0; j < 400; j++) values.push(`(${from + i * 400 + j}, '${pad}')`);
+        await src.query(`INSERT INTO shop.t (id, v) VALUES ${values.join(", ")}`);
+      }
+    };
+    const leftBefore = a.logs.filter((l) => /leaves the shared binlog stream/.test(l.msg ?? "")).length;
+    blocker = await reps[1].connect();
+    await blocker.query("LOCK TABLES shop.t WRITE");
+    try {
+      await big(1_000_000, 30);
+      await waitCaughtUp(src, reps[0], "test", 90_000);
+      await waitCaughtUp(src, reps[2], "test", 90_000);
+      await waitFor(async () => a.logs.filter((l) => /leaves the shared binlog stream/.test(l.msg ?? "")).length > leftBefore, 20_000, "r2 to leave the shared stream");
+    } finally {
+      await blocker?.query("UNLOCK TABLES").catch(() => undefined);
+      await blocker?.end().catch(() => undefined);
+      blocker = null;
+    }
+    await big(2_000_000, 10);
+    for (const r of reps) await waitCaughtUp(src, r, "test", 120_000);
+    expect(a.logs.some((l) => /applied in pieces/.test(l.msg ?? ""))).toBe(true);
+    const tables = await tableList(src, "shop");
+    const want = await checksums(src, tables);
+    for (const r of reps) expect(await checksums(r, tables)).toEqual(want);
+    await waitFor(async () => (await binlogDumps()) === 1, 30_000, "one binlog dump thread again after the rejoin");
+  }, 300_000);
+});

@@ -1,0 +1,403 @@
+// Unit tests for agent/source/shared-stream.ts (decode once): replicas at the same position share one reader,
+// each gets its own copy of every transaction in order; a full replica never stalls the others, leaves with
+// bounded memory for a reader of its own and rejoins when it reaches the shared position; errors reach
+// every subscriber; the last stop ends the reader. The reader is a fake (the OpenStream port).
+import { describe, expect, it } from "vitest";
+import { StreamHub } from "../../agent/source/shared-stream.js";
+import type { BinlogStream, ReaderOptions, Txn, XaParked } from "../../agent/source/reader.js";
+import type { Position } from "../../agent/source/positions.js";
+
+class FakeReader implements BinlogStream {
+  paused = false;
+  lastRead: Position;
+  lastEventAt = Date.now();
+  xaParked: ReadonlyMap<string, XaParked> = new Map();
+  stopped = false;
+  started = false;
+  constructor(readonly o: ReaderOptions) {
+    this.lastRead = o.start;
+  }
+  async start(): Promise<void> {
+    this.started = true;
+  }
+  async stop(): Promise<void> {
+    this.stopped = true;
+  }
+  pause(): void {
+    this.paused = true;
+  }
+  resume(): void {
+    this.paused = false;
+  }
+  /** what BinlogReader does with a transaction it read */
+  emit(t: Txn): void {
+    if (this.stopped) return;
+    this.lastRead = t.pos;
+    if (!this.o.onTxn(t)) this.pause();
+  }
+}
+
+const at = (n: number): Position => ({ file: "binlog.000001", pos: 100 + n * 100, gtid: null });
+
+function txn(n: number, extra: Partial<Txn> = {}): Txn {
+  return {
+    pos: at(n),
+    ts: 1,
+    readAt: 1,
+    changes: [
+      { op: "insert", db: "shop", table: "t", rows: [{ id: n }] },
+      { op: "insert", db: "shop", table: "q", rows: [{ id: n }] },
+    ],
+    rowCount: 2,
+    bytes: 1000,
+    ...extra,
+  };
+}
+
+interface Replica {
+  got: Txn[];
+  errors: Error[];
+  /** onTxn's answer: false = the queue is full */
+  room: () => boolean;
+  stream: BinlogStream;
+}
+
+function setup(slackBytes = 5000, more: Partial<ConstructorParameters<typeof StreamHub>[0]> = {}) {
+  const readers: FakeReader[] = [];
+  const hub = new StreamHub({
+    ...more,
+    makeReader: (o) => {
+      const r = new FakeReader(o);
+      readers.push(r);
+      return r;
+    },
+    scope: (db) => db === "shop",
+    slackBytes,
+  });
+  const live = () => readers.filter((r) => !r.stopped);
+  function replica(i: number, start: Position, o: Partial<ReaderOptions> = {}): Replica {
+    const rep: Replica = { got: [], errors: [], room: () => true, stream: null as any };
+    rep.stream = hub.open({
+      connection: { host: "127.0.0.1", port: 3306, user: "u" },
+      serverId: 4000 + i,
+      flavor: "mariadb",
+      start,
+      databases: ["shop"],
+      inScope: (db) => db === "shop",
+      onTxn: (t) => {
+        rep.got.push(t);
+        return rep.room();
+      },
+      onError: (e) => rep.errors.push(e),
+      streamBytes: 4096,
+      tableInfo: async () => [{ COLUMN_NAME: "own" }],
+      ...o,
+    });
+    return rep;
+  }
+  return { hub, readers, live, replica };
+}
+
+const posOf = (r: Replica) => r.got.map((t) => t.pos.pos);
+
+describe("StreamHub", () => {
+  it("replicas starting at the same position share one reader and each gets its own copy of every transaction, in order", async () => {
+    const { readers, replica, hub } = setup();
+    const a = replica(0, at(0));
+    const b = replica(1, at(0));
+    const c = replica(2, at(0));
+    await Promise.all([a.stream.start(), b.stream.start(), c.stream.start()]);
+    expect(readers).toHaveLength(1);
+    for (let n = 1; n <= 3; n++) readers[0].emit(txn(n));
+    for (const r of [a, b, c]) expect(posOf(r)).toEqual([200, 300, 400]);
+    // copy on write: the applier reassigns a piece's changes; the other replicas keep theirs
+    a.got[0].changes = [];
+    expect(b.got[0].changes).toHaveLength(2);
+    expect(c.got[0].changes).toHaveLength(2);
+    expect(a.got[1]).not.toBe(b.got[1]);
+    expect(hub.stats).toMatchObject({ readers: 1, live: 1, joins: 2 });
+    // the shared reader decodes the group's scope and uses a server id of the group's replicas
+    expect(readers[0].o.inScope("shop", "anything")).toBe(true);
+    expect(readers[0].o.serverId).toBe(4000);
+  });
+
+  it("a replica's own scope (its quarantine) filters its copy only", async () => {
+    const { readers, replica } = setup();
+    const a = replica(0, at(0));
+    const b = replica(1, at(0), { inScope: (db, t) => db === "shop" && t !== "q" });
+    await a.stream.start();
+    await b.stream.start();
+    readers[0].emit(txn(1));
+    expect(a.got[0].changes.map((c) => c.table)).toEqual(["t", "q"]);
+    expect(b.got[0].changes.map((c) => c.table)).toEqual(["t"]);
+    expect(b.got[0].rowCount).toBe(1);
+  });
+
+  it("replicas starting one after another share from the first event: a new reader waits for the agent's other replicas (bounded)", async () => {
+    const { readers, replica } = setup(5000, { replicas: 3, gatherMs: 5_000 });
+    const a = replica(0, at(0));
+    const started = a.stream.start();
+    await new Promise((r) => setTimeout(r, 20));
+    expect(readers).toHaveLength(0); // not connected yet: b and c are still starting
+    const b = replica(1, at(0));
+    const bStarted = b.stream.start();
+    expect(readers).toHaveLength(0);
+    const c = replica(2, at(0));
+    await Promise.all([started, bStarted, c.stream.start()]);
+    expect(readers).toHaveLength(1);
+    readers[0].emit(txn(1));
+    for (const r of [a, b, c]) expect(posOf(r)).toEqual([200]);
+  });
+
+  it("the wait for the other replicas is bounded (one that never comes does not hold the reader back)", async () => {
+    const { readers, replica } = setup(5000, { replicas: 3, gatherMs: 30 });
+    const a = replica(0, at(0));
+    const t0 = Date.now();
+    await a.stream.start();
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(25);
+    expect(readers).toHaveLength(1);
+  });
+
+  it("replicas at different positions read on their own and merge when the one behind reaches the other's position", async () => {
+    const { readers, live, replica, hub } = setup();
+    const a = replica(0, at(2));
+    const b = replica(1, at(0));
+    await a.stream.start();
+    await b.stream.start();
+    expect(readers).toHaveLength(2);
+    expect(readers[0].o.serverId).not.toBe(readers[1].o.serverId);
+    const [ra, rb] = readers;
+    ra.emit(txn(3));
+    ra.emit(txn(4));
+    rb.emit(txn(1));
+    rb.emit(txn(2));
+    expect(live()).toHaveLength(2);
+    // b reaches 300, which a's reader handed over already: b joins it, handed what a's reader read since
+    rb.emit(txn(3));
+    expect(rb.stopped).toBe(true);
+    expect(live()).toEqual([ra]);
+    expect(posOf(b)).toEqual([200, 300, 400, 500]);
+    ra.emit(txn(5));
+    expect(posOf(a)).toEqual([400, 500, 600]);
+    expect(posOf(b)).toEqual([200, 300, 400, 500, 600]);
+    expect(hub.stats.joins).toBe(1);
+  });
+
+  it("a full replica never stalls the others: it is held up to its slack, then leaves and reads on its own; it rejoins when it catches up", async () => {
+    const { readers, live, replica, hub } = setup(2500);
+    const a = replica(0, at(0));
+    const b = replica(1, at(0));
+    let bRoom = true;
+    b.room = () => bRoom;
+    await a.stream.start();
+    await b.stream.start();
+    const shared = readers[0];
+    shared.emit(txn(1));
+    bRoom = false;
+    shared.emit(txn(2)); // b takes it and is full now
+    expect(b.stream.paused).toBe(true);
+    for (let n = 3; n <= 10; n++) shared.emit(txn(n));
+    // a got everything, the reader never paused for b
+    expect(posOf(a)).toHaveLength(10);
+    expect(shared.paused).toBe(false);
+    // b took 2 transactions; it was held at most its slack (2 × 1000 bytes), then left
+    expect(posOf(b)).toEqual([200, 300]);
+    expect(hub.stats.detaches).toBe(1);
+    expect(hub.stats.heldBytes).toBeLessThanOrEqual(2500 + 2500);
+    expect(live()).toEqual([shared]);
+    // its queue drains: its own reader starts after the last transaction it took
+    bRoom = true;
+    b.stream.resume();
+    await new Promise((r) => setImmediate(r));
+    expect(readers).toHaveLength(2);
+    const own = readers[1];
+    expect(own.o.start).toEqual(at(2));
+    expect(own.o.serverId).toBe(4001);
+    for (let n = 3; n <= 8; n++) own.emit(txn(n));
+    expect(live()).toHaveLength(2);
+    // 1000 is among the shared reader's recent transactions (its ring holds its slack): b rejoins there,
+    // handed what the shared reader read since (1100)
+    own.emit(txn(9));
+    expect(own.stopped).toBe(true);
+    expect(live()).toEqual([shared]);
+    shared.emit(txn(11));
+    expect(posOf(b)).toEqual([200, 300, 400, 500, 600, 700, 800, 900, 1000, 1100, 1200]);
+    expect(posOf(a)).toEqual([200, 300, 400, 500, 600, 700, 800, 900, 1000, 1100, 1200]);
+  });
+
+  it("memory stays bounded whatever the backlog: a replica that never takes again holds at most its slack", async () => {
+    const { readers, replica, hub } = setup(10_000);
+    const a = replica(0, at(0));
+    const b = replica(1, at(0));
+    b.room = () => false;
+    await a.stream.start();
+    await b.stream.start();
+    let peak = 0;
+    for (let n = 1; n <= 2000; n++) {
+      readers[0].emit(txn(n));
+      peak = Math.max(peak, hub.stats.heldBytes);
+    }
+    expect(posOf(a)).toHaveLength(2000);
+    expect(posOf(b)).toEqual([200]);
+    // the ring (≤ slack) and b's slack (≤ slack + one transaction) before it left; nothing after
+    expect(peak).toBeLessThanOrEqual(2 * 10_000 + 1000);
+    expect(hub.stats.heldBytes).toBeLessThanOrEqual(10_000);
+    expect(readers).toHaveLength(1);
+  });
+
+  it("a full replica that catches up within its slack stays on the shared reader and gets what was held, in order", async () => {
+    const { readers, replica, hub } = setup(5000);
+    const a = replica(0, at(0));
+    const b = replica(1, at(0));
+    let bRoom = false;
+    b.room = () => bRoom;
+    await a.stream.start();
+    await b.stream.start();
+    for (let n = 1; n <= 4; n++) readers[0].emit(txn(n));
+    expect(posOf(b)).toEqual([200]);
+    bRoom = true;
+    b.stream.resume();
+    expect(posOf(b)).toEqual([200, 300, 400, 500]);
+    expect(hub.stats.detaches).toBe(0);
+    expect(hub.stats.heldBytes).toBeLessThanOrEqual(5000);
+  });
+
+  it("the shared reader pauses only when every replica is full, and goes on when one can take again", async () => {
+    const { readers, replica } = setup(10_000);
+    const a = replica(0, at(0));
+    const b = replica(1, at(0));
+    let room = true;
+    a.room = b.room = () => room;
+    await a.stream.start();
+    await b.stream.start();
+    room = false;
+    readers[0].emit(txn(1));
+    expect(readers[0].paused).toBe(true);
+    room = true;
+    a.stream.resume();
+    expect(readers[0].paused).toBe(false);
+  });
+
+  it("a replica leaving in the middle of a transaction handed over in pieces is told to abort it, and its own reader reads it again whole", async () => {
+    const { readers, replica } = setup(1500);
+    const a = replica(0, at(0));
+    const b = replica(1, at(0));
+    let bRoom = true;
+    b.room = () => bRoom;
+    await a.stream.start();
+    await b.stream.start();
+    readers[0].emit(txn(1));
+    bRoom = false;
+    readers[0].emit(txn(1, { stream: "part" }));
+    readers[0].emit(txn(1, { stream: "part" }));
+    readers[0].emit(txn(1, { stream: "part" }));
+    expect(b.got.map((t) => t.stream ?? "whole")).toEqual(["whole", "part", "abort"]);
+    expect(b.got[2].pos).toEqual(at(1));
+    bRoom = true;
+    b.stream.resume();
+    await new Promise((r) => setImmediate(r));
+    expect(readers[1].o.start).toEqual(at(1));
+  });
+
+  it("a replica starting where a reader began a transaction it handed over in pieces never joins past that transaction", async () => {
+    const { readers, replica } = setup(1_000_000);
+    const a = replica(0, at(0));
+    await a.stream.start();
+    readers[0].emit(txn(1));
+    // the next transaction in pieces: a piece's position is the one before it (300), the last piece's after it (400)
+    readers[0].emit(txn(2, { pos: at(2), stream: "part" }));
+    readers[0].emit(txn(2, { pos: at(3), stream: "last" }));
+    const c = replica(2, at(2));
+    await c.stream.start();
+    // it must get that transaction: from a reader of its own (the recent ones hold pieces), never an empty tail
+    if (readers.length === 1) expect(c.got.map((t) => t.stream)).toEqual(["part", "last"]);
+    else expect(readers[1].o.start).toEqual(at(2));
+    // one starting after it joins with nothing to catch up
+    const d = replica(3, at(3));
+    await d.stream.start();
+    readers[0].emit(txn(4));
+    expect(posOf(d)).toEqual([500]);
+    expect(readers[readers.length - 1].o.start).not.toEqual(at(3));
+  });
+
+  it("pieces are handed over only while every replica can take them", async () => {
+    const { readers, replica } = setup();
+    let bCan = true;
+    const a = replica(0, at(0), { canStream: () => true });
+    const b = replica(1, at(0), { canStream: () => bCan });
+    await a.stream.start();
+    await b.stream.start();
+    expect(readers[0].o.canStream!()).toBe(true);
+    bCan = false;
+    expect(readers[0].o.canStream!()).toBe(false);
+  });
+
+  it("a reader's error reaches every replica; a stop unsubscribes only that replica; the last stop ends the reader", async () => {
+    const { readers, replica, live } = setup();
+    const a = replica(0, at(0));
+    const b = replica(1, at(0));
+    const c = replica(2, at(0));
+    await Promise.all([a.stream.start(), b.stream.start(), c.stream.start()]);
+    await a.stream.stop();
+    readers[0].emit(txn(1));
+    expect(posOf(a)).toEqual([]);
+    expect(posOf(b)).toEqual([200]);
+    expect(readers[0].stopped).toBe(false);
+    readers[0].o.onError(new Error("connection lost"));
+    expect(b.errors.map((e) => e.message)).toEqual(["connection lost"]);
+    expect(c.errors.map((e) => e.message)).toEqual(["connection lost"]);
+    expect(a.errors).toEqual([]);
+    // a new session after the error: a new reader, never the failed one
+    const b2 = replica(1, at(1));
+    await b2.stream.start();
+    expect(readers).toHaveLength(2);
+    await b2.stream.stop();
+    expect(readers[1].stopped).toBe(true);
+    expect(live()).toEqual([readers[0]].filter((r) => !r.stopped));
+  });
+
+  it("the last replica's stop ends the shared reader", async () => {
+    const { readers, replica } = setup();
+    const a = replica(0, at(0));
+    const b = replica(1, at(0));
+    await a.stream.start();
+    await b.stream.start();
+    await a.stream.stop();
+    expect(readers[0].stopped).toBe(false);
+    await b.stream.stop();
+    expect(readers[0].stopped).toBe(true);
+  });
+
+  it("a table map without column names ends sharing: each replica goes on with a reader of its own, decoding with its own schema", async () => {
+    const { readers, replica, hub } = setup();
+    const a = replica(0, at(0));
+    const b = replica(1, at(0));
+    await a.stream.start();
+    await b.stream.start();
+    readers[0].emit(txn(1));
+    await readers[0].o.tableInfo!("shop", "t");
+    await new Promise((r) => setImmediate(r));
+    readers[0].emit(txn(2)); // decoded with the source's schema: nobody takes it
+    expect(posOf(a)).toEqual([200]);
+    expect(readers[0].stopped).toBe(true);
+    expect(hub.stats.sharing).toBe(false);
+    expect(readers.slice(1).map((r) => r.o.start)).toEqual([at(1), at(1)]);
+    // each own reader asks its replica's schema
+    expect(await readers[1].o.tableInfo!("shop", "t")).toEqual([{ COLUMN_NAME: "own" }]);
+    // and they never share again
+    readers[1].emit(txn(2));
+    readers[2].emit(txn(2));
+    expect(readers.filter((r) => !r.stopped)).toHaveLength(2);
+  });
+
+  it("a replica with an open XA prepared part of its own does not join", async () => {
+    const { readers, replica } = setup();
+    const a = replica(0, at(0));
+    const parked = new Map<string, XaParked>([["X'01',X'',1", { txn: txn(0) }]]);
+    const b = replica(1, at(0), { xaParked: parked });
+    await a.stream.start();
+    await b.stream.start();
+    expect(readers).toHaveLength(2);
+    expect(readers[1].o.xaParked).toBe(parked);
+  });
+});
