@@ -61,8 +61,10 @@ export const configSchema = z.strictObject({
       maxRows: z.number().int().min(1).max(1_000_000).default(20_000),
       maxBytes: z.number().int().min(1024).max(1 << 30).default(8 << 20),
       queueBytes: z.number().int().min(1 << 20).max(1 << 30).default(16 << 20),
+      /** replicas at the same position share one binlog connection and one decode (source/shared-stream.ts); opt-in */
+      sharedStream: z.boolean().default(false),
     })
-    .default({ maxRows: 20_000, maxBytes: 8 << 20, queueBytes: 16 << 20 }),
+    .default({ maxRows: 20_000, maxBytes: 8 << 20, queueBytes: 16 << 20, sharedStream: false }),
   /** extension: heartbeat interval (moves checkpoints on an idle or filtered-out source) */
   heartbeatSeconds: z.number().min(0.1).max(3600).default(1),
   /** extension: a binlog connection silent this long while the source moved is restarted; default max(30, 5 × heartbeatSeconds) */

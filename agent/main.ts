@@ -103,14 +103,17 @@ export class Agent {
       },
       inScope,
       writerGate: (i: number) => this.#writer!.gate(i),
-      // replicas reading at the same position share one binlog connection and one decode (source/shared-stream.ts)
-      openStream: new StreamHub({
-        makeReader: (o: ReaderOptions) => new BinlogReader(o),
-        scope: inScope,
-        note: (fields, msg) => this.log.info(fields, msg),
-        onReaders: (n) => this.metrics.binlogReaders.set({ group: cfg.group }, n),
-        replicas: cfg.replicas.length,
-      }).open,
+      // apply.sharedStream: replicas reading at the same position share one binlog connection and one decode
+      // (source/shared-stream.ts); otherwise each replica reads on a connection of its own
+      openStream: cfg.apply.sharedStream
+        ? new StreamHub({
+            makeReader: (o: ReaderOptions) => new BinlogReader(o),
+            scope: inScope,
+            note: (fields, msg) => this.log.info(fields, msg),
+            onReaders: (n) => this.metrics.binlogReaders.set({ group: cfg.group }, n),
+            replicas: cfg.replicas.length,
+          }).open
+        : (o: ReaderOptions) => this.#ownReader(o),
       // every connection a replica's pipeline opens, made here (the replica's own takes multiple statements)
       connectReplica: (i: number, opts?: { multipleStatements?: boolean }) => connect(cfg.replicas[i], `replicas[${i}]`, opts),
       connectSource: () => connect(cfg.source, "source"),
@@ -124,6 +127,32 @@ export class Agent {
       this.replicas.push(r);
       r.start();
     });
+  }
+
+  #readers = 0;
+
+  /** a replica's binlog reader of its own, counted in datasync_binlog_readers while it runs */
+  #ownReader(o: ReaderOptions): BinlogReader {
+    const r = new BinlogReader(o);
+    const gauge = () => this.metrics.binlogReaders.set({ group: this.cfg.group }, this.#readers);
+    const start = r.start.bind(r);
+    const stop = r.stop.bind(r);
+    let counted = false;
+    r.start = async () => {
+      counted = true;
+      this.#readers++;
+      gauge();
+      return start();
+    };
+    r.stop = async () => {
+      if (counted) {
+        counted = false;
+        this.#readers--;
+        gauge();
+      }
+      return stop();
+    };
+    return r;
   }
 
   /** The source's identity (DESIGN.md "Server identity"), recorded with every checkpoint. */

@@ -89,7 +89,7 @@ export interface AgentSettings {
   readyLagSeconds?: number;
   heartbeatSeconds?: number;
   logLevel?: "fatal" | "error" | "warn" | "info" | "debug" | "trace";
-  apply?: { maxRows?: number; maxBytes?: number; queueBytes?: number };
+  apply?: { maxRows?: number; maxBytes?: number; queueBytes?: number; sharedStream?: boolean };
   snapshot?: { chunkRows?: number; rowsPerSecond?: number };
 }
 

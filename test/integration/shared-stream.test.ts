@@ -34,7 +34,7 @@ beforeAll(async () => {
   await src.query("CREATE DATABASE shop");
   await src.query("CREATE TABLE shop.t (id INT PRIMARY KEY, v VARCHAR(255) NOT NULL)");
   // a small queue, so the blocked replica fills it (and its slack) with a few hundred transactions
-  const cfg = makeConfig(src, reps, { apply: { maxRows: 20_000, maxBytes: 64 << 10, queueBytes: 1 << 20 } });
+  const cfg = makeConfig(src, reps, { apply: { maxRows: 20_000, maxBytes: 64 << 10, queueBytes: 1 << 20, sharedStream: true } });
   agent = new AgentProcess(writeConfig(cfg));
   await agent.waitStreaming(["r1", "r2", "r3"], 60_000);
 }, 180_000);
