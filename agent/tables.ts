@@ -20,6 +20,12 @@ export interface TableMeta {
   /** a foreign key of the table references the table itself (row order within a statement matters) */
   selfReferencing?: boolean;
   /**
+   * A foreign key of the table references a table, or one references it (false: neither, as loaded from
+   * the replica's information_schema; undefined: not known). The applier reorders and merges a table's rows
+   * only when false: a delete cascades, and rows of related tables are checked in statement order.
+   */
+  foreignKeys?: boolean;
+  /**
    * A MariaDB SEQUENCE: one row, no key. The source logs every change of its state (NEXTVAL past the
    * cache, SETVAL) as a write of the whole row; an INSERT of that row sets the replica's state, as the
    * native applier does.
@@ -96,12 +102,15 @@ export async function loadTableMeta(c: Conn, db: string, table: string): Promise
      WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND NON_UNIQUE = 0 ORDER BY INDEX_NAME, SEQ_IN_INDEX`,
     [db, table],
   );
+  // every foreign key the table is on either side of (its own, and those of other tables, in any database, that reference it)
   const [fks] = await c.query<any[]>(
-    `SELECT 1 FROM information_schema.REFERENTIAL_CONSTRAINTS
-     WHERE CONSTRAINT_SCHEMA = ? AND TABLE_NAME = ? AND UNIQUE_CONSTRAINT_SCHEMA = ? AND REFERENCED_TABLE_NAME = ? LIMIT 1`,
+    `SELECT CONSTRAINT_SCHEMA AS db, TABLE_NAME AS tbl, UNIQUE_CONSTRAINT_SCHEMA AS refDb, REFERENCED_TABLE_NAME AS refTbl
+     FROM information_schema.REFERENTIAL_CONSTRAINTS
+     WHERE (CONSTRAINT_SCHEMA = ? AND TABLE_NAME = ?) OR (UNIQUE_CONSTRAINT_SCHEMA = ? AND REFERENCED_TABLE_NAME = ?)`,
     [db, table, db, table],
   );
-  const meta: TableMeta = { ...buildMeta(db, table, cols, keys, types[0]?.type), selfReferencing: fks.length > 0 };
+  const selfReferencing = fks.some((r) => r.db === db && r.tbl === table && r.refDb === db && r.refTbl === table);
+  const meta: TableMeta = { ...buildMeta(db, table, cols, keys, types[0]?.type), selfReferencing, foreignKeys: fks.length > 0 };
   return types[0]?.type === "SYSTEM VERSIONED" ? withVersioning(c, meta) : meta;
 }
 
@@ -177,15 +186,18 @@ export async function loadDatabasesMeta(c: Conn, dbs: string[]): Promise<TableMe
     }
     return m;
   };
+  // every foreign key with a side in these databases: both sides are related tables, a self-reference is one
   const [fks] = await c.query<any[]>(
-    `SELECT DISTINCT CONSTRAINT_SCHEMA AS db, TABLE_NAME AS tbl FROM information_schema.REFERENTIAL_CONSTRAINTS
-     WHERE CONSTRAINT_SCHEMA IN (?) AND UNIQUE_CONSTRAINT_SCHEMA = CONSTRAINT_SCHEMA AND REFERENCED_TABLE_NAME = TABLE_NAME`,
-    [dbs],
+    `SELECT CONSTRAINT_SCHEMA AS db, TABLE_NAME AS tbl, UNIQUE_CONSTRAINT_SCHEMA AS refDb, REFERENCED_TABLE_NAME AS refTbl
+     FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE CONSTRAINT_SCHEMA IN (?) OR UNIQUE_CONSTRAINT_SCHEMA IN (?)`,
+    [dbs, dbs],
   );
-  const selfRef = new Set(fks.map((r) => `${r.db}\u0000${r.tbl}`));
+  const selfRef = new Set(fks.filter((r) => r.db === r.refDb && r.tbl === r.refTbl).map((r) => `${r.db}\u0000${r.tbl}`));
+  // names compared without case: a name spelled differently on one side must not hide a key (that errs on the safe side)
+  const related = new Set(fks.flatMap((r) => [`${r.db}\u0000${r.tbl}`.toLowerCase(), `${r.refDb}\u0000${r.refTbl}`.toLowerCase()]));
   const byCols = group(cols);
   const byKeys = group(keys);
-  const metas = [...byCols].map(([k, cs]): TableMeta => ({ ...buildMeta(cs[0].db, cs[0].tbl, cs, byKeys.get(k) ?? [], cs[0].tableType), selfReferencing: selfRef.has(k) }));
+  const metas = [...byCols].map(([k, cs]): TableMeta => ({ ...buildMeta(cs[0].db, cs[0].tbl, cs, byKeys.get(k) ?? [], cs[0].tableType), selfReferencing: selfRef.has(k), foreignKeys: related.has(k.toLowerCase()) }));
   const versioned = new Set([...byCols].filter(([, cs]) => cs[0].tableType === "SYSTEM VERSIONED").map(([k]) => k));
   return Promise.all(metas.map((m) => (versioned.has(`${m.db}\u0000${m.table}`) ? withVersioning(c, m) : m)));
 }

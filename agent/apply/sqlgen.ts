@@ -1,6 +1,7 @@
 // Sqlgen owns turning row changes into SQL for a replica: multi-row upserts (never REPLACE: it deletes,
 // and deletes cascade), updates located by the old key (which carries key changes and the replica's own
-// cascades), deletes by key, generated columns never written, values escaped byte-exactly.
+// cascades), deletes by key, generated columns never written, values escaped byte-exactly. Rows of an
+// independent table (Lane) gather into one delete and one upsert per target transaction.
 import { qualified, quoteId } from "../db.js";
 import type { Row, RowChange } from "../source/reader.js";
 import type { TableMeta } from "../tables.js";
@@ -41,6 +42,12 @@ function whereText(w: Where): string {
 function columnsOf(meta: TableMeta, row: Row, where: Where): string[] {
   const cols: string[] = [];
   for (const c of meta.writable) if (c in row) cols.push(c);
+  knownColumns(meta, row, where);
+  return cols;
+}
+
+/** every column of the source row exists on the replica, or the replica stops */
+function knownColumns(meta: TableMeta, row: Row, where: Where): void {
   for (const k in row) {
     if (!meta.types.has(k)) {
       throw new ApplyError(
@@ -49,7 +56,6 @@ function columnsOf(meta: TableMeta, row: Row, where: Where): string[] {
       );
     }
   }
-  return cols;
 }
 
 function whereKey(meta: TableMeta, row: Row): string {
@@ -128,9 +134,57 @@ function historyInsertSql(meta: TableMeta, r: Row, cols: string[], ifAbsent: boo
   return ifAbsent ? `${head} SELECT ${vals} FROM DUAL WHERE NOT EXISTS (SELECT 1 FROM ${t} FOR SYSTEM_TIME ALL WHERE ${whereKey(meta, r)})` : `${head} VALUES (${vals})`;
 }
 
+/**
+ * The pending rows of one independent table (laneTable): keys to delete and whole rows to upsert, in one
+ * DELETE and one multi-row upsert (emitted in that order) wherever the table's changes fall in the target
+ * transaction. Identical in effect to the changes one by one, because:
+ * - no foreign key is on either side of the table and a replica has no triggers (DESIGN.md), so its rows
+ *   can move past other tables' statements: nothing else reads or writes them, and nothing cascades;
+ * - no unique key but the primary key, an integer one, so rows of different keys never collide (integer keys
+ *   are equal on the server exactly when equal here): a delete and an upsert of different keys commute;
+ * - a key is never both deleted and upserted here: a delete of key K then a whole-row upsert of K is that
+ *   upsert (every writable column is set, as the INSERT after the DELETE would; the key's AUTO_INCREMENT
+ *   counter is already past K, as the row existed); an upsert of K then a delete of K emits the lane first
+ *   (the insert stays, so the replica's AUTO_INCREMENT counter advances as the source's did);
+ * - upserts of one key stay in their order in the one statement (ON DUPLICATE KEY UPDATE takes rows in order).
+ */
+interface Lane {
+  meta: TableMeta;
+  /** rows event flags of its rows (a lane never mixes CHECK constraint checks on and off) */
+  flags: number;
+  /** keys to delete: the key (rowKeyId) → its tuple, as the DELETE lists it */
+  dels: Map<string, string>;
+  /** upsert tuples of every writable column, in order, and their keys (rowKeyId) */
+  ups: string[];
+  upKeys: Set<string>;
+  lenient: boolean;
+}
+
+/**
+ * Whether a table's rows may gather in a lane: no foreign key on either side (known, as loaded from the
+ * replica), no unique key but the primary key, an ordinary table (not a sequence, not system-versioned).
+ */
+export function laneTable(meta: TableMeta): boolean {
+  if (meta.foreignKeys !== false || meta.selfReferencing || meta.hasSecondaryUnique || meta.sequence || meta.versioning || meta.primaryKey.length === 0) return false;
+  // keys equal on the server only when equal here (rowKeyId): integers. Not strings ('a' and 'A' are one key
+  // under a _ci collation, 'a' and 'a ' under PAD SPACE: an upsert of 'A' then a delete of 'a' would be missed)
+  for (const k of meta.primaryKey) if (!INTEGER_TYPES.has(meta.types.get(k) ?? "")) return false;
+  return true;
+}
+
+const INTEGER_TYPES = new Set(["tinyint", "smallint", "mediumint", "int", "integer", "bigint"]);
+
+/** the row carries every writable column (a FULL row image of a table the replica defines alike) */
+function wholeRow(meta: TableMeta, row: Row): boolean {
+  for (const c of meta.writable) if (!(c in row)) return false;
+  return true;
+}
+
 /** Builds the statements of one target transaction, merging consecutive changes of the same kind and table. */
 export class StatementBuilder {
   readonly out: Statement[] = [];
+  /** independent tables' pending rows (Lane), by table */
+  #lanes = new Map<string, Lane>();
   #kind: "upsert" | "delete" | null = null;
   #meta: TableMeta | null = null;
   #cols: string[] = [];
@@ -179,7 +233,98 @@ export class StatementBuilder {
 
   finish(): Statement[] {
     this.#flush();
+    this.#flushLanes();
     return this.out;
+  }
+
+  #flushLanes(): void {
+    for (const lane of this.#lanes.values()) this.#emitLane(lane);
+    this.#lanes.clear();
+  }
+
+  /** emits a table's lane, if any, and forgets it (its later rows start a new one, after these statements) */
+  #flushLane(meta: TableMeta): void {
+    const key = `${meta.db}\u0000${meta.table}`;
+    const lane = this.#lanes.get(key);
+    if (!lane) return;
+    this.#lanes.delete(key);
+    this.#emitLane(lane);
+  }
+
+  #emitLane(lane: Lane): void {
+    const m = lane.meta;
+    const t = qualified(m.db, m.table);
+    const name = `${m.db}.${m.table}`;
+    const relaxChecks = (lane.flags & ROWS_NO_CHECK_CONSTRAINT_CHECKS) !== 0;
+    const emit = (parts: string[], sql: (list: string) => string) => {
+      for (let i = 0; i < parts.length; ) {
+        let bytes = 0;
+        let j = i;
+        while (j < parts.length && (j === i || bytes + parts[j].length <= MAX_STMT_BYTES)) bytes += parts[j++].length + 1;
+        this.out.push({ sql: sql(parts.slice(i, j).join(",")), table: name, rows: j - i, ...(relaxChecks ? { relaxChecks: true } : {}) });
+        i = j;
+      }
+    };
+    if (lane.dels.size) {
+      const pk = m.primaryKey.length === 1 ? quoteId(m.primaryKey[0]) : `(${m.primaryKey.map(quoteId).join(", ")})`;
+      emit([...lane.dels.values()], (list) => `DELETE FROM ${t} WHERE ${pk} IN (${list})`);
+    }
+    if (lane.ups.length) {
+      const upd = m.writable.filter((c) => !m.primaryKey.includes(c)).map((c) => `${quoteId(c)} = VALUES(${quoteId(c)})`);
+      const onDup = upd.length ? upd.join(", ") : `${quoteId(m.primaryKey[0])} = ${quoteId(m.primaryKey[0])}`;
+      const head = `INSERT INTO ${t} (${m.writable.map(quoteId).join(", ")}) VALUES `;
+      emit(lane.ups, (list) => {
+        const sql = `${head}${list} ON DUPLICATE KEY UPDATE ${onDup}`;
+        return lane.lenient ? lenient(sql) : sql;
+      });
+    }
+  }
+
+  /** the table's lane for rows under these flags (a lane under other flags is emitted first) */
+  #lane(meta: TableMeta, flags: number): Lane {
+    const key = `${meta.db}\u0000${meta.table}`;
+    let lane = this.#lanes.get(key);
+    if (lane && (lane.meta !== meta || lane.flags !== flags)) {
+      this.#flushLane(meta);
+      lane = undefined;
+    }
+    if (!lane) {
+      // the table's rows pending in a consecutive statement go first
+      if (this.#meta === meta) this.#flush();
+      lane = { meta, flags, dels: new Map(), ups: [], upKeys: new Set(), lenient: false };
+      this.#lanes.set(key, lane);
+    }
+    return lane;
+  }
+
+  #keyTuple(meta: TableMeta, row: Row): string {
+    const pk = meta.primaryKey;
+    if (pk.length === 1) return escapeValue(row[pk[0]], meta.types.get(pk[0]));
+    return `(${pk.map((k) => escapeValue(row[k], meta.types.get(k))).join(",")})`;
+  }
+
+  #laneUpsert(meta: TableMeta, flags: number, row: Row): void {
+    const lane = this.#lane(meta, flags);
+    const key = rowKeyId(meta.primaryKey, row);
+    // a delete of this key before it: the whole-row upsert is the delete and the insert (see Lane)
+    lane.dels.delete(key);
+    const cols = meta.writable;
+    const vals = new Array<string>(cols.length);
+    for (let i = 0; i < cols.length; i++) vals[i] = escapeValue(row[cols[i]], meta.types.get(cols[i]));
+    if (!lane.lenient && hasEnumError(row)) lane.lenient = true;
+    lane.ups.push(`(${vals.join(",")})`);
+    lane.upKeys.add(key);
+  }
+
+  #laneDelete(meta: TableMeta, flags: number, row: Row): void {
+    const key = rowKeyId(meta.primaryKey, row);
+    let lane = this.#lane(meta, flags);
+    if (lane.upKeys.has(key)) {
+      // an upsert of this key before it: that upsert runs first, as written (see Lane)
+      this.#flushLane(meta);
+      lane = this.#lane(meta, flags);
+    }
+    lane.dels.set(key, this.#keyTuple(meta, row));
   }
 
   #upsertRow(meta: TableMeta, row: Row, where: Where, noFk: boolean): void {
@@ -305,6 +450,8 @@ export class StatementBuilder {
   /** A source savepoint or a rollback to it (reader.ts): run on the replica in place, its engines decide what is undone. */
   marker(change: RowChange): void {
     this.#flush();
+    // a rollback to a savepoint undoes exactly the changes written after it: every pending row goes first
+    this.#flushLanes();
     const name = quoteId(change.savepoint ?? "");
     this.out.push({ sql: change.op === "savepoint" ? `SAVEPOINT ${name}` : `ROLLBACK TO SAVEPOINT ${name}`, table: "", rows: 0 });
   }
@@ -340,6 +487,32 @@ export class StatementBuilder {
     }
     this.rows += change.rows.length;
     const noFk = change.noFkChecks === true;
+    if (laneTable(meta)) {
+      // foreign key checks (noFk) concern no row of a table without foreign keys
+      for (let i = 0; i < change.rows.length; i++) {
+        const row = change.rows[i];
+        if (change.op === "delete") {
+          this.#laneDelete(meta, flags, row);
+          continue;
+        }
+        const before = change.before?.[i];
+        if (wholeRow(meta, row) && (!before || rowKeyId(meta.primaryKey, before) === rowKeyId(meta.primaryKey, row))) {
+          knownColumns(meta, row, where);
+          this.#laneUpsert(meta, flags, row);
+          continue;
+        }
+        // a row image without every column (binlog_row_image MINIMAL or NOBLOB, a column only the replica
+        // has), or an update of the key: after the table's lane, as a statement of its own below
+        this.#flushLane(meta);
+        this.#sequential({ ...change, rows: [row], ...(before ? { before: [before] } : {}) }, meta, where, noFk);
+      }
+      return;
+    }
+    this.#sequential(change, meta, where, noFk);
+  }
+
+  /** the change's rows in statements in their order, consecutive rows of one table and kind merged */
+  #sequential(change: RowChange, meta: TableMeta, where: Where, noFk: boolean): void {
     if (change.op === "insert") {
       for (const r of change.rows) this.#upsertRow(meta, r, where, noFk);
     } else if (change.op === "delete") {

@@ -397,3 +397,154 @@ describe("StatementBuilder: the source session's checks (issue 15)", () => {
     expect(build([del(plain, { id: 3 }), plain], [del(plain, { id: 2 }), plain]).out.map((s) => s.sql)).toEqual(["DELETE FROM `shop`.`plain` WHERE `id` IN (3,2)"]);
   });
 });
+
+describe("StatementBuilder: independent tables gather their rows (issue 17, fewer statements)", () => {
+  /** a table the replica's information_schema shows without any foreign key (tables.ts) */
+  const indep = (m: TableMeta): TableMeta => ({ ...m, foreignKeys: false });
+  const sb = (n: number) => indep(meta(`sbtest${n}`, { id: "int", k: "int", c: "char", pad: "char" }));
+  const row = (id: number, k: number, c = `c${id}`) => ({ id, k, c, pad: "p" });
+  const ODKU = "ON DUPLICATE KEY UPDATE `k` = VALUES(`k`), `c` = VALUES(`c`), `pad` = VALUES(`pad`)";
+
+  it("a DELETE of a key then an INSERT of the same key is one upsert of the whole row", () => {
+    const t = sb(1);
+    const { out } = build([del(t, row(5, 1, "old")), t], [ins(t, row(5, 9, "new")), t]);
+    expect(out).toEqual([{ sql: `INSERT INTO \`shop\`.\`sbtest1\` (\`id\`, \`k\`, \`c\`, \`pad\`) VALUES (5,9,'new','p') ${ODKU}`, table: "shop.sbtest1", rows: 1 }]);
+  });
+
+  it("sysbench oltp_write_only transactions over 4 tables become one upsert per table, in each table's order", () => {
+    const ts = [1, 2, 3, 4].map(sb);
+    const changes: [RowChange, TableMeta][] = [];
+    // per transaction: UPDATE k by key (table a), UPDATE c by key (table b), DELETE + INSERT of one key (table c)
+    const plan = [
+      [0, 1, 2],
+      [3, 3, 0],
+      [1, 2, 1],
+      [2, 0, 3],
+      [0, 0, 0],
+    ];
+    plan.forEach(([a, b, c], i) => {
+      changes.push([upd(ts[a], [row(10 + i, 1), row(10 + i, 2)]), ts[a]]);
+      changes.push([upd(ts[b], [row(20 + i, 1), row(20 + i, 1, "x")]), ts[b]]);
+      changes.push([del(ts[c], row(30 + i, 1)), ts[c]], [ins(ts[c], row(30 + i, 7)), ts[c]]);
+    });
+    const { b, out } = build(...changes);
+    expect(out.map((s) => [s.table, s.rows])).toEqual([
+      ["shop.sbtest1", 6],
+      ["shop.sbtest2", 3],
+      ["shop.sbtest3", 3],
+      ["shop.sbtest4", 3],
+    ]);
+    expect(b.rows).toBe(20);
+    for (const s of out) expect(s.sql).toMatch(/^INSERT INTO .* ON DUPLICATE KEY UPDATE /);
+    // table 1's rows in the source's order: 10 (tx 0), 31 (tx 1, its delete gone), 12, 13, 33 … (tx 3, 4)
+    expect(out[0].sql).toContain("VALUES (10,2,'c10','p'),(31,7,'c31','p'),(23,1,'x','p'),(14,2,'c14','p'),(24,1,'x','p'),(34,7,'c34','p')");
+  });
+
+  it("multi-row DELETE then multi-row INSERT of the same keys: one upsert, no DELETE; a key only deleted stays deleted", () => {
+    const t = sb(1);
+    const { out } = build([del(t, row(1, 0), row(2, 0), row(3, 0)), t], [ins(t, row(1, 5), row(3, 5)), t]);
+    expect(out.map((s) => s.sql)).toEqual(["DELETE FROM `shop`.`sbtest1` WHERE `id` IN (2)", `INSERT INTO \`shop\`.\`sbtest1\` (\`id\`, \`k\`, \`c\`, \`pad\`) VALUES (1,5,'c1','p'),(3,5,'c3','p') ${ODKU}`]);
+  });
+
+  it("an INSERT then a DELETE of the same key keep both, in order (the insert advances AUTO_INCREMENT as on the source)", () => {
+    const t = sb(1);
+    const { out } = build([ins(t, row(7, 1)), t], [del(t, row(7, 1)), t], [ins(t, row(7, 2)), t]);
+    expect(out.map((s) => s.sql.slice(0, 11))).toEqual(["INSERT INTO", "INSERT INTO"]);
+    expect(out[0].sql).toContain("VALUES (7,1,");
+    expect(out[1].sql).toContain("VALUES (7,2,");
+    // the delete merged with the insert after it: without that insert, it stays between the two
+    const { out: out2 } = build([ins(t, row(7, 1)), t], [del(t, row(7, 1)), t]);
+    expect(out2.map((s) => s.sql.slice(0, 11))).toEqual(["INSERT INTO", "DELETE FROM"]);
+  });
+
+  it("not merged: a table with a foreign key on either side, or one not known to have none (only independent tables' rows move)", () => {
+    const child = { ...meta("child", { id: "int", pid: "int" }), foreignKeys: true };
+    const unknown = meta("unknown", { id: "int", pid: "int" });
+    const other = sb(1);
+    for (const t of [child, unknown]) {
+      const { out } = build([del(t, { id: 1, pid: 1 }), t], [ins(other, row(1, 1)), other], [ins(t, { id: 1, pid: 2 }), t]);
+      expect(out.map((s) => [s.table, s.sql.slice(0, 6)])).toEqual([
+        [`shop.${t.table}`, "DELETE"],
+        [`shop.${t.table}`, "INSERT"],
+        ["shop.sbtest1", "INSERT"],
+      ]);
+    }
+  });
+
+  it("not gathered: a key of strings (under a _ci collation 'A' and 'a' are one key: an upsert of 'A' then a delete of 'a' keep their order)", () => {
+    const users = indep(meta("users", { name: "varchar", n: "int" }, { pk: ["name"] }));
+    const other = sb(1);
+    const { out } = build([ins(users, { name: "A", n: 1 }), users], [ins(other, row(1, 1)), other], [del(users, { name: "a", n: 1 }), users]);
+    expect(out.map((s) => [s.table, s.sql.slice(0, 6)])).toEqual([
+      ["shop.users", "INSERT"],
+      ["shop.users", "DELETE"],
+      ["shop.sbtest1", "INSERT"],
+    ]);
+  });
+
+  it("a BIGINT key that arrives as a number once and as its digits once is one key", () => {
+    const t = indep(meta("big", { id: "bigint", v: "int" }));
+    const { out } = build([ins(t, { id: 5, v: 1 }), t], [del(t, { id: "5", v: 1 }), t]);
+    expect(out.map((s) => s.sql.slice(0, 6))).toEqual(["INSERT", "DELETE"]);
+  });
+
+  it("not merged, not moved: a table with a unique key besides the primary key", () => {
+    const u = { ...meta("users", { id: "int", email: "varchar" }, { secondaryUnique: true }), foreignKeys: false };
+    const { out } = build([del(u, { id: 1, email: "a@x" }), u], [ins(u, { id: 2, email: "a@x" }), u], [ins(u, { id: 1, email: "b@x" }), u]);
+    expect(out.map((s) => s.sql.slice(0, 6))).toEqual(["DELETE", "INSERT"]);
+    expect(out[1].sql).toContain("VALUES (2,'a@x'),(1,'b@x')");
+  });
+
+  it("not merged: an INSERT without every column (binlog_row_image MINIMAL, or a column only the replica has) keeps its DELETE first", () => {
+    const t = sb(1);
+    const { out } = build([del(t, { id: 5 }), t], [ins(t, { id: 5, k: 1 }), t]);
+    expect(out.map((s) => s.sql)).toEqual(["DELETE FROM `shop`.`sbtest1` WHERE `id` IN (5)", "INSERT INTO `shop`.`sbtest1` (`id`, `k`) VALUES (5,1) ON DUPLICATE KEY UPDATE `k` = VALUES(`k`)"]);
+    // an update whose after image lacks columns: the gathered rows go first, then the update's own upsert
+    const { out: out2 } = build([ins(t, row(1, 1)), t], [upd(t, [{ id: 2 }, { id: 2, c: "z" }]), t], [ins(t, row(3, 1)), t]);
+    expect(out2.map((s) => [s.rows, s.sql.slice(0, 40)])).toEqual([
+      [1, "INSERT INTO `shop`.`sbtest1` (`id`, `k`,"],
+      [1, "INSERT INTO `shop`.`sbtest1` (`id`, `c`)"],
+      [1, "INSERT INTO `shop`.`sbtest1` (`id`, `k`,"],
+    ]);
+  });
+
+  it("an update of the key: the table's gathered rows first, then the UPDATE by the old key with its fallback", () => {
+    const t = sb(1);
+    const { out } = build([del(t, row(2, 0)), t], [upd(t, [row(1, 1), row(2, 1)]), t], [ins(t, row(3, 1)), t]);
+    expect(out.map((s) => s.sql.slice(0, 50))).toEqual([
+      "DELETE FROM `shop`.`sbtest1` WHERE `id` IN (2)",
+      "UPDATE `shop`.`sbtest1` SET `id` = 2, `k` = 1, `c`",
+      "INSERT INTO `shop`.`sbtest1` (`id`, `k`, `c`, `pad",
+    ]);
+    expect(out[1].fallback).toBeDefined();
+  });
+
+  it("a savepoint or a rollback to it: every gathered row goes before it", () => {
+    const [a, b2] = [sb(1), sb(2)];
+    const sp = (op: "savepoint" | "rollback"): [RowChange, TableMeta] => [{ op, db: "", table: "", rows: [], savepoint: "s1" } as unknown as RowChange, a];
+    const { out } = build([ins(a, row(1, 1)), a], [ins(b2, row(1, 1)), b2], sp("savepoint"), [ins(a, row(2, 1)), a], sp("rollback"), [ins(a, row(3, 1)), a]);
+    expect(out.map((s) => (s.table ? `${s.table}:${s.rows}` : s.sql))).toEqual(["shop.sbtest1:1", "shop.sbtest2:1", "SAVEPOINT `s1`", "shop.sbtest1:1", "ROLLBACK TO SAVEPOINT `s1`", "shop.sbtest1:1"]);
+  });
+
+  it("rows written with CHECK constraint checks off are never gathered with rows written with them on", () => {
+    const t = sb(1);
+    const { out } = build([ins(t, row(1, 1)), t], [{ ...ins(t, row(2, 1)), flags: 0x0080 }, t], [ins(t, row(3, 1)), t]);
+    expect(out.map((s) => [s.rows, !!s.relaxChecks])).toEqual([
+      [1, false],
+      [1, true],
+      [1, false],
+    ]);
+  });
+
+  it("splits a gathered statement past 1 MiB, keeping every row once and in order", () => {
+    const t = indep(meta("docs", { id: "int", body: "longtext" }));
+    const big = "x".repeat(600_000);
+    const { out } = build([ins(t, { id: 1, body: big }), t], [del(t, { id: 9, body: "" }), t], [ins(t, { id: 2, body: big }, { id: 3, body: "small" }), t]);
+    expect(out.map((s) => [s.sql.slice(0, 6), s.rows])).toEqual([
+      ["DELETE", 1],
+      ["INSERT", 1],
+      ["INSERT", 2],
+    ]);
+    for (const s of out) expect(s.sql.length).toBeLessThan(1_300_000);
+  });
+});
