@@ -1,7 +1,8 @@
 // Replica owns one replica's lifecycle: its session (connect, preflight, checkpoint, plan, reader), backoff and
 // states, teardown and status. It composes the parts of its pipeline, each behind a narrow port: its own binlog
 // stream from its own checkpoint (source/), the bounded queue (apply/queue.ts), the row applier
-// (apply/applier.ts), the DDL applier (apply/ddl-applier.ts) and the snapshot session (snapshot/session.ts).
+// (apply/applier.ts), the DDL applier (apply/ddl-applier.ts) and the snapshot session (snapshot/session.ts);
+// the source checks before its reader streams are source/resume.ts's.
 // A slow, failing or dead replica only ever affects itself.
 import type { Config } from "./config.js";
 import { describeConnError, isTransient, type Conn } from "./db.js";
@@ -11,8 +12,7 @@ import { sever, type LockView, type WriterGate } from "./ops/writer-lock.js";
 import type { Logger } from "./log.js";
 import { scrub } from "./log.js";
 import type { Metrics } from "./ops/metrics.js";
-import { preflightReplica, readVariables, type SourceFacts } from "./preflight.js";
-import { checkBinlogSettings } from "./rules.js";
+import { preflightReplica, type SourceFacts } from "./preflight.js";
 import { BinlogReader, type BinlogStream, type OpenStream, type Txn, type XaParked } from "./source/reader.js";
 import { comparePos, fmtPos, type Position } from "./source/positions.js";
 import { binlogColumns, SchemaCache } from "./tables.js";
@@ -20,9 +20,10 @@ import { TxnQueue } from "./apply/queue.js";
 import { ApplyProgress, RowApplier, TRACE } from "./apply/applier.js";
 import { DdlApplier } from "./apply/ddl-applier.js";
 import { SnapshotSession } from "./snapshot/session.js";
-import { proveHistory, sameSourceId } from "./source/provenance.js";
+import { sameSourceId } from "./source/provenance.js";
+import { checkSource, proveOnNewSource } from "./source/resume.js";
 import { acknowledgeCutover, cutoverView, isPromoted, readCutover, type CutoverView } from "./ops/cutover-record.js";
-import { ApplyError, CutOverSeen, HistoryMismatchError, PurgedPositionError, ReplicaUnavailable, RestartRequested, WriterLost } from "./errors.js";
+import { ApplyError, CutOverSeen, PurgedPositionError, ReplicaUnavailable, RestartRequested, WriterLost } from "./errors.js";
 
 export type ReplicaState = "starting" | "connecting" | "streaming" | "standby" | "down" | "failed" | "needs-snapshot" | "stopped" | "cut-over";
 
@@ -382,7 +383,7 @@ export class ReplicaSync {
     let start = await this.#snapshot.plan(conn, cp);
     if (cp && cp.state !== "resnapshot" && !sameSourceId(cp.sourceId, this.#src.sourceId)) {
       // a failover or the way back: resume only where the new source's history provably holds the checkpoint
-      start = await this.#proveOnNewSource(cp.sourceId, start);
+      start = await proveOnNewSource(() => this.#src.connectSource(), this.#src.facts.version.flavor, this.#src.sourceId, cp.sourceId, start, this.#log);
     }
     // MySQL resumes by its GTID set: the checkpoint's file may be purged while every transaction after it is still
     // there (the dump starts from them), and the server itself refuses (1236, needs-snapshot) when one is gone.
@@ -408,7 +409,7 @@ export class ReplicaSync {
     this.#queue.clear(start);
     this.#progress.checkpointAt = Date.now();
 
-    await this.#checkSource(cp && sameSourceId(cp.sourceId, this.#src.sourceId) ? start : null);
+    await checkSource(() => this.#src.connectSource(), this.#cfg.source, this.#src.facts.version.flavor, cp && sameSourceId(cp.sourceId, this.#src.sourceId) ? start : null);
     const srcCfg = this.#cfg.source;
     const reader = (this.#src.openStream ?? ((o) => new BinlogReader(o)))({
       connection: connectionOptions(srcCfg, "source") as any,
@@ -461,72 +462,6 @@ export class ReplicaSync {
     this.#log.info({ position: start, snapshot: this.#snapshot.state === "snapshot" }, "streaming");
     if (this.#snapshot.state === "snapshot") await this.#snapshot.start(conn);
     await this.#applyLoop();
-  }
-
-  async #proveOnNewSource(checkpointSource: string, pos: Position): Promise<Position> {
-    const src = await this.#src.connectSource();
-    try {
-      const proof = await proveHistory(src, this.#src.facts.version.flavor, pos);
-      if (!proof.ok) throw new HistoryMismatchError(pos, checkpointSource, this.#src.sourceId, proof.reason);
-      this.#log.info({ checkpointSource, source: this.#src.sourceId, position: pos, start: proof.start }, `the checkpoint was written for another source server; resuming: ${proof.how}`);
-      return proof.start;
-    } finally {
-      await src.end().catch(() => undefined);
-    }
-  }
-
-  /**
-   * The source's binlog rules again, at every reader (re)connect: a setting made with SET GLOBAL is lost
-   * at a source restart (binlog_row_metadata=FULL most often), and events written without it cannot be
-   * decoded safely. The replica waits (down, retried with backoff) naming the setting and the fix.
-   */
-  async #checkSource(resume: Position | null): Promise<void> {
-    let c: Conn;
-    try {
-      c = await this.#src.connectSource();
-    } catch (err) {
-      throw new ReplicaUnavailable("source", describeConnError(err, "source", this.#cfg.source), err);
-    }
-    try {
-      const failures = checkBinlogSettings(`source (${this.#cfg.source.host}:${this.#cfg.source.port})`, await readVariables(c), this.#src.facts.version.flavor);
-      if (failures.length) throw new ReplicaUnavailable("source-settings", `the source's binlog settings changed since the agent started: ${failures.map((f) => f.message).join(" ")}`);
-      if (resume) await this.#checkHistory(c, resume);
-    } finally {
-      await c.end().catch(() => undefined);
-    }
-  }
-
-  /**
-   * The resume point must lie in the source's binlog history. A RESET MASTER (RESET BINARY LOGS AND GTIDS)
-   * starts the history again: the checkpoint's file may exist again but be shorter than its position,
-   * and its GTIDs are no longer executed; a reader started there would wait for positions that never
-   * come (or the source refuses it, again and again). That is a replica that needs a new snapshot.
-   */
-  async #checkHistory(c: Conn, resume: Position): Promise<void> {
-    const [logs] = await c.query<any[]>("SHOW BINARY LOGS");
-    const file = logs.find((r) => String(r.Log_name) === resume.file);
-    if (file && Number(file.File_size) < resume.pos) {
-      throw new PurgedPositionError(resume, `binlog file ${resume.file} is ${file.File_size} bytes long, shorter than the checkpoint's position ${resume.pos}`, true);
-    }
-    if (!resume.gtid) return;
-    if (this.#src.facts.version.flavor === "mysql") {
-      const [[r]] = await c.query<any[]>("SELECT GTID_SUBSET(?, @@GLOBAL.gtid_executed) AS ok, @@GLOBAL.gtid_executed AS executed", [resume.gtid]);
-      if (!Number(r.ok)) throw new PurgedPositionError(resume, `the source's executed GTIDs (${String(r.executed).replace(/\s/g, "") || "none"}) do not contain the checkpoint's`, true);
-      return;
-    }
-    const [[r]] = await c.query<any[]>("SELECT @@GLOBAL.gtid_binlog_pos AS pos");
-    const have = new Map<string, bigint>();
-    for (const g of String(r.pos ?? "").split(",").filter(Boolean)) {
-      const [d, , n] = g.trim().split("-");
-      have.set(d, BigInt(n));
-    }
-    for (const g of resume.gtid.split(",").filter(Boolean)) {
-      const [d, , n] = g.trim().split("-");
-      const h = have.get(d);
-      if (h !== undefined && BigInt(n) > h) {
-        throw new PurgedPositionError(resume, `the source's binlog ends at GTID ${String(r.pos)}, before the checkpoint's ${g.trim()} in domain ${d}`, true);
-      }
-    }
   }
 
   /** the checkpoint statement, with the replica's mode (snapshot or streaming) */

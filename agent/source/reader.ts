@@ -315,187 +315,211 @@ export class BinlogReader implements BinlogStream {
     switch (name) {
       case "mariadbgtid":
       case "gtid":
-        // an XA transaction's first part ends with XA END / XA PREPARE: park it until its XA COMMIT
-        if (this.#cur && this.#xaCurrent) this.#parkXa();
-        // a transaction handed over in pieces that ends without a commit: the consumer drops what it has
-        if (this.#cur && this.#streaming) this.#abortStream();
-        this.#foldPending();
-        this.#groupStart = this.lastRead;
-        this.#cur = this.#open(ev.timestamp);
-        this.#pendingGtid = name === "mariadbgtid" ? { domainId: ev.domainId, serverId: ev.serverId, seqNo: ev.seqNo } : ev.gtid;
-        // MariaDB: a DDL in a group that is not standalone carries rows (CREATE TABLE … SELECT logs the
-        // CREATE, then its rows, then an Xid, under one GTID)
-        this.#groupWithRows = name === "mariadbgtid" && ev.standalone === false;
-        // MariaDB flags the group of an XA PREPARE in its GTID event (there is no XA START): it is parked whole
-        this.#noStream = name === "mariadbgtid" && !!ev.preparedXa;
-        return;
+        return this.#onGtid(ev, name);
       case "tablemap":
         keepGeometryRaw(ev.tableMap?.[ev.tableId]);
         return;
-      case "query": {
-        const sql: string = ev.query;
-        const raw = takeQueryRaw(ev);
-        const head = sql.trimStart().slice(0, 24).toUpperCase();
-        const xa = /^\s*XA\s+(START|BEGIN|END|PREPARE|COMMIT|ROLLBACK)\s+(.*?)\s*$/is.exec(sql);
-        if (xa) {
-          const verb = xa[1].toUpperCase();
-          const xid = xa[2].replace(/\s+(ONE\s+PHASE|SUSPEND(\s+FOR\s+MIGRATE)?)\s*$/i, "").replace(/\s+/g, "").toUpperCase();
-          if (verb === "START" || verb === "BEGIN") {
-            if (!this.#cur) this.#cur = this.#open(ev.timestamp);
-            this.#xaCurrent = xid;
-          } else if (verb === "END") {
-            // MariaDB writes no XA START (the XID rides in the GTID event): XA END names the transaction
-            if (!this.#cur) this.#cur = this.#open(ev.timestamp);
-            this.#xaCurrent = xid;
-          } else if (verb === "COMMIT") {
-            if (/ONE\s+PHASE\s*$/i.test(xa[2]) && this.#cur) {
-              this.#xaCurrent = null;
-              this.#commit(ev);
-            } else {
-              const parked = this.#xaPrepared.get(xid);
-              const t = this.#cur ?? this.#open(ev.timestamp);
-              if (parked && !parked.committedAt) {
-                t.changes.push(...parked.txn.changes);
-                t.rowCount += parked.txn.rowCount;
-                t.bytes += parked.txn.bytes;
-                if (parked.gtid) this.#foldGtid(parked.gtid);
-              }
-              this.#cur = t;
-              this.#xaClosing = xid;
-              this.#commit(ev);
-              this.#xaClosing = null;
-              if (parked) this.#xaDone(xid, parked);
-            }
-          } else if (verb === "ROLLBACK") {
-            const parked = this.#xaPrepared.get(xid);
-            if (parked?.gtid && !parked.committedAt) this.#foldGtid(parked.gtid);
-            this.#cur = null;
-            this.#xaClosing = xid;
-            this.#commit(ev);
-            this.#xaClosing = null;
-            if (parked) this.#xaDone(xid, parked);
-          }
-          return;
-        }
-        if (head.startsWith("BEGIN")) {
-          if (!this.#cur) this.#cur = this.#open(ev.timestamp);
-          return;
-        }
-        const sp = SAVEPOINT_RE.exec(sql);
-        if (sp) {
-          if (!this.#cur) this.#cur = this.#open(ev.timestamp);
-          this.#savepoint(this.#cur, sp[1].slice(0, 4).toUpperCase(), unquoteName(sp[2]));
-          return;
-        }
-        if (head.startsWith("COMMIT") || /^ROLLBACK\s*$/.test(head)) {
-          this.#commit(ev);
-          return;
-        }
-        if (DML_RE.test(sql)) {
-          // Statement-format DML inside a transaction; reported by the applier if it is in scope.
-          if (!this.#cur) this.#cur = this.#open(ev.timestamp);
-          if (!this.#cur.statementDml) this.#cur.statementDml = { sql, schema: ev.schema ?? "" };
-          return;
-        }
-        if (!this.#cur) this.#cur = this.#open(ev.timestamp);
-        // MySQL 8.0.21+ logs an atomic CREATE TABLE … SELECT as "CREATE TABLE … START TRANSACTION",
-        // followed by its rows and an Xid: one transaction, not a standalone DDL.
-        const ctas = /\s+START\s+TRANSACTION\s*$/i.exec(sql);
-        const session = raw ? parseStatusVars(raw.statusVars, this.#o.flavor) : undefined;
-        if (ctas || (this.#groupWithRows && this.#o.flavor === "mariadb")) {
-          // one transaction: the DDL, then its rows, committed by the group's Xid (a checkpoint after the
-          // DDL alone would name the whole GTID and skip the rows on a resume)
-          if (!ctas) {
-            this.#cur.ddl = { sql, schema: ev.schema ?? "" };
-            if (raw) Object.assign(this.#cur.ddl, { session, raw: raw.query ?? undefined, ts: ev.timestamp });
-            return;
-          }
-          // the suffix is ASCII: as many bytes as characters
-          const q = raw?.query;
-          this.#cur.ddl = { sql: sql.slice(0, ctas.index), schema: ev.schema ?? "" };
-          if (raw) Object.assign(this.#cur.ddl, { session, raw: q ? q.subarray(0, q.length - (sql.length - ctas.index)) : undefined, ts: ev.timestamp });
-          return;
-        }
-        // A standalone statement (DDL, account management, …) is its own transaction.
-        this.#cur.ddl = { sql, schema: ev.schema ?? "" };
-        if (raw) Object.assign(this.#cur.ddl, { session, raw: raw.query ?? undefined, ts: ev.timestamp });
-        this.#commit(ev);
-        return;
-      }
+      case "query":
+        return this.#onQuery(ev);
       case "writerows":
       case "updaterows":
-      case "deleterows": {
-        const tm = ev.tableMap?.[ev.tableId];
-        if (!tm) return;
-        const db: string = tm.parentSchema;
-        const table: string = tm.tableName;
-        if (!this.#o.inScope(db, table)) return;
-        if (!this.#cur) this.#cur = this.#open(ev.timestamp);
-        const t = this.#cur;
-        const op = name === "writerows" ? "insert" : name === "updaterows" ? "update" : "delete";
-        const noFk = (ev.flags & ROWS_NO_FOREIGN_KEY_CHECKS) !== 0;
-        // the other checks the writing session ran with (unique, MariaDB CHECK constraints)
-        const flags = Number(ev.flags ?? 0) & (ROWS_RELAXED_UNIQUE_CHECKS | ROWS_NO_CHECK_CONSTRAINT_CHECKS);
-        let last = t.changes[t.changes.length - 1];
-        if (this.#split || !last || last.op !== op || last.db !== db || last.table !== table || !!last.noFkChecks !== noFk || (last.flags ?? 0) !== flags) {
-          last = { op, db, table, rows: [], before: op === "update" ? [] : undefined };
-          if (noFk) last.noFkChecks = true;
-          if (flags) last.flags = flags;
-          t.changes.push(last);
-          this.#split = false;
-        }
-        if (op === "update") {
-          for (const r of ev.rows) {
-            last.before!.push(r.before);
-            last.rows.push(r.after);
-            t.bytes += rowSize(r.before) + rowSize(r.after);
-          }
-        } else {
-          for (const r of ev.rows) {
-            last.rows.push(r);
-            t.bytes += rowSize(r);
-          }
-        }
-        t.rowCount += ev.rows.length;
-        if (this.#o.streamBytes && t.bytes >= this.#o.streamBytes) this.#maybeHandPart(t);
-        return;
-      }
+      case "deleterows":
+        return this.#onRows(ev, name);
       case "xid":
         this.#commit(ev);
         return;
-      case "xaprepare": {
-        // MySQL logs XA COMMIT … ONE PHASE as an XA_PREPARE event with its one-phase flag: a commit
-        if (ev.onePhase) {
-          this.#xaCurrent = null;
-          this.#commit(ev);
-          return;
-        }
-        // the event's own XID, in the form the server writes into XA COMMIT/ROLLBACK
-        if (Buffer.isBuffer(ev.xidGtrid) && Buffer.isBuffer(ev.xidBqual)) this.#xaCurrent = xidText(ev.xidGtrid, ev.xidBqual, ev.xidFormatId);
-        if (this.#cur) this.#parkXa();
-        return;
-      }
+      case "xaprepare":
+        return this.#onXaPrepare(ev);
       case "rotate":
-        // between transactions the reader has read up to the new file's start (a rotation writes no
-        // transaction, yet moves the source's end: readiness checks compare against that end)
-        if (!this.#cur && ev.binlogName) {
-          this.lastRead = { ...this.lastRead, file: String(ev.binlogName), pos: Number(ev.position) || 4 };
-          this.#moved();
-        }
-        return;
+        return this.#onRotate(ev);
       case "format":
       case "mariadbgtidlist":
       case "binlogcheckpoint":
       case "previousgtids":
       case "heartbeat":
-        if (!this.#cur && ev.nextPosition > 0) {
-          const file: string = this.#z?.options?.filename ?? this.lastRead.file;
-          if (file === this.lastRead.file ? ev.nextPosition > this.lastRead.pos : true) this.lastRead = { ...this.lastRead, file, pos: ev.nextPosition };
-          if (name !== "heartbeat") this.#moved();
-        }
-        return;
+        return this.#onPositionOnly(ev, name);
       default:
         return;
+    }
+  }
+
+  /** a transaction's GTID event: the previous one ends (parked, dropped or folded), a new one opens */
+  #onGtid(ev: any, name: string): void {
+    // an XA transaction's first part ends with XA END / XA PREPARE: park it until its XA COMMIT
+    if (this.#cur && this.#xaCurrent) this.#parkXa();
+    // a transaction handed over in pieces that ends without a commit: the consumer drops what it has
+    if (this.#cur && this.#streaming) this.#abortStream();
+    this.#foldPending();
+    this.#groupStart = this.lastRead;
+    this.#cur = this.#open(ev.timestamp);
+    this.#pendingGtid = name === "mariadbgtid" ? { domainId: ev.domainId, serverId: ev.serverId, seqNo: ev.seqNo } : ev.gtid;
+    // MariaDB: a DDL in a group that is not standalone carries rows (CREATE TABLE … SELECT logs the
+    // CREATE, then its rows, then an Xid, under one GTID)
+    this.#groupWithRows = name === "mariadbgtid" && ev.standalone === false;
+    // MariaDB flags the group of an XA PREPARE in its GTID event (there is no XA START): it is parked whole
+    this.#noStream = name === "mariadbgtid" && !!ev.preparedXa;
+  }
+
+  /** a query event: XA, BEGIN, savepoints, COMMIT/ROLLBACK, statement DML, or a DDL (standalone or with rows) */
+  #onQuery(ev: any): void {
+    const sql: string = ev.query;
+    const raw = takeQueryRaw(ev);
+    const head = sql.trimStart().slice(0, 24).toUpperCase();
+    const xa = /^\s*XA\s+(START|BEGIN|END|PREPARE|COMMIT|ROLLBACK)\s+(.*?)\s*$/is.exec(sql);
+    if (xa) {
+      this.#onXa(ev, xa);
+      return;
+    }
+    if (head.startsWith("BEGIN")) {
+      if (!this.#cur) this.#cur = this.#open(ev.timestamp);
+      return;
+    }
+    const sp = SAVEPOINT_RE.exec(sql);
+    if (sp) {
+      if (!this.#cur) this.#cur = this.#open(ev.timestamp);
+      this.#savepoint(this.#cur, sp[1].slice(0, 4).toUpperCase(), unquoteName(sp[2]));
+      return;
+    }
+    if (head.startsWith("COMMIT") || /^ROLLBACK\s*$/.test(head)) {
+      this.#commit(ev);
+      return;
+    }
+    if (DML_RE.test(sql)) {
+      // Statement-format DML inside a transaction; reported by the applier if it is in scope.
+      if (!this.#cur) this.#cur = this.#open(ev.timestamp);
+      if (!this.#cur.statementDml) this.#cur.statementDml = { sql, schema: ev.schema ?? "" };
+      return;
+    }
+    if (!this.#cur) this.#cur = this.#open(ev.timestamp);
+    // MySQL 8.0.21+ logs an atomic CREATE TABLE … SELECT as "CREATE TABLE … START TRANSACTION",
+    // followed by its rows and an Xid: one transaction, not a standalone DDL.
+    const ctas = /\s+START\s+TRANSACTION\s*$/i.exec(sql);
+    const session = raw ? parseStatusVars(raw.statusVars, this.#o.flavor) : undefined;
+    if (ctas || (this.#groupWithRows && this.#o.flavor === "mariadb")) {
+      // one transaction: the DDL, then its rows, committed by the group's Xid (a checkpoint after the
+      // DDL alone would name the whole GTID and skip the rows on a resume)
+      if (!ctas) {
+        this.#cur.ddl = { sql, schema: ev.schema ?? "" };
+        if (raw) Object.assign(this.#cur.ddl, { session, raw: raw.query ?? undefined, ts: ev.timestamp });
+        return;
+      }
+      // the suffix is ASCII: as many bytes as characters
+      const q = raw?.query;
+      this.#cur.ddl = { sql: sql.slice(0, ctas.index), schema: ev.schema ?? "" };
+      if (raw) Object.assign(this.#cur.ddl, { session, raw: q ? q.subarray(0, q.length - (sql.length - ctas.index)) : undefined, ts: ev.timestamp });
+      return;
+    }
+    // A standalone statement (DDL, account management, …) is its own transaction.
+    this.#cur.ddl = { sql, schema: ev.schema ?? "" };
+    if (raw) Object.assign(this.#cur.ddl, { session, raw: raw.query ?? undefined, ts: ev.timestamp });
+    this.#commit(ev);
+  }
+
+  /** XA START/END/COMMIT/ROLLBACK as query events (MySQL; MariaDB writes no XA START) */
+  #onXa(ev: any, xa: RegExpExecArray): void {
+    const verb = xa[1].toUpperCase();
+    const xid = xa[2].replace(/\s+(ONE\s+PHASE|SUSPEND(\s+FOR\s+MIGRATE)?)\s*$/i, "").replace(/\s+/g, "").toUpperCase();
+    if (verb === "START" || verb === "BEGIN") {
+      if (!this.#cur) this.#cur = this.#open(ev.timestamp);
+      this.#xaCurrent = xid;
+    } else if (verb === "END") {
+      // MariaDB writes no XA START (the XID rides in the GTID event): XA END names the transaction
+      if (!this.#cur) this.#cur = this.#open(ev.timestamp);
+      this.#xaCurrent = xid;
+    } else if (verb === "COMMIT") {
+      if (/ONE\s+PHASE\s*$/i.test(xa[2]) && this.#cur) {
+        this.#xaCurrent = null;
+        this.#commit(ev);
+      } else {
+        const parked = this.#xaPrepared.get(xid);
+        const t = this.#cur ?? this.#open(ev.timestamp);
+        if (parked && !parked.committedAt) {
+          t.changes.push(...parked.txn.changes);
+          t.rowCount += parked.txn.rowCount;
+          t.bytes += parked.txn.bytes;
+          if (parked.gtid) this.#foldGtid(parked.gtid);
+        }
+        this.#cur = t;
+        this.#xaClosing = xid;
+        this.#commit(ev);
+        this.#xaClosing = null;
+        if (parked) this.#xaDone(xid, parked);
+      }
+    } else if (verb === "ROLLBACK") {
+      const parked = this.#xaPrepared.get(xid);
+      if (parked?.gtid && !parked.committedAt) this.#foldGtid(parked.gtid);
+      this.#cur = null;
+      this.#xaClosing = xid;
+      this.#commit(ev);
+      this.#xaClosing = null;
+      if (parked) this.#xaDone(xid, parked);
+    }
+  }
+
+  /** a rows event in scope: appended to the open transaction's last change of the same kind, or a new one */
+  #onRows(ev: any, name: string): void {
+    const tm = ev.tableMap?.[ev.tableId];
+    if (!tm) return;
+    const db: string = tm.parentSchema;
+    const table: string = tm.tableName;
+    if (!this.#o.inScope(db, table)) return;
+    if (!this.#cur) this.#cur = this.#open(ev.timestamp);
+    const t = this.#cur;
+    const op = name === "writerows" ? "insert" : name === "updaterows" ? "update" : "delete";
+    const noFk = (ev.flags & ROWS_NO_FOREIGN_KEY_CHECKS) !== 0;
+    // the other checks the writing session ran with (unique, MariaDB CHECK constraints)
+    const flags = Number(ev.flags ?? 0) & (ROWS_RELAXED_UNIQUE_CHECKS | ROWS_NO_CHECK_CONSTRAINT_CHECKS);
+    let last = t.changes[t.changes.length - 1];
+    if (this.#split || !last || last.op !== op || last.db !== db || last.table !== table || !!last.noFkChecks !== noFk || (last.flags ?? 0) !== flags) {
+      last = { op, db, table, rows: [], before: op === "update" ? [] : undefined };
+      if (noFk) last.noFkChecks = true;
+      if (flags) last.flags = flags;
+      t.changes.push(last);
+      this.#split = false;
+    }
+    if (op === "update") {
+      for (const r of ev.rows) {
+        last.before!.push(r.before);
+        last.rows.push(r.after);
+        t.bytes += rowSize(r.before) + rowSize(r.after);
+      }
+    } else {
+      for (const r of ev.rows) {
+        last.rows.push(r);
+        t.bytes += rowSize(r);
+      }
+    }
+    t.rowCount += ev.rows.length;
+    if (this.#o.streamBytes && t.bytes >= this.#o.streamBytes) this.#maybeHandPart(t);
+  }
+
+  #onXaPrepare(ev: any): void {
+    // MySQL logs XA COMMIT … ONE PHASE as an XA_PREPARE event with its one-phase flag: a commit
+    if (ev.onePhase) {
+      this.#xaCurrent = null;
+      this.#commit(ev);
+      return;
+    }
+    // the event's own XID, in the form the server writes into XA COMMIT/ROLLBACK
+    if (Buffer.isBuffer(ev.xidGtrid) && Buffer.isBuffer(ev.xidBqual)) this.#xaCurrent = xidText(ev.xidGtrid, ev.xidBqual, ev.xidFormatId);
+    if (this.#cur) this.#parkXa();
+  }
+
+  #onRotate(ev: any): void {
+    // between transactions the reader has read up to the new file's start (a rotation writes no
+    // transaction, yet moves the source's end: readiness checks compare against that end)
+    if (!this.#cur && ev.binlogName) {
+      this.lastRead = { ...this.lastRead, file: String(ev.binlogName), pos: Number(ev.position) || 4 };
+      this.#moved();
+    }
+  }
+
+  /** events that carry no transaction: between transactions they move the read position */
+  #onPositionOnly(ev: any, name: string): void {
+    if (!this.#cur && ev.nextPosition > 0) {
+      const file: string = this.#z?.options?.filename ?? this.lastRead.file;
+      if (file === this.lastRead.file ? ev.nextPosition > this.lastRead.pos : true) this.lastRead = { ...this.lastRead, file, pos: ev.nextPosition };
+      if (name !== "heartbeat") this.#moved();
     }
   }
 
