@@ -232,6 +232,7 @@ export class SnapshotSession {
           wholeScope: true,
           log: this.#log,
           pause: () => testPause("DATASYNC_TEST_SNAPSHOT_DEFS_PAUSE_MS", this.#log),
+          afterList: () => testPause("DATASYNC_TEST_SNAPSHOT_LIST_PAUSE_MS", this.#log),
         });
         start = read.pos;
         const tables = read.tables;

@@ -291,6 +291,8 @@ export async function readDefinitions<T extends { db: string; table: string }, P
     log: Logger;
     /** test seam: called between the position and the definitions */
     pause?: () => Promise<void>;
+    /** test seam: called right after the tables are listed */
+    afterList?: () => Promise<void>;
   },
 ): Promise<{ tables: T[]; defs: Definitions; pos: P }> {
   // READ COMMITTED: information_schema (InnoDB data dictionary tables on MySQL) is read afresh by every statement
@@ -300,8 +302,12 @@ export async function readDefinitions<T extends { db: string; table: string }, P
   let lastErr: unknown = null;
   const xa = { warned: false, since: Date.now(), logged: "" };
   for (let attempt = 1; attempt <= 50; attempt++) {
-    const tables = await opts.list();
+    // the names first, then the list: a table created between the two is in the list but not in `before`, so the
+    // check after the position reads again (the other order missed it: listed without it, named with it, and the
+    // replica never got the table)
     const before = opts.wholeScope ? await objectNames(src, cfg) : "";
+    const tables = await opts.list();
+    await opts.afterList?.();
     // no XA transaction may be prepared at the position (checked before it and again after it)
     const xaEndsBefore = await waitNoPreparedXa(src, opts.log, xa);
     await src.query("START TRANSACTION");

@@ -87,6 +87,26 @@ describe("DDL racing the online snapshot", () => {
     await agent.kill("SIGTERM");
   });
 
+  it("a CREATE TABLE between the snapshot's listing of the tables and its check of their names reaches the replica (it was missing there)", async () => {
+    await src.query("CREATE DATABASE race4");
+    await src.query("CREATE TABLE race4.t (id INT PRIMARY KEY, v INT NOT NULL)");
+    await src.query("INSERT INTO race4.t VALUES (1, 1), (2, 2)");
+    const cfgFile = writeConfig(makeConfig(src, [rep], { group: "race4", databases: ["race4"] }));
+    agent = new AgentProcess(cfgFile, { DATASYNC_TEST_SNAPSHOT_LIST_PAUSE_MS: "2500" });
+    await agent.waitForLog((l) => l.seam === "DATASYNC_TEST_SNAPSHOT_LIST_PAUSE_MS", 30_000);
+    // listed without it; before the fix its name was read after this, so the check after the position saw no change
+    await src.query("CREATE TABLE race4.late (id INT PRIMARY KEY, v VARCHAR(10))");
+    await src.query("INSERT INTO race4.late VALUES (1, 'a'), (2, 'b')");
+    await settle("race4");
+    await expectIdentical("race4");
+    expect(await rep.query("SELECT id, v FROM race4.late ORDER BY id")).toEqual([
+      { id: 1, v: "a" },
+      { id: 2, v: "b" },
+    ]);
+    expect(agent.logs.some((l) => /while the snapshot read their definitions/.test(l.msg ?? ""))).toBe(true);
+    await agent.kill("SIGTERM");
+  });
+
   it("a table seeded alone (resnapshot --tables) while the stream is behind a DDL on it gets that DDL once", async () => {
     await src.query("CREATE DATABASE race2");
     await src.query("CREATE TABLE race2.t (id INT PRIMARY KEY, v INT NOT NULL)");
