@@ -7,6 +7,9 @@ import { StreamHub } from "../../agent/source/shared-stream.js";
 import type { BinlogStream, ReaderOptions, Txn, XaParked } from "../../agent/source/reader.js";
 import type { Position } from "../../agent/source/positions.js";
 
+/** while set, a new fake reader's start waits for it (a reader still connecting); a rejection fails the start */
+let startGate: Promise<void> | null = null;
+
 class FakeReader implements BinlogStream {
   paused = false;
   lastRead: Position;
@@ -19,6 +22,7 @@ class FakeReader implements BinlogStream {
   }
   async start(): Promise<void> {
     this.started = true;
+    if (startGate) await startGate;
   }
   async stop(): Promise<void> {
     this.stopped = true;
@@ -181,6 +185,35 @@ describe("StreamHub", () => {
     expect(posOf(a)).toEqual([400, 500, 600]);
     expect(posOf(b)).toEqual([200, 300, 400, 500, 600]);
     expect(hub.stats.joins).toBe(1);
+  });
+
+  it("a replica never moves to a reader still connecting (if that reader fails to start, nobody is left on a dead reader)", async () => {
+    const { readers, live, replica } = setup();
+    const a = replica(0, at(0));
+    await a.stream.start();
+    let fail!: (e: Error) => void;
+    startGate = new Promise<void>((_, reject) => (fail = reject));
+    startGate.catch(() => undefined);
+    try {
+      // b's own reader starts at 200 and is still connecting when a's reader hands over the transaction ending at 200
+      const b = replica(1, at(1));
+      const bStarted = b.stream.start();
+      bStarted.catch(() => undefined);
+      await new Promise((r) => setImmediate(r));
+      expect(readers).toHaveLength(2);
+      readers[0].emit(txn(1));
+      fail(new Error("connect ECONNREFUSED"));
+      await expect(bStarted).rejects.toThrow("ECONNREFUSED");
+      await new Promise((r) => setImmediate(r));
+      // before the fix a had moved to b's reader and its own had stopped: when b's failed to start, a got
+      // nothing more, no error, and its stream reported neither paused nor failed (silent forever)
+      readers[0].emit(txn(2));
+      expect(posOf(a)).toEqual([200, 300]);
+      expect(a.errors).toEqual([]);
+      expect(live()).toEqual([readers[0]]);
+    } finally {
+      startGate = null;
+    }
   });
 
   it("a full replica never stalls the others: it is held up to its slack, then leaves and reads on its own; it rejoins when it catches up", async () => {
