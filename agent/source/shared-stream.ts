@@ -373,6 +373,9 @@ class Sub implements BinlogStream {
     this.group = g;
     g.subs.add(this);
     for (const t of tail) this.offer(t);
+    // g may be paused because every other subscriber is full (one whose applier is blocked stays so): one that
+    // can take wakes it, or it would wait on the others with no transaction, no error and no stall
+    if (this.group === g) g.wake();
   }
 
   pause(): void {

@@ -296,6 +296,35 @@ describe("StreamHub", () => {
     expect(hub.stats.heldBytes).toBeLessThanOrEqual(5000);
   });
 
+  it("a replica that joins a reader paused by full replicas wakes it (a blocked replica never holds back one that joins)", async () => {
+    const { readers, replica, live } = setup(100_000);
+    const a = replica(0, at(0));
+    a.room = () => false; // its applier is blocked (say, LOCK TABLES on its server): it never takes again
+    await a.stream.start();
+    readers[0].emit(txn(1));
+    expect(readers[0].paused).toBe(true);
+    // c starts where the paused reader is: it joins it, and must get what the source writes next
+    const c = replica(2, at(1));
+    await c.stream.start();
+    expect(live()).toEqual([readers[0]]);
+    expect(readers[0].paused).toBe(false);
+    readers[0].emit(txn(2));
+    expect(posOf(c)).toEqual([300]);
+    // b behind on a reader of its own merges into the paused reader (handed its tail) and wakes it too
+    readers[0].emit(txn(3));
+    readers[0].emit(txn(4));
+    c.room = () => false;
+    readers[0].emit(txn(5));
+    expect(readers[0].paused).toBe(true);
+    const b = replica(1, at(0));
+    await b.stream.start();
+    expect(readers).toHaveLength(2);
+    readers[1].emit(txn(1));
+    expect(readers[1].stopped).toBe(true);
+    expect(posOf(b)).toEqual([200, 300, 400, 500, 600]);
+    expect(readers[0].paused).toBe(false);
+  });
+
   it("the shared reader pauses only when every replica is full, and goes on when one can take again", async () => {
     const { readers, replica } = setup(10_000);
     const a = replica(0, at(0));
