@@ -574,23 +574,24 @@ export class ReplicaSync {
   }
 
   /**
-   * A reader paused by back-pressure is resumed by the applier's releases (#release). Paused while nothing is
-   * queued, built ahead or being applied, nothing would ever resume it: a lost wake-up (a shared-stream
-   * subscriber left full, a release that bypassed the port), and without this the replica would make no
-   * progress and log nothing (the stall check below skips a paused reader). It is resumed at once with a
-   * warning; if it stays paused for the stall limit, the session ends and restarts from the checkpoint.
-   * Returns whether the reader is in that state (the stall check proper then does not count it).
+   * A reader paused by back-pressure is resumed by the applier's releases (#release, once the queue holds less than
+   * half its budget). Paused while the queue has room, or with nothing queued, built ahead or being applied,
+   * nothing would ever resume it: a lost wake-up (a shared-stream subscriber left full, a release that bypassed the
+   * port), and the replica would make no progress and log nothing (the stall check below skips a paused reader). It
+   * is resumed at once with a warning; if it stays paused for the stall limit, the session ends as a stall and
+   * restarts from the checkpoint. Returns whether the reader is in that state (the stall check then skips it).
    */
   #checkPausedIdle(r: BinlogStream | null): boolean {
-    if (!r || !r.paused || this.#readerWaits || this.#queue.length > 0 || this.#rows.oldest()) {
+    const room = this.#queue.canResume();
+    if (!r || !r.paused || this.#readerWaits || (!room && (this.#queue.length > 0 || this.#rows.oldest()))) {
       this.#pausedIdleSince = null;
       return false;
     }
     const now = Date.now();
     if (this.#pausedIdleSince === null) {
       this.#pausedIdleSince = now;
-      if (this.#queue.canResume()) {
-        this.#log.warn({ position: this.#progress.applied }, "the binlog stream was paused with nothing queued or being applied (a lost wake-up): resuming it");
+      if (room) {
+        this.#log.warn({ position: this.#progress.applied, queued: this.#queue.length }, "the binlog stream was paused while its queue had room (a lost wake-up): resuming it");
         if (TEST_LOSE_RESUME !== "all") r.resume();
       }
     }
@@ -599,7 +600,7 @@ export class ReplicaSync {
       this.#pausedIdleSince = null;
       throw new ReplicaUnavailable(
         "stall",
-        `the binlog stream stalled: it stayed paused for ${Math.round(limit / 1000)} s with nothing queued or being applied (at ${this.#progress.applied ? fmtPos(this.#progress.applied) : "the start"}); reconnecting`,
+        `the binlog stream stalled: it stayed paused for ${Math.round(limit / 1000)} s while nothing it waited for was left to apply (at ${this.#progress.applied ? fmtPos(this.#progress.applied) : "the start"}); reconnecting`,
       );
     }
     return true;
