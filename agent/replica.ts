@@ -25,6 +25,12 @@ import { checkSource, proveOnNewSource } from "./source/resume.js";
 import { acknowledgeCutover, cutoverView, isPromoted, readCutover, type CutoverView } from "./ops/cutover-record.js";
 import { ApplyError, CutOverSeen, PurgedPositionError, ReplicaUnavailable, RestartRequested, WriterLost } from "./errors.js";
 
+/**
+ * Test seam: a lost wake-up, for the tests of the paused-reader check (#checkPausedIdle). `release`: the applier's
+ * releases never resume a paused reader; `all`: nor does the check's own resume (the stall path).
+ */
+const TEST_LOSE_RESUME = process.env.DATASYNC_TEST_LOSE_RESUME ?? "";
+
 export type ReplicaState = "starting" | "connecting" | "streaming" | "standby" | "down" | "failed" | "needs-snapshot" | "stopped" | "cut-over";
 
 export interface ReplicaStatus {
@@ -109,6 +115,8 @@ export class ReplicaSync {
   #xaParked: ReadonlyMap<string, XaParked> | undefined;
   /** since when the reader has been behind the source's end while able to receive (stall detection) */
   #behindSince: number | null = null;
+  /** since when the reader has been paused with nothing queued or being applied (a lost wake-up; stall detection) */
+  #pausedIdleSince: number | null = null;
   /** the reader waits for the applier (a table map decoded with the replica's schema after a DDL) */
   #readerWaits = false;
   #attempt = 0;
@@ -485,7 +493,7 @@ export class ReplicaSync {
 
   #release(batch: Txn[]): void {
     this.#queue.release(batch);
-    if (this.#reader?.paused && this.#queue.canResume()) this.#reader.resume();
+    if (this.#reader?.paused && this.#queue.canResume() && !TEST_LOSE_RESUME) this.#reader.resume();
   }
 
   // ---------------------------------------------------------------- apply
@@ -548,6 +556,7 @@ export class ReplicaSync {
   #checkStall(): void {
     const r = this.#reader;
     const end = this.#src.end();
+    if (this.#checkPausedIdle(r)) return;
     // Behind counts only while the reader can receive: not paused by a full queue (back-pressure), not
     // waiting for the applier in tableInfo. It is checked at every turn of the apply loop, busy or idle, so a
     // stall is found within the limit even while the applier works through a backlog.
@@ -562,6 +571,39 @@ export class ReplicaSync {
       this.#behindSince = null;
       throw new ReplicaUnavailable("stall", `the binlog connection stalled: the source is at ${end.pos.file}:${end.pos.pos} but nothing arrived for ${Math.round((Date.now() - r.lastEventAt) / 1000)} s; reconnecting`);
     }
+  }
+
+  /**
+   * A reader paused by back-pressure is resumed by the applier's releases (#release, once the queue holds less than
+   * half its budget). Paused while the queue has room, or with nothing queued, built ahead or being applied,
+   * nothing would ever resume it: a lost wake-up (a shared-stream subscriber left full, a release that bypassed the
+   * port), and the replica would make no progress and log nothing (the stall check below skips a paused reader). It
+   * is resumed at once with a warning; if it stays paused for the stall limit, the session ends as a stall and
+   * restarts from the checkpoint. Returns whether the reader is in that state (the stall check then skips it).
+   */
+  #checkPausedIdle(r: BinlogStream | null): boolean {
+    const room = this.#queue.canResume();
+    if (!r || !r.paused || this.#readerWaits || (!room && (this.#queue.length > 0 || this.#rows.oldest()))) {
+      this.#pausedIdleSince = null;
+      return false;
+    }
+    const now = Date.now();
+    if (this.#pausedIdleSince === null) {
+      this.#pausedIdleSince = now;
+      if (room) {
+        this.#log.warn({ position: this.#progress.applied, queued: this.#queue.length }, "the binlog stream was paused while its queue had room (a lost wake-up): resuming it");
+        if (TEST_LOSE_RESUME !== "all") r.resume();
+      }
+    }
+    const limit = (this.#cfg.stallSeconds ?? Math.max(30, this.#cfg.heartbeatSeconds * 5)) * 1000;
+    if (r.paused && now - this.#pausedIdleSince > limit) {
+      this.#pausedIdleSince = null;
+      throw new ReplicaUnavailable(
+        "stall",
+        `the binlog stream stalled: it stayed paused for ${Math.round(limit / 1000)} s while nothing it waited for was left to apply (at ${this.#progress.applied ? fmtPos(this.#progress.applied) : "the start"}); reconnecting`,
+      );
+    }
+    return true;
   }
 
   // ---------------------------------------------------------------- control

@@ -302,7 +302,9 @@ export class RowApplier {
         const p: Txn = part!;
         part = undefined;
         if (p.stream === "abort") {
-          this.#queue.release([p]);
+          // through the port, like every piece: the reader may be paused on this queue (a shared-stream
+          // subscriber that left is, until it is resumed), and the queue may be empty after it
+          this.#port.release([p]);
           await conn.query("ROLLBACK");
           open = false;
           this.#log.warn({ position: p.pos, pieces }, "a large source transaction ended without a commit in the binlog: what was applied of it is rolled back");
@@ -359,7 +361,7 @@ export class RowApplier {
       throw err;
     } finally {
       // (a piece that failed is not released: the session ends and the queue is reset)
-      if (first.stream === "abort") this.#queue.release([first]);
+      if (first.stream === "abort") this.#port.release([first]);
       this.#inflight = [];
     }
   }

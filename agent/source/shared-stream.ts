@@ -373,6 +373,9 @@ class Sub implements BinlogStream {
     this.group = g;
     g.subs.add(this);
     for (const t of tail) this.offer(t);
+    // g may be paused because every other subscriber is full (one whose applier is blocked stays so): one that
+    // can take wakes it, or it would wait on the others with no transaction, no error and no stall
+    if (this.group === g) g.wake();
   }
 
   pause(): void {
@@ -536,7 +539,9 @@ export class StreamHub {
     const movers = [...g.subs].filter((s) => s.ready && positionKey(s.lastTaken) === key);
     if (movers.length === 0) return;
     for (const h of this.#live) {
-      if (h === g) continue;
+      // never onto a reader still connecting: nobody here awaits its start, so if it failed the movers would be
+      // left on a dead reader with no error, no transaction and no stall (their own reader stopped below)
+      if (h === g || !h.ready) continue;
       const tail = h.joinable(g.sig, key, this.slackFor(g.opts));
       if (!tail) continue;
       for (const s of movers) {

@@ -117,4 +117,39 @@ describe(`shared binlog stream (${flavor})`, () => {
     for (const r of reps) expect(await checksums(r, tables)).toEqual(want);
     await waitFor(async () => (await binlogDumps()) === 1, 30_000, "one binlog dump thread again after the rejoin");
   }, 300_000);
+  // the safety net (agent/replica.ts #checkPausedIdle): a reader paused with nothing queued or being applied is
+  // a lost wake-up, never silent. The test seam DATASYNC_TEST_LOSE_RESUME makes every wake-up from the applier
+  // get lost (`release`), or also the net's own resume (`all`: the session must end as a stall and restart)
+  for (const mode of ["release", "all"] as const) {
+    it(`a lost wake-up (${mode}) is noticed: ${mode === "release" ? "the paused stream is resumed with a warning" : "the session ends as a stall and restarts"}; all end identical`, async () => {
+      await agent?.kill("SIGKILL");
+      const cfg = makeConfig(src, reps, { stallSeconds: 2, apply: { maxRows: 20_000, maxBytes: 64 << 10, queueBytes: 1 << 20, sharedStream: true } });
+      agent = new AgentProcess(writeConfig(cfg, `config-lose-${mode}.json`), { DATASYNC_TEST_LOSE_RESUME: mode });
+      const a = agent;
+      await a.waitStreaming(["r1", "r2", "r3"], 60_000);
+      // r1 blocked while the source writes more than its queue holds: its stream pauses on a full queue
+      blocker = await reps[0].connect();
+      await blocker.query("LOCK TABLES shop.t WRITE");
+      try {
+        await write(mode === "release" ? 3_000_000 : 4_000_000, 400, 10);
+        // the others took it all: r1's queue is full (its stream paused, or it left the shared one)
+        await waitCaughtUp(src, reps[1], "test", 90_000);
+        await waitCaughtUp(src, reps[2], "test", 90_000);
+      } finally {
+        await blocker?.query("UNLOCK TABLES").catch(() => undefined);
+        await blocker?.end().catch(() => undefined);
+        blocker = null;
+      }
+      for (const r of reps) await waitCaughtUp(src, r, "test", 90_000);
+      if (mode === "release") {
+        await a.waitForLog((l) => /lost wake-up/.test(l.msg ?? ""), 10_000);
+        expect(a.logs.some((l) => /binlog stream stalled/.test(l.msg ?? ""))).toBe(false);
+      } else {
+        await a.waitForLog((l) => /binlog stream stalled: it stayed paused/.test(l.msg ?? ""), 10_000);
+      }
+      const tables = await tableList(src, "shop");
+      const want = await checksums(src, tables);
+      for (const r of reps) expect(await checksums(r, tables)).toEqual(want);
+    }, 300_000);
+  }
 });

@@ -248,6 +248,25 @@ describe("RowApplier on a fake replica", () => {
 });
 
 describe("packQueries", () => {
+  it("an abort of a transaction handed over in pieces is released through the port (a reader paused on the queue resumes), alone or after pieces", async () => {
+    const replica = new FakeReplica();
+    const { rows, queue, released } = applier(replica);
+    // alone: the first thing of the stream (a shared-stream subscriber that left between pieces before applying one)
+    const abort1 = { ...txn(), stream: "abort" as const };
+    const b1 = take(queue, abort1);
+    await rows.applyStreamed(b1[0]);
+    expect(released).toEqual([[abort1]]);
+    // after a piece applied into the open target transaction: rolled back, and released through the port too
+    const part = { ...txn(ins("t", { id: 1, v: "a" })), stream: "part" as const };
+    const abort2 = { ...txn(), stream: "abort" as const };
+    const b2 = take(queue, part);
+    queue.push(abort2);
+    await rows.applyStreamed(b2[0]);
+    expect(replica.statements.at(-1)).toBe("ROLLBACK");
+    expect(released.slice(1)).toEqual([[part], [abort2]]);
+    expect(queue.heldBytes).toBe(0);
+  });
+
   it("packs statements into queries of at most the byte limit (2 bytes of separator each), in order", () => {
     const [a, b, c] = ["a".repeat(10), "b".repeat(10), "c".repeat(10)];
     expect(packQueries([a, b, c], 25)).toEqual([[a, b], [c]]);

@@ -7,6 +7,9 @@ import { StreamHub } from "../../agent/source/shared-stream.js";
 import type { BinlogStream, ReaderOptions, Txn, XaParked } from "../../agent/source/reader.js";
 import type { Position } from "../../agent/source/positions.js";
 
+/** while set, a new fake reader's start waits for it (a reader still connecting); a rejection fails the start */
+let startGate: Promise<void> | null = null;
+
 class FakeReader implements BinlogStream {
   paused = false;
   lastRead: Position;
@@ -19,6 +22,7 @@ class FakeReader implements BinlogStream {
   }
   async start(): Promise<void> {
     this.started = true;
+    if (startGate) await startGate;
   }
   async stop(): Promise<void> {
     this.stopped = true;
@@ -183,6 +187,36 @@ describe("StreamHub", () => {
     expect(hub.stats.joins).toBe(1);
   });
 
+  it("a replica never moves to a reader still connecting (if that reader fails to start, nobody is left on a dead reader)", async () => {
+    const { readers, hub, replica } = setup();
+    const a = replica(0, at(0));
+    await a.stream.start();
+    let fail!: (e: Error) => void;
+    startGate = new Promise<void>((_, reject) => (fail = reject));
+    startGate.catch(() => undefined);
+    try {
+      // b's own reader starts at 200 and is still connecting when a's reader hands over the transaction ending at 200
+      const b = replica(1, at(1));
+      const bStarted = b.stream.start();
+      bStarted.catch(() => undefined);
+      await new Promise((r) => setImmediate(r));
+      expect(readers).toHaveLength(2);
+      readers[0].emit(txn(1));
+      fail(new Error("connect ECONNREFUSED"));
+      await expect(bStarted).rejects.toThrow("ECONNREFUSED");
+      await new Promise((r) => setImmediate(r));
+      // before the fix a had moved to b's reader and its own had stopped: when b's failed to start, a got
+      // nothing more, no error, and its stream reported neither paused nor failed (silent forever)
+      readers[0].emit(txn(2));
+      expect(posOf(a)).toEqual([200, 300]);
+      expect(a.errors).toEqual([]);
+      expect(readers[0].stopped).toBe(false);
+      expect(hub.stats.live).toBe(1);
+    } finally {
+      startGate = null;
+    }
+  });
+
   it("a full replica never stalls the others: it is held up to its slack, then leaves and reads on its own; it rejoins when it catches up", async () => {
     const { readers, live, replica, hub } = setup(2500);
     const a = replica(0, at(0));
@@ -260,6 +294,35 @@ describe("StreamHub", () => {
     expect(posOf(b)).toEqual([200, 300, 400, 500]);
     expect(hub.stats.detaches).toBe(0);
     expect(hub.stats.heldBytes).toBeLessThanOrEqual(5000);
+  });
+
+  it("a replica that joins a reader paused by full replicas wakes it (a blocked replica never holds back one that joins)", async () => {
+    const { readers, replica, live } = setup(100_000);
+    const a = replica(0, at(0));
+    a.room = () => false; // its applier is blocked (say, LOCK TABLES on its server): it never takes again
+    await a.stream.start();
+    readers[0].emit(txn(1));
+    expect(readers[0].paused).toBe(true);
+    // c starts where the paused reader is: it joins it, and must get what the source writes next
+    const c = replica(2, at(1));
+    await c.stream.start();
+    expect(live()).toEqual([readers[0]]);
+    expect(readers[0].paused).toBe(false);
+    readers[0].emit(txn(2));
+    expect(posOf(c)).toEqual([300]);
+    // b behind on a reader of its own merges into the paused reader (handed its tail) and wakes it too
+    readers[0].emit(txn(3));
+    readers[0].emit(txn(4));
+    c.room = () => false;
+    readers[0].emit(txn(5));
+    expect(readers[0].paused).toBe(true);
+    const b = replica(1, at(0));
+    await b.stream.start();
+    expect(readers).toHaveLength(2);
+    readers[1].emit(txn(1));
+    expect(readers[1].stopped).toBe(true);
+    expect(posOf(b)).toEqual([200, 300, 400, 500, 600]);
+    expect(readers[0].paused).toBe(false);
   });
 
   it("the shared reader pauses only when every replica is full, and goes on when one can take again", async () => {
