@@ -11,6 +11,7 @@ import type { Position } from "./source/positions.js";
 import { ReplicaSync, type ReplicaStatus } from "./replica.js";
 import { BinlogReader, type ReaderOptions } from "./source/reader.js";
 import { StreamHub } from "./source/shared-stream.js";
+import { SharedBuilds } from "./apply/shared-builds.js";
 import { makeTableFilter } from "./rules.js";
 import { identityKey, readServerIdentity } from "./identity.js";
 import { readCutoverByReverse } from "./ops/cutover-record.js";
@@ -102,6 +103,8 @@ export class Agent {
         }
       },
       inScope,
+      // building once for fan-out: replicas whose tables have the same shape share a source transaction's statements
+      builds: cfg.replicas.length > 1 ? new SharedBuilds({ replicas: cfg.replicas.length }) : null,
       writerGate: (i: number) => this.#writer!.gate(i),
       // apply.sharedStream: replicas reading at the same position share one binlog connection and one decode
       // (source/shared-stream.ts); otherwise each replica reads on a connection of its own

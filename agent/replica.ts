@@ -18,6 +18,7 @@ import { comparePos, fmtPos, type Position } from "./source/positions.js";
 import { binlogColumns, SchemaCache } from "./tables.js";
 import { TxnQueue } from "./apply/queue.js";
 import { ApplyProgress, RowApplier, TRACE } from "./apply/applier.js";
+import type { SharedBuilds } from "./apply/shared-builds.js";
 import { DdlApplier } from "./apply/ddl-applier.js";
 import { SnapshotSession } from "./snapshot/session.js";
 import { sameSourceId } from "./source/provenance.js";
@@ -64,6 +65,8 @@ export interface SourceContext {
   inScope: (db: string, table: string) => boolean;
   /** one writer per group and replica (agent/ops/writer-lock.ts): the replica's lock, when the agent takes locks */
   writerGate?: (index: number) => WriterGate;
+  /** the group's statements built once for replicas whose tables have the same shape (apply/shared-builds.ts; main.ts) */
+  builds?: SharedBuilds | null;
   /** builds the replica's binlog stream (main.ts); default: a BinlogReader of its own */
   openStream?: OpenStream;
   /** opens a connection to replica `index` (main.ts): the session's (multiple statements), the snapshot's side ones, a poll */
@@ -195,6 +198,7 @@ export class ReplicaSync {
       quarantined: (name) => this.#ddl.quarantined(name),
       snapshot: this.#snapshot,
       special: (t) => this.#ddl.apply(t),
+      builds: src.builds ?? null,
     });
     this.#ddl = new DdlApplier({
       ...shared,
@@ -213,6 +217,7 @@ export class ReplicaSync {
     this.#m.up.set(this.#labels, 0);
     this.#m.lag.set(this.#labels, 0);
     this.#m.appliedRows.inc(this.#labels, 0);
+    this.#m.reusedTxns.inc(this.#labels, 0);
     this.#m.appliedTxns.inc(this.#labels, 0);
     this.#m.snapshotRows.inc(this.#labels, 0);
     this.#gate = src.writerGate?.(index) ?? null;

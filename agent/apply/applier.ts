@@ -15,6 +15,7 @@ import { comparePos, fmtPos, type Position } from "../source/positions.js";
 import type { TableMeta } from "../tables.js";
 import { StatementBuilder, sessionToggles, type Statement } from "./sqlgen.js";
 import { appliedAlone, type TxnQueue } from "./queue.js";
+import { txnIdentity, type BuiltTxn, type SharedBuilds } from "./shared-builds.js";
 import { ApplyError, RestartRequested } from "../errors.js";
 
 const MULTI_QUERY_BYTES = 4 << 20;
@@ -91,6 +92,8 @@ export interface ApplierPort {
   readonly snapshot: SnapshotView;
   /** a DDL or a statement-logged DML, applied alone (apply/ddl-applier.ts) */
   special(t: Txn): Promise<void>;
+  /** the group's statements built once for replicas whose tables have the same shape (apply/shared-builds.ts), if shared */
+  readonly builds?: SharedBuilds | null;
 }
 
 /** A batch built ahead while the one before it executes. */
@@ -215,36 +218,98 @@ export class RowApplier {
     await this.#commitRows(await this.#buildRows(batch));
   }
 
-  async #buildRows(batch: Txn[]): Promise<BuiltBatch> {
-    const b = new StatementBuilder();
+  /** `piece`: a piece of a large transaction (applyStreamed), the binlog range it holds (its identity for SharedBuilds) */
+  async #buildRows(batch: Txn[], piece?: string | null): Promise<BuiltBatch> {
+    const shared = this.#port.builds ?? null;
+    // a snapshot in progress makes the build depend on this replica's state (skips, tombstones, relaxed tables)
+    const sharing = shared !== null && !this.#port.snapshot.blocksStreaming() && !this.#port.snapshot.relaxing();
+    let b = new StatementBuilder();
+    let stmts: Statement[] = [];
+    let rows = 0;
     let txns = 0;
     for (const t of batch) {
       if (t.changes.length === 0) continue;
       txns++;
-      // the error context is built only when an error needs it (this runs per source transaction)
-      const where = () => `replica ${this.name}, source position ${fmtPos(t.pos)}`;
-      for (const ch of t.changes) {
-        if (ch.savepoint !== undefined) {
-          b.marker(ch);
+      if (sharing && (!t.stream || piece) && t.rowCount >= shared.minRows) {
+        const one = await this.#sharedTxn(shared, t, t.stream ? piece! : "");
+        if (one) {
+          // what the batch gathered so far goes first, in order; the transaction's own statements follow
+          for (const s of b.finish()) stmts.push(s);
+          rows += b.rows;
+          b = new StatementBuilder();
+          for (const s of one.stmts) stmts.push(s);
+          rows += one.rows;
           continue;
         }
-        const name = `${ch.db}.${ch.table}`;
-        if (this.#port.quarantined(name)) continue;
-        if (this.#port.snapshot.skips(name, t.pos)) continue;
-        const meta = this.#schema.peek(ch.db, ch.table) ?? (await this.#schema.get(ch.db, ch.table));
-        if (!meta) {
-          throw new ApplyError(
-            `at source position ${fmtPos(t.pos)}: table \`${ch.db}\`.\`${ch.table}\` does not exist on replica ${this.name}; the replica diverged from the source. Create it or resnapshot the replica (datasync resnapshot --replica ${this.name}).`,
-            { table: name },
-          );
-        }
-        if (ch.op !== "insert" && this.#port.snapshot.copying(name)) this.#port.snapshot.tombstone(meta, ch);
-        b.add(ch, meta, where);
       }
+      await this.#addTxn(b, t);
     }
-    const stmts = b.finish();
-    if (this.#port.snapshot.relaxing()) for (const st of stmts) if (this.#port.snapshot.relaxed(st.table)) st.relaxFk = true;
-    return { batch, stmts, txns, rows: b.rows };
+    for (const s of b.finish()) stmts.push(s);
+    rows += b.rows;
+    // statements may be shared with other replicas (frozen): relaxed ones are copies
+    if (this.#port.snapshot.relaxing()) stmts = stmts.map((st) => (this.#port.snapshot.relaxed(st.table) ? { ...st, relaxFk: true } : st));
+    return { batch, stmts, txns, rows };
+  }
+
+  /** one source transaction's changes into the builder (what this replica skips: quarantine, the snapshot's pending tables) */
+  async #addTxn(b: StatementBuilder, t: Txn): Promise<void> {
+    // the error context is built only when an error needs it (this runs per source transaction)
+    const where = () => `replica ${this.name}, source position ${fmtPos(t.pos)}`;
+    for (const ch of t.changes) {
+      if (ch.savepoint !== undefined) {
+        b.marker(ch);
+        continue;
+      }
+      const name = `${ch.db}.${ch.table}`;
+      if (this.#port.quarantined(name)) continue;
+      if (this.#port.snapshot.skips(name, t.pos)) continue;
+      const meta = this.#schema.peek(ch.db, ch.table) ?? (await this.#schema.get(ch.db, ch.table));
+      if (!meta) {
+        throw new ApplyError(
+          `at source position ${fmtPos(t.pos)}: table \`${ch.db}\`.\`${ch.table}\` does not exist on replica ${this.name}; the replica diverged from the source. Create it or resnapshot the replica (datasync resnapshot --replica ${this.name}).`,
+          { table: name },
+        );
+      }
+      if (ch.op !== "insert" && this.#port.snapshot.copying(name)) this.#port.snapshot.tombstone(meta, ch);
+      b.add(ch, meta, where);
+    }
+  }
+
+  /**
+   * Building once for fan-out (agent/README.md "Building once for fan-out"): the statements of one source
+   * transaction built alone, taken from another replica's build when the transaction and the shapes of every table
+   * it touches are the same here, else built here and kept for the others. Null where this replica's build is not a
+   * function of those alone (a quarantined or skipped table, tombstones, a table missing here): built with the batch.
+   * A build that fails keeps nothing, so each replica reports its own error.
+   */
+  async #sharedTxn(shared: SharedBuilds, t: Txn, piece: string): Promise<BuiltTxn | null> {
+    const metas: TableMeta[] = [];
+    let shapes = "";
+    for (const ch of t.changes) {
+      if (ch.savepoint !== undefined) continue;
+      const name = `${ch.db}.${ch.table}`;
+      if (this.#port.quarantined(name) || this.#port.snapshot.skips(name, t.pos)) return null;
+      if (ch.op !== "insert" && this.#port.snapshot.copying(name)) return null;
+      const meta = this.#schema.peek(ch.db, ch.table) ?? (await this.#schema.get(ch.db, ch.table));
+      if (!meta) return null;
+      metas.push(meta);
+      shapes += `${shared.shapeId(meta)},`;
+    }
+    const key = txnIdentity(t, piece);
+    const hit = shared.take(key, shapes, this.name);
+    if (hit) {
+      this.#m.reusedTxns.inc(this.#labels);
+      return hit;
+    }
+    // built from exactly the metas the shapes name (no await from here on)
+    const b = new StatementBuilder();
+    const where = () => `replica ${this.name}, source position ${fmtPos(t.pos)}`;
+    let i = 0;
+    for (const ch of t.changes) {
+      if (ch.savepoint !== undefined) b.marker(ch);
+      else b.add(ch, metas[i++], where);
+    }
+    return shared.put(key, shapes, this.name, b.finish(), b.rows);
   }
 
   /** Runs a built batch as one target transaction with its checkpoint. Sends its first query before its first await. */
@@ -294,6 +359,8 @@ export class RowApplier {
     /** time spent waiting for the reader's next piece (the rest is the replica's) */
     let waited = 0;
     let open = false;
+    /** where the next piece starts in the binlog (null: unknown, its pieces are not shared) */
+    let from: number | null = first.stream === "part" ? first.pos.pos : null;
     try {
       if (first.stream === "abort") return;
       await conn.query("START TRANSACTION");
@@ -316,7 +383,11 @@ export class RowApplier {
           );
         }
         if (p.statementDml) this.refuseStatementDml(p);
-        const built = await this.#buildRows([{ ...p, statementDml: undefined }]);
+        // the piece's identity: the binlog range it holds, from the previous cut (a part's pos is the transaction's start)
+        const cut = p.stream === "last" ? p.pos.pos : (p.cut ?? null);
+        const piece = from !== null && cut !== null ? `${from}-${cut}` : null;
+        from = cut;
+        const built = await this.#buildRows([{ ...p, statementDml: undefined }], piece);
         // the piece's rows are no longer needed once its SQL is built
         p.changes = [];
         await this.#runPiece(conn, built.stmts, p);

@@ -12,6 +12,7 @@ export class Metrics {
   readonly skipped: client.Counter<"group" | "replica" | "kind">;
   readonly queueBytes: client.Gauge<"group" | "replica">;
   readonly batches: client.Counter<"group" | "replica">;
+  readonly reusedTxns: client.Counter<"group" | "replica">;
   readonly writerStandby: client.Gauge<"group" | "replica">;
   readonly writerHolder: client.Gauge<"group" | "replica" | "holder" | "self">;
   readonly binlogReaders: client.Gauge<"group">;
@@ -32,5 +33,11 @@ export class Metrics {
     this.writerHolder = new client.Gauge({ name: "datasync_writer_holder_info", help: "The agent that holds the replica's writer lock (holder host:pid; self=true when it is this agent)", labelNames: ["group", "replica", "holder", "self"], registers: r });
     this.binlogReaders = new client.Gauge({ name: "datasync_binlog_readers", help: "Binlog connections this agent has open to the source (replicas at the same position share one)", labelNames: ["group"], registers: r });
     this.batches = new client.Counter({ name: "datasync_replica_target_commits_total", help: "Target transactions committed on the replica", labelNames: l, registers: r });
+    this.reusedTxns = new client.Counter({
+      name: "datasync_replica_reused_transactions_total",
+      help: "Source transactions whose statements the replica took from another replica's build (same transaction, same table shapes)",
+      labelNames: l,
+      registers: r,
+    });
   }
 }

@@ -68,6 +68,11 @@ export interface Txn {
    * The applier runs the pieces in one open target transaction that commits with the last one.
    */
   stream?: "part" | "last" | "abort";
+  /**
+   * a "part": the binlog offset (in `pos.file`) right after its last rows event, so a piece is known by the bytes
+   * of the binlog it holds (from the previous piece's cut, or the transaction's start, to this one)
+   */
+  cut?: number;
 }
 
 export function isPurgedError(err: any): boolean {
@@ -490,7 +495,7 @@ export class BinlogReader implements BinlogStream {
       }
     }
     t.rowCount += ev.rows.length;
-    if (this.#o.streamBytes && t.bytes >= this.#o.streamBytes) this.#maybeHandPart(t);
+    if (this.#o.streamBytes && t.bytes >= this.#o.streamBytes) this.#maybeHandPart(t, ev.nextPosition > 0 ? ev.nextPosition : undefined);
   }
 
   #onXaPrepare(ev: any): void {
@@ -650,7 +655,7 @@ export class BinlogReader implements BinlogStream {
    * meanwhile), a transaction carrying DDL (CREATE TABLE … SELECT: the DDL's pending marker and its rows
    * are settled together), or a consumer that cannot take pieces now (a snapshot in progress).
    */
-  #maybeHandPart(t: Txn): void {
+  #maybeHandPart(t: Txn, cut: number | undefined): void {
     // (nor while re-reading before the checkpoint for open XA prepared parts: what lies there is skipped whole)
     if (this.#xaCurrent || this.#noStream || t.ddl || this.#skipUntil || (this.#o.canStream && !this.#o.canStream())) return;
     // a later ROLLBACK TO may return to any open savepoint across pieces: its marker goes in now, where it was set
@@ -661,7 +666,7 @@ export class BinlogReader implements BinlogStream {
       sps[i].marked = true;
     }
     this.#streaming = true;
-    const part: Txn = { ...t, pos: this.lastRead, readAt: Date.now(), stream: "part" };
+    const part: Txn = { ...t, pos: this.lastRead, readAt: Date.now(), stream: "part", ...(cut !== undefined ? { cut } : {}) };
     this.#cur = { pos: this.lastRead, ts: t.ts, readAt: 0, changes: [], rowCount: 0, bytes: 256 };
     this.#split = true;
     if (!this.#o.onTxn(part)) this.pause();
