@@ -3,6 +3,8 @@
 // session and writer lease stay alive) while the source writes: the other two keep up on the one shared
 // connection (the blocked one leaves it, holding no connection and bounded memory), and when it is released
 // it catches up on a reader of its own, rejoins the shared stream, and all three end identical.
+// Build once (issue 17), with and without the shared stream: r1 and r2 have the same table shape and reuse each
+// other's statements; r3's table has an extra column and another unique key, so it builds its own; all identical.
 import type { Connection } from "mysql2/promise";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { defaultFlavor, startServers, type TestServer } from "../support/servers.js";
@@ -117,6 +119,49 @@ describe(`shared binlog stream (${flavor})`, () => {
     for (const r of reps) expect(await checksums(r, tables)).toEqual(want);
     await waitFor(async () => (await binlogDumps()) === 1, 30_000, "one binlog dump thread again after the rejoin");
   }, 300_000);
+  for (const shared of [false, true]) {
+    it(`build once (${shared ? "shared stream" : "a reader per replica"}): same-shape replicas reuse statements, the one whose table differs builds its own; all identical`, async () => {
+      await src.query("CREATE TABLE IF NOT EXISTS shop.w (id INT PRIMARY KEY, v VARCHAR(255) NOT NULL, n INT NOT NULL)");
+      for (const r of reps) await waitCaughtUp(src, r, "test", 60_000);
+      await agent?.kill("SIGKILL");
+      // r3's table differs in shape: an extra column (with a default) and a unique key the source lacks
+      const [has] = await reps[2].query<any[]>("SELECT COUNT(*) AS n FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = 'shop' AND TABLE_NAME = 'w' AND COLUMN_NAME = 'extra'");
+      if (Number(has.n) === 0) await reps[2].query("ALTER TABLE shop.w ADD COLUMN extra INT NOT NULL DEFAULT 7, ADD UNIQUE KEY uv (v)");
+      const cfg = makeConfig(src, reps, { apply: { maxRows: 20_000, maxBytes: 64 << 10, queueBytes: 1 << 20, sharedStream: shared } });
+      agent = new AgentProcess(writeConfig(cfg, `config-build-once-${shared}.json`));
+      const a = agent;
+      await a.waitStreaming(["r1", "r2", "r3"], 60_000);
+      const reused = async () => {
+        const text = (await a.http("/metrics")).text;
+        return reps.map((_, i) => Number(new RegExp(`datasync_replica_reused_transactions_total\\{group="test",replica="r${i + 1}"\\} (\\d+)`).exec(text)?.[1] ?? NaN));
+      };
+      // transactions of 200 rows (sharing starts at 100): inserts, updates (r3's unique key makes its updates
+      // UPDATE … WHERE <old key> where r1's and r2's are upserts), a key change, deletes
+      const base = shared ? 10_000 : 0;
+      for (let i = 0; i < 15; i++) {
+        const values = [];
+        for (let j = 0; j < 200; j++) values.push(`(${base + i * 200 + j}, 'w${base + i * 200 + j}-${"z".repeat(100)}', ${j})`);
+        await src.query(`INSERT INTO shop.w (id, v, n) VALUES ${values.join(", ")}`);
+      }
+      for (let i = 0; i < 5; i++) await src.query(`UPDATE shop.w SET v = CONCAT(v, 'u${i}'), n = n + 1 WHERE id BETWEEN ${base + i * 400} AND ${base + i * 400 + 199}`);
+      await src.query(`UPDATE shop.w SET id = id + 5000 WHERE id BETWEEN ${base + 2000} AND ${base + 2199}`);
+      await src.query(`DELETE FROM shop.w WHERE id BETWEEN ${base + 2200} AND ${base + 2399}`);
+      for (const r of reps) await waitCaughtUp(src, r, "test", 90_000);
+      const [r1, r2, r3] = await reused();
+      // the same-shape pair took one another's statements (which one built first is timing); r3 never did
+      expect(r1 + r2).toBeGreaterThanOrEqual(10);
+      expect(r3).toBe(0);
+      const rowsOf = async (s: TestServer) => s.query<any[]>("SELECT id, v, n FROM shop.w ORDER BY id");
+      const want = await rowsOf(src);
+      expect(want.length).toBe(shared ? 5600 : 2800);
+      for (const r of reps) expect(await rowsOf(r)).toEqual(want);
+      const [x] = await reps[2].query<any[]>("SELECT COUNT(*) AS n FROM shop.w WHERE extra <> 7");
+      expect(Number(x.n)).toBe(0);
+      const tables = (await tableList(src, "shop")).filter((t) => t !== "`shop`.`w`");
+      const sums = await checksums(src, tables);
+      for (const r of reps) expect(await checksums(r, tables)).toEqual(sums);
+    }, 300_000);
+  }
   // the safety net (agent/replica.ts #checkPausedIdle): a reader paused with nothing queued or being applied is
   // a lost wake-up, never silent. The test seam DATASYNC_TEST_LOSE_RESUME makes every wake-up from the applier
   // get lost (`release`), or also the net's own resume (`all`: the session must end as a stall and restart)
