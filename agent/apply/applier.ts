@@ -276,7 +276,7 @@ export class RowApplier {
   }
 
   /**
-   * Building once for fan-out (agent/README.md "Building once for fan-out"): the statements of one source
+   * Building once for fan-out (agent/README.md "Build once for fan-out"): the statements of one source
    * transaction built alone, taken from another replica's build when the transaction and the shapes of every table
    * it touches are the same here, else built here and kept for the others. Null where this replica's build is not a
    * function of those alone (a quarantined or skipped table, tombstones, a table missing here): built with the batch.
