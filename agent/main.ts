@@ -122,11 +122,13 @@ export class Agent {
       connectReplica: (i: number, opts?: { multipleStatements?: boolean }) => connect(cfg.replicas[i], `replicas[${i}]`, opts),
       connectSource: () => connect(cfg.source, "source"),
     };
-    // the decode-and-build path compiled before the first real transaction (source/warmup.ts): a cold agent fell
-    // 1-3 s behind in its first seconds under a steady load
+    // the decode-and-build path compiled before the first real transactions (source/warmup.ts), while the replicas
+    // connect (not awaited: it yields between slices and must not delay the start); never fatal
     if (WARMUP_TXNS > 0) {
-      const w = await warmUp(facts.version.flavor, WARMUP_TXNS);
-      this.log.info(w, "warm-up done");
+      warmUp(facts.version.flavor, WARMUP_TXNS).then(
+        (w) => this.log.info(w, "warm-up done"),
+        (err) => this.log.warn({ err: err?.message }, "warm-up failed; the agent runs without it"),
+      );
     }
     // one writer per group and replica: a standby's pipelines wait for the locks (no binlog connection)
     this.#writer = new GroupWriter(cfg, this.log, this.metrics, undefined, (c, i) => proveDistinctServer(c, cfg, i, facts));

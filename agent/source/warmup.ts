@@ -1,9 +1,8 @@
 // Warmup owns the agent's start-up warm-up: before any replica streams, the hot path from a rows event to its
 // SQL (zongji's event parsing, the table map handling, rowdecode/rowcodec's decoding, sqlgen's statements and
 // value escaping) runs a few thousand times on recorded events (warmup-events.ts), so that V8 has compiled it
-// when the first real transactions arrive. Without it the first ~3,000 source transactions run interpreted
-// code at 10-30x the warm CPU cost per transaction (bench/results.md, "Start-up backlog"): under a steady
-// 1,000 tx/s a cold agent fell 1-3 s behind in its first seconds on 2 cores, then drained the backlog.
+// when the first real transactions arrive. Without it the first ~2,000 source transactions run that path cold,
+// at 10-30x the warm CPU cost per transaction, just when a load starts (bench/results.md, "Start-up backlog").
 // Nothing here touches a server or the agent's state: the decoded rows and the SQL are dropped.
 import { Replayer } from "./binlog-replay.js";
 import { WARMUP_EVENTS } from "./warmup-events.js";
