@@ -447,7 +447,7 @@ export async function runSysbench(ctx, tag) {
     log(`${tag}: ${achieved} tx/s; lag ms agent p50 ${a.p50} p99 ${a.p99} max ${a.max}${n ? `; native p50 ${n.p50} p99 ${n.p99} max ${n.max}` : ""}`);
     return {
       scenario: "sysbench",
-      description: `sysbench oltp_write_only --rate=${rate} for ${seconds} s (${tables} tables × ${tableSize.toLocaleString("en-US")} rows), agent and native replica at the same time`,
+      description: `sysbench oltp_write_only --rate=${rate} for ${seconds} s (${tables} tables × ${tableSize.toLocaleString("en-US")} rows), ${native ? "agent and native replica at the same time" : "the agent's replica alone"}`,
       headline: {
         measure: "end-to-end lag p99 ms",
         anchorName: native ? "native replica (same time)" : flavor === "mysql" ? SYSBENCH_NOT_ON_MYSQL : "none",
