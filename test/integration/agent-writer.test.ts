@@ -102,7 +102,8 @@ class LedgerLoad {
 }
 
 function start(cfgFile: string): AgentProcess {
-  const a = new AgentProcess(cfgFile);
+  // the suite runs agents without the start-up warm-up (vitest.config.ts); these two run it as shipped
+  const a = new AgentProcess(cfgFile, { DATASYNC_WARMUP_TXNS: "3000" });
   agents.push(a);
   return a;
 }
