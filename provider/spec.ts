@@ -89,7 +89,7 @@ export interface AgentSettings {
   readyLagSeconds?: number;
   heartbeatSeconds?: number;
   logLevel?: "fatal" | "error" | "warn" | "info" | "debug" | "trace";
-  apply?: { maxRows?: number; maxBytes?: number; queueBytes?: number; sharedStream?: boolean };
+  apply?: { maxRows?: number; maxBytes?: number; queueBytes?: number; sharedStream?: boolean; stuckSeconds?: number };
   snapshot?: { chunkRows?: number; rowsPerSecond?: number };
 }
 
