@@ -681,7 +681,7 @@ export class ReplicaSync {
       } catch (e: any) {
         fields.server = { connection: threadId, error: scrub(String(e?.message ?? e)) };
       }
-      if (this.#stuck !== s) return; // it moved on meanwhile
+      if (!this.#stuck) return; // it moved on meanwhile (a later tick of a still-stuck applier is no reason to stay quiet)
     }
     this.#log.warn(fields, `the applier has completed no step for ${Math.round(s.seconds)} s while work is queued: waiting on ${s.waitingOn}`);
   }
