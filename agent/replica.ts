@@ -194,10 +194,13 @@ export class ReplicaSync {
         this.#checkStall();
       },
       nap: async (ms) => {
+        // (a transaction applied in pieces waits here for its next piece)
+        this.#watch.waiting("the next piece of a large transaction from the source stream");
         let timer: NodeJS.Timeout | undefined;
         await Promise.race([new Promise<void>((r) => (this.#wake = r)), new Promise((r) => (timer = setTimeout(r, ms)))]);
         clearTimeout(timer);
         this.#wake = null;
+        this.#watch.waiting("applying a piece of a large transaction");
       },
       quarantined: (name) => this.#ddl.quarantined(name),
       snapshot: this.#snapshot,
