@@ -154,9 +154,14 @@ interface Lane {
   flags: number;
   /** keys to delete: the key (rowKeyId) → its tuple, as the DELETE lists it */
   dels: Map<string, string>;
-  /** upsert tuples of every writable column, in order, and their keys (rowKeyId) */
+  /** upsert tuples of every writable column, in order, and their rows */
   ups: string[];
-  upKeys: Set<string>;
+  upRows: Row[];
+  /**
+   * the keys (rowKeyId) of upRows, built on the lane's first delete: a lane of inserts only (a bulk load)
+   * never pays a key identity per row
+   */
+  upKeys: Set<string> | null;
   lenient: boolean;
 }
 
@@ -170,6 +175,14 @@ export function laneTable(meta: TableMeta): boolean {
   // under a _ci collation, 'a' and 'a ' under PAD SPACE: an upsert of 'A' then a delete of 'a' would be missed)
   for (const k of meta.primaryKey) if (!INTEGER_TYPES.has(meta.types.get(k) ?? "")) return false;
   return true;
+}
+
+/** the data type of each of meta.writable, in order (cached per TableMeta: a meta is never edited once loaded) */
+const WRITABLE_TYPES = new WeakMap<TableMeta, (string | undefined)[]>();
+function writableTypes(meta: TableMeta): (string | undefined)[] {
+  let t = WRITABLE_TYPES.get(meta);
+  if (!t) WRITABLE_TYPES.set(meta, (t = meta.writable.map((c) => meta.types.get(c))));
+  return t;
 }
 
 const INTEGER_TYPES = new Set(["tinyint", "smallint", "mediumint", "int", "integer", "bigint"]);
@@ -291,7 +304,7 @@ export class StatementBuilder {
     if (!lane) {
       // the table's rows pending in a consecutive statement go first
       if (this.#meta === meta) this.#flush();
-      lane = { meta, flags, dels: new Map(), ups: [], upKeys: new Set(), lenient: false };
+      lane = { meta, flags, dels: new Map(), ups: [], upRows: [], upKeys: null, lenient: false };
       this.#lanes.set(key, lane);
     }
     return lane;
@@ -305,21 +318,26 @@ export class StatementBuilder {
 
   #laneUpsert(meta: TableMeta, flags: number, row: Row): void {
     const lane = this.#lane(meta, flags);
-    const key = rowKeyId(meta.primaryKey, row);
-    // a delete of this key before it: the whole-row upsert is the delete and the insert (see Lane)
-    lane.dels.delete(key);
+    if (lane.dels.size || lane.upKeys) {
+      const key = rowKeyId(meta.primaryKey, row);
+      // a delete of this key before it: the whole-row upsert is the delete and the insert (see Lane)
+      lane.dels.delete(key);
+      lane.upKeys?.add(key);
+    }
     const cols = meta.writable;
-    const vals = new Array<string>(cols.length);
-    for (let i = 0; i < cols.length; i++) vals[i] = escapeValue(row[cols[i]], meta.types.get(cols[i]));
+    const types = writableTypes(meta);
+    let tuple = "(";
+    for (let i = 0; i < cols.length; i++) tuple += (i ? "," : "") + escapeValue(row[cols[i]], types[i]);
     if (!lane.lenient && hasEnumError(row)) lane.lenient = true;
-    lane.ups.push(`(${vals.join(",")})`);
-    lane.upKeys.add(key);
+    lane.ups.push(tuple + ")");
+    lane.upRows.push(row);
   }
 
   #laneDelete(meta: TableMeta, flags: number, row: Row): void {
     const key = rowKeyId(meta.primaryKey, row);
     let lane = this.#lane(meta, flags);
-    if (lane.upKeys.has(key)) {
+    if (!lane.upKeys && lane.upRows.length) lane.upKeys = new Set(lane.upRows.map((r) => rowKeyId(meta.primaryKey, r)));
+    if (lane.upKeys?.has(key)) {
       // an upsert of this key before it: that upsert runs first, as written (see Lane)
       this.#flushLane(meta);
       lane = this.#lane(meta, flags);

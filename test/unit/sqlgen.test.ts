@@ -457,6 +457,17 @@ describe("StatementBuilder: independent tables gather their rows (issue 17, fewe
     expect(out2.map((s) => s.sql.slice(0, 11))).toEqual(["INSERT INTO", "DELETE FROM"]);
   });
 
+  it("inserts first, then deletes: a delete of a key inserted earlier still keeps the insert before it (keys known only once a delete arrives)", () => {
+    const t = sb(1);
+    // insert 1, 2; delete 5; insert 5 (the delete and insert of 5 are one upsert); delete 2 (inserted before: the lane goes first)
+    const { out } = build([ins(t, row(1, 1), row(2, 1)), t], [del(t, row(5, 0)), t], [ins(t, row(5, 2)), t], [del(t, row(2, 1)), t], [ins(t, row(3, 3)), t]);
+    expect(out.map((s) => s.sql.replace(ODKU, "…"))).toEqual([
+      "INSERT INTO `shop`.`sbtest1` (`id`, `k`, `c`, `pad`) VALUES (1,1,'c1','p'),(2,1,'c2','p'),(5,2,'c5','p') …",
+      "DELETE FROM `shop`.`sbtest1` WHERE `id` IN (2)",
+      "INSERT INTO `shop`.`sbtest1` (`id`, `k`, `c`, `pad`) VALUES (3,3,'c3','p') …",
+    ]);
+  });
+
   it("not merged: a table with a foreign key on either side, or one not known to have none (only independent tables' rows move)", () => {
     const child = { ...meta("child", { id: "int", pid: "int" }), foreignKeys: true };
     const unknown = meta("unknown", { id: "int", pid: "int" });
