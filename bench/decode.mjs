@@ -7,7 +7,9 @@
 // the process's CPU time (and wall ns/row: on a shared machine the wall clock counts others' turns).
 // Usage (after `npx tsc -p tsconfig.json`): node bench/decode.mjs [--flavor mariadb|mysql] [--rows N]
 //   [--only zongji|per-value|compiled] [--repeat 3] [--small]
-//   (default: the 500-row transactions; --small: the single-row transactions, each with its table map)
+//   [--build] (default: the 500-row transactions; --small: the single-row transactions, each with its table map;
+//   --build: decode, then build each 20,000 rows' SQL as the applier does and encode it: the agent's CPU per
+//   row in a catch-up without the servers)
 // Profile: node --cpu-prof --cpu-prof-dir=bench/results/prof-decode bench/decode.mjs --only per-value
 import { readFileSync } from "node:fs";
 import os from "node:os";
@@ -24,6 +26,7 @@ const { values: args } = parseArgs({
     repeat: { type: "string", default: "3" },
     table: { type: "string", default: "orders" },
     small: { type: "boolean", default: false },
+    build: { type: "boolean", default: false },
   },
 });
 const here = dirname(fileURLToPath(import.meta.url));
@@ -56,20 +59,48 @@ const decoders = {
   "per-value": { perValue: true },
   compiled: {},
 };
-const names = args.only ? [args.only] : Object.keys(decoders);
+const names = args.only ? [args.only] : args.build ? ["compiled"] : Object.keys(decoders);
+
+// --build: the pipeline an agent runs per row in a catch-up, without servers: decode (compiled), build the
+// target transaction's SQL (StatementBuilder, the table known to have no foreign key: a lane) and encode it
+// to bytes as mysql2 does before sending (Buffer.byteLength + write)
+const { StatementBuilder } = args.build ? await import("../dist/agent/apply/sqlgen.js") : {};
+const cols = schemas[`zoo.${args.table}`].map((c) => c.COLUMN_NAME);
+const meta = {
+  db: "zoo", table: args.table, columns: cols, writable: cols, writableSet: new Set(cols),
+  types: new Map(schemas[`zoo.${args.table}`].map((c) => [c.COLUMN_NAME, c.COLUMN_TYPE.toLowerCase().split(/[ (]/)[0]])),
+  primaryKey: [cols[0]], hasSecondaryUnique: false, foreignKeys: false,
+};
+const out = Buffer.alloc(8 << 20);
 
 async function run(name) {
   const r = await Replayer.create({ flavor: args.flavor, schemas, ...decoders[name] });
   let rows = 0;
   let sink = 0;
+  let b = args.build ? new StatementBuilder() : null;
+  let held = [];
   const pass = () => {
     for (let i = 0; i < seq.length; i++) {
       const out = r.decode(seq[i], packets[i]);
       if (out && "kind" in out) {
         rows += out.rows.length;
         sink ^= out.rows.length;
+        if (b) {
+          // the batch's rows stay alive until it is applied (the queue holds its transactions)
+          held.push(out.rows);
+          b.add({ op: "insert", db: "zoo", table: args.table, rows: out.rows }, meta, "bench");
+          // a target transaction of up to 20,000 rows (apply.maxRows)
+          if (b.rows >= 20_000) sink ^= send(b);
+        }
       }
     }
+  };
+  const send = (builder) => {
+    let n = 0;
+    for (const st of builder.finish()) n += out.write(st.sql, 0, Math.min(Buffer.byteLength(st.sql), out.length));
+    b = new StatementBuilder();
+    held = [];
+    return n;
   };
   // warm-up: a tenth of the rows
   while (rows < target / 10) pass();
@@ -93,7 +124,7 @@ for (let k = 0; k < Number(args.repeat); k++) {
   }
 }
 const median = (a) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
-console.log(`flavor ${args.flavor}, table zoo.${args.table}, ${rowsPerPass} rows per pass, ${target.toLocaleString("en-US")} rows per run, median of ${args.repeat}${args.small ? ", single-row transactions (a table map per row)" : ""}`);
+console.log(`${args.build ? "decode + build the SQL + encode it (--build); " : ""}flavor ${args.flavor}, table zoo.${args.table}, ${rowsPerPass} rows per pass, ${target.toLocaleString("en-US")} rows per run, median of ${args.repeat}${args.small ? ", single-row transactions (a table map per row)" : ""}`);
 console.log(`load average ${os.loadavg().map((x) => x.toFixed(1)).join(" ")} on ${os.cpus().length} cores; ns/row and rows/s of CPU time (wall ns/row beside)`);
 console.log("| decoder | CPU ns/row | rows/s (CPU) | vs per-value | wall ns/row |");
 console.log("|---|---:|---:|---:|---:|");
