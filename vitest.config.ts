@@ -13,6 +13,9 @@ const once = ["test/e2e/docker.test.ts", "test/e2e/sandbox.test.ts"];
 
 export default defineConfig({
   test: {
+    // agents started by tests skip the start-up warm-up (agent/source/warmup.ts: 0.3-0.4 s of CPU per agent,
+    // a performance measure): test/integration/agent-writer.test.ts runs it as shipped and checks it
+    env: { DATASYNC_WARMUP_TXNS: "0" },
     pool: "forks",
     maxWorkers: 2,
     testTimeout: 120_000,

@@ -17,6 +17,10 @@ import { identityKey, readServerIdentity } from "./identity.js";
 import { readCutoverByReverse } from "./ops/cutover-record.js";
 import { GroupWriter } from "./ops/writer-lock.js";
 import { StartupError } from "./errors.js";
+import { warmUp } from "./source/warmup.js";
+
+/** DATASYNC_WARMUP_TXNS: source transactions the start-up warm-up decodes and builds (source/warmup.ts); 0: none (to measure without it) */
+const WARMUP_TXNS = Number(process.env.DATASYNC_WARMUP_TXNS ?? 3000);
 
 /** How often the agent logs its status line (one JSON line per minute: name, state, lagSeconds per replica). */
 const STATUS_LINE_MS = 60_000;
@@ -121,6 +125,14 @@ export class Agent {
       connectReplica: (i: number, opts?: { multipleStatements?: boolean }) => connect(cfg.replicas[i], `replicas[${i}]`, opts),
       connectSource: () => connect(cfg.source, "source"),
     };
+    // the decode-and-build path compiled before the first real transactions (source/warmup.ts), while the replicas
+    // connect (not awaited: it yields between slices and must not delay the start); never fatal
+    if (WARMUP_TXNS > 0) {
+      warmUp(facts.version.flavor, WARMUP_TXNS).then(
+        (w) => this.log.info(w, "warm-up done"),
+        (err) => this.log.warn({ err: err?.message }, "warm-up failed; the agent runs without it"),
+      );
+    }
     // one writer per group and replica: a standby's pipelines wait for the locks (no binlog connection)
     this.#writer = new GroupWriter(cfg, this.log, this.metrics, undefined, (c, i) => proveDistinctServer(c, cfg, i, facts));
     this.#writer.start();

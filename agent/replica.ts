@@ -23,6 +23,7 @@ import { DdlApplier } from "./apply/ddl-applier.js";
 import { SnapshotSession } from "./snapshot/session.js";
 import { sameSourceId } from "./source/provenance.js";
 import { checkSource, proveOnNewSource } from "./source/resume.js";
+import { ApplyWatch, processlistOf, watchConn, type StuckApply } from "./apply/watchdog.js";
 import { acknowledgeCutover, cutoverView, isPromoted, readCutover, type CutoverView } from "./ops/cutover-record.js";
 import { ApplyError, CutOverSeen, PurgedPositionError, ReplicaUnavailable, RestartRequested, WriterLost } from "./errors.js";
 
@@ -50,6 +51,8 @@ export interface ReplicaStatus {
   cutover?: CutoverView | null;
   /** the replica's writer lock: this agent ("writer"), another agent ("standby", naming it), or unknown */
   writer: LockView | null;
+  /** work queued and no applier step for apply.stuckSeconds (the watchdog, apply/watchdog.ts): what it waits on */
+  applyStalled: { seconds: number; waitingOn: string } | null;
 }
 
 export interface SourceContext {
@@ -130,6 +133,10 @@ export class ReplicaSync {
   #fenced: string | null = null;
   /** the checkpoint's compare-and-set version as this session read or last wrote it (null: no row) */
   #cpSeq: number | null = null;
+  /** the stuck-apply watchdog: what the applier awaits and since when it made no step */
+  readonly #watch = new ApplyWatch();
+  #watchTimer: NodeJS.Timeout | null = null;
+  #stuck: StuckApply | null = null;
 
   constructor(cfg: Config, index: number, src: SourceContext, log: Logger, metrics: Metrics, backoff: Backoff = defaultBackoff) {
     this.#cfg = cfg;
@@ -190,10 +197,13 @@ export class ReplicaSync {
         this.#checkStall();
       },
       nap: async (ms) => {
+        // (a transaction applied in pieces waits here for its next piece)
+        this.#watch.waiting("the next piece of a large transaction from the source stream");
         let timer: NodeJS.Timeout | undefined;
         await Promise.race([new Promise<void>((r) => (this.#wake = r)), new Promise((r) => (timer = setTimeout(r, ms)))]);
         clearTimeout(timer);
         this.#wake = null;
+        this.#watch.waiting("applying a piece of a large transaction");
       },
       quarantined: (name) => this.#ddl.quarantined(name),
       snapshot: this.#snapshot,
@@ -220,6 +230,7 @@ export class ReplicaSync {
     this.#m.reusedTxns.inc(this.#labels, 0);
     this.#m.appliedTxns.inc(this.#labels, 0);
     this.#m.snapshotRows.inc(this.#labels, 0);
+    this.#m.applyStalled.set(this.#labels, 0);
     this.#gate = src.writerGate?.(index) ?? null;
     this.#gate?.onLost((reason) => this.#fence(reason));
   }
@@ -330,6 +341,7 @@ export class ReplicaSync {
   }
 
   async #teardown(): Promise<void> {
+    this.#stopWatch();
     // each part resets itself: the snapshot's copy, chunk slots, tombstones and side connections first
     await this.#snapshot.reset();
     const reader = this.#reader;
@@ -382,7 +394,8 @@ export class ReplicaSync {
     } catch (err) {
       throw new ReplicaUnavailable("connection", describeConnError(err, `replica ${this.name}`, r), err);
     }
-    this.#conn = conn;
+    // the appliers' statements go through the watchdog's view of the connection (what is in flight, since when)
+    this.#conn = watchConn(conn, this.#watch);
     await this.#gate?.adopt(conn);
     const report = await preflightReplica(this.#cfg, this.#index, this.#src.facts);
     if (report.failures.length) throw new ReplicaUnavailable("preflight", report.failures.map((f) => f.message).join("; "));
@@ -473,6 +486,7 @@ export class ReplicaSync {
     this.#behindSince = null;
     if (TRACE) process.stderr.write(`streaming at=${Date.now() % 100000}\n`);
     this.#log.info({ position: start, snapshot: this.#snapshot.state === "snapshot" }, "streaming");
+    this.#startWatch(conn);
     if (this.#snapshot.state === "snapshot") await this.#snapshot.start(conn);
     await this.#applyLoop();
   }
@@ -511,7 +525,9 @@ export class ReplicaSync {
       const c = this.#snapshot.takeReady();
       if (c) {
         try {
+          this.#watch.waiting("writing a snapshot chunk");
           await this.#snapshot.writeChunk(c.chunk);
+          this.#watch.step();
           c.resolve();
         } catch (err: any) {
           c.reject(err);
@@ -521,6 +537,7 @@ export class ReplicaSync {
       this.#snapshot.logProgress();
       this.#checkStall();
       // every table is copied (or was dropped meanwhile): the replica is consistent from here on
+      this.#watch.waiting("bookkeeping (snapshot state, control poll)");
       await this.#snapshot.completeIfCopied(this.#conn!);
       if (Date.now() - this.#lastControlPoll > 5000) await this.#controlPoll();
       const ahead = this.#rows.takeAhead();
@@ -528,6 +545,7 @@ export class ReplicaSync {
         if (this.#snapshot.hasReady()) continue;
         // a chunk waiting for its watermark is rechecked soon
         const wait = this.#snapshot.chunksWaiting() > 0 ? Math.min(hb, 200) : hb;
+        this.#watch.waiting(this.#reader?.paused ? "the source stream (its reader is paused by back-pressure)" : "the source stream");
         let timer: NodeJS.Timeout | undefined;
         await Promise.race([new Promise<void>((r) => (this.#wake = r)), new Promise((r) => (timer = setTimeout(r, wait)))]);
         clearTimeout(timer);
@@ -541,16 +559,20 @@ export class ReplicaSync {
       const batch = ahead ? ahead.batch : this.#queue.take(this.#snapshot.streamLimit());
       if (batch.length === 0) {
         // the next transaction is past a chunk's watermark: wait for the chunk
+        this.#watch.waiting("the watermark limit (the next transaction waits for a snapshot chunk to be written)");
         let timer: NodeJS.Timeout | undefined;
         await Promise.race([new Promise<void>((r) => (this.#wake = r)), new Promise((r) => (timer = setTimeout(r, 200)))]);
         clearTimeout(timer);
         continue;
       }
+      this.#watch.waiting(batch[0].ddl ? "applying a DDL" : `applying ${batch.length} transaction(s)${batch[0].stream ? " (a piece of a large one)" : ""}`);
       if (batch[0].stream) {
         await this.#rows.applyStreamed(batch[0]);
+        this.#watch.step();
         continue;
       }
       await this.#rows.apply(batch, ahead);
+      this.#watch.step();
     }
   }
 
@@ -609,6 +631,67 @@ export class ReplicaSync {
       );
     }
     return true;
+  }
+
+  // ---------------------------------------------------------------- watchdog
+
+  /**
+   * The stuck-apply watchdog (apply/watchdog.ts) runs on a timer of its own, since a stuck applier is inside one
+   * await and runs none of the loop's checks: one warning per stall naming what it waits on (and, for a
+   * statement, the replica server's processlist row of the apply connection), the gauge
+   * datasync_replica_apply_stalled_seconds and `applyStalled` in the status while it lasts.
+   */
+  #startWatch(conn: Conn): void {
+    this.#stopWatch();
+    this.#watch.reset();
+    const limit = this.#cfg.apply.stuckSeconds * 1000;
+    const threadId = (conn as any).threadId as number | undefined;
+    this.#watchTimer = setInterval(() => void this.#checkStuck(limit, threadId), Math.min(5000, Math.max(200, limit / 5)));
+    this.#watchTimer.unref?.();
+  }
+
+  #stopWatch(): void {
+    if (this.#watchTimer) clearInterval(this.#watchTimer);
+    this.#watchTimer = null;
+    this.#stuck = null;
+    this.#m.applyStalled.set(this.#labels, 0);
+  }
+
+  async #checkStuck(limitMs: number, threadId: number | undefined): Promise<void> {
+    const work = this.#queue.length > 0 || this.#queue.heldBytes > 0 || this.#rows.applying();
+    const s = this.#watch.check(work, limitMs);
+    const was = this.#stuck;
+    this.#stuck = s;
+    this.#m.applyStalled.set(this.#labels, s ? s.seconds : 0);
+    if (!s) {
+      if (was) this.#log.info({ position: this.#progress.applied, stalledSeconds: was.seconds }, `the applier makes progress again (it had waited on ${was.waitingOn})`);
+      return;
+    }
+    if (!s.fresh) return;
+    const fields: Record<string, unknown> = {
+      position: this.#progress.applied,
+      stalledSeconds: s.seconds,
+      waitingOn: s.waitingOn,
+      queued: this.#queue.length,
+      queueBytes: this.#queue.heldBytes,
+      reader: !this.#reader ? "none" : this.#reader.paused ? "paused by back-pressure" : "reading",
+    };
+    if (s.statement && threadId !== undefined) {
+      // the server's side of the statement (a lock wait names itself here: "Waiting for table metadata lock")
+      try {
+        const side = await this.#src.connectReplica(this.#index);
+        try {
+          const p = await processlistOf(side, threadId);
+          fields.server = p ? { connection: threadId, state: p.state, seconds: p.time, statement: p.info } : { connection: threadId, gone: true };
+        } finally {
+          await side.end().catch(() => undefined);
+        }
+      } catch (e: any) {
+        fields.server = { connection: threadId, error: scrub(String(e?.message ?? e)) };
+      }
+      if (!this.#stuck) return; // it moved on meanwhile (a later tick of a still-stuck applier is no reason to stay quiet)
+    }
+    this.#log.warn(fields, `the applier has completed no step for ${Math.round(s.seconds)} s while work is queued: waiting on ${s.waitingOn}`);
   }
 
   // ---------------------------------------------------------------- control
@@ -670,6 +753,7 @@ export class ReplicaSync {
       quarantined: this.#ddl.quarantinedTables(),
       cutover: this.#cutover,
       writer: this.#gate ? this.#gate.view() : null,
+      applyStalled: this.#stuck ? { seconds: this.#stuck.seconds, waitingOn: this.#stuck.waitingOn } : null,
     };
   }
 }

@@ -27,6 +27,7 @@ const { values: args } = parseArgs({
     table: { type: "string", default: "orders" },
     small: { type: "boolean", default: false },
     build: { type: "boolean", default: false },
+    "queue-mb": { type: "string", default: "16" },
   },
 });
 const here = dirname(fileURLToPath(import.meta.url));
@@ -79,6 +80,9 @@ async function run(name) {
   let sink = 0;
   let b = args.build ? new StatementBuilder() : null;
   let held = [];
+  const queue = [];
+  let queued = 0;
+  const queueBytes = Number(args["queue-mb"]) * 2 ** 20;
   const pass = () => {
     for (let i = 0; i < seq.length; i++) {
       const out = r.decode(seq[i], packets[i]);
@@ -86,8 +90,12 @@ async function run(name) {
         rows += out.rows.length;
         sink ^= out.rows.length;
         if (b) {
-          // the batch's rows stay alive until it is applied (the queue holds its transactions)
+          // the batch's rows stay alive until it is applied, and the queue holds the next transactions'
+          // (decoded, up to apply.queueBytes of events: --queue-mb) until then
           held.push(out.rows);
+          queue.push([out.rows, seq[i].length]);
+          queued += seq[i].length;
+          while (queued > queueBytes) queued -= queue.shift()[1];
           b.add({ op: "insert", db: "zoo", table: args.table, rows: out.rows }, meta, "bench");
           // a target transaction of up to 20,000 rows (apply.maxRows)
           if (b.rows >= 20_000) sink ^= send(b);

@@ -59,6 +59,8 @@ const { values: opt } = parseArgs({
     "sb-tables": { type: "string", default: "4" },
     "sb-table-size": { type: "string", default: "100000" },
     "sb-threads": { type: "string", default: "8" },
+    "sb-warmup": { type: "string", default: "0" },
+    "sb-warmup-restart": { type: "boolean", default: false },
     "snapshot-rows": { type: "string", default: "1000000" },
     chunk: { type: "string", default: "10000" },
     "no-chart": { type: "boolean", default: false },

@@ -89,7 +89,8 @@ export interface AgentSettings {
   readyLagSeconds?: number;
   heartbeatSeconds?: number;
   logLevel?: "fatal" | "error" | "warn" | "info" | "debug" | "trace";
-  apply?: { maxRows?: number; maxBytes?: number; queueBytes?: number; sharedStream?: boolean };
+  /** sharedStream defaults to true (replicas at the same position share one binlog connection and decode); stuckSeconds to 60 */
+  apply?: { maxRows?: number; maxBytes?: number; queueBytes?: number; sharedStream?: boolean; stuckSeconds?: number };
   snapshot?: { chunkRows?: number; rowsPerSecond?: number };
 }
 

@@ -11,6 +11,7 @@ export class Metrics {
   readonly errors: client.Counter<"group" | "replica" | "kind">;
   readonly skipped: client.Counter<"group" | "replica" | "kind">;
   readonly queueBytes: client.Gauge<"group" | "replica">;
+  readonly applyStalled: client.Gauge<"group" | "replica">;
   readonly batches: client.Counter<"group" | "replica">;
   readonly reusedTxns: client.Counter<"group" | "replica">;
   readonly writerStandby: client.Gauge<"group" | "replica">;
@@ -29,6 +30,7 @@ export class Metrics {
     this.errors = new client.Counter({ name: "datasync_errors_total", help: "Errors by kind", labelNames: ["group", "replica", "kind"], registers: r });
     this.skipped = new client.Counter({ name: "datasync_skipped_statements_total", help: "Source statements not replicated, by kind (account = rule 5)", labelNames: ["group", "replica", "kind"], registers: r });
     this.queueBytes = new client.Gauge({ name: "datasync_replica_queue_bytes", help: "Bytes of source transactions read but not yet applied", labelNames: l, registers: r });
+    this.applyStalled = new client.Gauge({ name: "datasync_replica_apply_stalled_seconds", help: "Seconds the applier has completed no step while work is queued, once past apply.stuckSeconds (0 otherwise)", labelNames: l, registers: r });
     this.writerStandby = new client.Gauge({ name: "datasync_writer_standby", help: "1 while this agent waits as a standby because another agent holds the replica's writer lock", labelNames: l, registers: r });
     this.writerHolder = new client.Gauge({ name: "datasync_writer_holder_info", help: "The agent that holds the replica's writer lock (holder host:pid; self=true when it is this agent)", labelNames: ["group", "replica", "holder", "self"], registers: r });
     this.binlogReaders = new client.Gauge({ name: "datasync_binlog_readers", help: "Binlog connections this agent has open to the source (replicas at the same position share one)", labelNames: ["group"], registers: r });

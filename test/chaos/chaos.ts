@@ -42,6 +42,14 @@ export class Rng {
   }
 }
 
+/** `apply.sharedStream` from env DATASYNC_CHAOS_SHARED_STREAM ("1" on, "0" off, unset: the agent's default) */
+export function sharedStreamOverride(): { sharedStream?: boolean } {
+  const v = process.env.DATASYNC_CHAOS_SHARED_STREAM;
+  if (v === undefined || v === "") return {};
+  if (v !== "1" && v !== "0") throw new Error(`DATASYNC_CHAOS_SHARED_STREAM=${v}: use 1 (hub on) or 0 (hub off)`);
+  return { sharedStream: v === "1" };
+}
+
 /** the seed of run i (0-based) of a session started with `seed` */
 export function runSeeds(seed: number, runs: number): number[] {
   const r = new Rng(seed);
@@ -192,7 +200,8 @@ export class ChaosEnv {
       databases: ["shop"],
       http: { listen: "127.0.0.1:0" },
       heartbeatSeconds: 0.5,
-      apply: { maxRows: 500 },
+      // DATASYNC_CHAOS_SHARED_STREAM=1|0 forces apply.sharedStream (the decode-once hub) on or off; unset: the default
+      apply: { maxRows: 500, stuckSeconds: 20, ...sharedStreamOverride() },
       ...extra,
     };
   }

@@ -3,7 +3,7 @@
 // run with the tail of its agent logs, and one result line. Exit 0 when every run ended identical.
 import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
-import { ChaosEnv, FAULTS, agentTail, chaosRun, describeStep, planRun, runSeeds, type FaultKind, type RunResult } from "./chaos.js";
+import { ChaosEnv, FAULTS, agentTail, chaosRun, describeStep, planRun, runSeeds, sharedStreamOverride, type FaultKind, type RunResult } from "./chaos.js";
 
 export interface SessionArgs {
   runs: number;
@@ -47,6 +47,8 @@ export async function main(argv: string[]): Promise<number> {
   const seeds = args.replay !== null ? [args.replay] : runSeeds(args.seed, args.runs);
   const t0 = Date.now();
   console.log(args.replay !== null ? `chaos: replaying run seed ${args.replay}` : `chaos: ${args.runs} runs, session seed ${args.seed} (replay the session: npm run chaos -- --runs ${args.runs} --seed ${args.seed}${faultsArg})`);
+  const hub = sharedStreamOverride().sharedStream;
+  if (hub !== undefined) console.log(`chaos: apply.sharedStream ${hub} (DATASYNC_CHAOS_SHARED_STREAM)`);
   const env = await ChaosEnv.start();
   const results: RunResult[] = [];
   try {

@@ -102,7 +102,8 @@ class LedgerLoad {
 }
 
 function start(cfgFile: string): AgentProcess {
-  const a = new AgentProcess(cfgFile);
+  // the suite runs agents without the start-up warm-up (vitest.config.ts); these two run it as shipped
+  const a = new AgentProcess(cfgFile, { DATASYNC_WARMUP_TXNS: "3000" });
   agents.push(a);
   return a;
 }
@@ -175,6 +176,12 @@ it("two agents started together: one applies, the other is a standby that names 
   const holder = first;
   const standby = first === a ? b : a;
   await holder.waitStreaming(["r1", "r2"], 60_000);
+  // the start-up warm-up (agent/source/warmup.ts) ran beside the start, in both agents, and failed in neither
+  for (const ag of [holder, standby]) {
+    const warm = await ag.waitForLog((l) => l.msg === "warm-up done" || l.msg?.startsWith("warm-up failed"), 30_000);
+    expect(warm).toMatchObject({ msg: "warm-up done", txns: 3000 });
+    expect(warm.statements).toBeGreaterThan(0);
+  }
   await standby.waitForLog((l) => l.replica === "r1" && /^standby: /.test(l.msg ?? ""), 60_000);
   await sleep(2500);
 

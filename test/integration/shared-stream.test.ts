@@ -2,7 +2,9 @@
 // connection; one replica is blocked (a session on it holds LOCK TABLES … WRITE, so its applier waits, its
 // session and writer lease stay alive) while the source writes: the other two keep up on the one shared
 // connection (the blocked one leaves it, holding no connection and bounded memory), and when it is released
-// it catches up on a reader of its own, rejoins the shared stream, and all three end identical.
+// it catches up on a reader of its own, rejoins the shared stream, and all three end identical. The stuck-apply
+// watchdog (agent/apply/watchdog.ts) names the blocked replica's wait meanwhile (warning, metric, status), and
+// says so when it moves again; a DDL waiting on a metadata lock (no timeout) is named the same way.
 // Build once (issue 17), with and without the shared stream: r1 and r2 have the same table shape and reuse each
 // other's statements; r3's table has an extra column and another unique key, so it builds its own; all identical.
 import type { Connection } from "mysql2/promise";
@@ -36,7 +38,8 @@ beforeAll(async () => {
   await src.query("CREATE DATABASE shop");
   await src.query("CREATE TABLE shop.t (id INT PRIMARY KEY, v VARCHAR(255) NOT NULL)");
   // a small queue, so the blocked replica fills it (and its slack) with a few hundred transactions
-  const cfg = makeConfig(src, reps, { apply: { maxRows: 20_000, maxBytes: 64 << 10, queueBytes: 1 << 20, sharedStream: true } });
+  // stuckSeconds 3: the watchdog reports a blocked applier within the test's time
+  const cfg = makeConfig(src, reps, { apply: { maxRows: 20_000, maxBytes: 64 << 10, queueBytes: 1 << 20, sharedStream: true, stuckSeconds: 3 } });
   agent = new AgentProcess(writeConfig(cfg));
   await agent.waitStreaming(["r1", "r2", "r3"], 60_000);
 }, 180_000);
@@ -67,6 +70,20 @@ describe(`shared binlog stream (${flavor})`, () => {
       // still one connection: the fast replicas share it, the blocked one holds none while it cannot take more
       expect(await binlogDumps()).toBe(1);
       expect((await a.http("/metrics")).text).toMatch(/datasync_binlog_readers\{group="test"\} 1\b/);
+
+      // the watchdog: one warning naming r3, the statement it waits in and the server's state of that connection
+      const warn = await a.waitForLog((l) => l.replica === "r3" && /the applier has completed no step/.test(l.msg ?? ""), 20_000);
+      expect(warn.level).toBe("warn");
+      expect(warn.waitingOn).toMatch(/^statement: insert into `shop`\.`t`/);
+      expect(warn.server.state).toMatch(/lock/i);
+      expect(warn.server.statement).toMatch(/insert into `shop`\.`t`/);
+      expect(JSON.stringify(warn)).not.toMatch(/xxxx/); // no row values (the rows' v is 'x' × 200)
+      expect(a.logs.filter((l) => l.replica !== "r3" && /the applier has completed no step/.test(l.msg ?? ""))).toEqual([]);
+      const m = (await a.http("/metrics")).text;
+      expect(Number(/datasync_replica_apply_stalled_seconds\{group="test",replica="r3"\} ([\d.]+)/.exec(m)?.[1])).toBeGreaterThanOrEqual(3);
+      expect(m).toMatch(/datasync_replica_apply_stalled_seconds\{group="test",replica="r1"\} 0\b/);
+      const st = (await a.http("/readyz")).body.replicas.find((x: any) => x.name === "r3");
+      expect(st.applyStalled.waitingOn).toMatch(/insert into `shop`\.`t`/);
     } finally {
       await blocker?.query("UNLOCK TABLES").catch(() => undefined);
       await blocker?.end().catch(() => undefined);
@@ -74,6 +91,10 @@ describe(`shared binlog stream (${flavor})`, () => {
     }
     // r3 catches up on a reader of its own and rejoins the shared stream
     for (const r of reps) await waitCaughtUp(src, r, "test", 90_000);
+    // the watchdog saw it move again: the gauge is back to 0, the status clear
+    await a.waitForLog((l) => l.replica === "r3" && /the applier makes progress again/.test(l.msg ?? ""), 10_000);
+    expect((await a.http("/metrics")).text).toMatch(/datasync_replica_apply_stalled_seconds\{group="test",replica="r3"\} 0\b/);
+    expect((await a.http("/readyz")).body.replicas.find((x: any) => x.name === "r3").applyStalled).toBeNull();
     await a.waitForLog((l) => /rejoins a shared binlog stream/.test(l.msg ?? ""), 30_000);
     await waitFor(async () => (await binlogDumps()) === 1, 20_000, "one binlog dump thread again after the rejoin");
     // and it goes on sharing: more writes reach all three
@@ -86,6 +107,32 @@ describe(`shared binlog stream (${flavor})`, () => {
     expect(Number(n.n)).toBe(100 + 4000 + 100);
     expect(await binlogDumps()).toBe(1);
   }, 300_000);
+
+  it("a DDL waiting on a metadata lock (an open transaction on the replica) is named by the watchdog; released, it applies", async () => {
+    const a = agent!;
+    const before = a.logs.length;
+    // an open transaction on r1 that read shop.t holds a shared metadata lock: the ALTER waits (no timeout)
+    blocker = await reps[0].connect();
+    await blocker.query("START TRANSACTION");
+    await blocker.query("SELECT COUNT(*) FROM shop.t FOR UPDATE");
+    try {
+      await src.query("ALTER TABLE shop.t ADD COLUMN w INT NULL");
+      await src.query("INSERT INTO shop.t (id, v, w) VALUES (900000, 'a', 1)");
+      const warn = await a.waitForLog((l) => a.logs.indexOf(l) >= before && l.replica === "r1" && /the applier has completed no step/.test(l.msg ?? ""), 20_000);
+      expect(warn.waitingOn).toMatch(/^statement: alter table `?shop`?\.`?t`?/); // the source DDL replayed as written
+      expect(warn.server.state).toMatch(/metadata lock/i);
+      const m = (await a.http("/metrics")).text;
+      expect(Number(/datasync_replica_apply_stalled_seconds\{group="test",replica="r1"\} ([\d.]+)/.exec(m)?.[1])).toBeGreaterThanOrEqual(3);
+    } finally {
+      await blocker?.query("ROLLBACK").catch(() => undefined);
+      await blocker?.end().catch(() => undefined);
+      blocker = null;
+    }
+    for (const r of reps) await waitCaughtUp(src, r, "test", 60_000);
+    await a.waitForLog((l) => a.logs.indexOf(l) >= before && l.replica === "r1" && /the applier makes progress again/.test(l.msg ?? ""), 10_000);
+    const [c] = await reps[0].query<any[]>("SELECT w FROM shop.t WHERE id = 900000");
+    expect(c.w).toBe(1);
+  }, 120_000);
 
   it("transactions handed over in pieces: a blocked replica leaves, catches up on its own, rejoins; all identical", async () => {
     const a = agent!;

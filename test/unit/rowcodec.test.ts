@@ -266,3 +266,27 @@ describe("compiled decoders on random bytes, against the per-value path", async 
     expect(fastOptions({ connection: { config: new ConnectionConfig({ host: "127.0.0.1", user: "u", dateStrings: true, timezone: "+01:00", jsonStrings: true }) } })).toBe(false);
   });
 });
+
+describe("the start-up warm-up (agent/source/warmup.ts)", () => {
+  it("decodes the recorded events of each flavor and builds their SQL on keys of their own", async () => {
+    const { WARMUP_EVENTS } = await import("../../agent/source/warmup-events.js");
+    const { warmUp } = await import("../../agent/source/warmup.js");
+    for (const flavor of ["mariadb", "mysql"] as const) {
+      // the embedded events are events of the recorded binlog (dev/warmup-events.mjs regenerates them)
+      const recorded = new Set(splitBinlog(readFileSync(join(fixtures, `${flavor}.binlog`))).map((e) => e.toString("base64")));
+      const embedded = [WARMUP_EVENTS[flavor].fde, ...WARMUP_EVENTS[flavor].tables.flatMap((t) => Object.values(t))];
+      for (const e of embedded) expect(recorded.has(e), `${flavor} ${e.slice(0, 40)}`).toBe(true);
+      const sql: string[] = [];
+      const r = await warmUp(flavor, 8, (stmts) => sql.push(...stmts.map((s) => s.sql)));
+      expect(r).toMatchObject({ txns: 8, statements: sql.length });
+      // update, update, delete, insert on zoo.t9, then on zoo.t61: one row each on a key of its own (the
+      // transaction's number); an independent table's updates and inserts gather into one upsert, its deletes
+      // into one DELETE … IN
+      expect(sql).toHaveLength(4);
+      expect(sql.filter((s) => s.startsWith("DELETE"))).toEqual(["DELETE FROM `zoo`.`t9` WHERE `id` IN (2)", "DELETE FROM `zoo`.`t61` WHERE `id` IN (6)"]);
+      const upserts = sql.filter((s) => s.startsWith("INSERT"));
+      expect(upserts[0]).toMatch(/^INSERT INTO `zoo`\.`t9` \(`id`, `v`\) VALUES \(0,-?\d+\),\(1,-?\d+\),\(3,-?\d+\) ON DUPLICATE KEY UPDATE `v` = VALUES\(`v`\)$/);
+      expect(upserts[1]).toMatch(/^INSERT INTO `zoo`\.`t61` \(`id`, `v`\) VALUES \(4,.+\),\(5,.+\),\(7,.+\) ON DUPLICATE KEY UPDATE `v` = VALUES\(`v`\)$/);
+    }
+  });
+});
