@@ -31,7 +31,7 @@ it("detects a stalled (half-open) binlog connection and recovers without a resta
 
   const proxy = env.proxy("source");
   const stalledAt = Date.now();
-  expect(proxy.stall("binlog")).toBe(2); // one binlog connection per replica
+  expect(proxy.stall("binlog")).toBe(1); // one binlog connection shared by both replicas (apply.sharedStream, the default)
   const mark = agent.logs.length;
   // The source moves on past what the stalled readers have seen, then goes quiet. (While the source writes
   // without a pause of 1 s the agent never fires: #checkStall also requires the polled end to be unchanged
@@ -49,7 +49,7 @@ it("detects a stalled (half-open) binlog connection and recovers without a resta
   const metrics = (await agent.http("/metrics")).text;
   for (const n of ["r1", "r2"]) expect(metrics).toMatch(new RegExp(`datasync_errors_total\\{[^}]*replica="${n}"[^}]*kind="stall"[^}]*\\} [1-9]`));
   // it reconnected by itself: new binlog connections stream while the old ones are still held half-open
-  await waitFor(async () => proxy.connections().filter((c) => c.kind === "binlog" && !c.stalled).length === 2, 20_000, "two fresh binlog connections");
+  await waitFor(async () => proxy.connections().filter((c) => c.kind === "binlog" && !c.stalled).length >= 1, 20_000, "a fresh binlog connection");
   expect(proxy.connections().filter((c) => c.kind === "binlog" && c.stalled).length).toBeGreaterThan(0);
 
   expect(stats.committed).toBeGreaterThan(20);
@@ -65,7 +65,7 @@ it("detects a stalled binlog connection within stallSeconds while the replica wo
   await agent?.kill("SIGKILL");
   await env.reset();
   // a slow applier (a pause per target transaction of at most 5 rows): the queue holds a backlog of seconds
-  agent = new AgentProcess(writeConfig(env.agentConfig({ heartbeatSeconds: 0.2, stallSeconds: 3, apply: { maxRows: 5 } })), { DATASYNC_TEST_APPLY_DELAY_MS: "250" });
+  agent = new AgentProcess(writeConfig(env.agentConfig({ heartbeatSeconds: 0.2, stallSeconds: 3, apply: { maxRows: 5, sharedStream: false } })), { DATASYNC_TEST_APPLY_DELAY_MS: "250" });
   await agent.waitStreaming(["r1", "r2"]);
   for (const n of ["r1", "r2"]) await agent.waitForLog((l) => l.replica === n && /snapshot complete/.test(l.msg ?? ""), 60_000);
   const writer = new Writer(env.src);
@@ -74,7 +74,7 @@ it("detects a stalled binlog connection within stallSeconds while the replica wo
   const proxy = env.proxy("source");
   const mark = agent.logs.length;
   const stalledAt = Date.now();
-  expect(proxy.stall("binlog")).toBe(2);
+  expect(proxy.stall("binlog")).toBe(2); // a binlog connection per replica (apply.sharedStream off here; the first test shares one)
   await new Promise((r) => setTimeout(r, 1000));
   const stats = await writer.stop();
   // the backlog takes far longer than this to apply at 20 rows a second: detection must not wait for it
