@@ -21,7 +21,7 @@ afterAll(async () => {
 });
 
 it("detects a stalled (half-open) binlog connection and recovers without a restart", { timeout: 90_000 }, async () => {
-  agent = new AgentProcess(writeConfig(env.agentConfig({ heartbeatSeconds: 0.2 })));
+  agent = new AgentProcess(writeConfig(env.agentConfig({ heartbeatSeconds: 0.2, apply: { maxRows: 500, sharedStream: true } })));
   await agent.waitStreaming(["r1", "r2"]);
   for (const n of ["r1", "r2"]) await agent.waitForLog((l) => l.replica === n && /snapshot complete/.test(l.msg ?? ""), 30_000);
   const pid = agent.proc.pid;
@@ -31,7 +31,7 @@ it("detects a stalled (half-open) binlog connection and recovers without a resta
 
   const proxy = env.proxy("source");
   const stalledAt = Date.now();
-  expect(proxy.stall("binlog")).toBe(1); // one binlog connection shared by both replicas (apply.sharedStream, the default)
+  expect(proxy.stall("binlog")).toBe(1); // one binlog connection shared by both replicas (apply.sharedStream on here)
   const mark = agent.logs.length;
   // The source moves on past what the stalled readers have seen, then goes quiet. (While the source writes
   // without a pause of 1 s the agent never fires: #checkStall also requires the polled end to be unchanged
@@ -74,7 +74,7 @@ it("detects a stalled binlog connection within stallSeconds while the replica wo
   const proxy = env.proxy("source");
   const mark = agent.logs.length;
   const stalledAt = Date.now();
-  expect(proxy.stall("binlog")).toBe(2); // a binlog connection per replica (apply.sharedStream off here; the first test shares one)
+  expect(proxy.stall("binlog")).toBe(2); // a binlog connection per replica (apply.sharedStream off, the default; the first test shares one)
   await new Promise((r) => setTimeout(r, 1000));
   const stats = await writer.stop();
   // the backlog takes far longer than this to apply at 20 rows a second: detection must not wait for it
