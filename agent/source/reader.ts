@@ -13,10 +13,12 @@ import {
   ROWS_NO_FOREIGN_KEY_CHECKS,
   ROWS_RELAXED_UNIQUE_CHECKS,
   takeQueryRaw,
+  dropQueryRaw,
   type QuerySession,
 } from "./binlog-raw.js";
 import { EXACT, exactRowsReady, installExactRows } from "./rowdecode.js";
 import { comparePos, type Position } from "./positions.js";
+import { MysqlGtidText } from "./gtid-text.js";
 import { PurgedPositionError } from "../errors.js";
 
 
@@ -203,7 +205,7 @@ export class BinlogReader implements BinlogStream {
   #o: ReaderOptions;
   #cur: Txn | null = null;
   #mariaGtid: MariadbGtidPosition | null = null;
-  #mysqlGtid: GtidSet | null = null;
+  #mysqlGtid: MysqlGtidText | null = null;
   #pendingGtid: any;
   /** the current MariaDB GTID group is not standalone: a DDL in it is followed by its rows */
   #groupWithRows = false;
@@ -252,7 +254,7 @@ export class BinlogReader implements BinlogStream {
     for (const [xid, p] of o.xaParked ?? []) if (!p.committedAt || comparePos(p.committedAt, o.start) > 0) this.#xaPrepared.set(xid, { ...p, committedAt: undefined });
     if (o.start.gtid) {
       if (o.flavor === "mariadb") this.#mariaGtid = MariadbGtidPosition.parse(o.start.gtid);
-      else this.#mysqlGtid = GtidSet.parse(o.start.gtid);
+      else this.#mysqlGtid = new MysqlGtidText(GtidSet.parse(o.start.gtid));
     }
   }
 
@@ -276,6 +278,12 @@ export class BinlogReader implements BinlogStream {
       let ready = false;
       z.on("ready", () => {
         ready = true;
+        // zongji keeps its own executed GTID set (its gtidSet getter), folding every transaction into it; the
+        // reader never reads it (zongji's position is no safe checkpoint: this reader keeps its own), and on
+        // MySQL that fold costs a GtidSet.add per source transaction. Its dump already started from the
+        // options, so nothing else reads it from here on.
+        z._executedGtids = null;
+        z._seedGtidsFromStream = false;
         resolve();
       });
       z.on("error", (err: Error) => {
@@ -393,33 +401,45 @@ export class BinlogReader implements BinlogStream {
   /** a query event: XA, BEGIN, savepoints, COMMIT/ROLLBACK, statement DML, or a DDL (standalone or with rows) */
   #onQuery(ev: any): void {
     const sql: string = ev.query;
-    const raw = takeQueryRaw(ev);
+    // the statement's raw bytes serve a DDL only (its session and exact bytes): the others just let go of the packet
+    if (sql === "BEGIN") {
+      // (MySQL logs one per transaction: the common case first)
+      dropQueryRaw(ev);
+      if (!this.#cur) this.#cur = this.#open(ev.timestamp);
+      return;
+    }
     const head = sql.trimStart().slice(0, 24).toUpperCase();
     const xa = /^\s*XA\s+(START|BEGIN|END|PREPARE|COMMIT|ROLLBACK)\s+(.*?)\s*$/is.exec(sql);
     if (xa) {
+      dropQueryRaw(ev);
       this.#onXa(ev, xa);
       return;
     }
     if (head.startsWith("BEGIN")) {
+      dropQueryRaw(ev);
       if (!this.#cur) this.#cur = this.#open(ev.timestamp);
       return;
     }
     const sp = SAVEPOINT_RE.exec(sql);
     if (sp) {
+      dropQueryRaw(ev);
       if (!this.#cur) this.#cur = this.#open(ev.timestamp);
       this.#savepoint(this.#cur, sp[1].slice(0, 4).toUpperCase(), unquoteName(sp[2]));
       return;
     }
     if (head.startsWith("COMMIT") || /^ROLLBACK\s*$/.test(head)) {
+      dropQueryRaw(ev);
       this.#commit(ev);
       return;
     }
     if (DML_RE.test(sql)) {
+      dropQueryRaw(ev);
       // Statement-format DML inside a transaction; reported by the applier if it is in scope.
       if (!this.#cur) this.#cur = this.#open(ev.timestamp);
       if (!this.#cur.statementDml) this.#cur.statementDml = { sql, schema: ev.schema ?? "" };
       return;
     }
+    const raw = takeQueryRaw(ev);
     if (!this.#cur) this.#cur = this.#open(ev.timestamp);
     // MySQL 8.0.21+ logs an atomic CREATE TABLE … SELECT as "CREATE TABLE … START TRANSACTION",
     // followed by its rows and an Xid: one transaction, not a standalone DDL.
@@ -641,7 +661,7 @@ export class BinlogReader implements BinlogStream {
   }
 
   #foldGtid(g: any): void {
-    this.#mysqlGtid ??= new GtidSet();
+    this.#mysqlGtid ??= new MysqlGtidText();
     this.#mysqlGtid.add(g);
   }
 
@@ -652,7 +672,7 @@ export class BinlogReader implements BinlogStream {
       this.#mariaGtid ??= new MariadbGtidPosition();
       this.#mariaGtid.add(this.#pendingGtid);
     } else {
-      this.#mysqlGtid ??= new GtidSet();
+      this.#mysqlGtid ??= new MysqlGtidText();
       this.#mysqlGtid.add(this.#pendingGtid);
     }
     this.#pendingGtid = undefined;
