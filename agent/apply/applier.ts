@@ -230,7 +230,7 @@ export class RowApplier {
     for (const t of batch) {
       if (t.changes.length === 0) continue;
       txns++;
-      if (sharing && (!t.stream || piece) && t.rowCount >= shared.minRows) {
+      if (sharing && !t.ownSchema && (!t.stream || piece) && t.rowCount >= shared.minRows) {
         const one = await this.#sharedTxn(shared, t, t.stream ? piece! : "");
         if (one) {
           // what the batch gathered so far goes first, in order; the transaction's own statements follow

@@ -75,6 +75,12 @@ export interface Txn {
    * of the binlog it holds (from the previous piece's cut, or the transaction's start, to this one)
    */
   cut?: number;
+  /**
+   * some of its rows were decoded with the replica's own schema (a table map without column names,
+   * ReaderOptions.tableInfo): their values depend on that replica's column types and character sets, so no
+   * other replica may take statements built from them (SharedBuilds)
+   */
+  ownSchema?: boolean;
 }
 
 export function isPurgedError(err: any): boolean {
@@ -334,7 +340,7 @@ export class BinlogReader implements BinlogStream {
       info(ev.schemaName, ev.tableName).then(
         (rows) => {
           if (!rows || rows.length === 0) return original(ev, next);
-          z.tableMap[ev.tableId] = { columnSchemas: rows, parentSchema: ev.schemaName, tableName: ev.tableName };
+          z.tableMap[ev.tableId] = { columnSchemas: rows, parentSchema: ev.schemaName, tableName: ev.tableName, ownSchema: true };
           next();
         },
         () => original(ev, next),
@@ -515,6 +521,7 @@ export class BinlogReader implements BinlogStream {
     if (!this.#o.inScope(db, table)) return;
     if (!this.#cur) this.#cur = this.#open(ev.timestamp);
     const t = this.#cur;
+    if (tm.ownSchema) t.ownSchema = true;
     const op = name === "writerows" ? "insert" : name === "updaterows" ? "update" : "delete";
     const noFk = (ev.flags & ROWS_NO_FOREIGN_KEY_CHECKS) !== 0;
     // the other checks the writing session ran with (unique, MariaDB CHECK constraints)

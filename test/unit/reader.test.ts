@@ -535,13 +535,17 @@ describe("BinlogReader: transactions larger than the budget arrive in pieces", (
 describe("BinlogReader: schema for binlogs without column names (MySQL 5.7)", () => {
   it("uses the replica's columns; falls back to the source's when the replica has none or fails", async () => {
     const info = vi.fn(async (db: string, table: string) => (table === "orders" ? [{ COLUMN_NAME: "id" }] : table === "boom" ? Promise.reject(new Error("x")) : null));
-    const { z } = await startReader({ tableInfo: info });
+    const { z, feed, txns } = await startReader({ tableInfo: info });
     const call = (tableId: number, tableName: string) =>
       new Promise<void>((resolve) => z._fetchTableInfo({ tableId, schemaName: "shop", tableName }, () => resolve()));
     await call(1, "orders");
     expect(info).toHaveBeenCalledWith("shop", "orders");
-    expect(z.tableMap[1]).toEqual({ columnSchemas: [{ COLUMN_NAME: "id" }], parentSchema: "shop", tableName: "orders" });
+    expect(z.tableMap[1]).toEqual({ columnSchemas: [{ COLUMN_NAME: "id" }], parentSchema: "shop", tableName: "orders", ownSchema: true });
     expect(z.fetched).toHaveLength(0);
+    // rows decoded through it mark their transaction: its values are this replica's, never shared (SharedBuilds)
+    feed(query("BEGIN"), ev("writerows", { tableId: 1, tableMap: z.tableMap, rows: [{ id: 1 }] }), xid(300));
+    feed(query("BEGIN"), rowsEv("writerows", "shop", "orders", [{ id: 2 }]), xid(400));
+    expect(txns.map((t) => t.ownSchema)).toEqual([true, undefined]);
     await call(2, "missing");
     expect(z.tableMap[2]).toMatchObject({ columnSchemas: "from-source" });
     await call(3, "boom");

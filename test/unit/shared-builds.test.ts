@@ -211,6 +211,23 @@ describe("building once for fan-out", () => {
     expect(b4.size.entries).toBe(1);
   });
 
+  it("rows decoded with a replica's own schema (a table map without column names) are never shared", async () => {
+    // Each replica decodes such a table map with its own columns (ReaderOptions.tableInfo): a latin1 column on r1
+    // and a utf8mb4 one on r2 give the same bytes other strings, under one source position and change list.
+    const builds = new SharedBuilds({ replicas: 2, minRows: 1 });
+    const r1 = replica("r1", meta(), builds);
+    const r2 = replica("r2", meta(), builds);
+    const base = txn(ins(1));
+    const asR1: Txn = { ...copy(base), ownSchema: true, changes: [{ op: "insert", db: "d", table: "t", rows: [{ id: 1, v: "cafÃ©" }] }] };
+    const asR2: Txn = { ...copy(base), ownSchema: true, changes: [{ op: "insert", db: "d", table: "t", rows: [{ id: 1, v: "café" }] }] };
+    expect(txnIdentity(asR1)).toBe(txnIdentity(asR2));
+    await r1.apply(asR1);
+    const sent2 = await r2.apply(asR2);
+    expect(sent2[0]).toContain("'café'");
+    expect(await r2.reused()).toBe(0);
+    expect(builds.size.entries).toBe(0);
+  });
+
   it("the shape signature changes with every field of TableMeta", () => {
     const base = meta({ selfReferencing: false, sequence: false, versioning: { start: "s", end: "e", trx: false } });
     const sig = shapeSignature(base);
