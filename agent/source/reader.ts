@@ -147,8 +147,10 @@ export interface ReaderOptions {
  * strings twice that), Buffers ~100 + their length.
  */
 function sizeOf(v: unknown): number {
-  if (v === null || v === undefined) return 0;
+  // (the same figures as ever, the common types tested first: this runs per value read)
   if (typeof v === "string") return 20 + v.length * 2;
+  if (v === null || v === undefined) return 0;
+  if (typeof v !== "object") return 12;
   if (Buffer.isBuffer(v)) return 100 + v.length;
   return 12;
 }
