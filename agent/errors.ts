@@ -113,6 +113,14 @@ export class ReplicaUnavailable extends DatasyncError {
   }
 }
 
+/** The binlog reader kept handing transactions over past a full queue: the session ends before the heap does. */
+export class BackPressureLost extends ReplicaUnavailable {
+  constructor(message: string) {
+    super("backpressure", message);
+    this.name = "BackPressureLost";
+  }
+}
+
 /** The replica's session restarts from its checkpoint (a resnapshot mark, a DDL settled on restart). */
 export class RestartRequested extends DatasyncError {
   readonly code = "restart-requested";

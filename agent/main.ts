@@ -91,6 +91,17 @@ export class Agent {
     }, STATUS_LINE_MS);
     this.#statusLine.unref();
     const inScope = makeTableFilter({ databases: cfg.databases, include: cfg.tables?.include, exclude: cfg.tables?.exclude });
+    // apply.sharedStream: replicas reading at the same position share one binlog connection and one decode
+    // (source/shared-stream.ts); otherwise each replica reads on a connection of its own
+    const hub = cfg.apply.sharedStream
+      ? new StreamHub({
+          makeReader: (o: ReaderOptions) => new BinlogReader(o),
+          scope: inScope,
+          note: (fields, msg) => this.log.info(fields, msg),
+          onReaders: (n) => this.metrics.binlogReaders.set({ group: cfg.group }, n),
+          replicas: cfg.replicas.length,
+        })
+      : null;
     const ctx = {
       facts,
       sourceId,
@@ -110,17 +121,8 @@ export class Agent {
       // building once for fan-out: replicas whose tables have the same shape share a source transaction's statements
       builds: cfg.replicas.length > 1 ? new SharedBuilds({ replicas: cfg.replicas.length }) : null,
       writerGate: (i: number) => this.#writer!.gate(i),
-      // apply.sharedStream: replicas reading at the same position share one binlog connection and one decode
-      // (source/shared-stream.ts); otherwise each replica reads on a connection of its own
-      openStream: cfg.apply.sharedStream
-        ? new StreamHub({
-            makeReader: (o: ReaderOptions) => new BinlogReader(o),
-            scope: inScope,
-            note: (fields, msg) => this.log.info(fields, msg),
-            onReaders: (n) => this.metrics.binlogReaders.set({ group: cfg.group }, n),
-            replicas: cfg.replicas.length,
-          }).open
-        : (o: ReaderOptions) => this.#ownReader(o),
+      openStream: hub ? hub.open : (o: ReaderOptions) => this.#ownReader(o),
+      streamStats: hub ? () => hub.stats : undefined,
       // every connection a replica's pipeline opens, made here (the replica's own takes multiple statements)
       connectReplica: (i: number, opts?: { multipleStatements?: boolean }) => connect(cfg.replicas[i], `replicas[${i}]`, opts),
       connectSource: () => connect(cfg.source, "source"),

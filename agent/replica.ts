@@ -25,13 +25,20 @@ import { sameSourceId } from "./source/provenance.js";
 import { checkSource, proveOnNewSource } from "./source/resume.js";
 import { ApplyWatch, processlistOf, watchConn, type StuckApply } from "./apply/watchdog.js";
 import { acknowledgeCutover, cutoverView, isPromoted, readCutover, type CutoverView } from "./ops/cutover-record.js";
-import { ApplyError, CutOverSeen, PurgedPositionError, ReplicaUnavailable, RestartRequested, WriterLost } from "./errors.js";
+import { ApplyError, BackPressureLost, CutOverSeen, PurgedPositionError, ReplicaUnavailable, RestartRequested, WriterLost } from "./errors.js";
 
 /**
  * Test seam: a lost wake-up, for the tests of the paused-reader check (#checkPausedIdle). `release`: the applier's
  * releases never resume a paused reader; `all`: nor does the check's own resume (the stall path).
  */
 const TEST_LOSE_RESUME = process.env.DATASYNC_TEST_LOSE_RESUME ?? "";
+/**
+ * A reader that ignores back-pressure (#enqueue): past a full queue, a reader hands over at most the events of the
+ * network read in hand, a shared stream's joiner at most its ring (apply.queueBytes, 1,024 transactions). Beyond
+ * these many transactions, or a queue's worth of bytes plus this, the session ends rather than the heap.
+ */
+const OVERRUN_TXNS = Number(process.env.DATASYNC_TEST_OVERRUN_TXNS) || 20_000;
+const OVERRUN_BYTES = 64 << 20;
 
 export type ReplicaState = "starting" | "connecting" | "streaming" | "standby" | "down" | "failed" | "needs-snapshot" | "stopped" | "cut-over";
 
@@ -72,6 +79,8 @@ export interface SourceContext {
   builds?: SharedBuilds | null;
   /** builds the replica's binlog stream (main.ts); default: a BinlogReader of its own */
   openStream?: OpenStream;
+  /** the shared stream's state (StreamHub.stats), for the warning of a lost back-pressure */
+  streamStats?: () => unknown;
   /** opens a connection to replica `index` (main.ts): the session's (multiple statements), the snapshot's side ones, a poll */
   connectReplica: (index: number, opts?: { multipleStatements?: boolean }) => Promise<Conn>;
   /** opens a connection to the source (the binlog rules, the history proof, the snapshot's plan and copy order) */
@@ -125,6 +134,9 @@ export class ReplicaSync {
   #pausedIdleSince: number | null = null;
   /** the reader waits for the applier (a table map decoded with the replica's schema after a DDL) */
   #readerWaits = false;
+  /** what the reader handed over after the queue told it to pause (a reader that ignores back-pressure: #enqueue) */
+  #overPushes = 0;
+  #overBytes = 0;
   #attempt = 0;
   #lastControlPoll = 0;
   #cutover: CutoverView | null = null;
@@ -504,10 +516,36 @@ export class ReplicaSync {
 
   #enqueue(t: Txn): boolean {
     if (TRACE && (this.#progress.txns + this.#queue.length) % 1000 === 0) process.stderr.write(`enqueue at=${Date.now() % 100000} queued=${this.#queue.length} applied=${this.#progress.txns}\n`);
+    if (this.#readerError instanceof BackPressureLost) return false; // the session ends: nothing more is held
+    const over = this.#queue.heldBytes >= this.#cfg.apply.queueBytes;
     if (t.ddl) this.#lastDdlPos = t.pos;
     const more = this.#queue.push(t);
+    if (!over) {
+      this.#overPushes = 0;
+      this.#overBytes = 0;
+    } else if (++this.#overPushes > OVERRUN_TXNS || (this.#overBytes += t.bytes) > this.#cfg.apply.queueBytes + OVERRUN_BYTES) {
+      this.#backPressureLost();
+      return false;
+    }
     this.#wake?.();
     return more;
+  }
+
+  /**
+   * The reader went on handing transactions over long after the queue asked it to pause: more than a network
+   * read's worth of events (mysql2 handles the packets of the chunk in hand) or a shared stream's join (at most
+   * its slack). Back-pressure is lost somewhere, and memory would grow until the process runs out of heap. The
+   * session ends instead (its queue is dropped: nothing is lost, the next session reads again from the
+   * checkpoint) with a warning that names the state, for the bug report.
+   */
+  #backPressureLost(): void {
+    const r = this.#reader;
+    const detail = { queued: this.#queue.length, heldBytes: this.#queue.heldBytes, queueBytes: this.#cfg.apply.queueBytes, overPushes: this.#overPushes, overBytes: this.#overBytes, readerPaused: r?.paused ?? null, readerAt: r?.lastRead ?? null, hub: this.#src.streamStats?.() ?? null };
+    this.#log.warn(detail, "the binlog reader kept handing transactions over after the queue was full (back-pressure lost): ending the session, it restarts from the checkpoint");
+    this.#readerError = new BackPressureLost(`the binlog reader ignored back-pressure (${this.#overPushes} transactions, ${this.#overBytes} bytes past a full queue); restarting from the checkpoint`);
+    this.#overPushes = 0;
+    this.#overBytes = 0;
+    this.#wake?.();
   }
 
   #release(batch: Txn[]): void {

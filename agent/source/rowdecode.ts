@@ -257,6 +257,8 @@ export function installExactRows(): Promise<void> {
     let image2: Image | null;
     const EMPTY = Buffer.alloc(0);
     const cursor: Cursor = { buf: EMPTY, pos: 0, parser: null };
+    /** where the row being read starts */
+    let rowStart = 0;
     const begin = (ev: any, parser: any) => {
       if (ev !== lastEvent) {
         lastEvent = ev;
@@ -268,12 +270,24 @@ export function installExactRows(): Promise<void> {
       cursor.buf = parser._buffer;
       cursor.pos = parser._offset;
       cursor.parser = parser;
+      rowStart = cursor.pos;
     };
     const end = (ev: any, parser: any) => {
       // a row that ran past its event is a decoding error, never a silent value
       if (cursor.pos > parser._packetEnd) {
         const tm = ev.tableMap[ev.tableId];
         throw new Error(`a row of ${tm.parentSchema}.${tm.tableName} runs ${cursor.pos - parser._packetEnd} bytes past its rows event: the table map does not describe the row`);
+      }
+      // a row that takes no bytes before the event's end would be read again and again (zongji reads rows until the
+      // event's end): the process would hang and fill its heap. It is a decoding error, with what explains it.
+      if (cursor.pos <= rowStart && cursor.pos < parser._packetEnd) {
+        const tm = ev.tableMap[ev.tableId];
+        lastEvent = null;
+        cursor.parser = null;
+        const bits = (b: Buffer | undefined) => (Buffer.isBuffer(b) ? b.toString("hex") : String(b));
+        throw new Error(
+          `a row of ${tm?.parentSchema}.${tm?.tableName} (table id ${ev.tableId}) decodes to no bytes at offset ${rowStart} of its rows event (ending at ${parser._packetEnd}): the table map has ${plan.names.length} column(s), the event ${ev.numberOfColumns}; columns present ${bits(ev.columns_present_bitmap)}${ev.columns_present_bitmap2 ? `/${bits(ev.columns_present_bitmap2)}` : ""}`,
+        );
       }
       parser._offset = cursor.pos;
       cursor.parser = null;

@@ -295,7 +295,10 @@ export async function chaosRun(env: ChaosEnv, plan: RunPlan, opts: RunOptions = 
   // CHAOS_DIRECT=1: the agent connects to the servers without the proxies (to tell proxy effects apart)
   const cfgFile = writeConfig(process.env.CHAOS_DIRECT === "1" ? env.directConfig() : env.agentConfig());
   const startAgent = async () => {
-    agent = new AgentProcess(cfgFile);
+    // DATASYNC_CHAOS_AGENT_NODE_OPTIONS: node options for the agent alone (--inspect=127.0.0.1:0 to take its stacks
+    // when it hangs, --cpu-prof …); the chaos process keeps its own
+    const nodeOptions = process.env.DATASYNC_CHAOS_AGENT_NODE_OPTIONS;
+    agent = new AgentProcess(cfgFile, nodeOptions ? { NODE_OPTIONS: nodeOptions } : {});
     agents.push(agent);
     // it must pass its start-up (source preflight) and listen; replicas may still be coming up. A source
     // restarted just before (crash recovery) on a loaded machine can hold the preflight for more than 20 s.

@@ -211,6 +211,44 @@ describe(`shared binlog stream (${flavor})`, () => {
       for (const r of reps) await waitCaughtUp(src, r, "test", 60_000);
     }, 300_000);
   }
+  // the other safety net (agent/replica.ts #backPressureLost): a reader that goes on handing transactions over
+  // past a full queue (its pause lost between it and its connection) ends the session with a warning naming the
+  // state, before the heap runs out; the next session reads again from the checkpoint. Seams: no reader's pause
+  // reaches its connection (DATASYNC_TEST_IGNORE_PAUSE), and the limit is 50 transactions, not 20,000. A reader that
+  // never pauses makes no progress past a full queue, so the agent restarts without the seams to end identical.
+  it("a reader that ignores back-pressure ends the session with a warning, not the heap; all end identical", async () => {
+    await agent?.kill("SIGKILL");
+    // a reader per replica: the seam acts on r1's own reader (on a shared one, r1 would leave it when full)
+    const cfg = makeConfig(src, reps, { apply: { maxRows: 20_000, maxBytes: 64 << 10, queueBytes: 1 << 20, sharedStream: false } });
+    agent = new AgentProcess(writeConfig(cfg, "config-ignore-pause.json"), { DATASYNC_TEST_IGNORE_PAUSE: "1", DATASYNC_TEST_OVERRUN_TXNS: "50" });
+    const a = agent;
+    await a.waitStreaming(["r1", "r2", "r3"], 60_000);
+    blocker = await reps[0].connect();
+    await blocker.query("LOCK TABLES shop.t WRITE");
+    try {
+      await write(5_000_000, 400, 10);
+      await waitCaughtUp(src, reps[1], "test", 90_000);
+      await waitCaughtUp(src, reps[2], "test", 90_000);
+      await a.waitForLog((l) => /back-pressure lost/.test(l.msg ?? ""), 30_000);
+    } finally {
+      await blocker?.query("UNLOCK TABLES").catch(() => undefined);
+      await blocker?.end().catch(() => undefined);
+      blocker = null;
+    }
+    const warn = a.logs.find((l) => /back-pressure lost/.test(l.msg ?? ""))!;
+    expect(warn.replica).toBe("r1");
+    expect(warn.overPushes).toBeGreaterThan(50);
+    expect(warn.readerPaused).toBe(true);
+    const errors = (await a.http("/metrics")).text.match(/datasync_errors_total\{[^}]*replica="r1"[^}]*kind="backpressure"[^}]*\} (\d+)/);
+    expect(Number(errors?.[1] ?? 0)).toBeGreaterThan(0);
+    await a.kill("SIGKILL");
+    agent = new AgentProcess(writeConfig(cfg, "config-ignore-pause-after.json"));
+    await agent.waitStreaming(["r1", "r2", "r3"], 60_000);
+    for (const r of reps) await waitCaughtUp(src, r, "test", 90_000);
+    const tables = await tableList(src, "shop");
+    const want = await checksums(src, tables);
+    for (const r of reps) expect(await checksums(r, tables)).toEqual(want);
+  }, 300_000);
   // the safety net (agent/replica.ts #checkPausedIdle): a reader paused with nothing queued or being applied is
   // a lost wake-up, never silent. The test seam DATASYNC_TEST_LOSE_RESUME makes every wake-up from the applier
   // get lost (`release`), or also the net's own resume (`all`: the session must end as a stall and restart)

@@ -290,3 +290,29 @@ describe("the start-up warm-up (agent/source/warmup.ts)", () => {
     }
   });
 });
+
+describe("a row that decodes to no bytes", async () => {
+  await installExactRows();
+  const root = join(dirname(createRequire(import.meta.url).resolve("@vlasky/zongji")), "lib");
+  const { Parser } = await import(pathToFileURL(join(root, "reader.js")).href);
+  const rows: any = await import(pathToFileURL(join(root, "rows_event.js")).href);
+  const { EXACT } = await import("../../agent/source/rowdecode.js");
+
+  it("is a decoding error naming the table and the counts, never an endless read of the same bytes", () => {
+    // zongji reads rows until the event's end: a row of no bytes would be read again and again (the process hangs
+    // and fills its heap), as with a table map of no columns under a rows event that has some
+    const ev = {
+      _zongji: { [EXACT]: true, connection: { config: { dateStrings: true, timezone: "Z" } } },
+      tableId: 7,
+      tableMap: { 7: { parentSchema: "shop", tableName: "orders", columns: [], columnSchemas: [] } },
+      numberOfColumns: 3,
+      columns_present_bitmap: Buffer.from([0x07]),
+    };
+    const p = new Parser();
+    p.append(Buffer.from([0, 1, 0, 0, 0, 2, 0, 0, 0]));
+    const fetch = Object.getPrototypeOf(rows.WriteRows.prototype)._fetchOneRow;
+    expect(() => fetch.call(ev, p)).toThrow(/a row of shop\.orders \(table id 7\) decodes to no bytes at offset 0 .*the table map has 0 column\(s\), the event 3; columns present 07/);
+    const upd = rows.UpdateRows.prototype._fetchOneRow;
+    expect(() => upd.call({ ...ev, columns_present_bitmap2: Buffer.from([0x07]) }, p)).toThrow(/decodes to no bytes.*columns present 07\/07/);
+  });
+});
