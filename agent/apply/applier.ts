@@ -242,7 +242,10 @@ export class RowApplier {
           continue;
         }
       }
-      await this.#addTxn(b, t);
+      // synchronous unless a table's metadata must be loaded (a promise per source transaction is a cost
+      // of its own with single-row transactions)
+      const pending = this.#addTxn(b, t, 0);
+      if (pending) await pending;
     }
     for (const s of b.finish()) stmts.push(s);
     rows += b.rows;
@@ -251,11 +254,17 @@ export class RowApplier {
     return { batch, stmts, txns, rows };
   }
 
-  /** one source transaction's changes into the builder (what this replica skips: quarantine, the snapshot's pending tables) */
-  async #addTxn(b: StatementBuilder, t: Txn): Promise<void> {
+  /**
+   * One source transaction's changes (from change `from` on) into the builder (what this replica skips: quarantine,
+   * the snapshot's pending tables). Synchronous while every table's metadata is cached; else a promise that loads it
+   * and goes on from that change, in order.
+   */
+  #addTxn(b: StatementBuilder, t: Txn, from: number): Promise<void> | undefined {
     // the error context is built only when an error needs it (this runs per source transaction)
     const where = () => `replica ${this.name}, source position ${fmtPos(t.pos)}`;
-    for (const ch of t.changes) {
+    const changes = t.changes;
+    for (let i = from; i < changes.length; i++) {
+      const ch = changes[i];
       if (ch.savepoint !== undefined) {
         b.marker(ch);
         continue;
@@ -263,16 +272,29 @@ export class RowApplier {
       const name = `${ch.db}.${ch.table}`;
       if (this.#port.quarantined(name)) continue;
       if (this.#port.snapshot.skips(name, t.pos)) continue;
-      const meta = this.#schema.peek(ch.db, ch.table) ?? (await this.#schema.get(ch.db, ch.table));
-      if (!meta) {
-        throw new ApplyError(
-          `at source position ${fmtPos(t.pos)}: table \`${ch.db}\`.\`${ch.table}\` does not exist on replica ${this.name}; the replica diverged from the source. Create it or resnapshot the replica (datasync resnapshot --replica ${this.name}).`,
-          { table: name },
-        );
-      }
+      const meta = this.#schema.peek(ch.db, ch.table);
+      if (!meta) return this.#loadAndAdd(b, t, i);
       if (ch.op !== "insert" && this.#port.snapshot.copying(name)) this.#port.snapshot.tombstone(meta, ch);
       b.add(ch, meta, where);
     }
+    return undefined;
+  }
+
+  /** #addTxn at change `i`, whose table's metadata is not cached: loaded (or found missing), then the rest */
+  async #loadAndAdd(b: StatementBuilder, t: Txn, i: number): Promise<void> {
+    const ch = t.changes[i];
+    const name = `${ch.db}.${ch.table}`;
+    const meta = await this.#schema.get(ch.db, ch.table);
+    if (!meta) {
+      throw new ApplyError(
+        `at source position ${fmtPos(t.pos)}: table \`${ch.db}\`.\`${ch.table}\` does not exist on replica ${this.name}; the replica diverged from the source. Create it or resnapshot the replica (datasync resnapshot --replica ${this.name}).`,
+        { table: name },
+      );
+    }
+    if (ch.op !== "insert" && this.#port.snapshot.copying(name)) this.#port.snapshot.tombstone(meta, ch);
+    b.add(ch, meta, () => `replica ${this.name}, source position ${fmtPos(t.pos)}`);
+    const rest = this.#addTxn(b, t, i + 1);
+    if (rest) await rest;
   }
 
   /**

@@ -170,6 +170,15 @@ interface Lane {
  * replica), no unique key but the primary key, an ordinary table (not a sequence, not system-versioned).
  */
 export function laneTable(meta: TableMeta): boolean {
+  let lane = LANE_TABLES.get(meta);
+  if (lane === undefined) LANE_TABLES.set(meta, (lane = isLaneTable(meta)));
+  return lane;
+}
+
+/** laneTable per TableMeta (a meta is never edited once loaded; this runs per change) */
+const LANE_TABLES = new WeakMap<TableMeta, boolean>();
+
+function isLaneTable(meta: TableMeta): boolean {
   if (meta.foreignKeys !== false || meta.selfReferencing || meta.hasSecondaryUnique || meta.sequence || meta.versioning || meta.primaryKey.length === 0) return false;
   // keys equal on the server only when equal here (rowKeyId): integers. Not strings ('a' and 'A' are one key
   // under a _ci collation, 'a' and 'a ' under PAD SPACE: an upsert of 'A' then a delete of 'a' would be missed)
@@ -187,6 +196,13 @@ function writableTypes(meta: TableMeta): (string | undefined)[] {
 
 const INTEGER_TYPES = new Set(["tinyint", "smallint", "mediumint", "int", "integer", "bigint"]);
 
+/** two rows have the same key (keys.ts rowKeyId): the same values at once, else their key identities compared */
+function sameKey(pk: readonly string[], a: Row, b: Row): boolean {
+  let same = true;
+  for (const k of pk) if (a[k] !== b[k]) same = false;
+  return same || rowKeyId(pk, a) === rowKeyId(pk, b);
+}
+
 /** the row carries every writable column (a FULL row image of a table the replica defines alike) */
 function wholeRow(meta: TableMeta, row: Row): boolean {
   for (const c of meta.writable) if (!(c in row)) return false;
@@ -198,6 +214,8 @@ export class StatementBuilder {
   readonly out: Statement[] = [];
   /** independent tables' pending rows (Lane), by table */
   #lanes = new Map<string, Lane>();
+  /** the lane #lane returned last, while it is in #lanes */
+  #lastLane: Lane | null = null;
   #kind: "upsert" | "delete" | null = null;
   #meta: TableMeta | null = null;
   #cols: string[] = [];
@@ -253,6 +271,7 @@ export class StatementBuilder {
   #flushLanes(): void {
     for (const lane of this.#lanes.values()) this.#emitLane(lane);
     this.#lanes.clear();
+    this.#lastLane = null;
   }
 
   /** emits a table's lane, if any, and forgets it (its later rows start a new one, after these statements) */
@@ -261,6 +280,7 @@ export class StatementBuilder {
     const lane = this.#lanes.get(key);
     if (!lane) return;
     this.#lanes.delete(key);
+    if (this.#lastLane === lane) this.#lastLane = null;
     this.#emitLane(lane);
   }
 
@@ -295,6 +315,15 @@ export class StatementBuilder {
 
   /** the table's lane for rows under these flags (a lane under other flags is emitted first) */
   #lane(meta: TableMeta, flags: number): Lane {
+    // the lane of the previous row (the common case: a table's rows one after another); only while still pending
+    const last = this.#lastLane;
+    if (last !== null && last.meta === meta && last.flags === flags) return last;
+    const lane = this.#findLane(meta, flags);
+    this.#lastLane = lane;
+    return lane;
+  }
+
+  #findLane(meta: TableMeta, flags: number): Lane {
     const key = `${meta.db}\u0000${meta.table}`;
     let lane = this.#lanes.get(key);
     if (lane && (lane.meta !== meta || lane.flags !== flags)) {
@@ -516,7 +545,7 @@ export class StatementBuilder {
           continue;
         }
         const before = change.before?.[i];
-        if (wholeRow(meta, row) && (!before || rowKeyId(meta.primaryKey, before) === rowKeyId(meta.primaryKey, row))) {
+        if (wholeRow(meta, row) && (!before || sameKey(meta.primaryKey, before, row))) {
           knownColumns(meta, row, where);
           this.#laneUpsert(meta, flags, row);
           continue;
@@ -541,7 +570,7 @@ export class StatementBuilder {
       for (let i = 0; i < change.rows.length; i++) {
         const before = change.before![i];
         const after = change.rows[i];
-        const keyChanged = rowKeyId(meta.primaryKey, before) !== rowKeyId(meta.primaryKey, after);
+        const keyChanged = !sameKey(meta.primaryKey, before, after);
         if (!keyChanged && !meta.hasSecondaryUnique) {
           // Same key, full after image, no other unique key that an upsert could hit by mistake:
           // an upsert is the UPDATE (or the upsert DESIGN.md asks for when no row matched).

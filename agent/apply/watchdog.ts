@@ -128,7 +128,14 @@ export class ApplyWatch {
 
   /** tracks one query of the apply connection: in flight until it settles, a step when it does */
   track<T>(sql: string, p: Promise<T>): Promise<T> {
-    const mine: StatementInFlight = { what: describeQuery(sql), since: this.#now() };
+    // described when asked (a stall, the status), not per query: a batch's query is megabytes of SQL
+    let what: string | null = null;
+    const mine: StatementInFlight = {
+      get what() {
+        return (what ??= describeQuery(sql));
+      },
+      since: this.#now(),
+    };
     this.#inflight = mine;
     const settle = () => {
       if (this.#inflight === mine) this.#inflight = null;

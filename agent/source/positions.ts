@@ -27,6 +27,8 @@ export function binlogSeq(file: string): number {
 
 /** Compare binlog positions by the file's sequence number, then the offset (< 0, 0, > 0 as a sort comparator). */
 export function comparePos(a: { file: string; pos: number }, b: { file: string; pos: number }): number {
+  // the same file (the common case: the reader and the queue compare per source transaction)
+  if (a.file === b.file) return a.pos - b.pos;
   const fa = binlogSeq(a.file);
   const fb = binlogSeq(b.file);
   if (fa !== fb) return fa - fb;

@@ -13,10 +13,12 @@ import {
   ROWS_NO_FOREIGN_KEY_CHECKS,
   ROWS_RELAXED_UNIQUE_CHECKS,
   takeQueryRaw,
+  dropQueryRaw,
   type QuerySession,
 } from "./binlog-raw.js";
 import { EXACT, exactRowsReady, installExactRows } from "./rowdecode.js";
 import { comparePos, type Position } from "./positions.js";
+import { MysqlGtidText } from "./gtid-text.js";
 import { PurgedPositionError } from "../errors.js";
 
 
@@ -148,8 +150,10 @@ export interface ReaderOptions {
  * strings twice that), Buffers ~100 + their length.
  */
 function sizeOf(v: unknown): number {
-  if (v === null || v === undefined) return 0;
+  // (the same figures as ever, the common types tested first: this runs per value read)
   if (typeof v === "string") return 20 + v.length * 2;
+  if (v === null || v === undefined) return 0;
+  if (typeof v !== "object") return 12;
   if (Buffer.isBuffer(v)) return 100 + v.length;
   return 12;
 }
@@ -158,6 +162,31 @@ function rowSize(r: Row): number {
   let n = 120;
   for (const k in r) n += 40 + sizeOf(r[k]);
   return n;
+}
+
+/** zongji's event name (getEventName: its class's name in lower case), once per event class rather than a new string per event */
+const EVENT_NAMES = new WeakMap<object, string>();
+function eventName(ev: any): string {
+  const cls = ev.constructor;
+  // (an event that is a plain object, as tests build them, has no class of its own)
+  if (typeof cls !== "function" || cls === Object) return ev.getEventName();
+  let name = EVENT_NAMES.get(cls);
+  if (name === undefined) EVENT_NAMES.set(cls, (name = ev.getEventName() as string));
+  return name;
+}
+
+/**
+ * A MariaDB GTID position's text, as its toString() writes it ("domain-server-seq" per domain, by domain): one
+ * domain (the common case) without the sort, map and join toString pays per source transaction.
+ */
+export function mariadbGtidText(g: MariadbGtidPosition): string {
+  const domains = (g as any)._domains;
+  if (domains instanceof Map && domains.size === 1) {
+    for (const d of domains.values()) {
+      if (typeof d?.domainId === "number" && typeof d.serverId === "number" && (typeof d.seqNo === "number" || typeof d.seqNo === "bigint")) return `${d.domainId}-${d.serverId}-${d.seqNo}`;
+    }
+  }
+  return g.toString();
 }
 
 /**
@@ -187,7 +216,7 @@ export class BinlogReader implements BinlogStream {
   #o: ReaderOptions;
   #cur: Txn | null = null;
   #mariaGtid: MariadbGtidPosition | null = null;
-  #mysqlGtid: GtidSet | null = null;
+  #mysqlGtid: MysqlGtidText | null = null;
   #pendingGtid: any;
   /** the current MariaDB GTID group is not standalone: a DDL in it is followed by its rows */
   #groupWithRows = false;
@@ -236,7 +265,7 @@ export class BinlogReader implements BinlogStream {
     for (const [xid, p] of o.xaParked ?? []) if (!p.committedAt || comparePos(p.committedAt, o.start) > 0) this.#xaPrepared.set(xid, { ...p, committedAt: undefined });
     if (o.start.gtid) {
       if (o.flavor === "mariadb") this.#mariaGtid = MariadbGtidPosition.parse(o.start.gtid);
-      else this.#mysqlGtid = GtidSet.parse(o.start.gtid);
+      else this.#mysqlGtid = new MysqlGtidText(GtidSet.parse(o.start.gtid));
     }
   }
 
@@ -260,6 +289,12 @@ export class BinlogReader implements BinlogStream {
       let ready = false;
       z.on("ready", () => {
         ready = true;
+        // zongji keeps its own executed GTID set (its gtidSet getter), folding every transaction into it; the
+        // reader never reads it (zongji's position is no safe checkpoint: this reader keeps its own), and on
+        // MySQL that fold costs a GtidSet.add per source transaction. Its dump already started from the
+        // options, so nothing else reads it from here on.
+        z._executedGtids = null;
+        z._seedGtidsFromStream = false;
         resolve();
       });
       z.on("error", (err: Error) => {
@@ -325,7 +360,7 @@ export class BinlogReader implements BinlogStream {
   }
 
   #onEvent(ev: any): void {
-    const name: string = ev.getEventName();
+    const name = eventName(ev);
     switch (name) {
       case "mariadbgtid":
       case "gtid":
@@ -377,33 +412,45 @@ export class BinlogReader implements BinlogStream {
   /** a query event: XA, BEGIN, savepoints, COMMIT/ROLLBACK, statement DML, or a DDL (standalone or with rows) */
   #onQuery(ev: any): void {
     const sql: string = ev.query;
-    const raw = takeQueryRaw(ev);
+    // the statement's raw bytes serve a DDL only (its session and exact bytes): the others just let go of the packet
+    if (sql === "BEGIN") {
+      // (MySQL logs one per transaction: the common case first)
+      dropQueryRaw(ev);
+      if (!this.#cur) this.#cur = this.#open(ev.timestamp);
+      return;
+    }
     const head = sql.trimStart().slice(0, 24).toUpperCase();
     const xa = /^\s*XA\s+(START|BEGIN|END|PREPARE|COMMIT|ROLLBACK)\s+(.*?)\s*$/is.exec(sql);
     if (xa) {
+      dropQueryRaw(ev);
       this.#onXa(ev, xa);
       return;
     }
     if (head.startsWith("BEGIN")) {
+      dropQueryRaw(ev);
       if (!this.#cur) this.#cur = this.#open(ev.timestamp);
       return;
     }
     const sp = SAVEPOINT_RE.exec(sql);
     if (sp) {
+      dropQueryRaw(ev);
       if (!this.#cur) this.#cur = this.#open(ev.timestamp);
       this.#savepoint(this.#cur, sp[1].slice(0, 4).toUpperCase(), unquoteName(sp[2]));
       return;
     }
     if (head.startsWith("COMMIT") || /^ROLLBACK\s*$/.test(head)) {
+      dropQueryRaw(ev);
       this.#commit(ev);
       return;
     }
     if (DML_RE.test(sql)) {
+      dropQueryRaw(ev);
       // Statement-format DML inside a transaction; reported by the applier if it is in scope.
       if (!this.#cur) this.#cur = this.#open(ev.timestamp);
       if (!this.#cur.statementDml) this.#cur.statementDml = { sql, schema: ev.schema ?? "" };
       return;
     }
+    const raw = takeQueryRaw(ev);
     if (!this.#cur) this.#cur = this.#open(ev.timestamp);
     // MySQL 8.0.21+ logs an atomic CREATE TABLE … SELECT as "CREATE TABLE … START TRANSACTION",
     // followed by its rows and an Xid: one transaction, not a standalone DDL.
@@ -626,7 +673,7 @@ export class BinlogReader implements BinlogStream {
   }
 
   #foldGtid(g: any): void {
-    this.#mysqlGtid ??= new GtidSet();
+    this.#mysqlGtid ??= new MysqlGtidText();
     this.#mysqlGtid.add(g);
   }
 
@@ -637,7 +684,7 @@ export class BinlogReader implements BinlogStream {
       this.#mariaGtid ??= new MariadbGtidPosition();
       this.#mariaGtid.add(this.#pendingGtid);
     } else {
-      this.#mysqlGtid ??= new GtidSet();
+      this.#mysqlGtid ??= new MysqlGtidText();
       this.#mysqlGtid.add(this.#pendingGtid);
     }
     this.#pendingGtid = undefined;
@@ -652,7 +699,7 @@ export class BinlogReader implements BinlogStream {
    */
   #moved(): void {
     if (this.#cur || comparePos(this.lastRead, this.#handed) <= 0) return;
-    const gtid = this.#mariaGtid ? this.#mariaGtid.toString() : this.#mysqlGtid ? this.#mysqlGtid.toString() : (this.#handed.gtid ?? null);
+    const gtid = this.#mariaGtid ? mariadbGtidText(this.#mariaGtid) : this.#mysqlGtid ? this.#mysqlGtid.toString() : (this.#handed.gtid ?? null);
     const now = Date.now();
     this.lastRead = { ...this.lastRead, gtid };
     this.#handed = this.lastRead;
@@ -697,7 +744,7 @@ export class BinlogReader implements BinlogStream {
       this.#streaming = false;
     }
     this.#foldPending();
-    const gtid = this.#mariaGtid ? this.#mariaGtid.toString() : this.#mysqlGtid ? this.#mysqlGtid.toString() : null;
+    const gtid = this.#mariaGtid ? mariadbGtidText(this.#mariaGtid) : this.#mysqlGtid ? this.#mysqlGtid.toString() : null;
     const file: string = this.#z?.options?.filename ?? this.lastRead.file;
     const pos = ev.nextPosition > 0 ? ev.nextPosition : this.lastRead.pos;
     const since = this.#openXaSince();

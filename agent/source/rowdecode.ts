@@ -15,6 +15,7 @@ import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { pathToFileURL } from "node:url";
 import type { CodecLib, Cursor, Image, TablePlan } from "./rowcodec.js";
+import { installTableMapCache } from "./tablemap-cache.js";
 
 /** set on a zongji instance whose row events are decoded by this module */
 export const EXACT = Symbol.for("datasync.exactRows");
@@ -222,6 +223,8 @@ export function installExactRows(): Promise<void> {
     const rows: any = await import(pathToFileURL(join(lib, "rows_event.js")).href);
     const common: Common = await import(pathToFileURL(join(lib, "common.js")).href);
     const json: any = await import(pathToFileURL(join(lib, "json_decode.js")).href);
+    const events: any = await import(pathToFileURL(join(lib, "binlog_event.js")).href);
+    installTableMapCache(events.TableMap, EXACT);
     const codec = await import("./rowcodec.js");
     const codecLib: CodecLib = {
       fallback: (parser, column, schema, tablemap, zongji) => readValue(common, parser, column, schema, tablemap, zongji),

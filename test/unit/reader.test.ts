@@ -40,8 +40,8 @@ vi.mock("@vlasky/zongji", async (importOriginal) => {
   return { ...orig, default: FakeZongJi };
 });
 
-import { GtidSet } from "@vlasky/zongji";
-import { BinlogReader, isPurgedError, type ReaderOptions, type Txn } from "../../agent/source/reader.js";
+import { GtidSet, MariadbGtidPosition } from "@vlasky/zongji";
+import { BinlogReader, isPurgedError, mariadbGtidText, type ReaderOptions, type Txn } from "../../agent/source/reader.js";
 import { comparePos, type Position } from "../../agent/source/positions.js";
 import { PurgedPositionError } from "../../agent/errors.js";
 
@@ -91,7 +91,26 @@ async function startReader(over: Partial<ReaderOptions> = {}) {
   return { r, z, txns, errors, feed };
 }
 
+describe("mariadbGtidText", () => {
+  it("writes a MariaDB GTID position as its toString does, one domain or several", () => {
+    const one = MariadbGtidPosition.parse("0-1-41");
+    one.add({ domainId: 0, serverId: 1, seqNo: 42 });
+    expect(mariadbGtidText(one)).toBe("0-1-42");
+    expect(mariadbGtidText(one)).toBe(one.toString());
+    const big = MariadbGtidPosition.parse("7-4001-18446744073709551615");
+    expect(mariadbGtidText(big)).toBe("7-4001-18446744073709551615");
+    const several = MariadbGtidPosition.parse("3-2-9,0-1-5");
+    expect(mariadbGtidText(several)).toBe(several.toString());
+    expect(mariadbGtidText(several)).toBe("0-1-5,3-2-9");
+  });
+});
+
 describe("comparePos", () => {
+  it("compares offsets within one file, whatever its name", () => {
+    expect(comparePos({ file: "mysql-bin.log", pos: 4 }, { file: "mysql-bin.log", pos: 5 })).toBeLessThan(0);
+    expect(comparePos({ file: "binlog.000003", pos: 77 }, { file: "binlog.000003", pos: 77 })).toBe(0);
+  });
+
   it("orders by file sequence number, then offset", () => {
     expect(comparePos({ file: "binlog.000009", pos: 900 }, { file: "binlog.000010", pos: 4 })).toBeLessThan(0);
     expect(comparePos({ file: "binlog.000010", pos: 4 }, { file: "binlog.000009", pos: 900 })).toBeGreaterThan(0);
