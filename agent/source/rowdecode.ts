@@ -254,23 +254,46 @@ export function installExactRows(): Promise<void> {
     let image2: Image | null;
     const EMPTY = Buffer.alloc(0);
     const cursor: Cursor = { buf: EMPTY, pos: 0, parser: null };
+    /** where the row being read starts */
+    let rowStart = 0;
     const begin = (ev: any, parser: any) => {
       if (ev !== lastEvent) {
         lastEvent = ev;
         const tm = ev.tableMap[ev.tableId];
         plan = planOf(ev._zongji, tm);
+        // a rows event whose column count is not its table map's was written for another table (or another
+        // version of it) than the map describes: decoding it would put bytes in the wrong columns
+        if (typeof ev.numberOfColumns === "number" && ev.numberOfColumns !== plan.names.length) {
+          lastEvent = null;
+          throw new Error(
+            `a rows event of table id ${ev.tableId} has ${ev.numberOfColumns} column(s) but its table map (${tm?.parentSchema}.${tm?.tableName}) has ${plan.names.length}: the table map does not describe the rows (a stale table map); the session restarts from its checkpoint`,
+          );
+        }
         image1 = codec.imageOf(ev.columns_present_bitmap, plan.names.length, plan);
         image2 = ev.columns_present_bitmap2 ? codec.imageOf(ev.columns_present_bitmap2, plan.names.length, plan) : null;
       }
       cursor.buf = parser._buffer;
       cursor.pos = parser._offset;
       cursor.parser = parser;
+      rowStart = cursor.pos;
     };
     const end = (ev: any, parser: any) => {
       // a row that ran past its event is a decoding error, never a silent value
-      if (cursor.pos > parser._packetEnd) {
+      // (NaN, a length read past the buffer, fails both checks below as well)
+      if (!(cursor.pos <= parser._packetEnd)) {
         const tm = ev.tableMap[ev.tableId];
-        throw new Error(`a row of ${tm.parentSchema}.${tm.tableName} runs ${cursor.pos - parser._packetEnd} bytes past its rows event: the table map does not describe the row`);
+        throw new Error(`a row of ${tm.parentSchema}.${tm.tableName} runs past its rows event (to ${cursor.pos}, the event ends at ${parser._packetEnd}): the table map does not describe the row`);
+      }
+      // a row that takes no bytes before the event's end would be read again and again (zongji reads rows until the
+      // event's end): the process would hang and fill its heap. It is a decoding error, with what explains it.
+      if (!(cursor.pos > rowStart) && cursor.pos < parser._packetEnd) {
+        const tm = ev.tableMap[ev.tableId];
+        lastEvent = null;
+        cursor.parser = null;
+        const bits = (b: Buffer | undefined) => (Buffer.isBuffer(b) ? b.toString("hex") : String(b));
+        throw new Error(
+          `a row of ${tm?.parentSchema}.${tm?.tableName} (table id ${ev.tableId}) decodes to no bytes at offset ${rowStart} of its rows event (ending at ${parser._packetEnd}): the table map has ${plan.names.length} column(s), the event ${ev.numberOfColumns}; columns present ${bits(ev.columns_present_bitmap)}${ev.columns_present_bitmap2 ? `/${bits(ev.columns_present_bitmap2)}` : ""}`,
+        );
       }
       parser._offset = cursor.pos;
       cursor.parser = null;

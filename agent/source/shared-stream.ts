@@ -542,9 +542,14 @@ export class StreamHub {
       // never onto a reader still connecting: nobody here awaits its start, so if it failed the movers would be
       // left on a dead reader with no error, no transaction and no stall (their own reader stopped below)
       if (h === g || !h.ready) continue;
-      const tail = h.joinable(g.sig, key, this.slackFor(g.opts));
-      if (!tail) continue;
+      if (!h.joinable(g.sig, key, this.slackFor(g.opts))) continue;
       for (const s of movers) {
+        // what h read after `key`, taken anew for each mover: the join before woke h, and a reader's resume hands
+        // over the events it holds at once (mysql2 handles the packets it queued while paused, synchronously), so
+        // a tail taken before would miss them (the mover would skip a transaction). Not joinable any more: the
+        // mover stays where it is.
+        const tail = s.group === g && s.ready && positionKey(s.lastTaken) === key ? h.joinable(g.sig, key, this.slackFor(g.opts)) : null;
+        if (!tail) continue;
         g.subs.delete(s);
         this.counters.joins++;
         this.note({ serverId: s.o.serverId, at: s.lastTaken, behind: tail.length }, "replica rejoins a shared binlog stream");

@@ -290,3 +290,50 @@ describe("the start-up warm-up (agent/source/warmup.ts)", () => {
     }
   });
 });
+
+describe("rows the table map does not describe", async () => {
+  await installExactRows();
+  const root = join(dirname(createRequire(import.meta.url).resolve("@vlasky/zongji")), "lib");
+  const { Parser } = await import(pathToFileURL(join(root, "reader.js")).href);
+  const rows: any = await import(pathToFileURL(join(root, "rows_event.js")).href);
+  const { EXACT } = await import("../../agent/source/rowdecode.js");
+  const single = Object.getPrototypeOf(rows.WriteRows.prototype)._fetchOneRow;
+  const pair = rows.UpdateRows.prototype._fetchOneRow;
+  const event = (columns: any[], numberOfColumns: number, bitmap: number[]) => ({
+    _zongji: { [EXACT]: true, connection: { config: { dateStrings: true, timezone: "Z" } } },
+    tableId: 24,
+    tableMap: { 24: { parentSchema: "shop", tableName: "order_lines", columns, columnSchemas: columns.map(() => ({})) } },
+    numberOfColumns,
+    columns_present_bitmap: Buffer.from(bitmap),
+  });
+  const parser = (bytes: number[]) => {
+    const p = new Parser();
+    p.append(Buffer.from(bytes));
+    return p;
+  };
+  const int = (name: string) => ({ name, type: 3, metadata: {}, charset: null });
+  const varbinary = (name: string) => ({ name, type: 15, metadata: { max_length: 16 }, charset: "binary" });
+
+  it("a rows event with another column count than its table map (a stale map: a table id reused) is refused before a byte is read", () => {
+    // found by the chaos test: shop.ledger's 3-column update read with the 4-column map of shop.order_lines, which had
+    // the same table id before the source restarted; the lengths read from the wrong bytes ran the decoder off the buffer
+    const ev = event([int("order_id"), int("line"), varbinary("sku"), int("qty")], 3, [0x07]);
+    const p = parser([0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0x74, 0x78, 0x20]);
+    expect(() => single.call(ev, p)).toThrow(/a rows event of table id 24 has 3 column\(s\) but its table map \(shop\.order_lines\) has 4: the table map does not describe the rows/);
+    expect(() => pair.call({ ...ev, columns_present_bitmap2: Buffer.from([0x07]) }, p)).toThrow(/has 3 column\(s\) but its table map/);
+    expect(p._offset).toBe(0);
+  });
+
+  it("a row that decodes to no bytes is a decoding error, never an endless read of the same bytes", () => {
+    // zongji reads rows until the event's end: a row of no bytes would be read again and again (the process hangs
+    // and fills its heap)
+    const ev = event([], 0, []);
+    expect(() => single.call(ev, parser([0, 1, 0, 0]))).toThrow(/a row of shop\.order_lines \(table id 24\) decodes to no bytes at offset 0 .*the table map has 0 column\(s\), the event 0/);
+  });
+
+  it("a value that runs past its event is a decoding error, never a row of garbage", () => {
+    // one varbinary column whose length byte is the event's last byte: its value runs past the event
+    const ev = event([varbinary("sku")], 1, [0x01]);
+    expect(() => single.call(ev, parser([0, 200]))).toThrow(/a row of shop\.order_lines runs past its rows event/);
+  });
+});
