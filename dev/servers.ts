@@ -1,7 +1,8 @@
 // Servers owns private MariaDB/MySQL server processes for tests, the benchmark and the sandbox:
 // own datadir, own port on 127.0.0.1, binlog configured as the agent needs (DESIGN.md facts).
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { cpSync, existsSync, mkdirSync, rmSync, openSync, closeSync, writeFileSync, readFileSync, readdirSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, rmSync, openSync, closeSync, writeFileSync, readFileSync, readdirSync, realpathSync, renameSync, statSync } from "node:fs";
+import { createHash } from "node:crypto";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -162,7 +163,7 @@ export function sweepLeftovers(base: string): void {
 
 // this process's templates go with it
 process.once("exit", () => {
-  for (const dir of templateDirs.values()) {
+  for (const dir of ownTemplates) {
     rmSync(dir, { recursive: true, force: true });
     rmSync(`${dir}.tmp`, { recursive: true, force: true });
   }
@@ -178,51 +179,102 @@ function initTag(initArgs: string[]): string {
 
 /**
  * One initialized datadir per flavor and set of initialize-time options, copied for every server
- * (initializing costs seconds; a copy does not).
+ * (initializing costs seconds; a copy does not). With `DATASYNC_SERVER_TEMPLATES` set (the test suite sets it),
+ * templates live in that folder and are shared by every process: one vitest file per process would otherwise
+ * initialize its own (MySQL 5-8 s, MariaDB 3-5 s on this machine, for each of ~60 files per suite run).
  */
 function template(base: string, flavor: Flavor = defaultFlavor(), initArgs: string[] = []): string {
   const key = `${flavor}:${base}:${initArgs.join(" ")}`;
   sweepLeftovers(base);
   const known = templateDirs.get(key);
   if (known && existsSync(join(known, "mysql"))) return known;
-  if (flavor === "mysql") {
-    const dir = mysqlTemplate(base, initArgs);
+  const shared = process.env.DATASYNC_SERVER_TEMPLATES;
+  if (shared) {
+    const dir = sharedTemplate(shared, flavor, initArgs);
     templateDirs.set(key, dir);
     return dir;
   }
-  const dir = join(base, `template-${process.pid}${initTag(initArgs)}`);
-  if (!existsSync(join(dir, "mysql"))) {
-    rmSync(dir, { recursive: true, force: true });
-    mkdirSync(dir, { recursive: true });
-    const installer = which(["mariadb-install-db", "mysql_install_db"]);
-    if (!installer) throw new ServerBinaryMissing();
-    // A private tmpdir: concurrent bootstraps sharing /tmp can collide on temporary table names.
-    const tmp = `${dir}.tmp`;
-    let r: ReturnType<typeof spawnSync> | null = null;
-    for (let attempt = 0; attempt < 3; attempt++) {
-      rmSync(dir, { recursive: true, force: true });
-      mkdirSync(dir, { recursive: true });
-      mkdirSync(tmp, { recursive: true });
-      r = spawnSync(
-        installer,
-        // mariadb-install-db passes the options it does not know to the bootstrapping server
-        ["--no-defaults", "--user=root", `--datadir=${dir}`, `--tmpdir=${tmp}`, "--auth-root-authentication-method=normal", "--skip-test-db", ...initArgs],
-        { encoding: "utf8" },
-      );
-      if (r.status === 0) break;
-    }
-    if (!r || r.status !== 0) throw new Error(`mariadb-install-db failed (exit ${r?.status}): ${String(r?.stderr || r?.stdout)}`);
-  }
+  const dir = join(base, `template-${flavor === "mysql" ? "mysql-" : ""}${process.pid}${initTag(initArgs)}`);
+  if (!existsSync(join(dir, "mysql"))) initialize(dir, flavor, initArgs);
   templateDirs.set(key, dir);
+  ownTemplates.add(dir);
   return dir;
 }
 
-/** `mysqld --initialize-insecure` once; root also over TCP from 127.0.0.1 (skip-name-resolve). */
-function mysqlTemplate(base: string, initArgs: string[]): string {
-  const dir = join(base, `template-mysql-${process.pid}${initTag(initArgs)}`);
+/** templates this process made in a base folder (removed at exit; shared ones stay for the next process) */
+const ownTemplates = new Set<string>();
+
+/** how templates are made: change it when initialize() changes, so shared templates made before are not reused */
+const TEMPLATE_RECIPE = "1";
+
+/**
+ * A template in the shared folder, named after what makes it: flavor, the server binary (path, size, mtime),
+ * the initialize-time options and the recipe. Built under a private name and renamed into place, so a process
+ * never copies a half-made one; two processes building the same one at once both succeed (the second's is dropped).
+ * A template is never started, only copied, so it never changes once in place.
+ */
+function sharedTemplate(folder: string, flavor: Flavor, initArgs: string[]): string {
+  mkdirSync(folder, { recursive: true });
+  sweepBuilds(folder);
+  const bin = realpathSync(serverBinary(flavor));
+  const st = statSync(bin);
+  const id = createHash("sha256").update([TEMPLATE_RECIPE, flavor, bin, st.size, st.mtimeMs, ...initArgs].join("\0")).digest("hex").slice(0, 16);
+  const dir = join(folder, `${flavor}.${id}`);
   if (existsSync(join(dir, "mysql"))) return dir;
+  const build = `${dir}.build-${process.pid}`;
+  try {
+    initialize(build, flavor, initArgs);
+    try {
+      renameSync(build, dir);
+    } catch (e) {
+      // another process put the same template in place first
+      if (!existsSync(join(dir, "mysql"))) throw e;
+    }
+  } finally {
+    rmSync(build, { recursive: true, force: true });
+    rmSync(`${build}.tmp`, { recursive: true, force: true });
+  }
+  return dir;
+}
+
+/** what builds of processes that have ended left in the shared folder (once per process) */
+function sweepBuilds(folder: string): void {
+  if (swept.has(folder)) return;
+  swept.add(folder);
+  for (const name of readdirSync(folder)) {
+    const pid = Number(/\.build-(\d+)(?:\.tmp|\.init\.sql)?$/.exec(name)?.[1] ?? 0);
+    if (pid && pid !== process.pid && !alive(pid)) rmSync(join(folder, name), { recursive: true, force: true });
+  }
+}
+
+/** an initialized datadir at `dir` (replaced if there) */
+function initialize(dir: string, flavor: Flavor, initArgs: string[]): void {
+  if (flavor === "mysql") return mysqlInitialize(dir, initArgs);
+  const installer = which(["mariadb-install-db", "mysql_install_db"]);
+  if (!installer) throw new ServerBinaryMissing();
+  // A private tmpdir: concurrent bootstraps sharing /tmp can collide on temporary table names.
+  const tmp = `${dir}.tmp`;
+  let r: ReturnType<typeof spawnSync> | null = null;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { recursive: true });
+    mkdirSync(tmp, { recursive: true });
+    r = spawnSync(
+      installer,
+      // mariadb-install-db passes the options it does not know to the bootstrapping server
+      ["--no-defaults", "--user=root", `--datadir=${dir}`, `--tmpdir=${tmp}`, "--auth-root-authentication-method=normal", "--skip-test-db", ...initArgs],
+      { encoding: "utf8" },
+    );
+    if (r.status === 0) break;
+  }
+  rmSync(tmp, { recursive: true, force: true });
+  if (!r || r.status !== 0) throw new Error(`mariadb-install-db failed (exit ${r?.status}): ${String(r?.stderr || r?.stdout)}`);
+}
+
+/** `mysqld --initialize-insecure`; root also over TCP from 127.0.0.1 (skip-name-resolve). */
+function mysqlInitialize(dir: string, initArgs: string[]): void {
   const bin = serverBinary("mysql");
-  mkdirSync(base, { recursive: true });
+  mkdirSync(dirname(dir), { recursive: true });
   const init = `${dir}.init.sql`;
   writeFileSync(init, "CREATE USER 'root'@'127.0.0.1' IDENTIFIED BY '';\nGRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;\n");
   let r: ReturnType<typeof spawnSync> | null = null;
@@ -235,7 +287,6 @@ function mysqlTemplate(base: string, initArgs: string[]): string {
   if (!r || r.status !== 0) throw new Error(`mysqld --initialize-insecure failed (exit ${r?.status}): ${String(r?.stderr || r?.stdout).slice(-3000)}`);
   // every copy must get its own server_uuid (written at first start when auto.cnf is absent)
   rmSync(join(dir, "auto.cnf"), { force: true });
-  return dir;
 }
 
 export class TestServer {

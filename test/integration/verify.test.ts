@@ -7,6 +7,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ensureBuilt } from "../support/build.js";
 import { defaultFlavor, freePort, startServers, type TestServer } from "../support/servers.js";
 import { intType, seq, uuidType, uuidValue } from "../support/sql.js";
 
@@ -79,8 +80,7 @@ function cli(...args: string[]) {
 }
 
 beforeAll(async () => {
-  const build = spawnSync("npx", ["tsc", "-p", "tsconfig.json"], { cwd: ROOT, encoding: "utf8" });
-  if (build.status !== 0) throw new Error(`build failed: ${build.stdout}${build.stderr}`);
+  ensureBuilt();
   servers = await startServers([{ name: "vsrc" }, { name: "vr1" }, { name: "vr2" }]);
   [src, r1, r2] = servers;
   await Promise.all(servers.map((s) => s.query(SCHEMA)));

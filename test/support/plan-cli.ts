@@ -1,28 +1,14 @@
 // Runs `node bin/datasync.js plan …` against the COMPILED code (building it when missing or older than
-// the sources) and makes throwaway Pulumi projects for the plan's end-to-end tests.
+// the sources: ./build.ts) and makes throwaway Pulumi projects for the plan's end-to-end tests.
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import YAML from "yaml";
+import { ensureBuilt, ROOT } from "./build.js";
 
-export const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+export { ensureBuilt, ROOT };
 export const DIST_PROGRAM = join(ROOT, "dist/provider/program.js");
-
-function newest(dir: string): number {
-  let t = 0;
-  for (const f of readdirSync(dir)) if (f.endsWith(".ts")) t = Math.max(t, statSync(join(dir, f)).mtimeMs);
-  return t;
-}
-
-/** `npx tsc` when dist/provider/plan-cli.js is missing or older than provider/ or agent/ sources. */
-export function ensureBuilt(): void {
-  const cli = join(ROOT, "dist/provider/plan-cli.js");
-  if (existsSync(cli) && statSync(cli).mtimeMs >= Math.max(newest(join(ROOT, "provider")), newest(join(ROOT, "agent")))) return;
-  const r = spawnSync(process.execPath, [join(ROOT, "node_modules/typescript/bin/tsc"), "-p", join(ROOT, "tsconfig.json")], { encoding: "utf8" });
-  if (r.status !== 0) throw new Error(`build failed:\n${r.stdout}${r.stderr}`);
-}
 
 export interface PlanRun {
   code: number | null;
