@@ -280,20 +280,17 @@ export class RowApplier {
     return undefined;
   }
 
-  /** #addTxn at change `i`, whose table's metadata is not cached: loaded (or found missing), then the rest */
+  /** #addTxn at change `i`, whose table's metadata is not cached: loaded (or found missing), then #addTxn from there */
   async #loadAndAdd(b: StatementBuilder, t: Txn, i: number): Promise<void> {
     const ch = t.changes[i];
-    const name = `${ch.db}.${ch.table}`;
-    const meta = await this.#schema.get(ch.db, ch.table);
-    if (!meta) {
+    if (!(await this.#schema.get(ch.db, ch.table))) {
       throw new ApplyError(
         `at source position ${fmtPos(t.pos)}: table \`${ch.db}\`.\`${ch.table}\` does not exist on replica ${this.name}; the replica diverged from the source. Create it or resnapshot the replica (datasync resnapshot --replica ${this.name}).`,
-        { table: name },
+        { table: `${ch.db}.${ch.table}` },
       );
     }
-    if (ch.op !== "insert" && this.#port.snapshot.copying(name)) this.#port.snapshot.tombstone(meta, ch);
-    b.add(ch, meta, () => `replica ${this.name}, source position ${fmtPos(t.pos)}`);
-    const rest = this.#addTxn(b, t, i + 1);
+    // cached now: change i and the rest go in as #addTxn adds them
+    const rest = this.#addTxn(b, t, i);
     if (rest) await rest;
   }
 

@@ -75,7 +75,7 @@ function tailOf(set: GtidSet, text: string): Tail | null {
   const iv = ivs[ivs.length - 1];
   if (!Array.isArray(iv) || iv.length !== 2 || typeof iv[0] !== "bigint" || typeof iv[1] !== "bigint") return null;
   const range = iv[0] === iv[1] ? `${iv[0]}` : `${iv[0]}-${iv[1]}`;
-  if (!text.endsWith(`${uuid}:${range}`) && !text.endsWith(`:${range}`)) return null;
+  if (!text.endsWith(`:${range}`)) return null;
   if (!text.startsWith(uuid) && !text.includes(`,${uuid}:`)) return null;
   return { uuid, iv: iv as [bigint, bigint], prefix: text.slice(0, text.length - range.length) };
 }

@@ -91,10 +91,10 @@ export function isPurgedError(err: any): boolean {
   );
 }
 
-/** SAVEPOINT x, ROLLBACK [WORK] TO [SAVEPOINT] x, RELEASE SAVEPOINT x (names bare or backquoted) */
 /** test seam: a reader whose pause never reaches its connection (back-pressure lost; replica.ts #backPressureLost) */
 const TEST_IGNORE_PAUSE = process.env.DATASYNC_TEST_IGNORE_PAUSE === "1";
 
+/** SAVEPOINT x, ROLLBACK [WORK] TO [SAVEPOINT] x, RELEASE SAVEPOINT x (names bare or backquoted) */
 const SAVEPOINT_RE = /^\s*(SAVEPOINT|ROLLBACK\s+(?:WORK\s+)?TO(?:\s+SAVEPOINT)?|RELEASE\s+SAVEPOINT)\s+(`(?:[^`]|``)+`|[^\s;`]+)\s*;?\s*$/i;
 
 /** an XID as the server writes it into XA statements of the binlog: X'gtrid',X'bqual',formatID */
