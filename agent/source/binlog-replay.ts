@@ -138,6 +138,8 @@ export class Replayer {
     const Event = this.#lib.getEventClass(eventType);
     const e = new Event(parser, options, zongji);
     if (eventType === TABLE_MAP) {
+      // a table out of scope: zongji dropped its entry and emits nothing (index.js)
+      if (e._filtered) return null;
       tableMap(zongji, e, this.#o);
       return { tableMap: zongji.tableMap[e.tableId] };
     }

@@ -15,6 +15,7 @@ import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { pathToFileURL } from "node:url";
 import type { CodecLib, Cursor, Image, TablePlan } from "./rowcodec.js";
+import { installTableMapScope } from "./tablemap-scope.js";
 import { installTableMapCache } from "./tablemap-cache.js";
 
 /** set on a zongji instance whose row events are decoded by this module */
@@ -225,6 +226,7 @@ export function installExactRows(): Promise<void> {
     const json: any = await import(pathToFileURL(join(lib, "json_decode.js")).href);
     const events: any = await import(pathToFileURL(join(lib, "binlog_event.js")).href);
     installTableMapCache(events.TableMap, EXACT);
+    installTableMapScope(events.TableMap, Object.getPrototypeOf(rows.WriteRows.prototype).constructor, EXACT);
     const codec = await import("./rowcodec.js");
     const codecLib: CodecLib = {
       fallback: (parser, column, schema, tablemap, zongji) => readValue(common, parser, column, schema, tablemap, zongji),

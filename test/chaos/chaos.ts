@@ -421,7 +421,7 @@ export async function chaosRun(env: ChaosEnv, plan: RunPlan, opts: RunOptions = 
     }
     note(`identical: verify exit 0, ${tables.length} tables' checksums equal on ${env.reps.length} replicas`);
     // a row the decoder could not place is a bug even when the session's restart got past it
-    const decoding = agents.flatMap((a) => a.logs).filter((l) => /decodes to no bytes|the table map does not describe/.test(`${l.msg ?? ""} ${l.err ?? ""}`));
+    const decoding = agents.flatMap((a) => a.logs).filter((l) => /decodes to no bytes|the table map does not describe|arrived without its table map/.test(`${l.msg ?? ""} ${l.err ?? ""}`));
     if (decoding.length) throw new RunFailure(`the agent hit a decoding error (a decoder bug; a restart got past it): ${decoding[0].msg ?? decoding[0].err}`);
     // SIGTERM must stop the agent cleanly (exit 0). A hang here is recorded (stopHung) and reported, but
     // does not fail the run: the run's verdict is about the replicas' data.
