@@ -20,6 +20,8 @@ export default defineConfig({
     // every file runs in its own process: they share initialized server datadirs (dev/servers.ts, template()) instead
     // of initializing one each (MySQL 5-8 s, MariaDB 3-5 s per file)
     env: { DATASYNC_WARMUP_TXNS: "0", DATASYNC_SERVER_TEMPLATES: join(tmpdir(), "datasync-servers", "templates") },
+    // a scratch directory for the run's config files and Pulumi projects, removed at its end (test/support/global-tmp.ts)
+    globalSetup: ["test/support/global-tmp.ts"],
     pool: "forks",
     maxWorkers: 2,
     testTimeout: 120_000,

@@ -1,6 +1,6 @@
 // Runs the real `datasync` CLI (compiled dist/) as a child process, the way users and the container do.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { TestServer } from "./servers.js";
@@ -8,8 +8,19 @@ import type { TestServer } from "./servers.js";
 export const ROOT = resolve(import.meta.dirname, "../..");
 export const BIN = join(ROOT, "bin", "datasync.js");
 
+/** one directory per test process for the configs it writes (under the run's DATASYNC_TEST_TMP in vitest, removed when the run ends; elsewhere removed when the process exits) */
+let configRoot: string | null = null;
+function configDir(): string {
+  if (!configRoot) {
+    const root = mkdtempSync(join(process.env.DATASYNC_TEST_TMP ?? tmpdir(), "datasync-cfg-"));
+    configRoot = root;
+    process.once("exit", () => rmSync(root, { recursive: true, force: true }));
+  }
+  return mkdtempSync(join(configRoot, "c-"));
+}
+
 export function writeConfig(cfg: unknown, name = "config.json"): string {
-  const dir = mkdtempSync(join(tmpdir(), "datasync-cfg-"));
+  const dir = configDir();
   const f = join(dir, name);
   writeFileSync(f, typeof cfg === "string" ? cfg : JSON.stringify(cfg, null, 2));
   return f;

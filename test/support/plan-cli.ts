@@ -1,7 +1,7 @@
 // Runs `node bin/datasync.js plan …` against the COMPILED code (building it when missing or older than
 // the sources: ./build.ts) and makes throwaway Pulumi projects for the plan's end-to-end tests.
 import { spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import YAML from "yaml";
@@ -37,8 +37,16 @@ export function devConfig(): Record<string, any> {
  * A Pulumi project in a temp dir: Pulumi.yaml whose main is `program` (a file written there) or the
  * compiled root program, and one stack file per entry of `stacks`.
  */
+/** one directory per test process for the projects it writes (under the run's DATASYNC_TEST_TMP in vitest, removed when the run ends; elsewhere removed when the process exits) */
+let projectRoot: string | null = null;
+
 export function project(stacks: Record<string, Record<string, unknown>>, program?: string): string {
-  const dir = mkdtempSync(join(tmpdir(), "datasync-plan-test-"));
+  if (!projectRoot) {
+    const root = mkdtempSync(join(process.env.DATASYNC_TEST_TMP ?? tmpdir(), "datasync-plan-test-"));
+    projectRoot = root;
+    process.once("exit", () => rmSync(root, { recursive: true, force: true }));
+  }
+  const dir = mkdtempSync(join(projectRoot, "p-"));
   writeFileSync(join(dir, "Pulumi.yaml"), YAML.stringify({ name: "datasync", runtime: "nodejs", main: program ? "program.mjs" : DIST_PROGRAM }));
   if (program) writeFileSync(join(dir, "program.mjs"), program);
   for (const [s, config] of Object.entries(stacks)) writeFileSync(join(dir, `Pulumi.${s}.yaml`), YAML.stringify({ config }));
