@@ -91,8 +91,8 @@ export class Agent {
     }, STATUS_LINE_MS);
     this.#statusLine.unref();
     const inScope = makeTableFilter({ databases: cfg.databases, include: cfg.tables?.include, exclude: cfg.tables?.exclude });
-    // apply.sharedStream: replicas reading at the same position share one binlog connection and one decode
-    // (source/shared-stream.ts); otherwise each replica reads on a connection of its own
+    // apply.sharedStream (default on): replicas reading at the same position share one binlog connection and one
+    // decode (source/shared-stream.ts); off, each replica reads on a connection of its own
     const hub = cfg.apply.sharedStream
       ? new StreamHub({
           makeReader: (o: ReaderOptions) => new BinlogReader(o),

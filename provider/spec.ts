@@ -89,7 +89,7 @@ export interface AgentSettings {
   readyLagSeconds?: number;
   heartbeatSeconds?: number;
   logLevel?: "fatal" | "error" | "warn" | "info" | "debug" | "trace";
-  /** sharedStream defaults to false (true: replicas at the same position share one binlog connection and decode; opt-in, agent/README.md "Decode once"); stuckSeconds to 60 */
+  /** sharedStream defaults to true (replicas at the same position share one binlog connection and decode; false: one each, agent/README.md "Decode once"); stuckSeconds to 60 */
   apply?: { maxRows?: number; maxBytes?: number; queueBytes?: number; sharedStream?: boolean; stuckSeconds?: number };
   snapshot?: { chunkRows?: number; rowsPerSecond?: number };
 }
