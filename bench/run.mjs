@@ -64,6 +64,7 @@ const { values: opt } = parseArgs({
     "snapshot-rows": { type: "string", default: "1000000" },
     chunk: { type: "string", default: "10000" },
     "no-chart": { type: "boolean", default: false },
+    merge: { type: "boolean", default: false },
     keep: { type: "boolean", default: false },
     out: { type: "string", default: join(here, "results.json") },
     help: { type: "boolean", short: "h", default: false },
@@ -167,6 +168,15 @@ const results = [];
 const failures = [];
 /** scenarios that have no meaningful anchor on a flavor (the row says why; not a failure) */
 const notMeasured = [];
+// --merge: the scenarios of this run replace theirs (same scenario and flavor) in the existing results file; the others stay
+const prior = opt.merge && existsSync(opt.out) ? JSON.parse(readFileSync(opt.out, "utf8")) : null;
+const rerun = (x) => names.includes(String(x.scenario).split(" #")[0]) && flavors.includes(x.flavor);
+/** this run's entries, or with --merge the file's others and this run's, in scenario order per flavor */
+function merged(key, now) {
+  if (!prior) return now;
+  const order = (x) => ["mariadb", "mysql"].indexOf(x.flavor) * 100 + Object.keys(SCENARIOS).indexOf(String(x.scenario).split(" #")[0]);
+  return [...(prior[key] ?? []).filter((x) => !rerun(x)), ...now].sort((a, b) => order(a) - order(b));
+}
 const t0 = Date.now();
 for (const ctx of contexts) {
   for (const n of names) {
@@ -194,13 +204,14 @@ for (const ctx of contexts) {
 }
 if (!opt.keep) rmSync(base, { recursive: true, force: true });
 else log(`servers and their datadirs kept under ${base}; stop them by pid (see the ports above)`);
-const { meta, md } = writeResults(true);
+const { meta, md, all } = writeResults(true);
 if (!opt["no-chart"]) {
   try {
     const { renderChart } = await import("./chart.mjs");
     const svgFile = opt.out.replace(/\.json$/, ".svg");
     // one bar per scenario and flavor when both ran
-    const labelled = flavors.length > 1 ? results.map((r) => ({ ...r, scenario: `${r.scenario} (${r.flavor})` })) : results;
+    const shown = all.results;
+    const labelled = new Set(shown.map((r) => r.flavor)).size > 1 ? shown.map((r) => ({ ...r, scenario: `${r.scenario} (${r.flavor})` })) : shown;
     writeFileSync(svgFile, await renderChart(labelled, meta));
     log(`chart: ${svgFile}`);
   } catch (e) {
@@ -212,15 +223,17 @@ process.exit(failures.length ? 1 : 0);
 
 /** results.json and results.md of what ran so far; `complete` is false while scenarios are still to run */
 function writeResults(complete) {
+  const all = { results: merged("results", results), failures: merged("failures", failures), notMeasured: merged("notMeasured", notMeasured) };
+  const command = `npm run bench -- ${process.argv.slice(2).join(" ")}`.trim();
   const meta = {
     date: new Date().toISOString(),
-    command: `npm run bench -- ${process.argv.slice(2).join(" ")}`.trim(),
+    command: prior ? `${prior.command}; then ${command} (merged: ${[...new Set(names)].join(", ")} on ${flavors.join(", ")} at ${new Date().toISOString()})` : command,
     cores: cpus().length,
     cpu: cpus()[0]?.model ?? "?",
     node: process.version,
-    server: [...new Set(results.map((r) => r.server).filter(Boolean))].join(", ") || "?",
-    flavors,
-    loadAvgStart,
+    server: [...new Set(all.results.map((r) => r.server).filter(Boolean))].join(", ") || "?",
+    flavors: prior ? [...new Set([...(prior.flavors ?? []), ...flavors])] : flavors,
+    loadAvgStart: prior?.loadAvgStart ?? loadAvgStart,
     elapsedSeconds: Math.round((Date.now() - t0) / 1000),
     settings: {
       replicaArgs: innodb,
@@ -231,11 +244,11 @@ function writeResults(complete) {
     scale,
     complete,
   };
-  const md = table(results, meta, failures, notMeasured);
-  writeFileSync(opt.out, JSON.stringify({ ...meta, results, failures, notMeasured }, null, 2) + "\n");
+  const md = table(all.results, meta, all.failures, all.notMeasured);
+  writeFileSync(opt.out, JSON.stringify({ ...meta, ...all }, null, 2) + "\n");
   // sections written by other benchmarks (a "## " heading, e.g. bench/decode.mjs's decoder section) stay
   const mdFile = opt.out.replace(/\.json$/, ".md");
   const kept = existsSync(mdFile) ? /^## [\s\S]*/m.exec(readFileSync(mdFile, "utf8"))?.[0] : undefined;
   writeFileSync(mdFile, kept ? `${md.trimEnd()}\n\n${kept}` : md);
-  return { meta, md };
+  return { meta, md, all };
 }

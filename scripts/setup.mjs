@@ -4,7 +4,8 @@
 //   2. a private MySQL (Debian unstable's mysql-server-core, run with its own loader and libraries from
 //      `.mysql/` in the project; nothing is installed system-wide; see DESIGN.md "Real MySQL runs here too"),
 //   3. node_modules matching package-lock.json (`npm ci` when missing or stale).
-// `node scripts/setup.mjs [server|mysql|deps]` runs one step; no argument runs all three.
+// `node scripts/setup.mjs [server|mysql|deps]` runs one step; no argument runs all three. `bench` installs
+// sysbench for `npm run bench` (its sysbench scenario), which runs the default steps first.
 // Each step does nothing when its work is already done. Uses only Node built-ins (runs before npm ci).
 import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, statSync, mkdirSync, readdirSync, readFileSync, writeFileSync, rmSync, renameSync, chmodSync } from "node:fs";
@@ -24,28 +25,29 @@ function findServerBinary() {
   return null;
 }
 
-function ensureServer() {
-  if (findServerBinary()) return;
+/** Debian packages through apt-get (as root, or with sudo without a password); false when that is not possible here */
+function aptInstall(packages) {
   const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
   const hasApt = existsSync("/usr/bin/apt-get");
   const hasSudo = spawnSync("sh", ["-c", "command -v sudo"], { stdio: "ignore" }).status === 0;
-  if (!hasApt || (!isRoot && !hasSudo)) {
-    say("no MariaDB/MySQL server binary (mariadbd or mysqld) was found, and it cannot be installed automatically here.");
-    say("Install one, e.g. on Debian/Ubuntu: sudo apt-get install -y mariadb-server  (macOS: brew install mariadb)");
-    process.exit(1);
-  }
+  if (!hasApt || (!isRoot && !hasSudo)) return false;
   const prefix = isRoot ? [] : ["sudo", "-n"];
-  say("no MariaDB server binary found: installing Debian's mariadb-server (apt-get)…");
   const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
   const run = (args) => {
     const [cmd, ...rest] = [...prefix, ...args];
     const r = spawnSync(cmd, rest, { stdio: ["ignore", "inherit", "inherit"], env });
     return r.status === 0;
   };
-  // The package's own service is not needed: the tools start private servers. policy-rc.d keeps
-  // apt from starting one where an init system exists.
-  if (!run(["apt-get", "update", "-q"]) || !run(["apt-get", "install", "-y", "-q", "--no-install-recommends", "mariadb-server", "mariadb-client"])) {
-    say("apt-get could not install mariadb-server. Install it by hand: sudo apt-get install -y mariadb-server");
+  return run(["apt-get", "update", "-q"]) && run(["apt-get", "install", "-y", "-q", "--no-install-recommends", ...packages]);
+}
+
+function ensureServer() {
+  if (findServerBinary()) return;
+  say("no MariaDB server binary found: installing Debian's mariadb-server (apt-get)…");
+  // The package's own service is not needed: the tools start private servers.
+  if (!aptInstall(["mariadb-server", "mariadb-client"])) {
+    say("no MariaDB/MySQL server binary (mariadbd or mysqld) was found, and apt-get could not install one here.");
+    say("Install one, e.g. on Debian/Ubuntu: sudo apt-get install -y mariadb-server  (macOS: brew install mariadb)");
     process.exit(1);
   }
   if (!findServerBinary()) {
@@ -168,7 +170,20 @@ function ensureNodeModules() {
   execFileSync("npm", ["ci", "--no-audit", "--no-fund"], { cwd: root, stdio: "inherit" });
 }
 
+/** `npm run bench`'s sysbench scenario: Debian's sysbench (only with the `bench` argument; npm test never needs it) */
+function ensureSysbench() {
+  if (existsSync("/usr/bin/sysbench") || spawnSync("sh", ["-c", "command -v sysbench"], { stdio: "ignore" }).status === 0) return;
+  say("no sysbench found (the bench's sysbench scenario): installing Debian's sysbench (apt-get)…");
+  if (!aptInstall(["sysbench"])) {
+    say("apt-get could not install sysbench here; the bench's other scenarios run without it. Install it by hand: sudo apt-get install -y sysbench");
+  }
+}
+
 const only = process.argv[2];
+if (only === "bench") {
+  ensureSysbench();
+  process.exit(0);
+}
 if (!only || only === "server") ensureServer();
 if (!only || only === "mysql") {
   if (process.env.DATASYNC_MYSQLD) {
