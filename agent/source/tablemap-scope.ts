@@ -23,7 +23,7 @@ interface Scope {
   ids: Set<number>;
   /** the last rows event ended its statement: the next table map starts a new one */
   ended: boolean;
-  /** table maps and rows events seen (for the error's context) */
+  /** table maps and rows events seen (tests: tableMapScopeOf) */
   maps: number;
   rows: number;
 }

@@ -2,16 +2,10 @@
 // id is not parsed again (zongji's entry gets the same column schemas and columns, and with them the compiled
 // decoders), and what it decodes to is exactly what a fresh parse gives; other bytes are parsed anew. On the
 // recorded binlogs of both flavors (test/fixtures/binlog).
-import { readFileSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { Replayer, splitBinlog } from "../../dev/binlog-replay.js";
+import { Replayer } from "../../dev/binlog-replay.js";
 import { tableMapCacheOf } from "../../agent/source/tablemap-cache.js";
-
-const fixtures = join(dirname(fileURLToPath(import.meta.url)), "..", "fixtures", "binlog");
-const TABLE_MAP = 19;
-const FORMAT_DESCRIPTION = 15;
+import { TABLE_MAP, recordedBinlog, withTableId } from "../support/binlog-fixtures.js";
 
 /** a table map entry as plain data (every field the row decoders read) */
 function plain(tm: any): unknown {
@@ -20,18 +14,9 @@ function plain(tm: any): unknown {
   );
 }
 
-/** the same table map event with its table id replaced (bytes 19..24 of the event: the first field of its body) */
-function withTableId(ev: Buffer, id: number): Buffer {
-  const out = Buffer.from(ev);
-  out.writeUIntLE(id, 19, 6);
-  return out;
-}
-
 for (const flavor of ["mariadb", "mysql"] as const) {
   describe(`table map cache (${flavor})`, () => {
-    const events = splitBinlog(readFileSync(join(fixtures, `${flavor}.binlog`)));
-    const schemas = JSON.parse(readFileSync(join(fixtures, `${flavor}.schemas.json`), "utf8"));
-    const format = events.find((e) => e[4] === FORMAT_DESCRIPTION)!;
+    const { events, schemas, format } = recordedBinlog(flavor);
     const maps = events.filter((e) => e[4] === TABLE_MAP);
 
     it("decodes every table map as a fresh parse does, and repeated ones from the cache", async () => {

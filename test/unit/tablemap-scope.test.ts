@@ -3,27 +3,16 @@
 // not mapped in its statement is a decoding error, never rows decoded with another table's map (a reused table id)
 // nor rows dropped as "filtered". On the recorded binlogs of both flavors (test/fixtures/binlog), with events
 // relabelled the way a stale map would present them.
-import { readFileSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { Replayer, splitBinlog } from "../../dev/binlog-replay.js";
+import { Replayer } from "../../dev/binlog-replay.js";
 import { tableMapScopeOf } from "../../agent/source/tablemap-scope.js";
+import { TABLE_MAP, recordedBinlog, withTableId } from "../support/binlog-fixtures.js";
 
-const fixtures = join(dirname(fileURLToPath(import.meta.url)), "..", "fixtures", "binlog");
-const TABLE_MAP = 19;
-const FORMAT_DESCRIPTION = 15;
 const ROWS = new Set([23, 24, 25, 30, 31, 32, 166, 167, 168, 169, 170, 171]);
-/** the post-header of table map and rows events: a 6-byte table id, then (rows events) 2 bytes of flags */
-const TABLE_ID_AT = 19;
+/** the post-header of table map and rows events: a 6-byte table id at 19, then (rows events) 2 bytes of flags */
 const FLAGS_AT = 25;
 
-const tableIdOf = (ev: Buffer) => ev.readUIntLE(TABLE_ID_AT, 6);
-function withTableId(ev: Buffer, id: number): Buffer {
-  const out = Buffer.from(ev);
-  out.writeUIntLE(id, TABLE_ID_AT, 6);
-  return out;
-}
+const tableIdOf = (ev: Buffer) => ev.readUIntLE(19, 6);
 function withStmtEnd(ev: Buffer, on: boolean): Buffer {
   const out = Buffer.from(ev);
   const f = out.readUInt16LE(FLAGS_AT);
@@ -33,9 +22,7 @@ function withStmtEnd(ev: Buffer, on: boolean): Buffer {
 
 for (const flavor of ["mariadb", "mysql"] as const) {
   describe(`table map scope (${flavor})`, () => {
-    const events = splitBinlog(readFileSync(join(fixtures, `${flavor}.binlog`)));
-    const schemas = JSON.parse(readFileSync(join(fixtures, `${flavor}.schemas.json`), "utf8"));
-    const format = events.find((e) => e[4] === FORMAT_DESCRIPTION)!;
+    const { events, schemas, format } = recordedBinlog(flavor);
     // each table's first table map and the rows event that follows it, for two tables
     const pairs: { map: Buffer; rows: Buffer; table: string }[] = [];
     const seen = new Set<string>();
