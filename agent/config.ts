@@ -63,10 +63,15 @@ export const configSchema = z.strictObject({
       queueBytes: z.number().int().min(1 << 20).max(1 << 30).default(16 << 20),
       /** replicas at the same position share one binlog connection and one decode (source/shared-stream.ts); false: one reader per replica */
       sharedStream: z.boolean().default(true),
+      /**
+       * parallel apply: the next batch runs on a second connection while the current one commits, where the two
+       * commute (independent tables, no key in both; apply/applier.ts); false: one connection per replica
+       */
+      parallel: z.boolean().default(true),
       /** a replica with work queued whose applier completes no step for this long is reported (warning, metric, status) */
       stuckSeconds: z.number().min(1).max(86400).default(60),
     })
-    .default({ maxRows: 20_000, maxBytes: 8 << 20, queueBytes: 16 << 20, sharedStream: true, stuckSeconds: 60 }),
+    .default({ maxRows: 20_000, maxBytes: 8 << 20, queueBytes: 16 << 20, sharedStream: true, parallel: true, stuckSeconds: 60 }),
   /** extension: heartbeat interval (moves checkpoints on an idle or filtered-out source) */
   heartbeatSeconds: z.number().min(0.1).max(3600).default(1),
   /** extension: a binlog connection silent this long while the source moved is restarted; default max(30, 5 × heartbeatSeconds) */

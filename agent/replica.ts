@@ -221,6 +221,7 @@ export class ReplicaSync {
       snapshot: this.#snapshot,
       special: (t) => this.#ddl.apply(t),
       builds: src.builds ?? null,
+      ...(cfg.apply.parallel ? { openSide: () => this.#openApplySide() } : {}),
     });
     this.#ddl = new DdlApplier({
       ...shared,
@@ -240,6 +241,7 @@ export class ReplicaSync {
     this.#m.lag.set(this.#labels, 0);
     this.#m.appliedRows.inc(this.#labels, 0);
     this.#m.reusedTxns.inc(this.#labels, 0);
+    this.#m.parallelBatches.inc(this.#labels, 0);
     this.#m.appliedTxns.inc(this.#labels, 0);
     this.#m.snapshotRows.inc(this.#labels, 0);
     this.#m.applyStalled.set(this.#labels, 0);
@@ -247,10 +249,31 @@ export class ReplicaSync {
     this.#gate?.onLost((reason) => this.#fence(reason));
   }
 
+  /** A side connection for parallel apply (RowApplier): the session's settings, recorded in the writer lease. */
+  async #openApplySide(): Promise<Conn> {
+    const r = this.#cfg.replicas[this.#index];
+    let c: Conn;
+    try {
+      c = await this.#src.connectReplica(this.#index, { multipleStatements: true });
+    } catch (err) {
+      throw new ReplicaUnavailable("connection", describeConnError(err, `replica ${this.name}`, r), err);
+    }
+    try {
+      await this.#gate?.adopt(c);
+      await c.query("SET SESSION transaction_isolation = 'READ-COMMITTED'").catch(() => c.query("SET SESSION tx_isolation = 'READ-COMMITTED'"));
+      if (this.#fenced !== null) throw new WriterLost(this.#fenced);
+    } catch (err) {
+      c.destroy();
+      throw err;
+    }
+    return c;
+  }
+
   /** The writer lock is lost: no statement of this session may reach the replica any more. */
   #fence(reason: string): void {
     this.#fenced = reason;
     sever(this.#conn, reason);
+    this.#rows.fence();
     this.#snapshot.fence(reason);
     this.#wake?.();
   }

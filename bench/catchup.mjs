@@ -3,7 +3,7 @@
 import { loadavg, cpus } from "node:os";
 import {
   startServers, prepareOrders, genLarge, orderInsert, orderUpdate, masterStatus, writeCheckpoint, runNativeCatchup,
-  startAgent, waitCheckpoints, CheckpointPoller, serverPid, cpuSeconds, allIdentical, mb, log, now,
+  startAgent, waitCheckpoints, settle, CheckpointPoller, serverPid, cpuSeconds, allIdentical, mb, log, now,
 } from "./lib.mjs";
 import { goalMet, round } from "./stats.mjs";
 
@@ -64,14 +64,34 @@ export async function runCatchup(ctx, name, tag) {
     const binlogBytes = end.file === start.file ? end.pos - start.pos : null;
     log(`${tag}: ${work.rows} rows in ${work.txns} transactions, ${binlogBytes === null ? "?" : (binlogBytes / 1048576).toFixed(1)} MiB of binlog, generated in ${genSeconds.toFixed(1)} s`);
 
+    // each timed phase starts on quiet servers (the source's generation, then the native replica's apply, leave
+    // seconds of page flushing and purge behind: bench/results.md "Settled phases")
+    const quiet = async (phase) => {
+      if (opt["no-settle"]) return null;
+      const q = await settle([src, native, agentRep]);
+      log(`${tag}: servers ${q.quiet ? "quiet" : "still busy"} after ${q.seconds.toFixed(1)} s, before the ${phase}`);
+      return round(q.seconds, 1);
+    };
+    const others = (list) => {
+      const pids = list.map(serverPid);
+      const c0 = pids.map(cpuSeconds);
+      return () => round(pids.reduce((a, p, i) => a + (cpuSeconds(p) - c0[i]), 0), 2);
+    };
+    const settled = {};
     let nat = null;
+    let nativeOthers = null;
     if (!opt["no-native"]) {
+      settled.native = await quiet("native apply");
       log(`${tag}: native replication (IO thread first, then the ${nativeApplier(flavor)} timed)`);
+      const bg = others([src, agentRep]);
       nat = await runNativeCatchup(src, [native], start, end);
+      nativeOthers = bg();
       log(`${tag}: native ${nativeApplier(flavor)} ${nat.seconds.toFixed(2)} s`);
     }
+    settled.agent = await quiet("agent");
     const load = loadavg()[0];
     log(`${tag}: agent (CLI child process${opt.profile ? ", --cpu-prof" : ""})`);
+    const agentBg = others([src, native]);
     const repPid = serverPid(agentRep);
     const repCpu0 = cpuSeconds(repPid);
     const agent = await startAgent({ src, replicas: [agentRep], tag, base: ctx.base, resultsDir: ctx.resultsDir, opt });
@@ -81,6 +101,8 @@ export async function runCatchup(ctx, name, tag) {
       [doneAt] = await waitCheckpoints(agent, poller, end);
       agentCpu = agent.cpuSeconds();
       serverCpu = cpuSeconds(repPid) - repCpu0;
+      settled.agentOthersCpu = agentBg();
+      settled.nativeOthersCpu = nativeOthers;
     } finally {
       await poller.close();
       await agent.stop();
@@ -125,6 +147,7 @@ export async function runCatchup(ctx, name, tag) {
       native: nat ? { seconds: round(nat.seconds), ...rate(nat.seconds), ioFetchSeconds: round(nat.fetchSeconds), serverCpuSeconds: round(nat.serverCpuSeconds), slaveParallelThreads: nat.parallelThreads } : null,
       agent: { seconds: round(ag.seconds), ...rate(ag.seconds), wallSeconds: round(ag.wallSeconds), startupSeconds: round(ag.startupSeconds), peakRssMb: ag.peakRssMb, cpuSeconds: round(agentCpu), serverCpuSeconds: round(serverCpu), profileDir: agent.profileDir },
       goals: { ratio: goal, rssMb: 300, rssMet: ag.peakRssMb <= 300 },
+      settled,
     };
   } finally {
     if (opt.keep) log(`${tag}: servers kept: source ${src.port}, native ${native.port}, agent replica ${agentRep.port}`);

@@ -173,6 +173,26 @@ export function cpuSeconds(pid) {
   }
 }
 
+/**
+ * Waits until the given servers are quiet: together under `quietCpu` CPU seconds per second (5% of a core) over a
+ * 1 s window, for at most `maxMs`. A server that has just applied or generated a million rows keeps flushing dirty
+ * pages and purging for seconds after its last statement; the next timed phase must not share the cores with that.
+ * Returns the seconds waited and whether the servers got quiet.
+ */
+export async function settle(servers, { maxMs = 90_000, quietCpu = 0.05 } = {}) {
+  const pids = servers.map(serverPid).filter((p) => p !== null);
+  const total = () => pids.reduce((a, p) => a + (cpuSeconds(p) || 0), 0);
+  const t0 = now();
+  let prev = total();
+  for (;;) {
+    await sleep(1000);
+    const cur = total();
+    if (cur - prev < quietCpu) return { seconds: (now() - t0) / 1000, quiet: true };
+    if (now() - t0 >= maxMs) return { seconds: (now() - t0) / 1000, quiet: false };
+    prev = cur;
+  }
+}
+
 /** The pid of a TestServer's mariadbd or mysqld (found by its datadir). */
 export function serverPid(s) {
   for (const d of readdirSync("/proc")) {
@@ -333,6 +353,7 @@ export async function startAgent({ src, replicas, tag, base, resultsDir, opt, co
   if (opt["max-rows"]) apply.maxRows = Number(opt["max-rows"]);
   if (opt["max-bytes"]) apply.maxBytes = Number(opt["max-bytes"]);
   if (opt["queue-bytes"]) apply.queueBytes = Number(opt["queue-bytes"]);
+  if (opt["no-parallel"]) apply.parallel = false;
   const cfg = {
     group: "bench",
     source: { host: "127.0.0.1", port: src.port, user: "root", password: "" },

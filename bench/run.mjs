@@ -49,6 +49,8 @@ const { values: opt } = parseArgs({
     "fanout-buffer-pool": { type: "string", default: "128M" },
     "log-file-size": { type: "string", default: "256M" },
     "no-native": { type: "boolean", default: false },
+    "no-settle": { type: "boolean", default: false },
+    "no-parallel": { type: "boolean", default: false },
     "node-flags": { type: "string", default: "" },
     "replica-binlog": { type: "boolean", default: false },
     "down-minutes": { type: "string", default: "5" },
@@ -115,6 +117,16 @@ mkdirSync(resultsDir, { recursive: true });
 const innodb = [`--innodb-buffer-pool-size=${opt["buffer-pool"]}`, `--innodb-log-file-size=${opt["log-file-size"]}`];
 const contexts = flavors.map((flavor) => ({ opt, scale, base, resultsDir, innodb, flavor }));
 
+/** the settling before each timed phase and the CPU the servers not under test used during it (catchup.mjs, fanout.mjs) */
+function settledText(st) {
+  if (!st) return "";
+  const parts = [];
+  if (st.native != null || st.agent != null) parts.push(`settled s before native ${st.native ?? "–"}, before agent ${st.agent ?? "–"}`);
+  else parts.push("not settled (--no-settle)");
+  if (st.nativeOthersCpu != null || st.agentOthersCpu != null) parts.push(`CPU s of the servers not under test during native ${st.nativeOthersCpu ?? "–"}, during agent ${st.agentOthersCpu ?? "–"}`);
+  return `; ${parts.join("; ")}`;
+}
+
 // ------------------------------------------------------------------ report
 
 const fmt = (n) => (n === null || n === undefined ? "–" : typeof n === "number" ? n.toLocaleString("en-US") : String(n));
@@ -125,9 +137,9 @@ function details(r) {
   switch (r.scenario) {
     case "catchup-large":
     case "catchup-small":
-      return `${fmt(r.rows)} rows / ${fmt(r.transactions)} tx; rows/s native ${fmt(r.native?.rowsPerSec)} agent ${fmt(r.agent.rowsPerSec)}; CPU s native server ${fmt(r.native?.serverCpuSeconds)}, agent ${fmt(r.agent.cpuSeconds)}, agent's server ${fmt(r.agent.serverCpuSeconds)}; start-up ${fmt(r.agent.startupSeconds)} s`;
+      return `${fmt(r.rows)} rows / ${fmt(r.transactions)} tx; rows/s native ${fmt(r.native?.rowsPerSec)} agent ${fmt(r.agent.rowsPerSec)}; CPU s native server ${fmt(r.native?.serverCpuSeconds)}, agent ${fmt(r.agent.cpuSeconds)}, agent's server ${fmt(r.agent.serverCpuSeconds)}; start-up ${fmt(r.agent.startupSeconds)} s${settledText(r.settled)}`;
     case "fanout":
-      return `${fmt(r.rows)} rows × 5 replicas; rows/s native ${fmt(r.native?.rowsPerSec)} agent ${fmt(r.agent.rowsPerSec)}; agent per replica s ${r.agent.perReplicaSeconds.join("/")}; CPU s native servers ${fmt(r.native?.serverCpuSeconds)}, agent ${fmt(r.agent.cpuSeconds)}, agent's servers ${fmt(r.agent.serverCpuSeconds)}; servers ${r.serverArgs.join(" ")}`;
+      return `${fmt(r.rows)} rows × 5 replicas; rows/s native ${fmt(r.native?.rowsPerSec)} agent ${fmt(r.agent.rowsPerSec)}; agent per replica s ${r.agent.perReplicaSeconds.join("/")}; CPU s native servers ${fmt(r.native?.serverCpuSeconds)}, agent ${fmt(r.agent.cpuSeconds)}, agent's servers ${fmt(r.agent.serverCpuSeconds)}${settledText(r.settled)}; servers ${r.serverArgs.join(" ")}`;
     case "memory":
       return `${fmt(r.rows)} rows × 5 replicas in ${fmt(r.agent.seconds)} s = ${fmt(r.agent.rowsPerSec)} rows/s; agent CPU ${fmt(r.agent.cpuSeconds)} s; servers ${r.serverArgs.join(" ")}`;
     case "replica-down":

@@ -89,8 +89,8 @@ export interface AgentSettings {
   readyLagSeconds?: number;
   heartbeatSeconds?: number;
   logLevel?: "fatal" | "error" | "warn" | "info" | "debug" | "trace";
-  /** sharedStream defaults to true (replicas at the same position share one binlog connection and decode; false: one each, agent/README.md "Decode once"); stuckSeconds to 60 */
-  apply?: { maxRows?: number; maxBytes?: number; queueBytes?: number; sharedStream?: boolean; stuckSeconds?: number };
+  /** sharedStream defaults to true (replicas at the same position share one binlog connection and decode; false: one each, agent/README.md "Decode once"); parallel to true (agent/README.md "Parallel apply"); stuckSeconds to 60 */
+  apply?: { maxRows?: number; maxBytes?: number; queueBytes?: number; sharedStream?: boolean; parallel?: boolean; stuckSeconds?: number };
   snapshot?: { chunkRows?: number; rowsPerSecond?: number };
 }
 

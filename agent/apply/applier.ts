@@ -13,7 +13,8 @@ import type { Metrics } from "../ops/metrics.js";
 import type { RowChange, Txn } from "../source/reader.js";
 import { comparePos, fmtPos, type Position } from "../source/positions.js";
 import type { TableMeta } from "../tables.js";
-import { StatementBuilder, sessionToggles, type Statement } from "./sqlgen.js";
+import { StatementBuilder, laneTable, sessionToggles, type Statement } from "./sqlgen.js";
+import { rowKeyId } from "../keys.js";
 import { appliedAlone, type TxnQueue } from "./queue.js";
 import { txnIdentity, type BuiltTxn, type SharedBuilds } from "./shared-builds.js";
 import { ApplyError, RestartRequested } from "../errors.js";
@@ -94,13 +95,33 @@ export interface ApplierPort {
   special(t: Txn): Promise<void>;
   /** the group's statements built once for replicas whose tables have the same shape (apply/shared-builds.ts), if shared */
   readonly builds?: SharedBuilds | null;
+  /**
+   * Parallel apply: a new connection to the replica for batches run early (READ COMMITTED, adopted by the writer
+   * lease), or absent where parallel apply is off (apply.parallel: false)
+   */
+  openSide?(): Promise<SideConn>;
+}
+
+/** a side connection of parallel apply: queries, and a way to drop it (the replica rolls back what it holds open) */
+export type SideConn = ApplyConn & { destroy(): void };
+
+/** A batch run early on a side connection: its statements sent inside an open transaction, not yet committed. */
+interface Early {
+  conn: SideConn;
+  /** the statements ran (the transaction holds them, open) or failed (then nothing of them stays) */
+  done: Promise<{ ok: true } | { ok: false; err: any }>;
 }
 
 /** A batch built ahead while the one before it executes. */
 export interface Ahead {
   batch: Txn[];
   built: Promise<BuiltBatch>;
+  /** parallel apply: the batch's statements started on a side connection (null: it runs when its turn comes) */
+  early?: Promise<Early | null>;
 }
+
+/** InnoDB's lock wait timeout and deadlock: a batch run early met a lock it was not expected to meet */
+const LOCK_ERRNOS = new Set([1205, 1213]);
 
 export class RowApplier {
   readonly #port: ApplierPort;
@@ -116,6 +137,11 @@ export class RowApplier {
   #ahead: Ahead | null = null;
   /** the replica's max_allowed_packet, read per session */
   #maxPacket = 4 << 20;
+  /** parallel apply's side connections (opened when first needed, dropped with the session), used in turn */
+  #sides: (SideConn | null)[] = [null, null];
+  #sideTurn = 0;
+  /** parallel apply met a lock wait or deadlock: off for the rest of the process */
+  #parallelOff = false;
 
   constructor(port: ApplierPort) {
     this.#port = port;
@@ -128,10 +154,21 @@ export class RowApplier {
     this.name = port.name;
   }
 
-  /** the session ended: what was taken or built is dropped (the queue is reset by its owner) */
+  /**
+   * The session ended: what was taken or built is dropped (the queue is reset by its owner), and the side
+   * connections with it (the replica rolls back a batch run early that was not committed).
+   */
   reset(): void {
     this.#inflight = [];
     this.#ahead = null;
+    this.fence();
+  }
+
+  /** drops the side connections at once (the writer lock is lost, or the session ends) */
+  fence(): void {
+    const sides = this.#sides;
+    this.#sides = [null, null];
+    for (const c of sides) c?.destroy();
   }
 
   /** the largest statement the replica takes (a bigger one makes it drop the connection), read per session */
@@ -165,12 +202,18 @@ export class RowApplier {
       if (batch.length === 1 && (batch[0].ddl || batch[0].statementDml)) await this.#port.special(batch[0]);
       else {
         const built = await (ahead ? ahead.built : this.#buildRows(batch));
-        // the batch's statements are on their way to the replica: build the next batch meanwhile
-        const running = this.#commitRows(built);
-        this.#prepareAhead();
+        // the batch's statements are on their way to the replica (or ran early): build the next batch meanwhile,
+        // and run it early where it is independent of this one
+        const running = ahead?.early ? this.#commitEarly(ahead.early, built) : this.#commitRows(built);
+        this.#prepareAhead(built);
         await running;
       }
     } catch (err: any) {
+      // a lock wait or deadlock while a batch ran early: whatever the cause, parallel apply stops for this process
+      if (LOCK_ERRNOS.has(err?.errno ?? err?.cause?.errno) && this.#ahead?.early && !this.#parallelOff) {
+        this.#parallelOff = true;
+        this.#log.warn({ err: err?.message }, "a lock wait or deadlock while a batch ran early on a second connection: parallel apply is off until the agent restarts");
+      }
       if (err instanceof ApplyError || err instanceof RestartRequested || isWriterLost(err)) throw err;
       if (isTransient(err)) throw err;
       throw new ApplyError(`applying source transactions up to ${fmtPos(batch[batch.length - 1].pos)} failed: ${err?.message ?? err}`, { sqlError: err?.message, cause: err });
@@ -200,7 +243,7 @@ export class RowApplier {
    * and are not pipelined). Commit order and the checkpoint in each target transaction are unchanged: a
    * batch built ahead is committed after the current one, or dropped with the session.
    */
-  #prepareAhead(): void {
+  #prepareAhead(current: BuiltBatch): void {
     if (this.#port.stopping() || this.#ahead || this.#port.snapshot.blocksStreaming()) return;
     const next = this.#queue.peek();
     if (!next || appliedAlone(next)) return;
@@ -211,7 +254,98 @@ export class RowApplier {
     if (batch.some((t) => t.ddl || t.statementDml)) throw new Error("internal: a DDL batch was built ahead");
     const built = this.#buildRows(batch);
     built.catch(() => undefined); // reported when its turn comes
-    this.#ahead = { batch, built };
+    const early = this.#parallel(current, built);
+    this.#ahead = { batch, built, ...(early ? { early } : {}) };
+  }
+
+  /**
+   * Parallel apply (agent/README.md "Parallel apply"). The batch built ahead runs at once on a side connection,
+   * inside a transaction left open, while the current batch commits on its own connection; its checkpoint and
+   * COMMIT are sent when its turn comes, after the current batch committed. Exactly once and in order, because:
+   * - its target transaction holds its statements and its checkpoint together, as every target transaction does;
+   * - its checkpoint is a compare-and-set on the version the current batch writes, sent only after that commit: it
+   *   cannot commit before the current batch, nor after a current batch that failed (the set fails, nothing stays);
+   * - the two batches commute: every statement of both is a lane's (apply/sqlgen.ts: whole-row upserts and deletes
+   *   by key, on tables with no foreign key, no trigger on a replica, no unique key but an integer primary key)
+   *   and no key is in both, so neither reads or writes a row of the other, and under READ COMMITTED InnoDB
+   *   takes record locks on those rows only (no gap locks for the searches, and a duplicate primary key is
+   *   locked as its record alone): the result is the serial one, whichever statement the server runs first.
+   * Anything else (a snapshot in progress, a DDL, an UPDATE with its fallback, savepoints, relaxed checks) runs
+   * when its turn comes, as before. A batch run early that fails is rolled back and runs again when its turn comes
+   * on the session's connection, where its error is reported as usual.
+   */
+  #parallel(current: BuiltBatch, nextBuilt: Promise<BuiltBatch>): Promise<Early | null> | null {
+    if (this.#parallelOff || !this.#port.openSide || current.stmts.length === 0) return null;
+    const mine = laneKeys(current.stmts, current.batch, this.#schema);
+    if (!mine) return null;
+    const turn = this.#sideTurn;
+    const early = nextBuilt.then(async (next) => {
+      if (next.stmts.length === 0 || this.#port.stopping()) return null;
+      const theirs = laneKeys(next.stmts, next.batch, this.#schema);
+      if (!theirs || !disjoint(mine, theirs)) return null;
+      const limit = this.statementLimit();
+      for (const st of next.stmts) if (st.sql.length * 3 > limit && Buffer.byteLength(st.sql) > limit) return null;
+      let conn = this.#sides[turn];
+      if (!conn) {
+        conn = await this.#port.openSide!();
+        this.#sides[turn] = conn;
+      }
+      const c = conn;
+      const chunks = packQueries(["START TRANSACTION", ...next.stmts.map((st) => st.sql)], Math.min(MULTI_QUERY_BYTES, limit));
+      const done = (async () => {
+        try {
+          for (const ch of chunks) await c.query({ sql: ch.join(";\n"), timeout: APPLY_TIMEOUT_MS });
+          return { ok: true as const };
+        } catch (err: any) {
+          return { ok: false as const, err };
+        }
+      })();
+      return { conn: c, done };
+    });
+    // a side connection that cannot be opened: the batch runs when its turn comes (reported there if it fails)
+    const safe = early.catch((err) => {
+      this.#log.debug({ err: err?.message }, "parallel apply: no side connection; the batch runs in its turn");
+      return null;
+    });
+    this.#sideTurn = 1 - turn;
+    return safe;
+  }
+
+  /** Commits a batch that ran early (#parallel): its checkpoint and COMMIT, or, if it failed, the batch again in its turn. */
+  async #commitEarly(early: Promise<Early | null>, built: BuiltBatch): Promise<void> {
+    const e = await early;
+    if (!e) return this.#commitRows(built);
+    const r = await e.done;
+    if (!r.ok) {
+      // nothing of it stays: rolled back here, or with the connection
+      await e.conn.query("ROLLBACK").catch(() => this.#dropSide(e.conn));
+      if (isWriterLost(r.err)) throw r.err;
+      if (LOCK_ERRNOS.has(r.err?.errno) && !this.#parallelOff) {
+        this.#parallelOff = true;
+        this.#log.warn({ err: r.err?.message }, "a batch run early on a second connection met a lock wait or deadlock: parallel apply is off until the agent restarts");
+      }
+      this.#log.debug({ err: r.err?.message }, "a batch run early failed; it runs again in its turn");
+      return this.#commitRows(built);
+    }
+    const { batch, txns } = built;
+    const last = batch[batch.length - 1];
+    const t0 = Date.now();
+    try {
+      await e.conn.query({ sql: `${this.#port.cp(last.pos, last.ts, txns, built.rows)};\nCOMMIT`, timeout: APPLY_TIMEOUT_MS });
+    } catch (err) {
+      // (a failed checkpoint ends the session; the transaction is rolled back with the connection)
+      this.#dropSide(e.conn);
+      throw err;
+    }
+    if (TRACE) process.stderr.write(`at=${Date.now() % 100000} batch txns=${batch.length} rows=${built.rows} stmts=${built.stmts.length} ms=${Date.now() - t0} queued=${this.#queue.length} early=1\n`);
+    this.#committed(built);
+    this.#m.parallelBatches.inc(this.#labels);
+  }
+
+  #dropSide(c: SideConn): void {
+    const i = this.#sides.indexOf(c);
+    if (i >= 0) this.#sides[i] = null;
+    c.destroy();
   }
 
   async applyRows(batch: Txn[]): Promise<void> {
@@ -348,13 +482,19 @@ export class RowApplier {
     const t0 = Date.now();
     await this.#runTransaction(conn, stmts, cp, hasFallbacks, batch);
     if (TRACE) process.stderr.write(`at=${Date.now() % 100000} batch txns=${batch.length} rows=${b.rows} stmts=${stmts.length} ms=${Date.now() - t0} queued=${this.#queue.length}\n`);
+    this.#committed(built);
+  }
+
+  /** a batch's target transaction committed with its checkpoint */
+  #committed(built: BuiltBatch): void {
+    const last = built.batch[built.batch.length - 1];
     this.#progress.applied = last.pos;
     this.#progress.checkpoint = last.pos;
     this.#progress.checkpointAt = Date.now();
-    this.#progress.txns += txns;
-    this.#progress.rows += b.rows;
-    this.#m.appliedTxns.inc(this.#labels, txns);
-    this.#m.appliedRows.inc(this.#labels, b.rows);
+    this.#progress.txns += built.txns;
+    this.#progress.rows += built.rows;
+    this.#m.appliedTxns.inc(this.#labels, built.txns);
+    this.#m.appliedRows.inc(this.#labels, built.rows);
     this.#m.batches.inc(this.#labels);
   }
 
@@ -632,4 +772,38 @@ export function statementTarget(sql: string, schema: string): { db: string; tabl
   if (!name) return { db: schema, table: null };
   const parts = name.split(".").map((p) => p.replace(/^`|`$/g, ""));
   return parts.length === 2 ? { db: parts[0], table: parts[1] } : { db: schema, table: parts[0] };
+}
+
+/**
+ * The keys a batch's statements write, per table, when every statement is a lane's (sqlgen.ts Statement.lane):
+ * every row of every change, before and after images (a superset of what the statements touch: rows a replica
+ * skips are counted too). Null when a statement is not a lane's or a table is not known here.
+ */
+export function laneKeys(stmts: Statement[], batch: Txn[], schema: { peek(db: string, table: string): TableMeta | undefined }): Map<string, Set<string>> | null {
+  for (const st of stmts) if (!st.lane || st.fallback || st.relaxFk || st.relaxChecks) return null;
+  const keys = new Map<string, Set<string>>();
+  for (const t of batch) {
+    for (const ch of t.changes) {
+      if (ch.savepoint !== undefined) return null;
+      const meta = schema.peek(ch.db, ch.table);
+      if (!meta || !laneTable(meta)) return null;
+      const name = `${ch.db}.${ch.table}`;
+      let set = keys.get(name);
+      if (!set) keys.set(name, (set = new Set()));
+      for (const r of ch.rows) set.add(rowKeyId(meta.primaryKey, r));
+      if (ch.before) for (const r of ch.before) set.add(rowKeyId(meta.primaryKey, r));
+    }
+  }
+  return keys;
+}
+
+/** no key of one map's tables is in the other's */
+export function disjoint(a: Map<string, Set<string>>, b: Map<string, Set<string>>): boolean {
+  for (const [table, ka] of a) {
+    const kb = b.get(table);
+    if (!kb) continue;
+    const [small, large] = ka.size <= kb.size ? [ka, kb] : [kb, ka];
+    for (const k of small) if (large.has(k)) return false;
+  }
+  return true;
 }

@@ -72,6 +72,11 @@ export interface Statement {
   relaxFk?: boolean;
   /** MariaDB: run with check_constraint_checks off (the source session had them off) */
   relaxChecks?: boolean;
+  /**
+   * a lane's statement (an upsert of whole rows or a delete by key on a table with no foreign key, no unique key
+   * but an integer primary key): rows of other keys commute with it (applier.ts "Parallel apply")
+   */
+  lane?: boolean;
 }
 
 /** rows event flag (binlog-raw.ts; foreign key checks travel as RowChange.noFkChecks) */
@@ -294,7 +299,7 @@ export class StatementBuilder {
         let bytes = 0;
         let j = i;
         while (j < parts.length && (j === i || bytes + parts[j].length <= MAX_STMT_BYTES)) bytes += parts[j++].length + 1;
-        this.out.push({ sql: sql(parts.slice(i, j).join(",")), table: name, rows: j - i, ...(relaxChecks ? { relaxChecks: true } : {}) });
+        this.out.push({ sql: sql(parts.slice(i, j).join(",")), table: name, rows: j - i, lane: true, ...(relaxChecks ? { relaxChecks: true } : {}) });
         i = j;
       }
     };

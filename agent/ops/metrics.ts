@@ -14,6 +14,7 @@ export class Metrics {
   readonly applyStalled: client.Gauge<"group" | "replica">;
   readonly batches: client.Counter<"group" | "replica">;
   readonly reusedTxns: client.Counter<"group" | "replica">;
+  readonly parallelBatches: client.Counter<"group" | "replica">;
   readonly writerStandby: client.Gauge<"group" | "replica">;
   readonly writerHolder: client.Gauge<"group" | "replica" | "holder" | "self">;
   readonly binlogReaders: client.Gauge<"group">;
@@ -38,6 +39,12 @@ export class Metrics {
     this.reusedTxns = new client.Counter({
       name: "datasync_replica_reused_transactions_total",
       help: "Source transactions whose statements the replica took from another replica's build (same transaction, same table shapes)",
+      labelNames: l,
+      registers: r,
+    });
+    this.parallelBatches = new client.Counter({
+      name: "datasync_replica_parallel_batches_total",
+      help: "Target transactions that ran early on a second replica connection while the one before them committed (parallel apply), committed in order",
       labelNames: l,
       registers: r,
     });

@@ -4,7 +4,7 @@
 // makes it replay statement by statement (careful); statements are packed into queries under the replica's packet
 // limit; and the next batch is built ahead only while no snapshot blocks it.
 import { describe, expect, it } from "vitest";
-import { ApplyProgress, RowApplier, packQueries, type ApplierPort, type ApplyConn, type SnapshotView } from "../../agent/apply/applier.js";
+import { ApplyProgress, RowApplier, disjoint, laneKeys, packQueries, type ApplierPort, type ApplyConn, type SideConn, type SnapshotView } from "../../agent/apply/applier.js";
 import { TxnQueue } from "../../agent/apply/queue.js";
 import { createLogger } from "../../agent/log.js";
 import { Metrics } from "../../agent/ops/metrics.js";
@@ -29,6 +29,9 @@ const meta = (table: string): TableMeta => ({
 const tables = new Map([
   ["t", meta("t")],
   ["child", meta("child")],
+  // known to have no foreign key on either side: its rows gather in lanes (sqlgen.ts laneTable), parallel apply's tables
+  ["l", { ...meta("l"), foreignKeys: false, selfReferencing: false }],
+  ["l2", { ...meta("l2"), foreignKeys: false, selfReferencing: false }],
 ]);
 
 let seq = 0;
@@ -79,7 +82,7 @@ const noSnapshot: SnapshotView = {
   passed: () => undefined,
 };
 
-function applier(replica: FakeReplica, opts: { snapshot?: Partial<SnapshotView>; readerPaused?: boolean; maxRows?: number } = {}) {
+function applier(replica: FakeReplica, opts: { snapshot?: Partial<SnapshotView>; readerPaused?: boolean; maxRows?: number; openSide?: () => Promise<SideConn> } = {}) {
   const queue = new TxnQueue<Txn>({ maxRows: opts.maxRows ?? 1000, maxBytes: 1 << 20, queueBytes: 1 << 20 });
   const progress = new ApplyProgress();
   const released: Txn[][] = [];
@@ -109,8 +112,9 @@ function applier(replica: FakeReplica, opts: { snapshot?: Partial<SnapshotView>;
     special: async () => {
       throw new Error("no special transaction in these tests");
     },
+    ...(opts.openSide ? { openSide: opts.openSide } : {}),
   };
-  return { rows: new RowApplier(port), queue, progress, released };
+  return { rows: new RowApplier(port), queue, progress, released, metrics: port.metrics };
 }
 
 /** the queue's next batch, as the apply loop takes it */
@@ -281,5 +285,169 @@ describe("packQueries", () => {
     const e = "é".repeat(10); // 20 bytes
     expect(packQueries([e, e], 25)).toEqual([[e], [e]]);
     expect(packQueries([e, e], 44)).toEqual([[e, e]]);
+  });
+});
+
+/**
+ * Parallel apply (applier.ts #parallel): replicas whose queries are logged in one order across connections, the
+ * main one slow to answer, so that a batch run early overlaps the batch before it.
+ */
+describe("parallel apply on fake replica connections", () => {
+  class Logged extends FakeReplica {
+    destroyed = false;
+    constructor(
+      readonly name: string,
+      readonly log: string[],
+      readonly delayMs = 0,
+    ) {
+      super();
+      const inner = this.conn.query;
+      (this.conn as any).query = async (q: string | { sql: string }) => {
+        const sql = typeof q === "string" ? q : q.sql;
+        this.log.push(`${this.name} sent ${sql.split(";\n").join(" | ")}`);
+        if (this.delayMs) await new Promise((r) => setTimeout(r, this.delayMs));
+        try {
+          return await inner(q);
+        } finally {
+          this.log.push(`${this.name} done ${sql.split(";\n")[0]}`);
+        }
+      };
+    }
+    get side(): SideConn {
+      return Object.assign(this.conn, { destroy: () => void (this.destroyed = true) }) as unknown as SideConn;
+    }
+  }
+
+  function setup(opts: { sideFail?: (sql: string) => Error | null } = {}) {
+    const log: string[] = [];
+    const main = new Logged("main", log, 20);
+    const sides: Logged[] = [];
+    const a = applier(main, {
+      readerPaused: true,
+      maxRows: 2,
+      openSide: async () => {
+        const s = new Logged(`side${sides.length + 1}`, log);
+        if (opts.sideFail) s.fail = (sql) => opts.sideFail!(sql);
+        sides.push(s);
+        return s.side;
+      },
+    });
+    const parallel = async () => (await a.metrics.registry.getSingleMetric("datasync_replica_parallel_batches_total")!.get()).values.find((v) => v.labels.replica === "r1")?.value ?? 0;
+    /** the apply loop: the first batch from the queue, then each batch built ahead */
+    const drain = async () => {
+      let batch = a.queue.take(null);
+      let ahead = null;
+      while (batch.length) {
+        await a.rows.apply(batch, ahead);
+        ahead = a.rows.takeAhead();
+        batch = ahead ? ahead.batch : a.queue.take(null);
+      }
+    };
+    return { ...a, log, main, sides, parallel, drain };
+  }
+  const at = (log: string[], re: RegExp) => log.findIndex((l) => re.test(l));
+
+  it("runs the next independent batch on a side connection while the current one commits, and commits it after, with the next checkpoint", async () => {
+    const p = setup();
+    const t1 = txn(ins("l", { id: 1, v: "a" }, { id: 2, v: "b" }));
+    const t2 = txn(ins("l", { id: 3, v: "c" }, { id: 4, v: "d" }));
+    for (const t of [t1, t2]) p.queue.push(t);
+    await p.drain();
+    const { log } = p;
+    const mainCommit = at(log, /^main done START TRANSACTION/);
+    const sideData = at(log, /^side1 sent START TRANSACTION \| INSERT INTO `d`\.`l` .*\(3,'c'\),\(4,'d'\)/);
+    const sideCp = at(log, new RegExp(`^side1 sent ${cpText(t2.pos)} \\| COMMIT$`));
+    expect(sideData).toBeGreaterThan(-1);
+    // the second batch's rows reached the replica before the first batch's commit returned
+    expect(sideData).toBeLessThan(mainCommit);
+    // its checkpoint and commit only after it
+    expect(sideCp).toBeGreaterThan(mainCommit);
+    expect(p.main.statements.filter((x) => x.startsWith("CHECKPOINT"))).toEqual([cpText(t1.pos)]);
+    expect(p.main.statements.join()).not.toMatch(/\(3,'c'\)/);
+    expect(p.progress.checkpoint).toEqual(t2.pos);
+    expect([p.progress.txns, p.progress.rows]).toEqual([2, 4]);
+    expect(await p.parallel()).toBe(1);
+  });
+
+  it("alternates two side connections, each batch committed in source order", async () => {
+    const p = setup();
+    const ts = [1, 3, 5, 7, 9].map((id) => txn(ins("l", { id, v: "x" }, { id: id + 1, v: "y" })));
+    for (const t of ts) p.queue.push(t);
+    await p.drain();
+    const cps = p.log.filter((l) => / sent .*CHECKPOINT/.test(l)).map((l) => /CHECKPOINT \S+/.exec(l)![0]);
+    expect(cps).toEqual(ts.map((t) => cpText(t.pos)));
+    expect(p.sides.map((s) => s.name)).toEqual(["side1", "side2"]);
+    expect(await p.parallel()).toBe(4);
+    expect(p.progress.checkpoint).toEqual(ts[4].pos);
+  });
+
+  it("keeps a batch that shares a key with the current one (or holds a non-lane statement) for its turn on the session's connection", async () => {
+    for (const second of [
+      txn(ins("l", { id: 2, v: "again" }), ins("l2", { id: 9, v: "z" })), // key 2 of l is in both
+      txn(upd("l", { id: 5, v: "a" }, { id: 6, v: "b" })), // a key change: an UPDATE with its fallback
+      txn(ins("t", { id: 7, v: "c" })), // a table whose foreign keys are not known
+    ]) {
+      const p = setup();
+      const t1 = txn(ins("l", { id: 1, v: "a" }, { id: 2, v: "b" }));
+      p.queue.push(t1);
+      p.queue.push(second);
+      await p.drain();
+      expect(p.sides).toEqual([]);
+      expect(p.main.statements.filter((x) => x.startsWith("CHECKPOINT"))).toEqual([cpText(t1.pos), cpText(second.pos)]);
+      expect(await p.parallel()).toBe(0);
+    }
+  });
+
+  it("a batch that failed early is rolled back and applied again in its turn on the session's connection", async () => {
+    const p = setup({ sideFail: (sql) => (/INSERT/.test(sql) ? Object.assign(new Error("Data too long"), { errno: 1406 }) : null) });
+    const t1 = txn(ins("l", { id: 1, v: "a" }, { id: 2, v: "b" }));
+    const t2 = txn(ins("l", { id: 3, v: "c" }, { id: 4, v: "d" }));
+    for (const t of [t1, t2]) p.queue.push(t);
+    await p.drain();
+    expect(p.sides[0].statements).toContain("ROLLBACK");
+    expect(p.sides[0].statements.some((x) => x.startsWith("CHECKPOINT") || x === "COMMIT")).toBe(false);
+    expect(p.main.statements.filter((x) => x.startsWith("CHECKPOINT"))).toEqual([cpText(t1.pos), cpText(t2.pos)]);
+    expect(p.main.statements.join()).toMatch(/\(3,'c'\),\(4,'d'\)/);
+    expect(p.progress.checkpoint).toEqual(t2.pos);
+    expect(await p.parallel()).toBe(0);
+  });
+
+  it("a lock wait or deadlock of a batch run early turns parallel apply off; the batches still all commit in order", async () => {
+    const p = setup({ sideFail: (sql) => (/INSERT/.test(sql) ? Object.assign(new Error("Deadlock found"), { errno: 1213 }) : null) });
+    const ts = [1, 3, 5, 7].map((id) => txn(ins("l", { id, v: "x" }, { id: id + 1, v: "y" })));
+    for (const t of ts) p.queue.push(t);
+    await p.drain();
+    // the batches built ahead before the deadlock was known were tried early (the second and the third); the last
+    // one, built after, was not
+    expect(p.sides.map((x) => x.name)).toEqual(["side1", "side2"]);
+    expect(p.sides.flatMap((x) => x.statements).join()).not.toMatch(/\(7,'x'\)/);
+    expect(p.main.statements.filter((x) => x.startsWith("CHECKPOINT"))).toEqual(ts.map((t) => cpText(t.pos)));
+  });
+
+  it("when the current batch fails, the batch run early is never committed, and the session's reset drops its connection", async () => {
+    const p = setup();
+    p.main.fail = (sql) => (/CHECKPOINT/.test(sql) ? Object.assign(new Error("connection lost"), { code: "PROTOCOL_CONNECTION_LOST", fatal: true }) : null);
+    const t1 = txn(ins("l", { id: 1, v: "a" }, { id: 2, v: "b" }));
+    const t2 = txn(ins("l", { id: 3, v: "c" }, { id: 4, v: "d" }));
+    for (const t of [t1, t2]) p.queue.push(t);
+    await expect(p.drain()).rejects.toThrow();
+    // the early batch ran (its data is in an open transaction) but nothing committed it
+    await new Promise((r) => setTimeout(r, 30));
+    expect(p.sides[0].statements.join()).toMatch(/\(3,'c'\)/);
+    expect(p.sides[0].statements.some((x) => x.startsWith("CHECKPOINT") || x === "COMMIT")).toBe(false);
+    p.rows.reset();
+    expect(p.sides[0].destroyed).toBe(true);
+    expect(p.progress.checkpoint).toBeNull();
+  });
+
+  it("laneKeys and disjoint: every row's key, before and after images, per table", () => {
+    const schema = { peek: (_db: string, t: string) => tables.get(t) };
+    const k1 = laneKeys([{ sql: "", table: "d.l", rows: 1, lane: true }], [txn(ins("l", { id: 1, v: "a" }))], schema)!;
+    const k2 = laneKeys([{ sql: "", table: "d.l", rows: 1, lane: true }], [txn(upd("l", { id: 1, v: "a" }, { id: 1, v: "b" }))], schema)!;
+    const k3 = laneKeys([{ sql: "", table: "d.l2", rows: 1, lane: true }], [txn(ins("l2", { id: 1, v: "a" }))], schema)!;
+    expect(disjoint(k1, k2)).toBe(false);
+    expect(disjoint(k1, k3)).toBe(true);
+    expect(laneKeys([{ sql: "", table: "d.l", rows: 1 }], [txn(ins("l", { id: 1, v: "a" }))], schema)).toBeNull();
+    expect(laneKeys([{ sql: "", table: "d.t", rows: 1, lane: true }], [txn(ins("t", { id: 1, v: "a" }))], schema)).toBeNull();
   });
 });

@@ -408,7 +408,7 @@ describe("StatementBuilder: independent tables gather their rows (issue 17, fewe
   it("a DELETE of a key then an INSERT of the same key is one upsert of the whole row", () => {
     const t = sb(1);
     const { out } = build([del(t, row(5, 1, "old")), t], [ins(t, row(5, 9, "new")), t]);
-    expect(out).toEqual([{ sql: `INSERT INTO \`shop\`.\`sbtest1\` (\`id\`, \`k\`, \`c\`, \`pad\`) VALUES (5,9,'new','p') ${ODKU}`, table: "shop.sbtest1", rows: 1 }]);
+    expect(out).toEqual([{ sql: `INSERT INTO \`shop\`.\`sbtest1\` (\`id\`, \`k\`, \`c\`, \`pad\`) VALUES (5,9,'new','p') ${ODKU}`, table: "shop.sbtest1", rows: 1, lane: true }]);
   });
 
   it("sysbench oltp_write_only transactions over 4 tables become one upsert per table, in each table's order", () => {
