@@ -302,9 +302,13 @@ export class RowApplier {
       })();
       return { conn: c, done };
     });
-    // a side connection that cannot be opened: the batch runs when its turn comes (reported there if it fails)
+    // a side connection that cannot be opened (max_connections, the network): the batch runs when its turn comes,
+    // and parallel apply stops for this process rather than wait for a connection before every batch
     const safe = early.catch((err) => {
-      this.#log.debug({ err: err?.message }, "parallel apply: no side connection; the batch runs in its turn");
+      if (!this.#parallelOff) {
+        this.#parallelOff = true;
+        this.#log.warn({ err: err?.message }, "parallel apply could not open a second connection to the replica: it is off until the agent restarts (one connection applies everything, as with apply.parallel: false)");
+      }
       return null;
     });
     this.#sideTurn = 1 - turn;

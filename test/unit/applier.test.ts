@@ -440,6 +440,31 @@ describe("parallel apply on fake replica connections", () => {
     expect(p.progress.checkpoint).toBeNull();
   });
 
+  it("a side connection that cannot be opened: the batch runs in its turn, and parallel apply stops trying", async () => {
+    const log: string[] = [];
+    const main = new Logged("main", log, 5);
+    let opens = 0;
+    const a = applier(main, {
+      readerPaused: true,
+      maxRows: 2,
+      openSide: async () => {
+        opens++;
+        throw Object.assign(new Error("Too many connections"), { errno: 1040 });
+      },
+    });
+    const ts = [1, 3, 5, 7].map((id) => txn(ins("l", { id, v: "x" }, { id: id + 1, v: "y" })));
+    for (const t of ts) a.queue.push(t);
+    let batch = a.queue.take(null);
+    let ahead = null;
+    while (batch.length) {
+      await a.rows.apply(batch, ahead);
+      ahead = a.rows.takeAhead();
+      batch = ahead ? ahead.batch : a.queue.take(null);
+    }
+    expect(opens).toBe(1);
+    expect(main.statements.filter((x) => x.startsWith("CHECKPOINT"))).toEqual(ts.map((t) => cpText(t.pos)));
+  });
+
   it("laneKeys and disjoint: every row's key, before and after images, per table", () => {
     const schema = { peek: (_db: string, t: string) => tables.get(t) };
     const k1 = laneKeys([{ sql: "", table: "d.l", rows: 1, lane: true }], [txn(ins("l", { id: 1, v: "a" }))], schema)!;
