@@ -283,6 +283,9 @@ export class RowApplier {
       if (next.stmts.length === 0 || this.#port.stopping()) return null;
       const theirs = laneKeys(next.stmts, next.batch, this.#schema);
       if (!theirs || !disjoint(mine, theirs)) return null;
+      // memory: a batch run early holds its statements' packet on top of the current batch's; both within half
+      // of this replica's share of apply.queueBytes (in fan-out the shares are small and the cores already busy)
+      if (sqlBytes(current.stmts) + sqlBytes(next.stmts) > this.#queue.budget / 2) return null;
       const limit = this.statementLimit();
       for (const st of next.stmts) if (st.sql.length * 3 > limit && Buffer.byteLength(st.sql) > limit) return null;
       let conn = this.#sides[turn];
@@ -810,4 +813,11 @@ export function disjoint(a: Map<string, Set<string>>, b: Map<string, Set<string>
     for (const k of small) if (large.has(k)) return false;
   }
   return true;
+}
+
+/** the statements' text length (bytes for ASCII, which SQL text with hex literals mostly is) */
+function sqlBytes(stmts: Statement[]): number {
+  let n = 0;
+  for (const st of stmts) n += st.sql.length;
+  return n;
 }

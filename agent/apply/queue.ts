@@ -49,6 +49,11 @@ export class TxnQueue<T extends QueuedTxn> {
     this.#limits = limits;
   }
 
+  /** this queue's share of apply.queueBytes */
+  get budget(): number {
+    return this.#limits.queueBytes;
+  }
+
   /** Appends a transaction; false once the bytes held reach apply.queueBytes (the reader pauses). */
   push(t: T): boolean {
     this.#items.push(t);

@@ -465,6 +465,17 @@ describe("parallel apply on fake replica connections", () => {
     expect(main.statements.filter((x) => x.startsWith("CHECKPOINT"))).toEqual(ts.map((t) => cpText(t.pos)));
   });
 
+  it("keeps a batch for its turn when the two batches' statements exceed half of the replica's queue share (memory)", async () => {
+    const p = setup(); // the queue's share is 1 MiB
+    const big = "x".repeat(300_000);
+    const t1 = txn(ins("l", { id: 1, v: big }, { id: 2, v: "a" }));
+    const t2 = txn(ins("l", { id: 3, v: big }, { id: 4, v: "b" }));
+    for (const t of [t1, t2]) p.queue.push(t);
+    await p.drain();
+    expect(p.sides).toEqual([]);
+    expect(p.main.statements.filter((x) => x.startsWith("CHECKPOINT"))).toEqual([cpText(t1.pos), cpText(t2.pos)]);
+  });
+
   it("laneKeys and disjoint: every row's key, before and after images, per table", () => {
     const schema = { peek: (_db: string, t: string) => tables.get(t) };
     const k1 = laneKeys([{ sql: "", table: "d.l", rows: 1, lane: true }], [txn(ins("l", { id: 1, v: "a" }))], schema)!;
