@@ -82,8 +82,8 @@ const noSnapshot: SnapshotView = {
   passed: () => undefined,
 };
 
-function applier(replica: FakeReplica, opts: { snapshot?: Partial<SnapshotView>; readerPaused?: boolean; maxRows?: number; openSide?: () => Promise<SideConn> } = {}) {
-  const queue = new TxnQueue<Txn>({ maxRows: opts.maxRows ?? 1000, maxBytes: 1 << 20, queueBytes: 1 << 20 });
+function applier(replica: FakeReplica, opts: { snapshot?: Partial<SnapshotView>; readerPaused?: boolean; maxRows?: number; openSide?: () => Promise<SideConn>; queueBytes?: number } = {}) {
+  const queue = new TxnQueue<Txn>({ maxRows: opts.maxRows ?? 1000, maxBytes: 1 << 20, queueBytes: opts.queueBytes ?? 1 << 20 });
   const progress = new ApplyProgress();
   const released: Txn[][] = [];
   const port: ApplierPort = {
@@ -318,13 +318,15 @@ describe("parallel apply on fake replica connections", () => {
     }
   }
 
-  function setup(opts: { sideFail?: (sql: string) => Error | null } = {}) {
+  function setup(opts: { sideFail?: (sql: string) => Error | null; queueBytes?: number } = {}) {
     const log: string[] = [];
     const main = new Logged("main", log, 20);
     const sides: Logged[] = [];
     const a = applier(main, {
       readerPaused: true,
       maxRows: 2,
+      // a single replica's share of the default apply.queueBytes
+      queueBytes: opts.queueBytes ?? 16 << 20,
       openSide: async () => {
         const s = new Logged(`side${sides.length + 1}`, log);
         if (opts.sideFail) s.fail = (sql) => opts.sideFail!(sql);
@@ -447,6 +449,7 @@ describe("parallel apply on fake replica connections", () => {
     const a = applier(main, {
       readerPaused: true,
       maxRows: 2,
+      queueBytes: 16 << 20,
       openSide: async () => {
         opens++;
         throw Object.assign(new Error("Too many connections"), { errno: 1040 });
@@ -466,10 +469,21 @@ describe("parallel apply on fake replica connections", () => {
   });
 
   it("keeps a batch for its turn when the two batches' statements exceed half of the replica's queue share (memory)", async () => {
-    const p = setup(); // the queue's share is 1 MiB
-    const big = "x".repeat(300_000);
-    const t1 = txn(ins("l", { id: 1, v: big }, { id: 2, v: "a" }));
-    const t2 = txn(ins("l", { id: 3, v: big }, { id: 4, v: "b" }));
+    const p = setup(); // the queue's share is 16 MiB
+    // 4.4 MB of statements a batch (two tables, each statement under the replica's 4 MiB max_allowed_packet)
+    const big = "x".repeat(2_200_000);
+    const t1 = txn(ins("l", { id: 1, v: big }), ins("l2", { id: 2, v: big }));
+    const t2 = txn(ins("l", { id: 3, v: big }), ins("l2", { id: 4, v: big }));
+    for (const t of [t1, t2]) p.queue.push(t);
+    await p.drain();
+    expect(p.sides).toEqual([]);
+    expect(p.main.statements.filter((x) => x.startsWith("CHECKPOINT"))).toEqual([cpText(t1.pos), cpText(t2.pos)]);
+  });
+
+  it("a replica whose share of apply.queueBytes is under 8 MiB (fan-out) keeps one connection", async () => {
+    const p = setup({ queueBytes: 16 << 20 >> 2 }); // 16 MiB among 4 replicas
+    const t1 = txn(ins("l", { id: 1, v: "a" }, { id: 2, v: "b" }));
+    const t2 = txn(ins("l", { id: 3, v: "c" }, { id: 4, v: "d" }));
     for (const t of [t1, t2]) p.queue.push(t);
     await p.drain();
     expect(p.sides).toEqual([]);
