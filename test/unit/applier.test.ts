@@ -307,7 +307,7 @@ describe("parallel apply on fake replica connections", () => {
         this.log.push(`${this.name} sent ${sql.split(";\n").join(" | ")}`);
         if (this.delayMs) await new Promise((r) => setTimeout(r, this.delayMs));
         try {
-          return await inner(q);
+          return await (inner as (q: unknown) => Promise<unknown>)(q);
         } finally {
           this.log.push(`${this.name} done ${sql.split(";\n")[0]}`);
         }
