@@ -292,6 +292,17 @@ describe("packQueries", () => {
  * Parallel apply (applier.ts #parallel): replicas whose queries are logged in one order across connections, the
  * main one slow to answer, so that a batch run early overlaps the batch before it.
  */
+/** the apply loop over what is queued: the first batch from the queue, then each batch built ahead */
+async function drainQueue(a: { rows: RowApplier; queue: TxnQueue<Txn> }): Promise<void> {
+  let batch = a.queue.take(null);
+  let ahead = null;
+  while (batch.length) {
+    await a.rows.apply(batch, ahead);
+    ahead = a.rows.takeAhead();
+    batch = ahead ? ahead.batch : a.queue.take(null);
+  }
+}
+
 describe("parallel apply on fake replica connections", () => {
   class Logged extends FakeReplica {
     destroyed = false;
@@ -335,16 +346,7 @@ describe("parallel apply on fake replica connections", () => {
       },
     });
     const parallel = async () => (await a.metrics.registry.getSingleMetric("datasync_replica_parallel_batches_total")!.get()).values.find((v) => v.labels.replica === "r1")?.value ?? 0;
-    /** the apply loop: the first batch from the queue, then each batch built ahead */
-    const drain = async () => {
-      let batch = a.queue.take(null);
-      let ahead = null;
-      while (batch.length) {
-        await a.rows.apply(batch, ahead);
-        ahead = a.rows.takeAhead();
-        batch = ahead ? ahead.batch : a.queue.take(null);
-      }
-    };
+    const drain = () => drainQueue(a);
     return { ...a, log, main, sides, parallel, drain };
   }
   const at = (log: string[], re: RegExp) => log.findIndex((l) => re.test(l));
@@ -457,13 +459,7 @@ describe("parallel apply on fake replica connections", () => {
     });
     const ts = [1, 3, 5, 7].map((id) => txn(ins("l", { id, v: "x" }, { id: id + 1, v: "y" })));
     for (const t of ts) a.queue.push(t);
-    let batch = a.queue.take(null);
-    let ahead = null;
-    while (batch.length) {
-      await a.rows.apply(batch, ahead);
-      ahead = a.rows.takeAhead();
-      batch = ahead ? ahead.batch : a.queue.take(null);
-    }
+    await drainQueue(a);
     expect(opens).toBe(1);
     expect(main.statements.filter((x) => x.startsWith("CHECKPOINT"))).toEqual(ts.map((t) => cpText(t.pos)));
   });
