@@ -36,6 +36,17 @@ export interface StreamHubOptions {
    * transactions. Default: four times the subscriber's streamBytes (its apply.queueBytes), or 16 MiB.
    */
   slackBytes?: number;
+  /**
+   * the most a subscriber that is still taking may be held (its applier took a transaction within `stallMs`):
+   * between its slack and this it stays, so a replica that is as fast as the others but lags by scheduling
+   * (five replica servers on two cores) does not leave, read and decode the binlog a second time and come back.
+   * Default: twice the slack.
+   */
+  maxSlackBytes?: number;
+  /** a subscriber held past its slack that took nothing for this long leaves (default 1,000 ms) */
+  stallMs?: number;
+  /** the clock (tests) */
+  now?: () => number;
   /** how many recent transactions a reader keeps so a subscriber reaching its position can join (default 1024) */
   ringEntries?: number;
   /** the agent's replicas: a new reader waits (up to gatherMs) until this many are placed (default 1: never) */
@@ -267,6 +278,8 @@ class Sub implements BinlogStream {
   /** left a shared reader: its own reader starts when it can take again */
   pendingOwn = false;
   lastTaken: Position;
+  /** when it last took a transaction (hub.now()) */
+  lastTakeAt: number;
   lastWasPart = false;
   /** parked XA parts of the reader it left, for its own reader */
   xaCarry: ReadonlyMap<string, XaParked> | undefined;
@@ -278,6 +291,7 @@ class Sub implements BinlogStream {
     readonly o: ReaderOptions,
   ) {
     this.lastTaken = o.start;
+    this.lastTakeAt = hub.now();
     this.xaCarry = o.xaParked;
     this.sig = signature(o);
   }
@@ -318,7 +332,7 @@ class Sub implements BinlogStream {
       if (g.subs.size > 1 || this.overflow.length) {
         this.overflow.push(copy);
         this.overflowBytes += copy.bytes;
-        if (g.subs.size > 1 && this.overflowBytes > this.hub.slackFor(this.o)) this.leave("fell behind the shared stream");
+        if (g.subs.size > 1 && this.hub.mustLeave(this)) this.leave("fell behind the shared stream");
         return;
       }
     }
@@ -327,6 +341,7 @@ class Sub implements BinlogStream {
 
   take(c: Txn): void {
     this.lastTaken = c.pos;
+    this.lastTakeAt = this.hub.now();
     this.lastWasPart = c.stream === "part";
     this.#lastEventAt = Date.now();
     if (!this.o.onTxn(c)) this.full = true;
@@ -422,6 +437,9 @@ export class StreamHub {
   readonly scope: (db: string, table: string) => boolean;
   readonly ringEntries: number;
   readonly #slack: number | undefined;
+  readonly #maxSlack: number | undefined;
+  readonly #stallMs: number;
+  readonly now: () => number;
   readonly #note: NonNullable<StreamHubOptions["note"]>;
   readonly #onReaders: NonNullable<StreamHubOptions["onReaders"]>;
   readonly #replicas: number;
@@ -437,6 +455,9 @@ export class StreamHub {
     this.scope = o.scope;
     this.ringEntries = o.ringEntries ?? 1024;
     this.#slack = o.slackBytes;
+    this.#maxSlack = o.maxSlackBytes;
+    this.#stallMs = o.stallMs ?? 1000;
+    this.now = o.now ?? Date.now;
     this.#note = o.note ?? (() => undefined);
     this.#onReaders = o.onReaders ?? (() => undefined);
     this.#replicas = o.replicas ?? 1;
@@ -459,6 +480,19 @@ export class StreamHub {
     // four pieces' worth (streamBytes is a quarter of apply.queueBytes): a replica may fall a queue's worth behind
     // the fastest before it leaves; a transaction of one piece alone would make replicas leave at every jitter
     return this.#slack ?? (o.streamBytes ? o.streamBytes * 4 : 16 << 20);
+  }
+
+  /**
+   * Whether a held subscriber leaves its shared reader: past its slack when it took nothing for stallMs (its
+   * applier is stuck or its replica gone), past maxSlackBytes in any case (it is slower than the others). A
+   * subscriber that keeps taking is held meanwhile: leaving costs a second binlog connection and decode, and the
+   * reader it leaves never waits for it either way.
+   */
+  mustLeave(s: Sub): boolean {
+    const slack = this.slackFor(s.o);
+    if (s.overflowBytes <= slack) return false;
+    if (s.overflowBytes > (this.#maxSlack ?? 2 * slack)) return true;
+    return this.now() - s.lastTakeAt > this.#stallMs;
   }
 
   note(fields: Record<string, unknown>, msg: string): void {

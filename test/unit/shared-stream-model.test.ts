@@ -58,6 +58,9 @@ class Model {
       },
       scope: () => true,
       slackBytes: slack,
+      // a step is a millisecond: a stalled replica (stalledFor) takes nothing for up to 60 steps
+      now: () => this.steps,
+      stallMs: 1 + Math.floor(this.r() * 40),
       ringEntries: 1 + Math.floor(this.r() * 16),
       replicas: nReps,
       gatherMs: 2,
@@ -277,8 +280,9 @@ async function steps(m: Model, opts: { total: number; reps: number; faultSteps: 
     }
     const held = m.hub.stats.heldBytes;
     m.maxHeld = Math.max(m.maxHeld, held);
-    // each reader's ring and each subscriber's slack, plus a transaction in flight each
-    const bound = (m.readers.filter((x) => !x.stopped).length + m.reps.length) * (m.slack + 600);
+    // each reader's ring (its slack) and each subscriber's held transactions (twice its slack while it takes),
+    // plus a transaction in flight each
+    const bound = m.readers.filter((x) => !x.stopped).length * (m.slack + 600) + m.reps.length * (2 * m.slack + 600);
     if (held > bound) throw new Error(`held ${held} bytes > ${bound} at step ${step}`);
     if (m.maxDepth > 50) throw new Error(`delivery recursed ${m.maxDepth} deep at step ${step}`);
     if (step % 16 === 0) await new Promise((res) => setTimeout(res, 0));

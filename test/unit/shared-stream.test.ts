@@ -259,24 +259,76 @@ describe("StreamHub", () => {
     expect(posOf(a)).toEqual([200, 300, 400, 500, 600, 700, 800, 900, 1000, 1100, 1200]);
   });
 
-  it("memory stays bounded whatever the backlog: a replica that never takes again holds at most its slack", async () => {
-    const { readers, replica, hub } = setup(10_000);
+  it("memory stays bounded whatever the backlog: a replica that never takes again holds at most its slack once it took nothing for stallMs, twice its slack before", async () => {
+    for (const stalled of [false, true]) {
+      let clock = 0;
+      const { readers, replica, hub } = setup(10_000, { now: () => clock });
+      const a = replica(0, at(0));
+      const b = replica(1, at(0));
+      b.room = () => false;
+      await a.stream.start();
+      await b.stream.start();
+      let peak = 0;
+      for (let n = 1; n <= 2000; n++) {
+        readers[0].emit(txn(n));
+        // stalled: b's last take (its first transaction) is long past by its second
+        if (stalled && n === 1) clock += 1001;
+        peak = Math.max(peak, hub.stats.heldBytes);
+      }
+      expect(posOf(a)).toHaveLength(2000);
+      expect(posOf(b)).toEqual([200]);
+      expect(hub.stats.detaches).toBe(1);
+      // the ring (≤ slack) and b's overflow before it left: its slack once stalled, else twice it (+ one transaction)
+      expect(peak).toBeLessThanOrEqual((stalled ? 2 : 3) * 10_000 + 1000);
+      expect(peak).toBeGreaterThan((stalled ? 1 : 2) * 10_000);
+      expect(hub.stats.heldBytes).toBeLessThanOrEqual(10_000);
+      expect(readers).toHaveLength(1);
+    }
+  });
+
+  it("a replica that keeps taking is held past its slack up to twice it (a lag of scheduling, not of speed, never makes it leave)", async () => {
+    let clock = 0;
+    const { readers, replica, hub, live } = setup(2000, { now: () => clock });
     const a = replica(0, at(0));
     const b = replica(1, at(0));
-    b.room = () => false;
+    let bRoom = false;
+    b.room = () => bRoom;
     await a.stream.start();
     await b.stream.start();
-    let peak = 0;
-    for (let n = 1; n <= 2000; n++) {
-      readers[0].emit(txn(n));
-      peak = Math.max(peak, hub.stats.heldBytes);
-    }
-    expect(posOf(a)).toHaveLength(2000);
-    expect(posOf(b)).toEqual([200]);
-    // the ring (≤ slack) and b's slack (≤ slack + one transaction) before it left; nothing after
-    expect(peak).toBeLessThanOrEqual(2 * 10_000 + 1000);
-    expect(hub.stats.heldBytes).toBeLessThanOrEqual(10_000);
-    expect(readers).toHaveLength(1);
+    // b takes transaction 1 and is full; 2-4 are held (3000 bytes: past its slack, within twice it)
+    for (let n = 1; n <= 4; n++) readers[0].emit(txn(n));
+    clock += 900;
+    expect(hub.stats.detaches).toBe(0);
+    expect(hub.stats.heldBytes).toBeGreaterThan(2000);
+    // it drains what was held, in order, on the shared reader
+    bRoom = true;
+    b.stream.resume();
+    expect(posOf(b)).toEqual([200, 300, 400, 500]);
+    // full again: held past its slack while it took something within stallMs …
+    bRoom = false;
+    readers[0].emit(txn(5));
+    for (let n = 6; n <= 8; n++) readers[0].emit(txn(n));
+    expect(hub.stats.detaches).toBe(0);
+    // … and once it took nothing for longer than stallMs, the next transaction makes it leave
+    clock += 1001;
+    readers[0].emit(txn(9));
+    expect(hub.stats.detaches).toBe(1);
+    expect(posOf(a)).toEqual([200, 300, 400, 500, 600, 700, 800, 900, 1000]);
+    expect(posOf(b)).toEqual([200, 300, 400, 500, 600]);
+    expect(live()).toHaveLength(1);
+    // held past twice its slack, it leaves whatever its last take (it is slower than the others)
+    const c = replica(2, at(9));
+    let cRoom = true;
+    c.room = () => cRoom;
+    await c.stream.start();
+    readers[0].emit(txn(10));
+    cRoom = false;
+    readers[0].emit(txn(11));
+    for (let n = 12; n <= 15; n++) readers[0].emit(txn(n));
+    expect(hub.stats.detaches).toBe(1);
+    readers[0].emit(txn(16));
+    expect(hub.stats.detaches).toBe(2);
+    expect(posOf(c)).toEqual([1100, 1200]);
   });
 
   it("a full replica that catches up within its slack stays on the shared reader and gets what was held, in order", async () => {
@@ -342,7 +394,8 @@ describe("StreamHub", () => {
   });
 
   it("a replica leaving in the middle of a transaction handed over in pieces is told to abort it, and its own reader reads it again whole", async () => {
-    const { readers, replica } = setup(1500);
+    let clock = 0;
+    const { readers, replica } = setup(1500, { now: () => clock });
     const a = replica(0, at(0));
     const b = replica(1, at(0));
     let bRoom = true;
@@ -352,6 +405,8 @@ describe("StreamHub", () => {
     readers[0].emit(txn(1));
     bRoom = false;
     readers[0].emit(txn(1, { stream: "part" }));
+    // b's applier takes nothing more (stallMs)
+    clock += 1001;
     readers[0].emit(txn(1, { stream: "part" }));
     readers[0].emit(txn(1, { stream: "part" }));
     expect(b.got.map((t) => t.stream ?? "whole")).toEqual(["whole", "part", "abort"]);
