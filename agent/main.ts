@@ -100,6 +100,8 @@ export class Agent {
           note: (fields, msg) => this.log.info(fields, msg),
           onReaders: (n) => this.metrics.binlogReaders.set({ group: cfg.group }, n),
           replicas: cfg.replicas.length,
+          // a replica that keeps taking may lag the fastest by up to the group's queue budget before it reads on its own
+          maxSlackBytes: cfg.apply.queueBytes,
         })
       : null;
     const ctx = {

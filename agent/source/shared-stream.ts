@@ -40,7 +40,9 @@ export interface StreamHubOptions {
    * the most a subscriber that is still taking may be held (its applier took a transaction within `stallMs`):
    * between its slack and this it stays, so a replica that is as fast as the others but lags by scheduling
    * (five replica servers on two cores) does not leave, read and decode the binlog a second time and come back.
-   * Default: twice the slack.
+   * At least twice the slack (the default); main.ts gives the group's apply.queueBytes. What is held for
+   * subscribers is shallow copies of the same transactions: the memory is the span between the slowest and the
+   * fastest, not a sum.
    */
   maxSlackBytes?: number;
   /** a subscriber held past its slack that took nothing for this long leaves (default 1,000 ms) */
@@ -332,7 +334,9 @@ class Sub implements BinlogStream {
       if (g.subs.size > 1 || this.overflow.length) {
         this.overflow.push(copy);
         this.overflowBytes += copy.bytes;
-        if (g.subs.size > 1 && this.hub.mustLeave(this)) this.leave("fell behind the shared stream");
+        if (g.subs.size > 1 && this.hub.mustLeave(this)) {
+          this.leave(`fell behind the shared stream (${this.overflowBytes} bytes held for it; its last transaction taken ${this.hub.now() - this.lastTakeAt} ms ago)`);
+        }
         return;
       }
     }
@@ -484,14 +488,15 @@ export class StreamHub {
 
   /**
    * Whether a held subscriber leaves its shared reader: past its slack when it took nothing for stallMs (its
-   * applier is stuck or its replica gone), past maxSlackBytes in any case (it is slower than the others). A
+   * applier is stuck or its replica gone), past maxSlackBytes (at least twice its slack) in any case (it is slower
+   * than the others). A
    * subscriber that keeps taking is held meanwhile: leaving costs a second binlog connection and decode, and the
    * reader it leaves never waits for it either way.
    */
   mustLeave(s: Sub): boolean {
     const slack = this.slackFor(s.o);
     if (s.overflowBytes <= slack) return false;
-    if (s.overflowBytes > (this.#maxSlack ?? 2 * slack)) return true;
+    if (s.overflowBytes > Math.max(2 * slack, this.#maxSlack ?? 0)) return true;
     return this.now() - s.lastTakeAt > this.#stallMs;
   }
 

@@ -331,6 +331,25 @@ describe("StreamHub", () => {
     expect(posOf(c)).toEqual([1100, 1200]);
   });
 
+  it("maxSlackBytes (the group's queue budget in main.ts) raises how far a replica that keeps taking may lag; never below twice its slack", async () => {
+    for (const [max, leavesAfter] of [
+      [6000, 7],
+      [1000, 5],
+    ]) {
+      const { readers, replica, hub } = setup(2000, { maxSlackBytes: max, now: () => 0 });
+      const a = replica(0, at(0));
+      const b = replica(1, at(0));
+      b.room = () => false;
+      await a.stream.start();
+      await b.stream.start();
+      // b takes transaction 1; the next ones are held until past max(2 × 2000, maxSlackBytes)
+      let n = 1;
+      while (hub.stats.detaches === 0 && n < 50) readers[0].emit(txn(n++));
+      expect(n - 1).toBe(leavesAfter + 1);
+      expect(posOf(b)).toEqual([200]);
+    }
+  });
+
   it("a full replica that catches up within its slack stays on the shared reader and gets what was held, in order", async () => {
     const { readers, replica, hub } = setup(5000);
     const a = replica(0, at(0));
