@@ -348,6 +348,16 @@ export async function runNativeCatchup(src, reps, start, end) {
  * Start `node bin/datasync.js agent --config F` with the given replicas. The handle samples the child's RSS
  * (sample()), counts "streaming" log lines, and stop() ends it and writes its log to bench/results/agent-<tag>.log.
  */
+/**
+ * The node flags the agent's container runs with (agent/Dockerfile, NODE_OPTIONS): the agent under benchmark runs as
+ * deployed unless --node-flags says otherwise (--node-flags "" runs it with node's defaults).
+ */
+export function containerNodeFlags() {
+  const m = /NODE_OPTIONS="([^"]*)"/.exec(readFileSync(join(root, "agent", "Dockerfile"), "utf8"));
+  if (!m) throw new Error("agent/Dockerfile sets no NODE_OPTIONS=\"…\": the benchmark cannot run the agent as the container does");
+  return m[1];
+}
+
 export async function startAgent({ src, replicas, tag, base, resultsDir, opt, config = {} }) {
   const apply = {};
   if (opt["max-rows"]) apply.maxRows = Number(opt["max-rows"]);
@@ -367,7 +377,7 @@ export async function startAgent({ src, replicas, tag, base, resultsDir, opt, co
   writeFileSync(cfgFile, JSON.stringify(cfg));
   const logFile = join(resultsDir, `agent-${tag}.log`);
   const profDir = join(resultsDir, `prof-${tag}`);
-  const nodeArgs = [...(opt.profile ? ["--cpu-prof", `--cpu-prof-dir=${profDir}`] : []), ...String(opt["node-flags"] ?? "").split(" ").filter(Boolean)];
+  const nodeArgs = [...(opt.profile ? ["--cpu-prof", `--cpu-prof-dir=${profDir}`] : []), ...String(opt["node-flags"] ?? containerNodeFlags()).split(" ").filter(Boolean)];
   if (opt.profile) rmSync(profDir, { recursive: true, force: true });
 
   const t0 = now();

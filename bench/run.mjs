@@ -15,7 +15,7 @@ if (!existsSync(join(here, "../dist/dev/servers.js"))) {
   console.error("bench: dist/ is missing; run `npm run build` first (npm run bench does it)");
   process.exit(2);
 }
-const { log } = await import("./lib.mjs");
+const { log, containerNodeFlags } = await import("./lib.mjs");
 const { CATCHUP, runCatchup } = await import("./catchup.mjs");
 const { runFanout } = await import("./fanout.mjs");
 const { runReplicaDown, runSysbench, sysbenchBinary } = await import("./lag.mjs");
@@ -51,7 +51,7 @@ const { values: opt } = parseArgs({
     "no-native": { type: "boolean", default: false },
     "no-settle": { type: "boolean", default: false },
     "no-parallel": { type: "boolean", default: false },
-    "node-flags": { type: "string", default: "" },
+    "node-flags": { type: "string" },
     "replica-binlog": { type: "boolean", default: false },
     "down-minutes": { type: "string", default: "5" },
     "down-rate": { type: "string", default: "500" },
@@ -155,7 +155,7 @@ function details(r) {
 
 function table(results, meta, failures, notMeasured) {
   const lines = [
-    `Machine: ${meta.cores} cores (${meta.cpu}), Node ${meta.node}, ${meta.server}; load 1m at start ${meta.loadAvgStart}; command: \`${meta.command}\``,
+    `Machine: ${meta.cores} cores (${meta.cpu}), Node ${meta.node}, ${meta.server}; load 1m at start ${meta.loadAvgStart}; agent node flags \`${meta.agentNodeFlags ?? "(none recorded)"}\`; command: \`${meta.command}\``,
     "",
     "| scenario | flavor | measure | anchor | anchor figure | agent figure | ratio | goal | met | agent peak RSS MB | identical | load 1m | cores |",
     "|---|---|---|---|---:|---:|---|---|---|---:|---|---:|---:|",
@@ -247,6 +247,7 @@ function writeResults(complete) {
     flavors: prior ? [...new Set([...(prior.flavors ?? []), ...flavors])] : flavors,
     loadAvgStart: prior?.loadAvgStart ?? loadAvgStart,
     elapsedSeconds: Math.round((Date.now() - t0) / 1000),
+    agentNodeFlags: opt["node-flags"] ?? containerNodeFlags(),
     settings: {
       replicaArgs: innodb,
       fanoutServerArgs: [`--innodb-buffer-pool-size=${opt["fanout-buffer-pool"]}`, `--innodb-log-file-size=${opt["log-file-size"]}`],

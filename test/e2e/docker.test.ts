@@ -51,8 +51,9 @@ const inFinal = (op: string) => instrs.filter((i) => i.stage === final && i.op =
 const jsonArgs = (i: Instr | undefined): string[] => JSON.parse(i?.args.replace(/^--\S+\s+/g, "") ?? "null");
 const entrypoint = jsonArgs(inFinal("ENTRYPOINT").at(-1));
 const cmd = jsonArgs(inFinal("CMD").at(-1));
+// ENV key=value pairs; a value may be double-quoted (spaces inside), as Docker reads it
 const imageEnv: Record<string, string> = Object.fromEntries(
-  inFinal("ENV").flatMap((i) => i.args.split(/\s+/).filter(Boolean).map((kv) => kv.split(/=(.*)/s).slice(0, 2) as [string, string])),
+  inFinal("ENV").flatMap((i) => [...i.args.matchAll(/([A-Za-z_][A-Za-z0-9_]*)=("(?:[^"\\]|\\.)*"|\S+)/g)].map((m) => [m[1], m[2].startsWith('"') ? m[2].slice(1, -1).replace(/\\(.)/g, "$1") : m[2]] as [string, string])),
 );
 const healthcheck = inFinal("HEALTHCHECK").at(-1);
 const healthCmd: string[] = JSON.parse(/\bCMD\s+(\[.*\])\s*$/.exec(healthcheck?.args ?? "")?.[1] ?? "null");
