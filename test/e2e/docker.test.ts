@@ -87,6 +87,8 @@ describe("agent/Dockerfile (structure)", () => {
     expect(healthCmd[0]).toBe("node");
     expect(healthCmd.join(" ")).toContain("DATASYNC_HEALTH_URL");
     expect(imageEnv.DATASYNC_HEALTH_URL).toBe("http://127.0.0.1:9464/healthz");
+    // node's flags, one quoted value: the heap cap and the young generation (the benchmark runs the agent with them)
+    expect(imageEnv.NODE_OPTIONS.split(" ")).toEqual(expect.arrayContaining([expect.stringMatching(/^--max-old-space-size=\d+$/), expect.stringMatching(/^--max-semi-space-size=\d+$/)]));
     expect(inFinal("EXPOSE").map((e) => e.args)).toContain("9464");
     expect(comments).toMatch(/DATASYNC_CONFIG\s+required/);
     expect(comments).toMatch(/docker build -f agent\/Dockerfile/);
