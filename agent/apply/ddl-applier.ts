@@ -211,6 +211,7 @@ export class DdlApplier {
       try {
         for (const q of session.enter) await conn.query(q);
         await conn.query(plan.sql);
+        faultPoint("ddl-before-after");
         for (const a of plan.after) await conn.query(a);
       } finally {
         for (const q of session.leave) await conn.query(q);
@@ -288,6 +289,24 @@ export class DdlApplier {
     }
   }
 
+  /**
+   * The statements that follow a DDL on a replica (ALTER EVENT … DISABLE: a scheduled event runs on the source only),
+   * for a DDL that took effect before an interruption. Without them the event would run on the replica too.
+   */
+  async #runAfter(conn: Conn, plan: Extract<DdlPlan, { kind: "apply" }>): Promise<void> {
+    for (const a of plan.after) {
+      try {
+        await conn.query(a);
+      } catch (err: any) {
+        if (isTransient(err)) throw err;
+        throw new ApplyError(
+          `replica ${this.name}: after an interrupted DDL on ${plan.objects.map((o) => `\`${o.db}\`.\`${o.name}\``).join(", ")}, \`${a}\` failed with ${err.errno ?? ""}: ${err.sqlMessage ?? err.message}. Run it on the replica by hand (a scheduled event must not run on a replica), or resnapshot the replica.`,
+          { sqlError: `${err.errno}: ${err.sqlMessage ?? err.message}`, cause: err },
+        );
+      }
+    }
+  }
+
   /** A DDL was marked pending when the agent stopped: apply it only if it did not take effect. */
   async resolvePendingDdl(p: DdlPending, before: Position): Promise<Position> {
     const conn = this.#port.conn();
@@ -297,6 +316,7 @@ export class DdlApplier {
     if (p.withRows) {
       // its rows were not committed (they carry the checkpoint): re-read the transaction, apply the rows only
       if (now === p.fingerprint) await this.#runDdl(conn, plan, p.schema, p.context);
+      else await this.#runAfter(conn, plan);
       this.#skipDdlAt = p.pos;
       return before;
     }
@@ -305,6 +325,8 @@ export class DdlApplier {
       await this.#runDdl(conn, plan, p.schema, p.context);
     } else {
       this.#log.warn({ position: p.pos }, "a DDL was interrupted after it took effect on this replica: not applying it twice");
+      // what follows the statement (an event created disabled) may not have run: it is idempotent, run it now
+      await this.#runAfter(conn, plan);
     }
     this.#progress.checkpoint = before;
     await this.#finishDdl(conn, p.pos, plan);
@@ -314,7 +336,8 @@ export class DdlApplier {
 
 /**
  * Fault injection for tests: DATASYNC_FAULT=<point> makes the process die (as a crash would) when it
- * reaches that point. Points: ddl-marked (pending DDL recorded, not run), ddl-ran (run, checkpoint not moved).
+ * reaches that point. Points: ddl-marked (pending DDL recorded, not run), ddl-before-after (the statement ran, what
+ * follows it, such as ALTER EVENT … DISABLE, not), ddl-ran (run, checkpoint not moved).
  */
 function faultPoint(name: string): void {
   if (process.env.DATASYNC_FAULT === name) {

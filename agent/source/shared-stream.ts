@@ -334,14 +334,35 @@ class Sub implements BinlogStream {
       if (g.subs.size > 1 || this.overflow.length) {
         this.overflow.push(copy);
         this.overflowBytes += copy.bytes;
-        if (g.subs.size > 1 && this.hub.mustLeave(this)) {
-          this.leave(`fell behind the shared stream (${this.overflowBytes} bytes held for it; its last transaction taken ${this.hub.now() - this.lastTakeAt} ms ago)`);
-        }
+        this.#checkHeld();
         return;
       }
     }
     this.take(copy);
   }
+
+  /**
+   * Leaves the shared reader if it must (StreamHub.mustLeave); held past its slack but still within the bound, it looks
+   * again once it will have taken nothing for stallMs: a stream that goes quiet delivers nothing more to look on.
+   */
+  #checkHeld(): void {
+    const g = this.group;
+    if (!g || this.stopped || this.failed || this.overflow.length === 0 || g.subs.size < 2) return;
+    if (this.hub.mustLeave(this)) {
+      this.leave(`fell behind the shared stream (${this.overflowBytes} bytes held for it; its last transaction taken ${this.hub.now() - this.lastTakeAt} ms ago)`);
+      return;
+    }
+    if (this.overflowBytes > this.hub.slackFor(this.o) && !this.#heldTimer) {
+      const wait = Math.min(this.hub.stallMs, Math.max(0, this.lastTakeAt + this.hub.stallMs - this.hub.now())) + 1;
+      this.#heldTimer = setTimeout(() => {
+        this.#heldTimer = null;
+        this.#checkHeld();
+      }, wait);
+      this.#heldTimer.unref?.();
+    }
+  }
+
+  #heldTimer: ReturnType<typeof setTimeout> | null = null;
 
   take(c: Txn): void {
     this.lastTaken = c.pos;
@@ -442,7 +463,7 @@ export class StreamHub {
   readonly ringEntries: number;
   readonly #slack: number | undefined;
   readonly #maxSlack: number | undefined;
-  readonly #stallMs: number;
+  readonly stallMs: number;
   readonly now: () => number;
   readonly #note: NonNullable<StreamHubOptions["note"]>;
   readonly #onReaders: NonNullable<StreamHubOptions["onReaders"]>;
@@ -460,7 +481,7 @@ export class StreamHub {
     this.ringEntries = o.ringEntries ?? 1024;
     this.#slack = o.slackBytes;
     this.#maxSlack = o.maxSlackBytes;
-    this.#stallMs = o.stallMs ?? 1000;
+    this.stallMs = o.stallMs ?? 1000;
     this.now = o.now ?? Date.now;
     this.#note = o.note ?? (() => undefined);
     this.#onReaders = o.onReaders ?? (() => undefined);
@@ -497,7 +518,7 @@ export class StreamHub {
     const slack = this.slackFor(s.o);
     if (s.overflowBytes <= slack) return false;
     if (s.overflowBytes > Math.max(2 * slack, this.#maxSlack ?? 0)) return true;
-    return this.now() - s.lastTakeAt > this.#stallMs;
+    return this.now() - s.lastTakeAt > this.stallMs;
   }
 
   note(fields: Record<string, unknown>, msg: string): void {

@@ -331,6 +331,47 @@ describe("StreamHub", () => {
     expect(posOf(c)).toEqual([1100, 1200]);
   });
 
+  it("a replica held past its slack leaves once it took nothing for stallMs even when the stream goes quiet (nothing more is delivered to look on)", async () => {
+    const { readers, replica, hub, live } = setup(2000, { stallMs: 30 });
+    const a = replica(0, at(0));
+    const b = replica(1, at(0));
+    let bRoom = false;
+    b.room = () => bRoom;
+    await a.stream.start();
+    await b.stream.start();
+    // b takes 1 and is full; 2-4 are held (3000 bytes: past its slack, within twice it), then the source goes quiet
+    for (let n = 1; n <= 4; n++) readers[0].emit(txn(n));
+    expect(hub.stats.detaches).toBe(0);
+    await new Promise((r) => setTimeout(r, 120));
+    expect(hub.stats.detaches).toBe(1);
+    expect(hub.stats.heldBytes).toBeLessThanOrEqual(2000);
+    // what was held is dropped; once it can take, its own reader starts after the last transaction it took
+    bRoom = true;
+    b.stream.resume();
+    await new Promise((r) => setImmediate(r));
+    expect(live()).toHaveLength(2);
+    expect(readers[1].o.start).toEqual(at(1));
+    expect(posOf(a)).toEqual([200, 300, 400, 500]);
+    expect(posOf(b)).toEqual([200]);
+  });
+
+  it("a replica held past its slack that drains in time stays (the later look finds nothing held)", async () => {
+    const { readers, replica, hub } = setup(2000, { stallMs: 30 });
+    const a = replica(0, at(0));
+    const b = replica(1, at(0));
+    let bRoom = false;
+    b.room = () => bRoom;
+    await a.stream.start();
+    await b.stream.start();
+    for (let n = 1; n <= 4; n++) readers[0].emit(txn(n));
+    bRoom = true;
+    b.stream.resume();
+    await new Promise((r) => setTimeout(r, 120));
+    expect(hub.stats.detaches).toBe(0);
+    expect(posOf(b)).toEqual([200, 300, 400, 500]);
+    expect(posOf(a)).toEqual([200, 300, 400, 500]);
+  });
+
   it("maxSlackBytes (the group's queue budget in main.ts) raises how far a replica that keeps taking may lag; never below twice its slack", async () => {
     for (const [max, leavesAfter] of [
       [6000, 7],
