@@ -358,6 +358,11 @@ export function containerNodeFlags() {
   return m[1];
 }
 
+/** the agent's node flags in a run: --node-flags, else the container's */
+export function agentNodeFlags(opt) {
+  return opt["node-flags"] ?? containerNodeFlags();
+}
+
 export async function startAgent({ src, replicas, tag, base, resultsDir, opt, config = {} }) {
   const apply = {};
   if (opt["max-rows"]) apply.maxRows = Number(opt["max-rows"]);
@@ -377,7 +382,7 @@ export async function startAgent({ src, replicas, tag, base, resultsDir, opt, co
   writeFileSync(cfgFile, JSON.stringify(cfg));
   const logFile = join(resultsDir, `agent-${tag}.log`);
   const profDir = join(resultsDir, `prof-${tag}`);
-  const nodeArgs = [...(opt.profile ? ["--cpu-prof", `--cpu-prof-dir=${profDir}`] : []), ...String(opt["node-flags"] ?? containerNodeFlags()).split(" ").filter(Boolean)];
+  const nodeArgs = [...(opt.profile ? ["--cpu-prof", `--cpu-prof-dir=${profDir}`] : []), ...agentNodeFlags(opt).split(" ").filter(Boolean)];
   if (opt.profile) rmSync(profDir, { recursive: true, force: true });
 
   const t0 = now();

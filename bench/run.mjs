@@ -15,7 +15,7 @@ if (!existsSync(join(here, "../dist/dev/servers.js"))) {
   console.error("bench: dist/ is missing; run `npm run build` first (npm run bench does it)");
   process.exit(2);
 }
-const { log, containerNodeFlags } = await import("./lib.mjs");
+const { log, agentNodeFlags } = await import("./lib.mjs");
 const { CATCHUP, runCatchup } = await import("./catchup.mjs");
 const { runFanout } = await import("./fanout.mjs");
 const { runReplicaDown, runSysbench, sysbenchBinary } = await import("./lag.mjs");
@@ -247,7 +247,7 @@ function writeResults(complete) {
     flavors: prior ? [...new Set([...(prior.flavors ?? []), ...flavors])] : flavors,
     loadAvgStart: prior?.loadAvgStart ?? loadAvgStart,
     elapsedSeconds: Math.round((Date.now() - t0) / 1000),
-    agentNodeFlags: opt["node-flags"] ?? containerNodeFlags(),
+    agentNodeFlags: agentNodeFlags(opt),
     settings: {
       replicaArgs: innodb,
       fanoutServerArgs: [`--innodb-buffer-pool-size=${opt["fanout-buffer-pool"]}`, `--innodb-log-file-size=${opt["log-file-size"]}`],

@@ -510,9 +510,8 @@ export class StreamHub {
   /**
    * Whether a held subscriber leaves its shared reader: past its slack when it took nothing for stallMs (its
    * applier is stuck or its replica gone), past maxSlackBytes (at least twice its slack) in any case (it is slower
-   * than the others). A
-   * subscriber that keeps taking is held meanwhile: leaving costs a second binlog connection and decode, and the
-   * reader it leaves never waits for it either way.
+   * than the others). A subscriber that keeps taking is held meanwhile: leaving costs a second binlog connection and
+   * decode, and the reader it leaves never waits for it either way.
    */
   mustLeave(s: Sub): boolean {
     const slack = this.slackFor(s.o);

@@ -104,6 +104,17 @@ function setup(slackBytes = 5000, more: Partial<ConstructorParameters<typeof Str
 
 const posOf = (r: Replica) => r.got.map((t) => t.pos.pos);
 
+/** setup() with two replicas on one shared reader from the start: a always takes, b while its room is on (setRoom) */
+async function pair(slackBytes: number, more: Parameters<typeof setup>[1] = {}, room = false) {
+  const s = setup(slackBytes, more);
+  const a = s.replica(0, at(0));
+  const b = s.replica(1, at(0));
+  b.room = () => room;
+  await a.stream.start();
+  await b.stream.start();
+  return { ...s, a, b, setRoom: (v: boolean) => void (room = v) };
+}
+
 describe("StreamHub", () => {
   it("replicas starting at the same position share one reader and each gets its own copy of every transaction, in order", async () => {
     const { readers, replica, hub } = setup();
@@ -218,16 +229,10 @@ describe("StreamHub", () => {
   });
 
   it("a full replica never stalls the others: it is held up to its slack, then leaves and reads on its own; it rejoins when it catches up", async () => {
-    const { readers, live, replica, hub } = setup(2500);
-    const a = replica(0, at(0));
-    const b = replica(1, at(0));
-    let bRoom = true;
-    b.room = () => bRoom;
-    await a.stream.start();
-    await b.stream.start();
+    const { readers, live, hub, a, b, setRoom } = await pair(2500, {}, true);
     const shared = readers[0];
     shared.emit(txn(1));
-    bRoom = false;
+    setRoom(false);
     shared.emit(txn(2)); // b takes it and is full now
     expect(b.stream.paused).toBe(true);
     for (let n = 3; n <= 10; n++) shared.emit(txn(n));
@@ -240,7 +245,7 @@ describe("StreamHub", () => {
     expect(hub.stats.heldBytes).toBeLessThanOrEqual(2500 + 2500);
     expect(live()).toEqual([shared]);
     // its queue drains: its own reader starts after the last transaction it took
-    bRoom = true;
+    setRoom(true);
     b.stream.resume();
     await new Promise((r) => setImmediate(r));
     expect(readers).toHaveLength(2);
@@ -262,12 +267,7 @@ describe("StreamHub", () => {
   it("memory stays bounded whatever the backlog: a replica that never takes again holds at most its slack once it took nothing for stallMs, twice its slack before", async () => {
     for (const stalled of [false, true]) {
       let clock = 0;
-      const { readers, replica, hub } = setup(10_000, { now: () => clock });
-      const a = replica(0, at(0));
-      const b = replica(1, at(0));
-      b.room = () => false;
-      await a.stream.start();
-      await b.stream.start();
+      const { readers, hub, a, b } = await pair(10_000, { now: () => clock });
       let peak = 0;
       for (let n = 1; n <= 2000; n++) {
         readers[0].emit(txn(n));
@@ -288,24 +288,18 @@ describe("StreamHub", () => {
 
   it("a replica that keeps taking is held past its slack up to twice it (a lag of scheduling, not of speed, never makes it leave)", async () => {
     let clock = 0;
-    const { readers, replica, hub, live } = setup(2000, { now: () => clock });
-    const a = replica(0, at(0));
-    const b = replica(1, at(0));
-    let bRoom = false;
-    b.room = () => bRoom;
-    await a.stream.start();
-    await b.stream.start();
+    const { readers, replica, hub, live, a, b, setRoom } = await pair(2000, { now: () => clock });
     // b takes transaction 1 and is full; 2-4 are held (3000 bytes: past its slack, within twice it)
     for (let n = 1; n <= 4; n++) readers[0].emit(txn(n));
     clock += 900;
     expect(hub.stats.detaches).toBe(0);
     expect(hub.stats.heldBytes).toBeGreaterThan(2000);
     // it drains what was held, in order, on the shared reader
-    bRoom = true;
+    setRoom(true);
     b.stream.resume();
     expect(posOf(b)).toEqual([200, 300, 400, 500]);
     // full again: held past its slack while it took something within stallMs …
-    bRoom = false;
+    setRoom(false);
     readers[0].emit(txn(5));
     for (let n = 6; n <= 8; n++) readers[0].emit(txn(n));
     expect(hub.stats.detaches).toBe(0);
@@ -332,13 +326,7 @@ describe("StreamHub", () => {
   });
 
   it("a replica held past its slack leaves once it took nothing for stallMs even when the stream goes quiet (nothing more is delivered to look on)", async () => {
-    const { readers, replica, hub, live } = setup(2000, { stallMs: 30 });
-    const a = replica(0, at(0));
-    const b = replica(1, at(0));
-    let bRoom = false;
-    b.room = () => bRoom;
-    await a.stream.start();
-    await b.stream.start();
+    const { readers, hub, live, a, b, setRoom } = await pair(2000, { stallMs: 30 });
     // b takes 1 and is full; 2-4 are held (3000 bytes: past its slack, within twice it), then the source goes quiet
     for (let n = 1; n <= 4; n++) readers[0].emit(txn(n));
     expect(hub.stats.detaches).toBe(0);
@@ -346,7 +334,7 @@ describe("StreamHub", () => {
     expect(hub.stats.detaches).toBe(1);
     expect(hub.stats.heldBytes).toBeLessThanOrEqual(2000);
     // what was held is dropped; once it can take, its own reader starts after the last transaction it took
-    bRoom = true;
+    setRoom(true);
     b.stream.resume();
     await new Promise((r) => setImmediate(r));
     expect(live()).toHaveLength(2);
@@ -356,15 +344,9 @@ describe("StreamHub", () => {
   });
 
   it("a replica held past its slack that drains in time stays (the later look finds nothing held)", async () => {
-    const { readers, replica, hub } = setup(2000, { stallMs: 30 });
-    const a = replica(0, at(0));
-    const b = replica(1, at(0));
-    let bRoom = false;
-    b.room = () => bRoom;
-    await a.stream.start();
-    await b.stream.start();
+    const { readers, hub, a, b, setRoom } = await pair(2000, { stallMs: 30 });
     for (let n = 1; n <= 4; n++) readers[0].emit(txn(n));
-    bRoom = true;
+    setRoom(true);
     b.stream.resume();
     await new Promise((r) => setTimeout(r, 120));
     expect(hub.stats.detaches).toBe(0);
@@ -377,12 +359,7 @@ describe("StreamHub", () => {
       [6000, 7],
       [1000, 5],
     ]) {
-      const { readers, replica, hub } = setup(2000, { maxSlackBytes: max, now: () => 0 });
-      const a = replica(0, at(0));
-      const b = replica(1, at(0));
-      b.room = () => false;
-      await a.stream.start();
-      await b.stream.start();
+      const { readers, hub, b } = await pair(2000, { maxSlackBytes: max, now: () => 0 });
       // b takes transaction 1; the next ones are held until past max(2 × 2000, maxSlackBytes)
       let n = 1;
       while (hub.stats.detaches === 0 && n < 50) readers[0].emit(txn(n++));
@@ -392,16 +369,10 @@ describe("StreamHub", () => {
   });
 
   it("a full replica that catches up within its slack stays on the shared reader and gets what was held, in order", async () => {
-    const { readers, replica, hub } = setup(5000);
-    const a = replica(0, at(0));
-    const b = replica(1, at(0));
-    let bRoom = false;
-    b.room = () => bRoom;
-    await a.stream.start();
-    await b.stream.start();
+    const { readers, hub, b, setRoom } = await pair(5000);
     for (let n = 1; n <= 4; n++) readers[0].emit(txn(n));
     expect(posOf(b)).toEqual([200]);
-    bRoom = true;
+    setRoom(true);
     b.stream.resume();
     expect(posOf(b)).toEqual([200, 300, 400, 500]);
     expect(hub.stats.detaches).toBe(0);
@@ -455,15 +426,9 @@ describe("StreamHub", () => {
 
   it("a replica leaving in the middle of a transaction handed over in pieces is told to abort it, and its own reader reads it again whole", async () => {
     let clock = 0;
-    const { readers, replica } = setup(1500, { now: () => clock });
-    const a = replica(0, at(0));
-    const b = replica(1, at(0));
-    let bRoom = true;
-    b.room = () => bRoom;
-    await a.stream.start();
-    await b.stream.start();
+    const { readers, b, setRoom } = await pair(1500, { now: () => clock }, true);
     readers[0].emit(txn(1));
-    bRoom = false;
+    setRoom(false);
     readers[0].emit(txn(1, { stream: "part" }));
     // b's applier takes nothing more (stallMs)
     clock += 1001;
@@ -471,7 +436,7 @@ describe("StreamHub", () => {
     readers[0].emit(txn(1, { stream: "part" }));
     expect(b.got.map((t) => t.stream ?? "whole")).toEqual(["whole", "part", "abort"]);
     expect(b.got[2].pos).toEqual(at(1));
-    bRoom = true;
+    setRoom(true);
     b.stream.resume();
     await new Promise((r) => setImmediate(r));
     expect(readers[1].o.start).toEqual(at(1));
