@@ -65,6 +65,26 @@ function namesInList(list: string, defaultDb: string, ids: { ID: string; NAME: s
   return (list.match(new RegExp(ids.NAME, "g")) ?? []).map((n) => splitNameIn(n, defaultDb, ids.ID));
 }
 
+/**
+ * A CREATE or ALTER EVENT statement with its status clause DISABLE: an ENABLE / DISABLE [ON SLAVE|REPLICA] clause
+ * of its head (before DO) replaced; a CREATE without one gets DISABLE where the clause goes (before COMMENT, else
+ * before DO). An ALTER without one leaves the status as it is.
+ */
+export function eventDisabled(sql: string, verb: "create" | "alter", mode: LexMode = {}): string {
+  const blank = blankLiterals(sql, mode);
+  const doAt = /\bDO\b/i.exec(blank)?.index ?? blank.length;
+  // the clauses after the event's name (an event may be named `enable`)
+  const named = new RegExp(`^\\s*(?:CREATE|ALTER)\\b[\\s\\S]*?\\bEVENT\\s+(?:IF\\s+NOT\\s+EXISTS\\s+)?${lexIds(mode).NAME}`, "i").exec(sql);
+  const from = named && named[0].length <= doAt ? named[0].length : 0;
+  const head = blank.slice(from, doAt);
+  const st = /\b(?:ENABLE|DISABLE(?:\s+ON\s+(?:SLAVE|REPLICA))?)\b/i.exec(head);
+  if (st) return `${sql.slice(0, from + st.index)}DISABLE${sql.slice(from + st.index + st[0].length)}`;
+  if (verb === "alter" || doAt === blank.length) return sql;
+  const c = /\bCOMMENT\b/i.exec(head);
+  const at = c ? from + c.index : doAt;
+  return `${sql.slice(0, at)}DISABLE ${sql.slice(at)}`;
+}
+
 /** Remove leading comments and the DEFINER clause (the definer account need not exist on a replica). */
 export function normalizeDdl(sql: string): string {
   let s = sql.replace(/^\s*(?:\/\*(?!!)[\s\S]*?\*\/\s*|--[^\n]*\n\s*|#[^\n]*\n\s*)*/, "");
@@ -281,7 +301,10 @@ export function planDdl(sql: string, defaultDb: string, scope: ScopeCheck, mode:
   const norm = normalizeDdl(sql);
   const plan: Extract<DdlPlan, { kind: "apply" }> = { kind: "apply", db, sql: norm, objects: p.objects, after: [] };
   if (p.type === "event" && p.verb !== "drop") {
-    // Scheduled events run on the source; on a replica they are created disabled.
+    // Scheduled events run on the source; on a replica they are created disabled: in the statement itself (an
+    // event created enabled and disabled after can run at once on the replica's scheduler, whose end of that run
+    // writes its status back: MySQL showed ENABLED after the ALTER), and by the ALTER after (a rename, a resumed DDL)
+    if (p.verb === "create" || p.verb === "alter") plan.sql = eventDisabled(norm, p.verb, mode);
     const o = p.objects[0];
     plan.after.push(`ALTER EVENT ${quoteId(o.db)}.${quoteId(o.name)} DISABLE`);
     const rn = new RegExp(`\\bRENAME\\s+TO\\s+(${NAME})`, "i").exec(norm);

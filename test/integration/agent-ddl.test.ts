@@ -142,17 +142,19 @@ describe("DDL and schema objects", () => {
     }
   });
 
-  it("an event created just before a crash (its ALTER EVENT … DISABLE not run) is disabled when the agent comes back", async () => {
+  it("an event created just before a crash (its ALTER EVENT … DISABLE not run) is disabled, and stays so when the agent comes back", async () => {
     await agent.kill("SIGTERM");
     agent = new AgentProcess(cfgFile, { DATASYNC_FAULT: "ddl-before-after" });
     await agent.waitStreaming(["r1", "r2"]);
     await src.query("CREATE EVENT shop.ev_crash ON SCHEDULE EVERY 1 DAY DO DELETE FROM shop.log WHERE id < 0");
     expect(await agent.exited).toBe(-1);
     expect(agent.stderr).toContain("crashing at ddl-before-after");
-    // the replica that crashed holds the event as created: enabled, until the agent settles the pending DDL
+    // the replica that crashed holds the event as created: disabled by the statement itself (never enabled on a replica)
     const status = async (r: TestServer) =>
       (await r.query<any[]>("SELECT STATUS FROM information_schema.EVENTS WHERE EVENT_SCHEMA = 'shop' AND EVENT_NAME = 'ev_crash'")).map((e) => e.STATUS);
-    expect([...(await status(r1)), ...(await status(r2))]).toContain("ENABLED");
+    const created = [...(await status(r1)), ...(await status(r2))];
+    expect(created.length).toBeGreaterThanOrEqual(1);
+    for (const st of created) expect(st).toMatch(/DISABLED/);
     agent = new AgentProcess(cfgFile);
     await agent.waitStreaming(["r1", "r2"]);
     await src.query("INSERT INTO shop.a (id, v) VALUES (22, 'ev-crash')");

@@ -1,7 +1,7 @@
 // Unit tests for agent/apply/ddl.ts over statements as MariaDB 10.11 and MySQL 8 write them into the binlog
 // (query events): what each statement touches, whether it is in scope, and what a replica gets.
 import { describe, expect, it } from "vitest";
-import { blankLiterals, normalizeDdl, parseDdl, planDdl, viewDependencyMissing, type DdlObject, type ScopeCheck } from "../../agent/apply/ddl.js";
+import { blankLiterals, eventDisabled, normalizeDdl, parseDdl, planDdl, viewDependencyMissing, type DdlObject, type ScopeCheck } from "../../agent/apply/ddl.js";
 import { makeTableFilter } from "../../agent/rules.js";
 
 const t = (db: string, name: string): DdlObject => ({ type: "table", db, name });
@@ -233,9 +233,27 @@ describe("planDdl", () => {
     const p = planDdl("CREATE DEFINER=`root`@`localhost` EVENT `e_purge` ON SCHEDULE EVERY 1 HOUR ON COMPLETION NOT PRESERVE ENABLE DO DELETE FROM t WHERE ts < NOW() - INTERVAL 1 DAY", "shop", scope);
     expect(p).toMatchObject({
       kind: "apply",
-      sql: "CREATE EVENT `e_purge` ON SCHEDULE EVERY 1 HOUR ON COMPLETION NOT PRESERVE ENABLE DO DELETE FROM t WHERE ts < NOW() - INTERVAL 1 DAY",
+      // created disabled in the statement itself (never enabled on the replica, not even until the ALTER)
+      sql: "CREATE EVENT `e_purge` ON SCHEDULE EVERY 1 HOUR ON COMPLETION NOT PRESERVE DISABLE DO DELETE FROM t WHERE ts < NOW() - INTERVAL 1 DAY",
       after: ["ALTER EVENT `shop`.`e_purge` DISABLE"],
     });
+  });
+
+  it("an event's status clause becomes DISABLE in the statement, wherever its head has one, and only there", () => {
+    const cases: [string, "create" | "alter", string][] = [
+      ["CREATE EVENT e ON SCHEDULE EVERY 1 HOUR DO DELETE FROM t", "create", "CREATE EVENT e ON SCHEDULE EVERY 1 HOUR DISABLE DO DELETE FROM t"],
+      [
+        "CREATE EVENT e ON SCHEDULE EVERY 1 HOUR ON COMPLETION PRESERVE ENABLE COMMENT 'DO ENABLE' DO UPDATE t SET s='ENABLE'",
+        "create",
+        "CREATE EVENT e ON SCHEDULE EVERY 1 HOUR ON COMPLETION PRESERVE DISABLE COMMENT 'DO ENABLE' DO UPDATE t SET s='ENABLE'",
+      ],
+      ["CREATE EVENT IF NOT EXISTS enable ON SCHEDULE EVERY 1 HOUR COMMENT 'x DO' DO SELECT 1", "create", "CREATE EVENT IF NOT EXISTS enable ON SCHEDULE EVERY 1 HOUR DISABLE COMMENT 'x DO' DO SELECT 1"],
+      ["CREATE EVENT `shop`.`do` ON SCHEDULE EVERY 1 HOUR DISABLE ON SLAVE DO SELECT 1", "create", "CREATE EVENT `shop`.`do` ON SCHEDULE EVERY 1 HOUR DISABLE DO SELECT 1"],
+      ["ALTER EVENT enable ENABLE", "alter", "ALTER EVENT enable DISABLE"],
+      ["ALTER EVENT e RENAME TO f", "alter", "ALTER EVENT e RENAME TO f"],
+      ["ALTER EVENT e ON SCHEDULE EVERY 2 HOUR DO SELECT 1", "alter", "ALTER EVENT e ON SCHEDULE EVERY 2 HOUR DO SELECT 1"],
+    ];
+    for (const [sql, verb, want] of cases) expect(eventDisabled(sql, verb)).toBe(want);
   });
 
   it("ALTER EVENT … ENABLE on the source leaves the replica's event disabled", () => {
