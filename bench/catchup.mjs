@@ -3,7 +3,7 @@
 import { loadavg, cpus } from "node:os";
 import {
   startServers, prepareOrders, genLarge, orderInsert, orderUpdate, masterStatus, writeCheckpoint, runNativeCatchup,
-  startAgent, waitCheckpoints, settle, CheckpointPoller, serverPid, cpuSeconds, allIdentical, mb, log, now,
+  startAgent, waitCheckpoints, settle, CheckpointPoller, serverPid, cpuSeconds, allIdentical, mb, log, now, stealMeter,
 } from "./lib.mjs";
 import { goalMet, round } from "./stats.mjs";
 
@@ -80,18 +80,23 @@ export async function runCatchup(ctx, name, tag) {
     const settled = {};
     let nat = null;
     let nativeOthers = null;
+    /** CPU steal % during each timed phase (lib.mjs stealMeter) */
+    const steal = { native: null, agent: null };
     if (!opt["no-native"]) {
       settled.native = await quiet("native apply");
       log(`${tag}: native replication (IO thread first, then the ${nativeApplier(flavor)} timed)`);
       const bg = others([src, agentRep]);
+      const st = stealMeter();
       nat = await runNativeCatchup(src, [native], start, end);
       nativeOthers = bg();
+      steal.native = st();
       log(`${tag}: native ${nativeApplier(flavor)} ${nat.seconds.toFixed(2)} s`);
     }
     settled.agent = await quiet("agent");
     const load = loadavg()[0];
     log(`${tag}: agent (CLI child process${opt.profile ? ", --cpu-prof" : ""})`);
     const agentBg = others([src, native]);
+    const agentSteal = stealMeter();
     const repPid = serverPid(agentRep);
     const repCpu0 = cpuSeconds(repPid);
     const agent = await startAgent({ src, replicas: [agentRep], tag, base: ctx.base, resultsDir: ctx.resultsDir, opt });
@@ -102,6 +107,7 @@ export async function runCatchup(ctx, name, tag) {
       agentCpu = agent.cpuSeconds();
       serverCpu = cpuSeconds(repPid) - repCpu0;
       settled.agentOthersCpu = agentBg();
+      steal.agent = agentSteal();
       settled.nativeOthersCpu = nativeOthers;
     } finally {
       await poller.close();
@@ -148,6 +154,7 @@ export async function runCatchup(ctx, name, tag) {
       agent: { seconds: round(ag.seconds), ...rate(ag.seconds), wallSeconds: round(ag.wallSeconds), startupSeconds: round(ag.startupSeconds), peakRssMb: ag.peakRssMb, cpuSeconds: round(agentCpu), serverCpuSeconds: round(serverCpu), profileDir: agent.profileDir },
       goals: { ratio: goal, rssMb: 300, rssMet: ag.peakRssMb <= 300 },
       settled,
+      stealPct: steal,
     };
   } finally {
     if (opt.keep) log(`${tag}: servers kept: source ${src.port}, native ${native.port}, agent replica ${agentRep.port}`);

@@ -4,7 +4,7 @@
 import { loadavg, cpus } from "node:os";
 import {
   startServers, prepareOrders, genLarge, masterStatus, writeCheckpoint, runNativeCatchup,
-  startAgent, waitCheckpoints, CheckpointPoller, serverPid, cpuSeconds, allIdentical, mb, log, now, replCmd, flavorArgs,
+  startAgent, waitCheckpoints, CheckpointPoller, serverPid, cpuSeconds, allIdentical, mb, log, now, replCmd, flavorArgs, stealMeter,
 } from "./lib.mjs";
 import { nativeApplier } from "./catchup.mjs";
 import { goalMet, round } from "./stats.mjs";
@@ -77,9 +77,13 @@ export async function runFanout(ctx, name, tag) {
 
     let nat = null;
     let nativeIdentical = null;
+    /** CPU steal % during each timed phase (lib.mjs stealMeter) */
+    const steal = { native: null, agent: null };
     if (!memory && !opt["no-native"]) {
       log(`${tag}: ${N} native replicas (IO threads first, then the ${N} ${nativeApplier(flavor, N)} timed together)`);
+      const st = stealMeter();
       nat = await runNativeCatchup(src, reps, start, end);
+      steal.native = st();
       log(`${tag}: native all ${N} done in ${nat.seconds.toFixed(2)} s`);
       nativeIdentical = await allIdentical(servers, ["bench.orders"], `${tag} native`);
       // the same five servers, back to the seed state for the agent
@@ -94,7 +98,9 @@ export async function runFanout(ctx, name, tag) {
     await writeCheckpoint(src, reps, start);
     const load = loadavg()[0];
     log(`${tag}: one agent, ${N} replicas`);
+    const agentSteal = stealMeter();
     const ag = await runAgentOn(ctx, src, reps, end, tag);
+    steal.agent = agentSteal();
     log(`${tag}: agent all ${N} done in ${ag.seconds.toFixed(2)} s (+${ag.startupSeconds.toFixed(2)} s start-up), peak RSS ${ag.peakRssMb} MB`);
     const identical = (await allIdentical(servers, ["bench.orders"], tag)) && nativeIdentical !== false;
     const rps = (s) => Math.round(work.rows / s);
@@ -115,6 +121,7 @@ export async function runFanout(ctx, name, tag) {
       generateSeconds: round(genSeconds),
       agent: { seconds: round(ag.seconds), rowsPerSec: rps(ag.seconds), wallSeconds: round(ag.wallSeconds), startupSeconds: round(ag.startupSeconds), perReplicaSeconds: ag.perReplicaSeconds, peakRssMb: ag.peakRssMb, cpuSeconds: round(ag.cpuSeconds), serverCpuSeconds: round(ag.serverCpuSeconds) },
       rssSeries: ag.rss,
+      stealPct: steal,
     };
     if (memory) {
       return {

@@ -161,6 +161,31 @@ export async function allIdentical(servers, tables, tag) {
   return ok;
 }
 
+/** the machine's CPU ticks so far (all cores, /proc/stat's "cpu" line): total and stolen by the hypervisor */
+function cpuTicks() {
+  try {
+    const f = readFileSync("/proc/stat", "utf8").split("\n", 1)[0].trim().split(/\s+/).slice(1, 9).map(Number);
+    return { total: f.reduce((a, x) => a + x, 0), steal: f[7] ?? 0 };
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * A meter of CPU steal: the share (%) of the machine's CPU time that the hypervisor gave to other guests between
+ * now and each call. On a shared VM it swings from 2% to 50% within minutes (bench/results.md, 2026-12-03
+ * "Steal"), and a phase that lost a third of its cores is not comparable with one that did not: each timed
+ * phase reports it. Null where /proc/stat is unreadable.
+ */
+export function stealMeter() {
+  const t0 = cpuTicks();
+  return () => {
+    const t1 = cpuTicks();
+    if (!t0 || !t1 || t1.total <= t0.total) return null;
+    return Math.round(((t1.steal - t0.steal) / (t1.total - t0.total)) * 1000) / 10;
+  };
+}
+
 const CLK_TCK = 100;
 /** CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat. */
 export function cpuSeconds(pid) {

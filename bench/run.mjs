@@ -15,7 +15,7 @@ if (!existsSync(join(here, "../dist/dev/servers.js"))) {
   console.error("bench: dist/ is missing; run `npm run build` first (npm run bench does it)");
   process.exit(2);
 }
-const { log, agentNodeFlags } = await import("./lib.mjs");
+const { log, agentNodeFlags, stealMeter } = await import("./lib.mjs");
 const { CATCHUP, runCatchup } = await import("./catchup.mjs");
 const { runFanout } = await import("./fanout.mjs");
 const { runReplicaDown, runSysbench, sysbenchBinary } = await import("./lag.mjs");
@@ -64,6 +64,8 @@ const { values: opt } = parseArgs({
     "sb-warmup": { type: "string", default: "0" },
     "sb-warmup-restart": { type: "boolean", default: false },
     "snapshot-rows": { type: "string", default: "1000000" },
+    /** the snapshot's second run: this many parallel writers (the agent's default, snapshot.writers) */
+    "snapshot-writers": { type: "string", default: "2" },
     chunk: { type: "string", default: "10000" },
     "no-chart": { type: "boolean", default: false },
     merge: { type: "boolean", default: false },
@@ -147,27 +149,34 @@ function details(r) {
     case "sysbench":
       return `achieved ${fmt(r.sysbench.txPerSec)} tx/s (target ${r.sysbench.rateTarget}); lag ms agent p50 ${fmt(r.lagMs.agent.p50)} p95 ${fmt(r.lagMs.agent.p95)} p99 ${fmt(r.lagMs.agent.p99)} max ${fmt(r.lagMs.agent.max)}; native p50 ${fmt(r.lagMs.native?.p50)} p95 ${fmt(r.lagMs.native?.p95)} p99 ${fmt(r.lagMs.native?.p99)} max ${fmt(r.lagMs.native?.max)}; the agent's own lag gauge (1/s) p99 ${fmt(r.agentMetricLagSeconds?.p99)} s max ${fmt(r.agentMetricLagSeconds?.max)} s`;
     case "snapshot":
-      return `${fmt(r.rows)} rows; rows/s dump ${fmt(r.throughput.anchor)} snapshot ${fmt(r.throughput.agent)}; peak RSS is the bench process (agent in process)`;
+      return `${fmt(r.rows)} rows; snapshot.writers ${r.writers ?? "–"}; rows/s dump ${fmt(r.throughput.anchor)} snapshot ${fmt(r.throughput.agent)}; peak RSS is the bench process (agent in process)`;
     default:
       return "";
   }
+}
+
+/** the CPU steal of a result (lib.mjs stealMeter): each timed phase's (anchor / agent) where the scenario has them, else the whole scenario's */
+function stealText(st) {
+  if (!st) return "–";
+  if (st.native != null || st.agent != null) return `${fmt(st.native)} / ${fmt(st.agent)}`;
+  return fmt(st.scenario);
 }
 
 function table(results, meta, failures, notMeasured) {
   const lines = [
     `Machine: ${meta.cores} cores (${meta.cpu}), Node ${meta.node}, ${meta.server}; load 1m at start ${meta.loadAvgStart}; agent node flags \`${meta.agentNodeFlags ?? "(none recorded)"}\`; command: \`${meta.command}\``,
     "",
-    "| scenario | flavor | measure | anchor | anchor figure | agent figure | ratio | goal | met | agent peak RSS MB | identical | load 1m | cores |",
-    "|---|---|---|---|---:|---:|---|---|---|---:|---|---:|---:|",
+    "| scenario | flavor | measure | anchor | anchor figure | agent figure | ratio | goal | met | agent peak RSS MB | identical | load 1m | CPU steal % | cores |",
+    "|---|---|---|---|---:|---:|---|---|---|---:|---|---:|---|---:|",
   ];
   for (const r of results) {
     const h = r.headline;
     lines.push(
-      `| ${r.scenario}${repeat > 1 ? ` #${r.iteration}` : ""} | ${r.flavor} | ${cell(h.measure)} | ${cell(h.anchorName)} | ${fmt(h.anchor)} | ${fmt(h.agent)} | ${h.ratio === null ? "–" : `${h.ratio} (${cell(h.ratioDef)})`} | ${cell(h.goal)} | ${ok(h.met)} | ${fmt(r.peakRssMb)} | ${r.identical ? "yes" : "NO"} | ${fmt(r.loadAvg1m)} | ${r.cores} |`,
+      `| ${r.scenario}${repeat > 1 ? ` #${r.iteration}` : ""} | ${r.flavor} | ${cell(h.measure)} | ${cell(h.anchorName)} | ${fmt(h.anchor)} | ${fmt(h.agent)} | ${h.ratio === null ? "–" : `${h.ratio} (${cell(h.ratioDef)})`} | ${cell(h.goal)} | ${ok(h.met)} | ${fmt(r.peakRssMb)} | ${r.identical ? "yes" : "NO"} | ${fmt(r.loadAvg1m)} | ${stealText(r.stealPct)} | ${r.cores} |`,
     );
   }
-  for (const f of failures) lines.push(`| ${f.scenario} | ${f.flavor} | FAILED: ${f.error.split("\n")[0].replace(/\|/g, "/")} | | | | | | ❌ | | | | |`);
-  for (const m of notMeasured) lines.push(`| ${m.scenario} | ${m.flavor} | ${cell(m.reason)} | | | | | | – | | | | |`);
+  for (const f of failures) lines.push(`| ${f.scenario} | ${f.flavor} | FAILED: ${f.error.split("\n")[0].replace(/\|/g, "/")} | | | | | | ❌ | | | | | |`);
+  for (const m of notMeasured) lines.push(`| ${m.scenario} | ${m.flavor} | ${cell(m.reason)} | | | | | | – | | | | | |`);
   lines.push("", "Details:", "");
   for (const r of results) lines.push(`- **${r.scenario}${repeat > 1 ? ` #${r.iteration}` : ""} (${r.flavor})**: ${r.description}. ${details(r)}`);
   return lines.join("\n") + "\n";
@@ -197,8 +206,12 @@ for (const ctx of contexts) {
       const tag = `${ctx.flavor === "mysql" ? "mysql-" : ""}${n}${repeat > 1 ? `-${i + 1}` : ""}`;
       const s0 = Date.now();
       try {
-        const r = await SCENARIOS[n].run(ctx, tag);
-        results.push({ ...r, flavor: ctx.flavor, iteration: i + 1, elapsedSeconds: Math.round((Date.now() - s0) / 1000) });
+        const steal = stealMeter();
+        // a scenario gives one result, or several (the snapshot: one writer, then parallel writers)
+        const out = [].concat(await SCENARIOS[n].run(ctx, tag));
+        const whole = steal();
+        // scenarios with timed phases report each phase's steal; the others the whole scenario's
+        for (const r of out) results.push({ ...r, stealPct: { ...r.stealPct, scenario: whole }, flavor: ctx.flavor, iteration: i + 1, elapsedSeconds: Math.round((Date.now() - s0) / 1000) });
       } catch (err) {
         if (err?.notMeasured) {
           notMeasured.push({ scenario: n, flavor: ctx.flavor, reason: err.message });
@@ -222,7 +235,8 @@ if (!opt["no-chart"]) {
     const { renderChart } = await import("./chart.mjs");
     const svgFile = opt.out.replace(/\.json$/, ".svg");
     // one bar per scenario and flavor when both ran
-    const shown = all.results;
+    // the snapshot's two rows (one writer, parallel writers) are two bars
+    const shown = all.results.map((r) => (r.writers ? { ...r, scenario: `${r.scenario} ${r.writers}w` } : r));
     const labelled = new Set(shown.map((r) => r.flavor)).size > 1 ? shown.map((r) => ({ ...r, scenario: `${r.scenario} (${r.flavor})` })) : shown;
     writeFileSync(svgFile, await renderChart(labelled, meta));
     log(`chart: ${svgFile}`);
