@@ -13,8 +13,16 @@ export const nativeApplier = (flavor, n = 1) =>
 
 export const CATCHUP = {
   "catchup-large": { title: "1,000,000 rows in 1,000-row transactions (inserts)", goal: 0.5 },
-  "catchup-small": { title: "40,000 single-row transactions (50% inserts, 50% updates by key)", goal: 1.5 },
+  "catchup-small": { title: "40,000 single-row transactions (50% inserts, 50% updates by key)", goal: 1.0 },
+  "catchup-durable": { title: "40,000 single-row transactions, durable replicas (flush 1, sync_binlog 1), native with 4 parallel workers", goal: 1.5 },
 };
+
+/**
+ * catchup-durable: both replicas write a binlog and make every commit durable (innodb_flush_log_at_trx_commit=1,
+ * sync_binlog=1); the native one applies with 4 parallel workers (MariaDB slave_parallel_threads=4 in its default
+ * optimistic mode; MySQL has replica_parallel_workers=4 in every scenario, lib.mjs flavorArgs).
+ */
+const DURABLE = ["--innodb-flush-log-at-trx-commit=1", "--sync-binlog=1"];
 
 /** catchup-small: `txns` single-row autocommit transactions; even i inserts a new row, odd i updates a seeded row by key. */
 async function genSmall(src, txns, seedRows) {
@@ -39,6 +47,8 @@ async function genSmall(src, txns, seedRows) {
 export async function runCatchup(ctx, name, tag) {
   const { opt, scale, base, innodb, flavor } = ctx;
   const large = name === "catchup-large";
+  const durable = name === "catchup-durable";
+  const replicaArgs = durable ? [...innodb, ...DURABLE] : innodb;
   const rows = Math.round(Number(opt.rows ?? 1_000_000) * scale);
   const txnRows = Number(opt["txn-rows"] ?? 1000);
   const txns = Math.round(Number(opt.txns ?? 40_000) * scale);
@@ -47,11 +57,18 @@ export async function runCatchup(ctx, name, tag) {
   log(`${tag}: starting 3 servers in ${base}`);
   const [src, native, agentRep] = await startServers([
     { name: "src", baseDir: base, args: innodb },
-    { name: "native", baseDir: base, noBinlog: !opt["replica-binlog"], args: innodb },
-    { name: "agent", baseDir: base, noBinlog: !opt["replica-binlog"], args: innodb },
+    { name: "native", baseDir: base, noBinlog: !opt["replica-binlog"] && !durable, args: durable && flavor !== "mysql" ? [...replicaArgs, "--slave-parallel-threads=4"] : replicaArgs },
+    { name: "agent", baseDir: base, noBinlog: !opt["replica-binlog"] && !durable, args: replicaArgs },
   ], flavor);
   try {
     const [v] = await src.query("SELECT VERSION() AS v");
+    if (durable) {
+      // the replicas really are durable (a later default or option must not make this scenario a relaxed one)
+      for (const r of [native, agentRep]) {
+        const [d] = await r.query("SELECT @@innodb_flush_log_at_trx_commit AS f, @@sync_binlog AS s, @@log_bin AS b");
+        if (Number(d.f) !== 1 || Number(d.s) !== 1 || Number(d.b) !== 1) throw new Error(`${tag}: replica ${r.name} is not durable: innodb_flush_log_at_trx_commit=${d.f}, sync_binlog=${d.s}, log_bin=${d.b}`);
+      }
+    }
     await prepareOrders([src, native, agentRep], seedRows);
     const start = await masterStatus(src);
     await writeCheckpoint(src, agentRep, start);
@@ -126,10 +143,10 @@ export async function runCatchup(ctx, name, tag) {
       scenario: name,
       description: large
         ? `${work.rows.toLocaleString("en-US")} rows in ${txnRows.toLocaleString("en-US")}-row transactions (inserts)`
-        : `${work.txns.toLocaleString("en-US")} single-row transactions (50% inserts, 50% updates by key) on ${seedRows.toLocaleString("en-US")} seeded rows`,
+        : `${work.txns.toLocaleString("en-US")} single-row transactions (50% inserts, 50% updates by key) on ${seedRows.toLocaleString("en-US")} seeded rows${durable ? `, both replicas durable (binlog on, ${DURABLE.join(" ")})` : ""}`,
       headline: {
         measure: "catch-up wall s",
-        anchorName: `native ${nativeApplier(flavor)}`,
+        anchorName: durable && flavor !== "mysql" ? "native SQL thread (4 parallel workers)" : `native ${nativeApplier(flavor)}`,
         anchor: nat ? round(nat.seconds, 2) : null,
         agent: round(ag.seconds, 2),
         ratio,

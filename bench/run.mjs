@@ -2,7 +2,7 @@
 // The benchmark suite: each scenario measures the agent against its anchor in the same run (ratio), on private
 // MariaDB and/or MySQL servers of this machine. Usage: npm run bench [-- --flavor mariadb|mysql|both]
 //   [--scenario NAME[,NAME]] [--scale 0.1] [--repeat N] [--profile] [--keep] [--out FILE] [--rows N] … (bench/README.md)
-// Scenarios: catchup-large, catchup-small, fanout, replica-down, sysbench, snapshot, memory (default: all).
+// Scenarios: catchup-large, catchup-small, catchup-durable, fanout, replica-down, sysbench, snapshot, memory (default: all).
 // Writes bench/results.json, bench/results.md (also on stdout) and bench/results.svg.
 import { cpus, loadavg, tmpdir } from "node:os";
 import { mkdirSync, readFileSync, rmSync, writeFileSync, existsSync } from "node:fs";
@@ -24,6 +24,7 @@ const { runSnapshot } = await import("./snapshot-bench.mjs");
 const SCENARIOS = {
   "catchup-large": { run: (ctx, tag) => runCatchup(ctx, "catchup-large", tag), title: CATCHUP["catchup-large"].title },
   "catchup-small": { run: (ctx, tag) => runCatchup(ctx, "catchup-small", tag), title: CATCHUP["catchup-small"].title },
+  "catchup-durable": { run: (ctx, tag) => runCatchup(ctx, "catchup-durable", tag), title: CATCHUP["catchup-durable"].title },
   fanout: { run: (ctx, tag) => runFanout(ctx, "fanout", tag), title: "500,000 rows to 5 replicas: one agent vs 5 native SQL threads" },
   "replica-down": { run: (ctx, tag) => runReplicaDown(ctx, tag), title: "one of 5 replicas down under load: lag of the others, RSS, catch-up" },
   sysbench: { run: (ctx, tag) => runSysbench(ctx, tag), title: "sysbench oltp_write_only at 1,000 tx/s: end-to-end lag agent vs native" },
@@ -139,6 +140,7 @@ function details(r) {
   switch (r.scenario) {
     case "catchup-large":
     case "catchup-small":
+    case "catchup-durable":
       return `${fmt(r.rows)} rows / ${fmt(r.transactions)} tx; rows/s native ${fmt(r.native?.rowsPerSec)} agent ${fmt(r.agent.rowsPerSec)}; CPU s native server ${fmt(r.native?.serverCpuSeconds)}, agent ${fmt(r.agent.cpuSeconds)}, agent's server ${fmt(r.agent.serverCpuSeconds)}; start-up ${fmt(r.agent.startupSeconds)} s${settledText(r.settled)}`;
     case "fanout":
       return `${fmt(r.rows)} rows × 5 replicas; rows/s native ${fmt(r.native?.rowsPerSec)} agent ${fmt(r.agent.rowsPerSec)}; agent per replica s ${r.agent.perReplicaSeconds.join("/")}; CPU s native servers ${fmt(r.native?.serverCpuSeconds)}, agent ${fmt(r.agent.cpuSeconds)}, agent's servers ${fmt(r.agent.serverCpuSeconds)}${settledText(r.settled)}; servers ${r.serverArgs.join(" ")}`;
