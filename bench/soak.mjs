@@ -50,7 +50,7 @@ if (opt.help) {
   --max-rss-growth-pct N   … or % of the post-warm-up baseline, whichever is smaller (default 20)
   --warmup S               judge only the samples after S seconds (default: the first 20 % or 1 min, the shorter)
   --lag-factor N           lag fails when its end level > N × the warm baseline and > 1 s (default 3)
-  --node-flags "…"         flags for the agent's node process
+  --node-flags "…"         flags for the agent's node process (default: the container's NODE_OPTIONS, agent/Dockerfile; "" for node's defaults)
   --leak-mb-per-min N      detector self-test: the agent process allocates and holds N MB a minute
 exit 0: no growth, replicas identical; 1: a check failed; 2: bad options`);
   process.exit(0);

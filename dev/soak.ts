@@ -275,7 +275,7 @@ export interface SoakReport {
   command: string;
   startedAt: string;
   machine: { cores: number; cpu: string; load1: number; node: string; server: string };
-  settings: { minutes: number; intervalSeconds: number; replicas: number; ratePerSecond: number; leakMbPerMin: number; growth: GrowthOptions };
+  settings: { minutes: number; intervalSeconds: number; replicas: number; ratePerSecond: number; leakMbPerMin: number; growth: GrowthOptions; nodeFlags?: string[] };
   prefillRows: number;
   workload: { transactions: number; rows: number; errors: number; lastError: string | null };
   startupSeconds: number | null;
@@ -354,7 +354,7 @@ function headerLines(r: SoakReport): string[] {
   return [
     ...(r.stoppedEarly ? [`STOPPED EARLY after ${r1(r.ranSeconds)} s of the ${st.minutes} min`] : []),
     `${st.minutes} min soak, ${st.replicas} replica${st.replicas === 1 ? "" : "s"}, workload ~${st.ratePerSecond} tx/s + heartbeat 5/s, a sample every ${st.intervalSeconds} s (${r.samples.length} samples; warm-up: the first ${r1(r.growth.warmupEndS)} s)${st.leakMbPerMin ? `; INJECTED LEAK ${st.leakMbPerMin} MB/min in the agent` : ""}`,
-    `machine: ${r.machine.cores} cores (${r.machine.cpu}), load ${r.machine.load1.toFixed(2)} at the start; node ${r.machine.node}; server ${r.machine.server}`,
+    `machine: ${r.machine.cores} cores (${r.machine.cpu}), load ${r.machine.load1.toFixed(2)} at the start; node ${r.machine.node}; server ${r.machine.server}; agent node flags ${st.nodeFlags === undefined ? "(not recorded)" : st.nodeFlags.length ? `\`${st.nodeFlags.join(" ")}\`` : "(node's defaults)"}`,
     `prefill ${r.prefillRows.toLocaleString("en-US")} rows; agent start-up to streaming ${r.startupSeconds === null ? "–" : `${r1(r.startupSeconds)} s`}; the workload wrote ${r.workload.transactions.toLocaleString("en-US")} transactions (${r.workload.rows.toLocaleString("en-US")} rows${r.workload.errors ? `, ${r.workload.errors} failed` : ""})`,
     `caught up ${r.catchUpSeconds === null ? "no (timed out)" : `${r.catchUpSeconds.toFixed(2)} s after the workload stopped`}; agent peak RSS (VmHWM) ${f1(r.peakRssMb)} MB; datasync_errors_total ${r.samples.length ? (r.samples[r.samples.length - 1].errors ?? "–") : "–"}; agent exit ${r.agentExit ? (r.agentExit.code ?? r.agentExit.signal) : "–"}`,
   ];
@@ -538,7 +538,22 @@ export function parseSoakOptions(o: SoakOptions) {
   const interval = num(o.interval, "interval", defInterval, (x) => x >= 0.5 && x <= minutes * 60, "a number of seconds from 0.5 to the run's length");
   const rate = num(o.rate, "rate", 40, (x) => x > 0 && x <= 5000, "a positive number of transactions per second");
   const leakMbPerMin = num(o.leakMbPerMin, "leak-mb-per-min", 0, (x) => x >= 0, "a number of MB per minute");
-  return { minutes, replicas, interval, rate, leakMbPerMin, nodeFlags: (o.nodeFlags ?? "").split(" ").filter(Boolean) };
+  return { minutes, replicas, interval, rate, leakMbPerMin, nodeFlags: (o.nodeFlags ?? containerNodeOptions()).split(" ").filter(Boolean) };
+}
+
+/**
+ * The node flags the agent's container runs with (agent/Dockerfile's NODE_OPTIONS): the soak watches the agent's
+ * memory as deployed (heap cap, young generation), unless --node-flags says otherwise (`--node-flags ""`: node's
+ * defaults). Empty where the Dockerfile is not found (an installed package).
+ */
+export function containerNodeOptions(): string {
+  const root = repoRoot();
+  if (!root) return "";
+  try {
+    return /NODE_OPTIONS="([^"]*)"/.exec(readFileSync(join(root, "agent", "Dockerfile"), "utf8"))?.[1] ?? "";
+  } catch {
+    return "";
+  }
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -801,7 +816,7 @@ export async function runSoak(o: SoakOptions, io: SoakIo = { out: process.stdout
       command: o.command ?? `npm run soak -- --minutes ${opts.minutes}`,
       startedAt,
       machine: { cores: cpus().length, cpu: cpus()[0]?.model ?? "?", load1, node: process.version, server: String(version) },
-      settings: { minutes: opts.minutes, intervalSeconds: opts.interval, replicas: opts.replicas, ratePerSecond: opts.rate, leakMbPerMin: opts.leakMbPerMin, growth: growthOpts },
+      settings: { minutes: opts.minutes, intervalSeconds: opts.interval, replicas: opts.replicas, ratePerSecond: opts.rate, leakMbPerMin: opts.leakMbPerMin, growth: growthOpts, nodeFlags: opts.nodeFlags },
       prefillRows: prefill.rows,
       workload: wl,
       startupSeconds,

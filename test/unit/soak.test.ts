@@ -1,7 +1,7 @@
 // The soak's growth detector (dev/soak.ts assessGrowth) on synthetic series, and its small helpers.
 import { describe, expect, it } from "vitest";
 import { Rng } from "../../dev/sandbox-shop.js";
-import { assessGrowth, formatSample, formatSoakSummary, soakMarkdown, leakFlag, linearFit, niceTicks, parseMetrics, parseSoakOptions, soakSvg, type GrowthPoint, type SoakReport, type SoakSample, DEFAULT_GROWTH } from "../../dev/soak.js";
+import { assessGrowth, formatSample, formatSoakSummary, soakMarkdown, leakFlag, linearFit, niceTicks, parseMetrics, parseSoakOptions, containerNodeOptions, soakSvg, type GrowthPoint, type SoakReport, type SoakSample, DEFAULT_GROWTH } from "../../dev/soak.js";
 
 /** n samples every `every` s; rss and lag (ms) as functions of the time and a noise source in [-1, 1) */
 function series(n: number, every: number, rss: (t: number, noise: number) => number, lag: (t: number, noise: number) => number = () => 20, replicas = ["replica1", "replica2"]): GrowthPoint[] {
@@ -146,6 +146,11 @@ describe("soak helpers", () => {
 
   it("options: defaults, the interval from the run's length, and refusals", () => {
     expect(parseSoakOptions({})).toMatchObject({ minutes: 5, replicas: 2, interval: 10, rate: 40, leakMbPerMin: 0 });
+    // the agent runs with the container's node flags unless told otherwise; "" is node's defaults
+    expect(parseSoakOptions({}).nodeFlags).toEqual(expect.arrayContaining(["--max-old-space-size=384", "--max-semi-space-size=32"]));
+    expect(parseSoakOptions({}).nodeFlags).toEqual(containerNodeOptions().split(" "));
+    expect(parseSoakOptions({ nodeFlags: "" }).nodeFlags).toEqual([]);
+    expect(parseSoakOptions({ nodeFlags: "--max-old-space-size=128" }).nodeFlags).toEqual(["--max-old-space-size=128"]);
     expect(parseSoakOptions({ minutes: "2" }).interval).toBe(4);
     expect(parseSoakOptions({ minutes: "0.5" }).interval).toBe(1);
     expect(parseSoakOptions({ minutes: "60", interval: "5" }).interval).toBe(5);
