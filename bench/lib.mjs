@@ -173,9 +173,10 @@ function cpuTicks() {
 
 /**
  * A meter of CPU steal: the share (%) of the machine's CPU time that the hypervisor gave to other guests between
- * now and each call. On a shared VM it swings from 2% to 50% within minutes (bench/results.md, 2026-12-03
- * "Steal"), and a phase that lost a third of its cores is not comparable with one that did not: each timed
- * phase reports it. Null where /proc/stat is unreadable.
+ * now and each call. On a shared VM it swings from 2% to 50% within minutes (bench/results.md, "Issue 17,
+ * 2026-12-03 day"), and a phase that lost a third of its cores is not comparable with one that did not: each timed
+ * phase reports it (a native catch-up's phase includes its untimed relay-log fetch). Null where /proc/stat is
+ * unreadable.
  */
 export function stealMeter() {
   const t0 = cpuTicks();
