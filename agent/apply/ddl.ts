@@ -76,7 +76,8 @@ export function eventDisabled(sql: string, verb: "create" | "alter", mode: LexMo
   // the clauses after the event's name (an event may be named `enable`)
   const named = new RegExp(`^\\s*(?:CREATE|ALTER)\\b[\\s\\S]*?\\bEVENT\\s+(?:IF\\s+NOT\\s+EXISTS\\s+)?${lexIds(mode).NAME}`, "i").exec(sql);
   const from = named && named[0].length <= doAt ? named[0].length : 0;
-  const head = blank.slice(from, doAt);
+  // an ALTER's new name is no status clause either (RENAME TO s.enable: ENABLE is not a reserved word)
+  const head = blank.slice(from, doAt).replace(new RegExp(`\\bRENAME\\s+TO\\s+${lexIds(mode).NAME}`, "i"), (m) => " ".repeat(m.length));
   const st = /\b(?:ENABLE|DISABLE(?:\s+ON\s+(?:SLAVE|REPLICA))?)\b/i.exec(head);
   if (st) return `${sql.slice(0, from + st.index)}DISABLE${sql.slice(from + st.index + st[0].length)}`;
   if (verb === "alter" || doAt === blank.length) return sql;

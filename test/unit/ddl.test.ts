@@ -251,6 +251,10 @@ describe("planDdl", () => {
       ["CREATE EVENT `shop`.`do` ON SCHEDULE EVERY 1 HOUR DISABLE ON SLAVE DO SELECT 1", "create", "CREATE EVENT `shop`.`do` ON SCHEDULE EVERY 1 HOUR DISABLE DO SELECT 1"],
       ["ALTER EVENT enable ENABLE", "alter", "ALTER EVENT enable DISABLE"],
       ["ALTER EVENT e RENAME TO f", "alter", "ALTER EVENT e RENAME TO f"],
+      // a new name that reads like a status clause stays the name
+      ["ALTER EVENT s.e RENAME TO s.enable", "alter", "ALTER EVENT s.e RENAME TO s.enable"],
+      ["ALTER EVENT e RENAME TO enable DO SELECT 1", "alter", "ALTER EVENT e RENAME TO enable DO SELECT 1"],
+      ["ALTER EVENT e ON SCHEDULE EVERY 2 DAY RENAME TO s.enable ENABLE", "alter", "ALTER EVENT e ON SCHEDULE EVERY 2 DAY RENAME TO s.enable DISABLE"],
       ["ALTER EVENT e ON SCHEDULE EVERY 2 HOUR DO SELECT 1", "alter", "ALTER EVENT e ON SCHEDULE EVERY 2 HOUR DO SELECT 1"],
     ];
     for (const [sql, verb, want] of cases) expect(eventDisabled(sql, verb)).toBe(want);
