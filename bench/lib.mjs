@@ -17,6 +17,7 @@ export const { freePort, clientBinary } = servers;
 const { ensureBookkeeping, checkpointSql } = await import("../dist/agent/bookkeeping.js");
 const { positionOf } = await import("../dist/agent/ops/cutover.js");
 const { readServerIdentity, identityKey } = await import("../dist/agent/identity.js");
+const { containerNodeOptions } = await import("../dist/dev/soak.js");
 
 /**
  * The scenario's servers, all of one flavor. Options are written in MariaDB's terms and translated for MySQL:
@@ -379,9 +380,10 @@ export async function runNativeCatchup(src, reps, start, end) {
  * deployed unless --node-flags says otherwise (--node-flags "" runs it with node's defaults).
  */
 export function containerNodeFlags() {
-  const m = /NODE_OPTIONS="([^"]*)"/.exec(readFileSync(join(root, "agent", "Dockerfile"), "utf8"));
-  if (!m) throw new Error("agent/Dockerfile sets no NODE_OPTIONS=\"…\": the benchmark cannot run the agent as the container does");
-  return m[1];
+  // read as the soak reads them (dev/soak.ts), strictly: a benchmark of another agent than the deployed one is no figure
+  const flags = containerNodeOptions();
+  if (!flags) throw new Error("agent/Dockerfile sets no NODE_OPTIONS=\"…\": the benchmark cannot run the agent as the container does");
+  return flags;
 }
 
 /** the agent's node flags in a run: --node-flags, else the container's */
