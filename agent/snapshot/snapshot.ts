@@ -796,8 +796,8 @@ export class Copier {
             const readAt = Date.now();
             await this.#testPause(t, rows.length);
             // the SQL is built here, while the applier still writes the previous chunk (built after it, the replica
-            // waited for every build: bench/results.md, "The snapshot's build"); the applier builds it again if the
-            // stream left tombstones in the table by the time the chunk lands (session.ts)
+            // waited for every build: bench/results.md, "Issue 17, 2026-12-03 day"); the applier builds it again if
+            // the stream left tombstones in the table by the time the chunk lands (session.ts)
             const prebuilt = rows.length && !this.#stopped ? chunkInsertParts(meta, rows, undefined, this.#cfg.snapshot.writers) : { sql: [], written: 0 };
             if (pending) await pending; // at most one chunk waiting for the applier
             if (this.#stopped) {
