@@ -101,6 +101,19 @@ describe("DDL and schema objects", () => {
     expect(agent.stdoutText).not.toMatch(/S3cret-pw|An0ther-pw/);
   });
 
+  it("an event renamed to a name that reads like a status clause keeps that name on the replicas, disabled", async () => {
+    // ENABLE is no reserved word: `RENAME TO shop.enable` names the event, it sets no status
+    await src.query("CREATE EVENT shop.ev_rename ON SCHEDULE EVERY 1 HOUR DO DELETE FROM shop.log WHERE id < 0");
+    await src.query("ALTER EVENT shop.ev_rename RENAME TO shop.enable");
+    await src.query("INSERT INTO shop.a VALUES (14, 'renamed', 1)");
+    await caughtUp();
+    for (const r of [r1, r2]) {
+      const evs = await r.query<any[]>("SELECT EVENT_NAME AS n, STATUS AS s FROM information_schema.EVENTS WHERE EVENT_SCHEMA = 'shop' AND EVENT_NAME IN ('ev_rename', 'enable', 'disable')");
+      expect(evs.map((e) => [String(e.n).toLowerCase(), String(e.s)])).toEqual([["enable", expect.stringMatching(/DISABLED/)]]);
+    }
+    await src.query("DROP EVENT shop.enable");
+  });
+
   it("quarantines a table created without a primary key, and the others keep syncing", async () => {
     await src.query("CREATE TABLE shop.heap (a INT, b VARCHAR(10))");
     await src.query("INSERT INTO shop.heap VALUES (1, 'x')");
