@@ -70,8 +70,18 @@ export const configSchema = z.strictObject({
       parallel: z.boolean().default(true),
       /** a replica with work queued whose applier completes no step for this long is reported (warning, metric, status) */
       stuckSeconds: z.number().min(1).max(86400).default(60),
+      /**
+       * the shared binlog stream is read and decoded on a thread of its own (source/reader-thread.ts), so building and
+       * applying keep the main thread; for machines with more than two cores (on two it costs more than it saves,
+       * bench/results.md); needs sharedStream
+       */
+      readerThread: z.boolean().default(false),
     })
-    .default({ maxRows: 20_000, maxBytes: 8 << 20, queueBytes: 16 << 20, sharedStream: true, parallel: true, stuckSeconds: 60 }),
+    .refine((a) => !a.readerThread || a.sharedStream, {
+      message: "apply.readerThread needs apply.sharedStream: true (the reader thread reads the shared stream); set sharedStream: true or readerThread: false",
+      path: ["readerThread"],
+    })
+    .default({ maxRows: 20_000, maxBytes: 8 << 20, queueBytes: 16 << 20, sharedStream: true, parallel: true, stuckSeconds: 60, readerThread: false }),
   /** extension: heartbeat interval (moves checkpoints on an idle or filtered-out source) */
   heartbeatSeconds: z.number().min(0.1).max(3600).default(1),
   /** extension: a binlog connection silent this long while the source moved is restarted; default max(30, 5 × heartbeatSeconds) */

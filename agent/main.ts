@@ -10,6 +10,7 @@ import { checkReplicaServers, preflightSource, proveDistinctServer, type SourceF
 import type { Position } from "./source/positions.js";
 import { ReplicaSync, type ReplicaStatus } from "./replica.js";
 import { BinlogReader, type ReaderOptions } from "./source/reader.js";
+import { ReaderThread } from "./source/reader-thread.js";
 import { StreamHub } from "./source/shared-stream.js";
 import { SharedBuilds } from "./apply/shared-builds.js";
 import { makeTableFilter } from "./rules.js";
@@ -90,12 +91,14 @@ export class Agent {
       this.log.info({ ready: st.ready, replicas: st.replicas.map((r) => ({ name: r.name, state: r.state, lagSeconds: r.lagSeconds })) }, "status");
     }, STATUS_LINE_MS);
     this.#statusLine.unref();
-    const inScope = makeTableFilter({ databases: cfg.databases, include: cfg.tables?.include, exclude: cfg.tables?.exclude });
+    const filter = { databases: cfg.databases, include: cfg.tables?.include, exclude: cfg.tables?.exclude };
+    const inScope = makeTableFilter(filter);
     // apply.sharedStream (default on): replicas reading at the same position share one binlog connection and one
     // decode (source/shared-stream.ts); off, each replica reads on a connection of its own
     const hub = cfg.apply.sharedStream
       ? new StreamHub({
-          makeReader: (o: ReaderOptions) => new BinlogReader(o),
+          // apply.readerThread: the shared reader reads and decodes on a thread of its own (source/reader-thread.ts)
+          makeReader: cfg.apply.readerThread ? (o: ReaderOptions) => new ReaderThread(o, { source: cfg.source, scope: filter }) : (o: ReaderOptions) => new BinlogReader(o),
           scope: inScope,
           note: (fields, msg) => this.log.info(fields, msg),
           onReaders: (n) => this.metrics.binlogReaders.set({ group: cfg.group }, n),

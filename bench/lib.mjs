@@ -397,6 +397,7 @@ export async function startAgent({ src, replicas, tag, base, resultsDir, opt, co
   if (opt["max-bytes"]) apply.maxBytes = Number(opt["max-bytes"]);
   if (opt["queue-bytes"]) apply.queueBytes = Number(opt["queue-bytes"]);
   if (opt["no-parallel"]) apply.parallel = false;
+  if (opt["reader-thread"]) apply.readerThread = true;
   const cfg = {
     group: "bench",
     source: { host: "127.0.0.1", port: src.port, user: "root", password: "" },

@@ -52,6 +52,7 @@ const { values: opt } = parseArgs({
     "no-native": { type: "boolean", default: false },
     "no-settle": { type: "boolean", default: false },
     "no-parallel": { type: "boolean", default: false },
+    "reader-thread": { type: "boolean", default: false },
     "node-flags": { type: "string" },
     "replica-binlog": { type: "boolean", default: false },
     "down-minutes": { type: "string", default: "5" },

@@ -43,11 +43,21 @@ export class Rng {
 }
 
 /** `apply.sharedStream` from env DATASYNC_CHAOS_SHARED_STREAM ("1" on, "0" off, unset: the agent's default) */
-export function sharedStreamOverride(): { sharedStream?: boolean } {
+export function sharedStreamOverride(): { sharedStream?: boolean; readerThread?: boolean } {
   const v = process.env.DATASYNC_CHAOS_SHARED_STREAM;
-  if (v === undefined || v === "") return {};
-  if (v !== "1" && v !== "0") throw new Error(`DATASYNC_CHAOS_SHARED_STREAM=${v}: use 1 (hub on) or 0 (hub off)`);
-  return { sharedStream: v === "1" };
+  const rt = process.env.DATASYNC_CHAOS_READER_THREAD;
+  const out: { sharedStream?: boolean; readerThread?: boolean } = {};
+  if (v !== undefined && v !== "") {
+    if (v !== "1" && v !== "0") throw new Error(`DATASYNC_CHAOS_SHARED_STREAM=${v}: use 1 (hub on) or 0 (hub off)`);
+    out.sharedStream = v === "1";
+  }
+  // DATASYNC_CHAOS_READER_THREAD=1: apply.readerThread on (the shared stream read on a thread of its own)
+  if (rt !== undefined && rt !== "") {
+    if (rt !== "1" && rt !== "0") throw new Error(`DATASYNC_CHAOS_READER_THREAD=${rt}: use 1 (on) or 0 (off)`);
+    out.readerThread = rt === "1";
+    if (out.readerThread && out.sharedStream === false) throw new Error("DATASYNC_CHAOS_READER_THREAD=1 needs the shared stream (DATASYNC_CHAOS_SHARED_STREAM unset or 1)");
+  }
+  return out;
 }
 
 /** the seed of run i (0-based) of a session started with `seed` */

@@ -49,6 +49,7 @@ export async function main(argv: string[]): Promise<number> {
   console.log(args.replay !== null ? `chaos: replaying run seed ${args.replay}` : `chaos: ${args.runs} runs, session seed ${args.seed} (replay the session: npm run chaos -- --runs ${args.runs} --seed ${args.seed}${faultsArg})`);
   const hub = sharedStreamOverride().sharedStream;
   if (hub !== undefined) console.log(`chaos: apply.sharedStream ${hub} (DATASYNC_CHAOS_SHARED_STREAM)`);
+  if (sharedStreamOverride().readerThread !== undefined) console.log(`chaos: apply.readerThread ${sharedStreamOverride().readerThread} (DATASYNC_CHAOS_READER_THREAD)`);
   const env = await ChaosEnv.start();
   const results: RunResult[] = [];
   try {

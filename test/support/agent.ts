@@ -30,7 +30,20 @@ export function endpoint(s: TestServer, extra: Record<string, unknown> = {}) {
   return { host: "127.0.0.1", port: s.port, user: "root", password: "", ...extra };
 }
 
+/**
+ * DATASYNC_TEST_READER_THREAD=1 runs every agent the tests start with apply.readerThread on (the shared stream read on
+ * a thread of its own), except those that turn the shared stream off: the suites that compare replicas with their
+ * source byte for byte then check the reader thread's hand-over as well
+ */
+function readerThreadOverride(extra: Record<string, unknown>): Record<string, unknown> {
+  if (process.env.DATASYNC_TEST_READER_THREAD !== "1") return extra;
+  const apply = (extra.apply ?? {}) as Record<string, unknown>;
+  if (apply.sharedStream === false || "readerThread" in apply) return extra;
+  return { ...extra, apply: { ...apply, readerThread: true } };
+}
+
 export function makeConfig(source: TestServer, replicas: TestServer[], extra: Record<string, unknown> = {}) {
+  extra = readerThreadOverride(extra);
   return {
     group: "test",
     source: endpoint(source),
