@@ -107,6 +107,7 @@ export class Agent {
           maxSlackBytes: cfg.apply.queueBytes,
         })
       : null;
+    if (hub && cfg.apply.readerThread) this.log.info({ readerThread: true }, "the shared binlog stream is read and decoded on a thread of its own (apply.readerThread)");
     const ctx = {
       facts,
       sourceId,
