@@ -119,13 +119,12 @@ interface Read {
 
 async function readAll(make: (o: ReaderOptions) => BinlogStream, serverId: number): Promise<Read> {
   const txns: Txn[] = [];
-  let stream!: BinlogStream;
   let pauses = 0;
   let asks = 0;
   let fail: Error | null = null;
   let finish!: () => void;
   const done = new Promise<void>((r) => (finish = r));
-  stream = make({
+  const stream: BinlogStream = make({
     connection: connectionOptions(endpoint(src) as any, "source") as any,
     serverId,
     flavor,
