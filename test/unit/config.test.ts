@@ -36,6 +36,25 @@ function problemsOf(edit: (c: any) => void): string[] {
   throw new Error("expected the config to be refused");
 }
 
+describe("validateConfig: apply.readerThread", () => {
+  it("is off by default, on when asked (with the shared stream, its default)", () => {
+    expect(validateConfig(base()).apply.readerThread).toBe(false);
+    expect(validateConfig({ ...base(), apply: { readerThread: true } }).apply.readerThread).toBe(true);
+    expect(validateConfig({ ...base(), apply: { readerThread: true, sharedStream: true } }).apply.sharedStream).toBe(true);
+  });
+
+  it("without the shared stream is refused, naming both keys and the fix", () => {
+    const p = problemsOf((c) => (c.apply = { readerThread: true, sharedStream: false }));
+    expect(p).toHaveLength(1);
+    expect(p[0]).toMatch(/apply\.readerThread/);
+    expect(p[0]).toMatch(/sharedStream: true or readerThread: false/);
+  });
+
+  it("is a boolean", () => {
+    expect(problemsOf((c) => (c.apply = { readerThread: "yes" })).join("\n")).toMatch(/apply\.readerThread/);
+  });
+});
+
 describe("validateConfig: a valid config", () => {
   it("accepts the minimal config and fills the documented defaults", () => {
     const c = validateConfig(base());
