@@ -22,8 +22,8 @@ import { Worker } from "node:worker_threads";
 import type { Endpoint } from "../config.js";
 import { PurgedPositionError } from "../errors.js";
 import type { TableFilter } from "../rules.js";
-import { comparePos, type Position } from "./positions.js";
-import type { BinlogStream, ReaderOptions, XaParked } from "./reader.js";
+import type { Position } from "./positions.js";
+import { xaOpenAt, type BinlogStream, type ReaderOptions, type XaParked } from "./reader.js";
 import { packParked, unpackParked, unpackTxn, type PackedParked, type PackedTxn } from "./thread-codec.js";
 
 /** what the worker starts with (workerData) */
@@ -113,10 +113,8 @@ export class ReaderThread implements BinlogStream {
     this.#o = o;
     this.#t = t;
     this.lastRead = o.flavor === "mariadb" && o.start.xa?.since ? { ...o.start.xa.since } : o.start;
-    // what BinlogReader keeps of the previous reader's parked XA transactions (its constructor)
-    const xa = new Map<string, XaParked>();
-    for (const [xid, p] of o.xaParked ?? []) if (!p.committedAt || comparePos(p.committedAt, o.start) > 0) xa.set(xid, { ...p, committedAt: undefined });
-    this.#xa = xa;
+    // what the worker's BinlogReader starts with, until it reports
+    this.#xa = xaOpenAt(o.xaParked, o.start);
   }
 
   get paused(): boolean {

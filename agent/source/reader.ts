@@ -211,6 +211,16 @@ export interface BinlogStream {
 /** Builds a replica's binlog stream (main.ts decides which kind). */
 export type OpenStream = (o: ReaderOptions) => BinlogStream;
 
+/**
+ * The prepared XA transactions read by a replica's previous reader (a reconnect, a source restart) that are still
+ * open at a new reader's start: what it begins with (BinlogReader, and reader-thread.ts before its worker reports).
+ */
+export function xaOpenAt(parked: ReadonlyMap<string, XaParked> | undefined, start: Position): Map<string, XaParked> {
+  const m = new Map<string, XaParked>();
+  for (const [xid, p] of parked ?? []) if (!p.committedAt || comparePos(p.committedAt, start) > 0) m.set(xid, { ...p, committedAt: undefined });
+  return m;
+}
+
 export class BinlogReader implements BinlogStream {
   #z: any = null;
   #o: ReaderOptions;
@@ -259,10 +269,7 @@ export class BinlogReader implements BinlogStream {
       this.lastRead = { ...o.start.xa.since };
     }
     this.#groupStart = this.lastRead;
-    // prepared XA transactions read by the previous reader of this replica (a reconnect, a source restart)
-    // that are still open at this reader's start
-    this.#xaPrepared = new Map();
-    for (const [xid, p] of o.xaParked ?? []) if (!p.committedAt || comparePos(p.committedAt, o.start) > 0) this.#xaPrepared.set(xid, { ...p, committedAt: undefined });
+    this.#xaPrepared = xaOpenAt(o.xaParked, o.start);
     if (o.start.gtid) {
       if (o.flavor === "mariadb") this.#mariaGtid = MariadbGtidPosition.parse(o.start.gtid);
       else this.#mysqlGtid = new MysqlGtidText(GtidSet.parse(o.start.gtid));
