@@ -121,6 +121,8 @@ class Shared {
   readonly sig: string;
   /** recent transactions handed over, for a subscriber that reaches this reader's position */
   ring: Txn[] = [];
+  /** positionKey of each ring entry, kept rather than built again when the entry leaves the ring */
+  ringKeyOf: string[] = [];
   ringKeys = new Map<string, number>();
   ringBase = 0;
   ringBytes = 0;
@@ -181,9 +183,10 @@ class Shared {
     if (this.dead) return false;
     this.midStream = t.stream === "part";
     // the ring: what a subscriber reaching this position is handed to catch up
-    this.ring.push(t);
-    this.ringBytes += t.bytes;
     const key = positionKey(t.pos);
+    this.ring.push(t);
+    this.ringKeyOf.push(key);
+    this.ringBytes += t.bytes;
     // a commit boundary: a whole transaction or the last piece of one (a piece's and an abort's position is the
     // one before the transaction: no joiner may take it for the position after what was handed over)
     const boundary = !t.stream || t.stream === "last";
@@ -192,7 +195,7 @@ class Shared {
     while (this.ring.length > 1 && (this.ring.length > this.hub.ringEntries || this.ringBytes > this.hub.slackFor(this.opts))) {
       const old = this.ring.shift()!;
       this.ringBytes -= old.bytes;
-      const k = positionKey(old.pos);
+      const k = this.ringKeyOf.shift()!;
       if (this.ringKeys.get(k) === this.ringBase) this.ringKeys.delete(k);
       this.ringBase++;
     }
