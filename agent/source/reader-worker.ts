@@ -9,8 +9,8 @@ import { parentPort, workerData } from "node:worker_threads";
 import { connectionOptions } from "../db.js";
 import { makeTableFilter } from "../rules.js";
 import { BinlogReader, type ReaderOptions, type Txn } from "./reader.js";
-import { packParked, packTxn, unpackParked } from "./thread-codec.js";
-import type { FromMain, ReaderThreadInit, ToMain, TxnMessage } from "./reader-thread.js";
+import { packParked, packTxn, unpackParked, type PackedParked } from "./thread-codec.js";
+import type { FromMain, ReaderThreadInit, ToMain, TxnItem } from "./reader-thread.js";
 
 /** a batch is posted at once when it holds this many bytes of transactions */
 const BATCH_BYTES = 1 << 20;
@@ -27,17 +27,21 @@ let rpcSeq = 0;
 const rpcs = new Map<number, { resolve: (v: any) => void; reject: (e: Error) => void }>();
 
 /** transactions read and not yet posted: one message per socket read (per turn of this thread's event loop), not per transaction */
-let batch: TxnMessage[] = [];
+let batch: TxnItem[] = [];
+let xas: PackedParked[] = [];
 let batchBytes = 0;
 let flushQueued = false;
 
 function flush(): void {
   flushQueued = false;
   if (!batch.length) return;
-  const list = batch;
+  // one JSON text for the batch (thread-codec.ts says why not structured clone)
+  const m: ToMain = { t: "txns", j: JSON.stringify(batch) };
+  if (xas.length) m.xas = xas;
   batch = [];
+  xas = [];
   batchBytes = 0;
-  port.postMessage({ t: "txns", list } satisfies ToMain);
+  port.postMessage(m);
 }
 
 /** every other message goes after the transactions read before it */
@@ -59,10 +63,12 @@ const o: ReaderOptions = {
   connection: connectionOptions(init.source, "source") as any,
   inScope: makeTableFilter(init.scope),
   onTxn: (t: Txn) => {
-    const m: TxnMessage = { p: packTxn(t), lastRead: reader.lastRead, at: reader.lastEventAt };
+    const m: TxnItem = { p: packTxn(t), a: reader.lastEventAt };
+    // the reader's position after the transaction is nearly always the transaction's own (one object)
+    if (reader.lastRead !== t.pos) m.l = reader.lastRead;
     const xa = reader.xaParked;
     if (xa.size > 0 || xaSent) {
-      m.xa = packParked(xa);
+      m.x = xas.push(packParked(xa)) - 1;
       xaSent = xa.size > 0;
     }
     batch.push(m);
