@@ -10,7 +10,7 @@ import { checkReplicaServers, preflightSource, proveDistinctServer, type SourceF
 import type { Position } from "./source/positions.js";
 import { ReplicaSync, type ReplicaStatus } from "./replica.js";
 import { BinlogReader, type ReaderOptions } from "./source/reader.js";
-import { ReaderThread } from "./source/reader-thread.js";
+import { threadedReaders } from "./source/reader-thread.js";
 import { StreamHub } from "./source/shared-stream.js";
 import { SharedBuilds } from "./apply/shared-builds.js";
 import { makeTableFilter } from "./rules.js";
@@ -97,8 +97,9 @@ export class Agent {
     // decode (source/shared-stream.ts); off, each replica reads on a connection of its own
     const hub = cfg.apply.sharedStream
       ? new StreamHub({
-          // apply.readerThread: the shared reader reads and decodes on a thread of its own (source/reader-thread.ts)
-          makeReader: cfg.apply.readerThread ? (o: ReaderOptions) => new ReaderThread(o, { source: cfg.source, scope: filter }) : (o: ReaderOptions) => new BinlogReader(o),
+          // apply.readerThread: the shared reader reads and decodes on a thread of its own (source/reader-thread.ts); one
+          // such thread at a time: a replica reading on its own for a while does so on the main thread
+          makeReader: cfg.apply.readerThread ? threadedReaders(1, { source: cfg.source, scope: filter }) : (o: ReaderOptions) => new BinlogReader(o),
           scope: inScope,
           note: (fields, msg) => this.log.info(fields, msg),
           onReaders: (n) => this.metrics.binlogReaders.set({ group: cfg.group }, n),
