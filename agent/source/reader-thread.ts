@@ -2,7 +2,8 @@
 // binlog connection, zongji's framing, the table maps and the rows' decoding (more than half of the main
 // thread's time in a catch-up of small transactions, bench/results.md) run in a worker (reader-worker.ts),
 // and the main thread receives the transactions it would have read itself, in the same order, the same
-// values (thread-codec.ts puts back what structured clone changes), and keeps building and applying them.
+// values (they cross as JSON text; thread-codec.ts puts back what JSON cannot keep), and keeps building and applying
+// them. Only one reader runs on a thread at a time (threadedReaders).
 //
 // It is a BinlogStream like BinlogReader, with the same contract:
 // - Order and exactly-once: one message port, first in first out; a transaction is handed to onTxn once.

@@ -101,3 +101,22 @@ describe("thread-codec", () => {
     expect(p.txn).toEqual(sample());
   });
 });
+
+describe("threadedReaders", () => {
+  it("makes one reader thread at a time: the next is a reader on the main thread until the thread stops", async () => {
+    const { threadedReaders, ReaderThread } = await import("../../agent/source/reader-thread.js");
+    const { BinlogReader } = await import("../../agent/source/reader.js");
+    const o: any = { connection: {}, serverId: 1, flavor: "mariadb", start: { file: "b.1", pos: 4 }, databases: ["s"], inScope: () => true, onTxn: () => true, onError: () => undefined };
+    const make = threadedReaders(1, { source: { host: "127.0.0.1", port: 1, user: "u", password: "p" } as any, scope: { databases: ["s"] } });
+    const a = make(o);
+    const b = make(o);
+    expect(a).toBeInstanceOf(ReaderThread);
+    expect(b).toBeInstanceOf(BinlogReader);
+    await a.stop();
+    await a.stop();
+    const c = make(o);
+    expect(c).toBeInstanceOf(ReaderThread);
+    expect(make(o)).toBeInstanceOf(BinlogReader);
+    await c.stop();
+  });
+});
