@@ -228,12 +228,19 @@ export class ReaderThread implements BinlogStream {
         if (!this.#held.length) this.lastRead = m.lastRead;
         break;
       case "canStream": {
-        let yes = true;
+        // a question that throws is answered "no" (the transaction stays whole), and its error ends the stream
+        let yes = false;
+        let err: unknown = null;
         try {
           yes = !this.#o.canStream || this.#o.canStream();
-        } finally {
-          Atomics.store(this.#flag, 0, yes ? 2 : 1);
-          Atomics.notify(this.#flag, 0);
+        } catch (e) {
+          err = e;
+        }
+        Atomics.store(this.#flag, 0, yes ? 2 : 1);
+        Atomics.notify(this.#flag, 0);
+        if (err && !this.#failed) {
+          this.#failed = true;
+          this.#o.onError(err instanceof Error ? err : new Error(String(err)));
         }
         break;
       }
