@@ -89,8 +89,13 @@ export interface AgentSettings {
   readyLagSeconds?: number;
   heartbeatSeconds?: number;
   logLevel?: "fatal" | "error" | "warn" | "info" | "debug" | "trace";
-  /** sharedStream defaults to true (replicas at the same position share one binlog connection and decode; false: one each, agent/README.md "Decode once"); parallel to true (agent/README.md "Parallel apply"); stuckSeconds to 60 */
-  apply?: { maxRows?: number; maxBytes?: number; queueBytes?: number; sharedStream?: boolean; parallel?: boolean; stuckSeconds?: number };
+  /**
+   * sharedStream defaults to true (replicas at the same position share one binlog connection and decode; false: one each,
+   * agent/README.md "Decode once"); parallel to true (agent/README.md "Parallel apply"); stuckSeconds to 60; readerThread to
+   * false (the shared stream read and decoded on a worker thread, for containers with more than two cores: agent/README.md
+   * "Reader thread")
+   */
+  apply?: { maxRows?: number; maxBytes?: number; queueBytes?: number; sharedStream?: boolean; parallel?: boolean; stuckSeconds?: number; readerThread?: boolean };
   snapshot?: { chunkRows?: number; rowsPerSecond?: number };
 }
 
