@@ -98,13 +98,41 @@ export async function bypassAccounts(c: Conn, flavor: Flavor): Promise<string[]>
 /** Open transactions that wrote something, other than the listed connections'. */
 async function writeTransactions(c: Conn, exclude: number[]): Promise<KilledTransaction[]> {
   const [rows] = await c.query<any[]>(
-    `SELECT t.trx_mysql_thread_id AS thread, t.trx_started AS started, t.trx_rows_modified AS rows_, p.USER AS user, p.HOST AS host, p.DB AS db
-       FROM information_schema.INNODB_TRX t LEFT JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id
-      WHERE t.trx_rows_modified > 0`,
+    "SELECT trx_mysql_thread_id AS thread, trx_started AS started, trx_rows_modified AS rows_ FROM information_schema.INNODB_TRX WHERE trx_rows_modified > 0",
   );
-  return rows
-    .filter((r) => !exclude.includes(Number(r.thread)))
-    .map((r) => ({ thread: Number(r.thread), user: String(r.user ?? ""), host: String(r.host ?? ""), db: r.db ?? null, startedAt: String(r.started), rowsModified: Number(r.rows_) }));
+  const open = rows.filter((r) => !exclude.includes(Number(r.thread)));
+  const who = await sessionsOf(
+    c,
+    open.map((r) => Number(r.thread)),
+  );
+  return open.map((r) => {
+    const s = who.get(Number(r.thread));
+    return { thread: Number(r.thread), user: String(s?.user ?? ""), host: String(s?.host ?? ""), db: s?.db ?? null, startedAt: String(r.started), rowsModified: Number(r.rows_) };
+  });
+}
+
+/**
+ * The account, host and schema of these sessions, for the report. information_schema.PROCESSLIST builds all its
+ * columns, the statement text included, and MySQL 8.0.22+ fails the whole query when a running statement holds a
+ * 4-byte character (its INFO column is utf8mb3: "Cannot convert string '\xF0\x9F…' from utf8mb4 to utf8mb3"): an
+ * application writing emoji made the fence fail. SHOW PROCESSLIST has no such column type (both flavors, no
+ * performance_schema needed); PROCESSLIST is the fallback; a session neither names is reported without them.
+ */
+async function sessionsOf(c: Conn, ids: number[]): Promise<Map<number, { user?: string; host?: string; db?: string | null }>> {
+  if (!ids.length) return new Map();
+  const want = new Set(ids);
+  try {
+    const [rows] = await c.query<any[]>("SHOW PROCESSLIST");
+    return new Map(rows.filter((r) => want.has(Number(r.Id))).map((r) => [Number(r.Id), { user: r.User, host: r.Host, db: r.db }]));
+  } catch {
+    // not allowed here: the information schema, then nothing
+  }
+  try {
+    const [rows] = await c.query<any[]>("SELECT ID AS id, USER AS user, HOST AS host, DB AS db FROM information_schema.PROCESSLIST WHERE ID IN (?)", [ids]);
+    return new Map(rows.map((r) => [Number(r.id), r]));
+  } catch {
+    return new Map();
+  }
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

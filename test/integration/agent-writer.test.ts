@@ -262,10 +262,15 @@ it("a partition that silently drops the holder's connections: the standby ends t
   // the partition heals: A finds B holding the group and stays a standby (A's sessions come back through its
   // reconnect backoff; under the whole suite's load on 2 cores that took over 20 s once in a CI run)
   for (const p of px) p.resume();
+  let lastA: unknown = null;
   await waitFor(async () => {
     const r = await a.http("/readyz");
+    lastA = { status: r.status, replicas: r.body?.replicas?.map((x: any) => ({ name: x.name, state: x.state, holder: x.writer?.holder, error: x.error })) };
     return r.status === 503 && r.body.replicas.every((x: any) => x.state === "standby" && x.writer?.holder?.pid === b.proc.pid);
-  }, 45_000, "agent A to be a standby naming B");
+  }, 45_000, "agent A to be a standby naming B").catch((e) => {
+    // what A said last, so a timeout here says which replica was not a standby and why
+    throw new Error(`${e.message}; A's last /readyz: ${JSON.stringify(lastA)}; B's pid ${b.proc.pid}`);
+  });
   await sleep(1000);
   const committed = await writer.stop();
   expect(committed).toBeGreaterThan(200);
