@@ -22,7 +22,8 @@ const flag = new Int32Array(init.shared);
 
 let inflight = 0;
 let mainPaused = false;
-let xaSent = false;
+/** the parked XA transactions as last sent (xids and commit positions): sent again only when they change */
+let xaSent = "";
 let rpcSeq = 0;
 const rpcs = new Map<number, { resolve: (v: any) => void; reject: (e: Error) => void }>();
 
@@ -66,10 +67,16 @@ const o: ReaderOptions = {
     const m: TxnItem = { p: packTxn(t), a: reader.lastEventAt };
     // the reader's position after the transaction is nearly always the transaction's own (one object)
     if (reader.lastRead !== t.pos) m.l = reader.lastRead;
+    // (a parked transaction does not change once parked; what changes is which are parked and when one committed:
+    // re-sending all of them with every transaction would copy an open XA's rows once per source transaction)
     const xa = reader.xaParked;
     if (xa.size > 0 || xaSent) {
-      m.x = xas.push(packParked(xa)) - 1;
-      xaSent = xa.size > 0;
+      let sig = "";
+      for (const [xid, p] of xa) sig += `${xid}\u0000${p.committedAt ? `${p.committedAt.file}:${p.committedAt.pos}` : ""}\u0001`;
+      if (sig !== xaSent) {
+        m.x = xas.push(packParked(xa)) - 1;
+        xaSent = sig;
+      }
     }
     batch.push(m);
     batchBytes += t.bytes;
