@@ -8,7 +8,8 @@ import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { keepGeometryRaw } from "./binlog-raw.js";
-import { EXACT, PER_VALUE, installExactRows } from "./rowdecode.js";
+import { EXACT, PACK, PACKED, PER_VALUE, installExactRows } from "./rowdecode.js";
+import type { Pack } from "./rowsql.js";
 
 /** the options the agent's reader gives zongji (agent/reader.ts), as mysql2 keeps them in connection.config */
 const READER_CONFIG = { dateStrings: true, timezone: "Z", supportBigNumbers: true, bigNumberStrings: true, jsonStrings: true, decimalNumbers: false };
@@ -17,14 +18,18 @@ export interface RowsChange {
   kind: "write" | "update" | "delete";
   db: string;
   table: string;
-  /** write/delete: the rows; update: { before, after } pairs */
+  /** write/delete: the rows; update: { before, after } pairs; a packed write: the rows' SQL tuples */
   rows: any[];
+  /** a write read with `pack` whose rows were packed (rowsql.ts) */
+  pack?: Pack;
 }
 
 export interface ReplayOptions {
   flavor: "mysql" | "mariadb";
   /** decode with rowdecode.ts's per-value reference instead of the compiled decoders */
   perValue?: boolean;
+  /** read write rows events as SQL tuples where the agent's reader does (rowdecode.ts PACK) */
+  pack?: boolean;
   /** decode with zongji's own decoding (not exact: what the agent did before rowdecode.ts), for benchmarks */
   zongjiOnly?: boolean;
   /** INFORMATION_SCHEMA.COLUMNS rows per "db.table", for table maps without column names (or all, with forceSchemas) */
@@ -103,6 +108,7 @@ export class Replayer {
     };
     if (!o.zongjiOnly) zongji[EXACT] = true;
     if (o.perValue) zongji[PER_VALUE] = true;
+    if (o.pack) zongji[PACK] = true;
     this.zongji = zongji;
   }
 
@@ -146,7 +152,8 @@ export class Replayer {
     if (e._filtered) return null;
     const tm = zongji.tableMap[e.tableId];
     const kind = eventType === 23 || eventType === 30 || eventType === 166 || eventType === 169 ? "write" : eventType === 24 || eventType === 31 || eventType === 167 || eventType === 170 ? "update" : "delete";
-    return { kind, db: tm.parentSchema, table: tm.tableName, rows: e.rows };
+    const pack: Pack | undefined = e[PACKED];
+    return pack ? { kind, db: tm.parentSchema, table: tm.tableName, rows: e.rows, pack } : { kind, db: tm.parentSchema, table: tm.tableName, rows: e.rows };
   }
 }
 

@@ -15,6 +15,7 @@ import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { pathToFileURL } from "node:url";
 import type { CodecLib, Cursor, Image, TablePlan } from "./rowcodec.js";
+import type { Lit, Pack } from "./rowsql.js";
 import { installTableMapScope } from "./tablemap-scope.js";
 import { installTableMapCache } from "./tablemap-cache.js";
 
@@ -23,6 +24,15 @@ export const EXACT = Symbol.for("datasync.exactRows");
 
 /** with EXACT: rows read per value by readRow/readValue below, as before the compiled decoders (the tests' and benchmark's reference) */
 export const PER_VALUE = Symbol.for("datasync.perValueRows");
+
+/**
+ * with EXACT: a write rows event of a table whose columns all have compiled decoders, in a full image, is read
+ * as SQL tuples (rowsql.ts): the event's rows are the tuples' text and PACKED holds the Pack (the reader's
+ * RowChange decodes the row objects only if something reads them)
+ */
+export const PACK = Symbol.for("datasync.packRows");
+/** the Pack of a write rows event read with PACK (rowsql.ts) */
+export const PACKED = Symbol.for("datasync.packed");
 
 /** the ENUM error value (index 0, the empty string a lenient sql_mode stores for an invalid value) */
 export const ENUM_ERROR: unique symbol = Symbol.for("datasync.enumError") as any;
@@ -228,6 +238,7 @@ export function installExactRows(): Promise<void> {
     installTableMapCache(events.TableMap, EXACT);
     installTableMapScope(events.TableMap, Object.getPrototypeOf(rows.WriteRows.prototype).constructor, EXACT);
     const codec = await import("./rowcodec.js");
+    const rowsql = await import("./rowsql.js");
     const codecLib: CodecLib = {
       fallback: (parser, column, schema, tablemap, zongji) => readValue(common, parser, column, schema, tablemap, zongji),
       decodeText,
@@ -257,6 +268,9 @@ export function installExactRows(): Promise<void> {
     let plan: TablePlan;
     let image1: Image;
     let image2: Image | null;
+    /** the column writers of the event being packed (PACK), else null */
+    let packLits: Lit[] | null = null;
+    const sql = new rowsql.SqlText();
     const EMPTY = Buffer.alloc(0);
     const cursor: Cursor = { buf: EMPTY, pos: 0, parser: null };
     /** where the row being read starts */
@@ -276,6 +290,7 @@ export function installExactRows(): Promise<void> {
         }
         image1 = codec.imageOf(ev.columns_present_bitmap, plan.names.length, plan);
         image2 = ev.columns_present_bitmap2 ? codec.imageOf(ev.columns_present_bitmap2, plan.names.length, plan) : null;
+        packLits = ev._zongji[PACK] && ev instanceof rows.WriteRows && image1.full ? rowsql.litsOf(plan) : null;
       }
       cursor.buf = parser._buffer;
       cursor.pos = parser._offset;
@@ -315,6 +330,22 @@ export function installExactRows(): Promise<void> {
       if (!this._zongji?.[EXACT]) return single.call(this, parser);
       if (this._zongji[PER_VALUE]) return readRow(common, parser, this.tableMap[this.tableId], this.columns_present_bitmap, this._zongji);
       begin(this, parser);
+      if (packLits) {
+        const start = cursor.pos;
+        const buf = cursor.buf;
+        sql.reset();
+        rowsql.writeTuple(packLits, image1, cursor, sql);
+        end(this, parser);
+        const tuple = sql.take(0);
+        // a row of many megabytes grew the buffer: the next rows do not keep it
+        if (sql.buf.length > 1 << 20) sql.buf = Buffer.allocUnsafe(1 << 16);
+        let pack: Pack | undefined = this[PACKED];
+        if (!pack) this[PACKED] = pack = { plan, img: image1, buf, starts: [], tuples: [], lenient: null };
+        if (sql.lenient) (pack.lenient ??= []).push(pack.tuples.length);
+        pack.starts.push(start);
+        pack.tuples.push(tuple);
+        return tuple;
+      }
       const row = codec.readRow(plan, image1, cursor);
       end(this, parser);
       return row;

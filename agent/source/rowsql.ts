@@ -1,0 +1,327 @@
+// Rowsql owns writing an inserted row straight from its row image to the SQL text of its VALUES tuple: no
+// row object keyed by column name, no intermediate value for text and bytes (they are copied, escaped or
+// hex-encoded, from the event's buffer into the SQL buffer), one flat string per row. The text is exactly
+// what the builder wrote from the decoded row (sqlgen.ts: escapeValue of each value of rowcodec.ts's
+// decoders, joined): the recorded binlogs are written both ways and compared tuple for tuple
+// (test/unit/rowsql.test.ts), and a column whose bytes take a path this module does not copy (a text
+// that is not valid UTF-8, latin1's C1 range) is written through escapeValue of its decoded value.
+//
+// A write rows event's rows are packed this way when the reader asks for it (ReaderOptions.packRows) and
+// every column of the table map has a compiled decoder: the event keeps its buffer and each row's start, so
+// a consumer that reads values (keys, the snapshot's watermarks, a change that is not a lane's) gets the
+// very row objects of the unpacked path, decoded on demand (rowsOf).
+import { isUtf8 } from "node:buffer";
+import { escapeValue } from "../literals.js";
+import { ENUM_ERROR } from "./rowdecode.js";
+import { readRow, type Cursor, type Image, type TablePlan } from "./rowcodec.js";
+
+/** the SQL text being written: bytes (ASCII and UTF-8), grown as needed, reused from row to row */
+export class SqlText {
+  buf = Buffer.allocUnsafe(1 << 16);
+  len = 0;
+  /** a value written since reset() is the ENUM error value (the statement must run under a lenient sql_mode) */
+  lenient = false;
+
+  reset(): void {
+    this.len = 0;
+    this.lenient = false;
+  }
+
+  /** room for n more bytes */
+  room(n: number): void {
+    if (this.len + n <= this.buf.length) return;
+    let size = this.buf.length * 2;
+    while (size < this.len + n) size *= 2;
+    const next = Buffer.allocUnsafe(size);
+    this.buf.copy(next, 0, 0, this.len);
+    this.buf = next;
+  }
+
+  /** a string's UTF-8 bytes (escapeValue's output) */
+  text(s: string): void {
+    this.room(s.length * 3);
+    this.len += (this.buf as unknown as Fast).utf8Write(s, this.len);
+  }
+
+  /** the text written since `from`, as one flat string */
+  take(from: number): string {
+    return (this.buf as unknown as Fast).utf8Slice(from, this.len);
+  }
+}
+
+interface Fast {
+  latin1Write(s: string, offset: number): number;
+  utf8Write(s: string, offset: number): number;
+  utf8Slice(start: number, end: number): string;
+}
+
+/** writes one column's literal at the cursor (advancing it exactly as the column's decoder does) */
+export type Lit = (c: Cursor, w: SqlText) => void;
+
+// MySQL type codes (binlog.h enum_field_types)
+const TINY = 1, SHORT = 2, LONG = 3, INT24 = 9, YEAR = 13, VARCHAR = 15, STRING = 254;
+
+/** what escapeString writes for the bytes it escapes (sql-escaper, mysql.escape's default mode), else 0 */
+const ESC = new Uint8Array(256);
+ESC[0] = 0x30; // \0
+ESC[8] = 0x62; // \b
+ESC[9] = 0x74; // \t
+ESC[10] = 0x6e; // \n
+ESC[13] = 0x72; // \r
+ESC[26] = 0x5a; // \Z
+ESC[34] = 0x22; // \"
+ESC[39] = 0x27; // \'
+ESC[92] = 0x5c; // \\
+const HEX = Buffer.from("0123456789abcdef", "latin1");
+
+function lengthAt(b: Buffer, p: number, lengthSize: number): number {
+  return lengthSize === 1 ? b[p] : lengthSize === 2 ? b[p] | (b[p + 1] << 8) : b.readUIntLE(p, lengthSize);
+}
+
+/** 'text' from bytes that are the text's own UTF-8 (ASCII specials escaped, as escapeString does) */
+function quoted(w: SqlText, b: Buffer, start: number, end: number): void {
+  w.room(2 * (end - start) + 2);
+  const o = w.buf;
+  let n = w.len;
+  o[n++] = 0x27;
+  for (let i = start; i < end; i++) {
+    const x = b[i];
+    const e = ESC[x];
+    if (e !== 0) {
+      o[n++] = 0x5c;
+      o[n++] = e;
+    } else o[n++] = x;
+  }
+  o[n++] = 0x27;
+  w.len = n;
+}
+
+/** X'hex' of bytes, then `pad` zero bytes (escapeValue of a Buffer; '' when empty) */
+function hexOf(w: SqlText, b: Buffer, start: number, end: number, pad = 0): void {
+  if (end - start + pad === 0) {
+    w.room(2);
+    w.buf[w.len++] = 0x27;
+    w.buf[w.len++] = 0x27;
+    return;
+  }
+  w.room(2 * (end - start + pad) + 3);
+  const o = w.buf;
+  let n = w.len;
+  o[n++] = 0x58;
+  o[n++] = 0x27;
+  for (let i = start; i < end; i++) {
+    const x = b[i];
+    o[n++] = HEX[x >> 4];
+    o[n++] = HEX[x & 15];
+  }
+  for (let i = 0; i < pad; i++) {
+    o[n++] = 0x30;
+    o[n++] = 0x30;
+  }
+  o[n++] = 0x27;
+  w.len = n;
+}
+
+/** the literal through the decoded value (every column that has no byte path here, and the byte paths' exceptions) */
+function viaValue(decode: (c: Cursor) => unknown, type: string | undefined): Lit {
+  return (c, w) => {
+    const v = decode(c);
+    if (v === ENUM_ERROR) w.lenient = true;
+    w.text(escapeValue(v, type));
+  };
+}
+
+/**
+ * The writer of one column of a compiled table (plan.kinds[i], plan.decoders[i]). `type` is the type
+ * escapeValue is given: "year" for a YEAR column, else undefined (escapeValue tells no other type apart);
+ * the builder uses a packed row only where the replica's column types agree (packedFits).
+ */
+function columnLit(plan: TablePlan, i: number): Lit {
+  const kind = plan.kinds[i];
+  const decode = plan.decoders[i];
+  const column = plan.columns[i];
+  const type = column.type === YEAR ? "year" : undefined;
+  const md = column.metadata ?? {};
+  const lengthSize: number = column.type === VARCHAR || column.type === STRING ? (md.max_length > 255 ? 2 : 1) : md.length_size;
+  switch (kind) {
+    case "u8":
+    case "i8":
+    case "u16":
+    case "i16":
+    case "u24":
+    case "i24":
+    case "u32":
+    case "i32": {
+      if (column.type !== TINY && column.type !== SHORT && column.type !== INT24 && column.type !== LONG) break;
+      // a number (never -0: the decoders build integers with | and -): its decimal digits
+      return (c, w) => {
+        const s = "" + (decode(c) as number);
+        w.room(s.length);
+        w.len += (w.buf as unknown as Fast).latin1Write(s, w.len);
+      };
+    }
+    case "utf8":
+      return (c, w) => {
+        const b = c.buf;
+        const p = c.pos;
+        const start = p + lengthSize;
+        const end = start + lengthAt(b, p, lengthSize);
+        // valid UTF-8 is what the decoder keeps as the string of these bytes (a U+FFFD that round-trips
+        // included); other bytes become a charset-tagged Buffer: through the value
+        if (isUtf8(b.subarray(start, end))) {
+          c.pos = end;
+          quoted(w, b, start, end);
+        } else {
+          w.text(escapeValue(decode(c), type));
+        }
+      };
+    case "latin1":
+    case "ascii": {
+      // bytes below 0x80 are themselves; latin1's 0xA0-0xFF are their code points (two UTF-8 bytes); the rest
+      // (latin1's 0x80-0x9F, ascii's upper half) the decoder keeps as bytes: through the value
+      const hi = kind === "latin1" ? 0xa0 : 0x100;
+      return (c, w) => {
+        const b = c.buf;
+        const p = c.pos;
+        const start = p + lengthSize;
+        const end = start + lengthAt(b, p, lengthSize);
+        for (let i = start; i < end; i++) {
+          const x = b[i];
+          if (x >= 0x80 && x < hi) {
+            w.text(escapeValue(decode(c), type));
+            return;
+          }
+        }
+        c.pos = end;
+        w.room(2 * (end - start) + 2);
+        const o = w.buf;
+        let n = w.len;
+        o[n++] = 0x27;
+        for (let i = start; i < end; i++) {
+          const x = b[i];
+          if (x >= 0x80) {
+            o[n++] = 0xc0 | (x >> 6);
+            o[n++] = 0x80 | (x & 0x3f);
+            continue;
+          }
+          const e = ESC[x];
+          if (e !== 0) {
+            o[n++] = 0x5c;
+            o[n++] = e;
+          } else o[n++] = x;
+        }
+        o[n++] = 0x27;
+        w.len = n;
+      };
+    }
+    case "varbinary":
+    case "blob":
+    case "geometry":
+      if (!(lengthSize >= 1 && lengthSize <= 4)) break;
+      return (c, w) => {
+        const b = c.buf;
+        const p = c.pos;
+        const start = p + lengthSize;
+        const end = start + lengthAt(b, p, lengthSize);
+        c.pos = end;
+        hexOf(w, b, start, end);
+      };
+    case "binary": {
+      // BINARY(n): the image drops trailing zero bytes; the decoder pads the value back to n (and cuts a longer one)
+      const def = String(plan.schemas?.[i]?.COLUMN_TYPE ?? "");
+      const width = parseInt(def.substr(7, def.length - 2), 10);
+      if (!(width >= 0) || !(lengthSize === 1 || lengthSize === 2)) break;
+      return (c, w) => {
+        const b = c.buf;
+        const p = c.pos;
+        const start = p + lengthSize;
+        const end = start + lengthAt(b, p, lengthSize);
+        c.pos = end;
+        const n = Math.min(end - start, width);
+        hexOf(w, b, start, start + n, width - n);
+      };
+    }
+  }
+  return viaValue(decode, type);
+}
+
+/** a table's column writers, or null when a column has no compiled decoder (rowdecode.ts's per-value path needs zongji's parser) */
+const LITS = new WeakMap<TablePlan, Lit[] | null>();
+export function litsOf(plan: TablePlan): Lit[] | null {
+  let lits = LITS.get(plan);
+  if (lits === undefined) {
+    lits = plan.kinds.includes("fallback") || plan.names.length === 0 ? null : plan.names.map((_, i) => columnLit(plan, i));
+    LITS.set(plan, lits);
+  }
+  return lits;
+}
+
+/** one full-image row at the cursor written as `(v1,v2,…)` (every column present) */
+export function writeTuple(lits: Lit[], img: Image, c: Cursor, w: SqlText): void {
+  const b = c.buf;
+  const nulls = c.pos;
+  c.pos = nulls + img.nullBytes;
+  w.room(2 + 5 * lits.length);
+  w.buf[w.len++] = 0x28;
+  for (let i = 0; i < lits.length; i++) {
+    if (i > 0) {
+      w.room(5);
+      w.buf[w.len++] = 0x2c;
+    }
+    if ((b[nulls + (i >> 3)] & (1 << (i & 7))) !== 0) {
+      w.room(4);
+      w.len += (w.buf as unknown as Fast).latin1Write("NULL", w.len);
+    } else lits[i](c, w);
+  }
+  w.room(1);
+  w.buf[w.len++] = 0x29;
+}
+
+/**
+ * The rows of a write rows event written as SQL tuples (what the reader's RowChange carries instead of row
+ * objects while nothing reads their values): the table's plan and full image, the event's buffer and each
+ * row's start in it (to decode a row when its values are needed), and the tuples.
+ */
+export interface Pack {
+  plan: TablePlan;
+  img: Image;
+  buf: Buffer;
+  starts: number[];
+  tuples: string[];
+  /** the indexes of the rows that hold the ENUM error value (their statement runs under a lenient sql_mode), if any */
+  lenient: number[] | null;
+}
+
+/** the row objects of packs, as the unpacked path decodes them (rowcodec.ts readRow) */
+export function rowsOf(packs: readonly Pack[]): Record<string, unknown>[] {
+  const out: Record<string, unknown>[] = [];
+  for (const p of packs) {
+    const c: Cursor = { buf: p.buf, pos: 0, parser: null };
+    for (const s of p.starts) {
+      c.pos = s;
+      out.push(readRow(p.plan, p.img, c));
+    }
+  }
+  return out;
+}
+
+/** row i of a pack, decoded */
+export function rowOf(p: Pack, i: number): Record<string, unknown> {
+  return readRow(p.plan, p.img, { buf: p.buf, pos: p.starts[i], parser: null });
+}
+
+/** whether a table's packed tuples are what the builder writes for the replica's table: the same writable columns in the same order, YEAR where the source has YEAR */
+const FITS = new WeakMap<TablePlan, WeakMap<object, boolean>>();
+export function packedFits(plan: TablePlan, writable: readonly string[], types: ReadonlyMap<string, string>, meta: object): boolean {
+  let byMeta = FITS.get(plan);
+  if (!byMeta) FITS.set(plan, (byMeta = new WeakMap()));
+  let fits = byMeta.get(meta);
+  if (fits === undefined) {
+    fits = plan.names.length === writable.length;
+    for (let i = 0; fits && i < writable.length; i++) {
+      fits = plan.names[i] === writable[i] && (types.get(writable[i]) === "year") === (plan.columns[i].type === YEAR);
+    }
+    byMeta.set(meta, fits);
+  }
+  return fits;
+}
