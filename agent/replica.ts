@@ -486,6 +486,7 @@ export class ReplicaSync {
       // quarter of the queue, so the reader reads the next pieces while the applier writes one
       streamBytes: Math.min(this.#cfg.apply.maxBytes, Math.floor(this.#cfg.apply.queueBytes / 4)),
       canStream: () => !this.#snapshot.blocksStreaming(),
+      packRows: true,
       onError: (e) => {
         this.#readerError = e;
         this.#wake?.();

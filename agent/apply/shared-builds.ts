@@ -3,6 +3,7 @@
 // built five times. A replica asks with the transaction's source identity and the shape signatures of its own
 // table metadata; an entry is kept until every replica of the group passed that transaction, or until the cache's
 // bounds push it out (a replica far behind builds its own). Statements in it are frozen: consumers only read them.
+import { rowCount } from "../source/rowsql.js";
 import type { Txn } from "../source/reader.js";
 import type { TableMeta } from "../tables.js";
 import type { Statement } from "./sqlgen.js";
@@ -61,7 +62,7 @@ export function shapeSignature(meta: TableMeta): string {
 export function txnIdentity(t: Txn, piece = ""): string {
   let k = `${t.pos.file}\u0000${t.pos.pos}\u0000${t.pos.gtid ?? ""}\u0000${t.ts}\u0000${t.rowCount}\u0000${t.stream ?? ""}\u0000${piece}`;
   for (const ch of t.changes) {
-    k += `\u0001${ch.db}\u0000${ch.table}\u0000${ch.op}\u0000${ch.rows.length}\u0000${ch.before?.length ?? -1}\u0000${ch.flags ?? 0}\u0000${ch.noFkChecks ? 1 : 0}\u0000${ch.savepoint ?? ""}`;
+    k += `\u0001${ch.db}\u0000${ch.table}\u0000${ch.op}\u0000${rowCount(ch)}\u0000${ch.before?.length ?? -1}\u0000${ch.flags ?? 0}\u0000${ch.noFkChecks ? 1 : 0}\u0000${ch.savepoint ?? ""}`;
   }
   return k;
 }

@@ -9,6 +9,7 @@ import { ApplyError } from "../errors.js";
 import { rowKeyId } from "../keys.js";
 import { escapeValue } from "../literals.js";
 import { ENUM_ERROR } from "../source/rowdecode.js";
+import { packedFits, packsOf, rowCount, rowOf, type Pack } from "../source/rowsql.js";
 
 export { escapeValue };
 
@@ -159,9 +160,11 @@ interface Lane {
   flags: number;
   /** keys to delete: the key (rowKeyId) → its tuple, as the DELETE lists it */
   dels: Map<string, string>;
-  /** upsert tuples of every writable column, in order, and their rows */
+  /** upsert tuples of every writable column, in order, and their rows (a packed row as its pack, its index in upIdx) */
   ups: string[];
-  upRows: Row[];
+  upRows: (Row | Pack)[];
+  /** per upRows entry: the row's index in its pack, or -1 for a row */
+  upIdx: number[];
   /**
    * the keys (rowKeyId) of upRows, built on the lane's first delete: a lane of inserts only (a bulk load)
    * never pays a key identity per row
@@ -338,7 +341,7 @@ export class StatementBuilder {
     if (!lane) {
       // the table's rows pending in a consecutive statement go first
       if (this.#meta === meta) this.#flush();
-      lane = { meta, flags, dels: new Map(), ups: [], upRows: [], upKeys: null, lenient: false };
+      lane = { meta, flags, dels: new Map(), ups: [], upRows: [], upIdx: [], upKeys: null, lenient: false };
       this.#lanes.set(key, lane);
     }
     return lane;
@@ -367,12 +370,27 @@ export class StatementBuilder {
     if (!lane.lenient && hasEnumError(row)) lane.lenient = true;
     lane.ups.push(`(${vals.join(",")})`);
     lane.upRows.push(row);
+    lane.upIdx.push(-1);
+  }
+
+  /** #laneUpsert of row i of a pack: its tuple as read (rowsql.ts), its key decoded only if the lane needs keys */
+  #lanePacked(meta: TableMeta, flags: number, p: Pack, i: number): void {
+    const lane = this.#lane(meta, flags);
+    if (lane.dels.size || lane.upKeys) {
+      const key = rowKeyId(meta.primaryKey, rowOf(p, i));
+      lane.dels.delete(key);
+      lane.upKeys?.add(key);
+    }
+    if (!lane.lenient && p.lenient?.includes(i)) lane.lenient = true;
+    lane.ups.push(p.tuples[i]);
+    lane.upRows.push(p);
+    lane.upIdx.push(i);
   }
 
   #laneDelete(meta: TableMeta, flags: number, row: Row): void {
     const key = rowKeyId(meta.primaryKey, row);
     let lane = this.#lane(meta, flags);
-    if (!lane.upKeys && lane.upRows.length) lane.upKeys = new Set(lane.upRows.map((r) => rowKeyId(meta.primaryKey, r)));
+    if (!lane.upKeys && lane.upRows.length) lane.upKeys = new Set(lane.upRows.map((r, j) => rowKeyId(meta.primaryKey, lane.upIdx[j] < 0 ? (r as Row) : rowOf(r as Pack, lane.upIdx[j]))));
     if (lane.upKeys?.has(key)) {
       // an upsert of this key before it: that upsert runs first, as written (see Lane)
       this.#flushLane(meta);
@@ -394,6 +412,23 @@ export class StatementBuilder {
       this.#colsKey = key;
     }
     this.#tuple(row);
+  }
+
+  /** #upsertRow of row i of a pack (a whole row, its columns the table's writable ones: packedFits) */
+  #upsertPacked(meta: TableMeta, p: Pack, i: number, noFk: boolean): void {
+    if (this.#kind !== "upsert" || this.#meta !== meta || this.#colsKey !== "*" || this.#bytes > MAX_STMT_BYTES || this.#noFk !== noFk) {
+      this.#flush();
+      this.#noFk = noFk;
+      this.#kind = "upsert";
+      this.#meta = meta;
+      this.#cols = meta.writable;
+      this.#types = writableTypes(meta);
+      this.#colsKey = "*";
+    }
+    if (!this.#lenient && p.lenient?.includes(i)) this.#lenient = true;
+    const tuple = p.tuples[i];
+    this.#parts.push(tuple);
+    this.#bytes += tuple.length;
   }
 
   /** appends the row's tuple of the current upsert's columns */
@@ -539,8 +574,21 @@ export class StatementBuilder {
         }
       }
     }
-    this.rows += change.rows.length;
     const noFk = change.noFkChecks === true;
+    // inserted rows read as SQL tuples (rowsql.ts), where the replica's table takes them as they are
+    const packs = change.op === "insert" ? packsOf(change) : undefined;
+    if (packs && packs.every((p) => packedFits(p.plan, meta.writable, meta.types, meta))) {
+      this.rows += rowCount(change);
+      const lane = laneTable(meta);
+      for (const p of packs) {
+        for (let i = 0; i < p.tuples.length; i++) {
+          if (lane) this.#lanePacked(meta, flags, p, i);
+          else this.#upsertPacked(meta, p, i, noFk);
+        }
+      }
+      return;
+    }
+    this.rows += change.rows.length;
     if (laneTable(meta)) {
       // foreign key checks (noFk) concern no row of a table without foreign keys
       for (let i = 0; i < change.rows.length; i++) {

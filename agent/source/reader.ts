@@ -16,7 +16,8 @@ import {
   dropQueryRaw,
   type QuerySession,
 } from "./binlog-raw.js";
-import { EXACT, exactRowsReady, installExactRows } from "./rowdecode.js";
+import { EXACT, PACK, PACKED, exactRowsReady, installExactRows } from "./rowdecode.js";
+import { packedChange, packsOf, rowsOf, type Pack } from "./rowsql.js";
 import { comparePos, type Position } from "./positions.js";
 import { MysqlGtidText } from "./gtid-text.js";
 import { PurgedPositionError } from "../errors.js";
@@ -140,6 +141,11 @@ export interface ReaderOptions {
    * of whole, so memory stays bounded whatever its size; unset: never.
    */
   streamBytes?: number;
+  /**
+   * inserted rows of a whole image are read as SQL tuples (rowsql.ts: written straight from the row image; the
+   * RowChange decodes its row objects only when something reads them); `DATASYNC_PACK_ROWS=0` turns it off
+   */
+  packRows?: boolean;
   /** whether the consumer takes pieces now (it does not while a snapshot copies: chunk watermarks need whole transactions) */
   canStream?: () => boolean;
 }
@@ -290,6 +296,7 @@ export class BinlogReader implements BinlogStream {
     const o = this.#o;
     const z: any = new ZongJi({ ...o.connection, dateStrings: true, timezone: "Z", supportBigNumbers: true, bigNumberStrings: true, jsonStrings: true });
     z[EXACT] = true;
+    if (o.packRows && process.env.DATASYNC_PACK_ROWS !== "0") z[PACK] = true;
     this.#z = z;
     if (o.tableInfo) this.#overrideTableInfo(z, o.tableInfo);
     return new Promise((resolve, reject) => {
@@ -539,12 +546,26 @@ export class BinlogReader implements BinlogStream {
     // the other checks the writing session ran with (unique, MariaDB CHECK constraints)
     const flags = Number(ev.flags ?? 0) & (ROWS_RELAXED_UNIQUE_CHECKS | ROWS_NO_CHECK_CONSTRAINT_CHECKS);
     let last = t.changes[t.changes.length - 1];
+    // an insert read as SQL tuples (rowsql.ts): its rows are decoded only if something reads them
+    const pack: Pack | undefined = ev[PACKED];
     if (this.#split || !last || last.op !== op || last.db !== db || last.table !== table || !!last.noFkChecks !== noFk || (last.flags ?? 0) !== flags) {
-      last = { op, db, table, rows: [], before: op === "update" ? [] : undefined };
+      last = pack ? packedChange({ op, db, table } as RowChange, pack) : { op, db, table, rows: [] };
+      last.before = op === "update" ? [] : undefined;
       if (noFk) last.noFkChecks = true;
       if (flags) last.flags = flags;
       t.changes.push(last);
       this.#split = false;
+      if (pack) {
+        this.#packed(t, pack, ev);
+        return;
+      }
+    } else if (pack) {
+      const packs = packsOf(last);
+      if (packs) packs.push(pack);
+      // the change's rows were read already: these join them as rows
+      else for (const r of rowsOf([pack])) last.rows.push(r);
+      this.#packed(t, pack, ev);
+      return;
     }
     if (op === "update") {
       for (const r of ev.rows) {
@@ -559,6 +580,15 @@ export class BinlogReader implements BinlogStream {
       }
     }
     t.rowCount += ev.rows.length;
+    if (this.#o.streamBytes && t.bytes >= this.#o.streamBytes) this.#maybeHandPart(t, ev.nextPosition > 0 ? ev.nextPosition : undefined);
+  }
+
+  /** a packed insert's rows counted into the transaction (the tuples' text stands for the rows' size) */
+  #packed(t: Txn, pack: Pack, ev: any): void {
+    let bytes = 0;
+    for (const s of pack.tuples) bytes += 120 + 2 * s.length;
+    t.bytes += bytes;
+    t.rowCount += pack.tuples.length;
     if (this.#o.streamBytes && t.bytes >= this.#o.streamBytes) this.#maybeHandPart(t, ev.nextPosition > 0 ? ev.nextPosition : undefined);
   }
 

@@ -15,7 +15,6 @@ import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { pathToFileURL } from "node:url";
 import type { CodecLib, Cursor, Image, TablePlan } from "./rowcodec.js";
-import type { Lit, Pack } from "./rowsql.js";
 import { installTableMapScope } from "./tablemap-scope.js";
 import { installTableMapCache } from "./tablemap-cache.js";
 
@@ -269,7 +268,8 @@ export function installExactRows(): Promise<void> {
     let image1: Image;
     let image2: Image | null;
     /** the column writers of the event being packed (PACK), else null */
-    let packLits: Lit[] | null = null;
+    // (rowsql.ts's Lit[]; rowsql.ts imports this module, so its types are not named here)
+    let packLits: any[] | null = null;
     const sql = new rowsql.SqlText();
     const EMPTY = Buffer.alloc(0);
     const cursor: Cursor = { buf: EMPTY, pos: 0, parser: null };
@@ -339,7 +339,7 @@ export function installExactRows(): Promise<void> {
         const tuple = sql.take(0);
         // a row of many megabytes grew the buffer: the next rows do not keep it
         if (sql.buf.length > 1 << 20) sql.buf = Buffer.allocUnsafe(1 << 16);
-        let pack: Pack | undefined = this[PACKED];
+        let pack = this[PACKED];
         if (!pack) this[PACKED] = pack = { plan, img: image1, buf, starts: [], tuples: [], lenient: null };
         if (sql.lenient) (pack.lenient ??= []).push(pack.tuples.length);
         pack.starts.push(start);

@@ -325,3 +325,48 @@ export function packedFits(plan: TablePlan, writable: readonly string[], types: 
   }
   return fits;
 }
+
+/** the packs of a RowChange whose rows were not read yet (packedChange) */
+const PACKS = Symbol("datasync.packs");
+
+interface Packable {
+  rows: Record<string, unknown>[];
+  [PACKS]?: Pack[];
+}
+
+/**
+ * Makes `change` (an insert's RowChange without rows) carry packed rows: its `rows` is an enumerable property
+ * that decodes them when first read (then it is a plain array, as everywhere else: spread and JSON copy it),
+ * and a write to it replaces them. The builder takes the tuples without reading `rows` (packsOf).
+ */
+export function packedChange<T extends object>(change: T, pack: Pack): T & { rows: Record<string, unknown>[] } {
+  const ch = change as unknown as Packable;
+  const packs = [pack];
+  ch[PACKS] = packs;
+  const settle = (rows: Record<string, unknown>[]) => {
+    ch[PACKS] = undefined;
+    Object.defineProperty(ch, "rows", { value: rows, writable: true, enumerable: true, configurable: true });
+    return rows;
+  };
+  Object.defineProperty(ch, "rows", {
+    enumerable: true,
+    configurable: true,
+    get: () => settle(rowsOf(packs)),
+    set: (rows: Record<string, unknown>[]) => settle(rows),
+  });
+  return ch as unknown as T & { rows: Record<string, unknown>[] };
+}
+
+/** the packs of a change whose rows nothing has read yet, else undefined */
+export function packsOf(change: object): Pack[] | undefined {
+  return (change as Packable)[PACKS];
+}
+
+/** the number of rows of a change, without decoding packed ones */
+export function rowCount(change: { rows: unknown[] }): number {
+  const packs = (change as unknown as Packable)[PACKS];
+  if (!packs) return change.rows.length;
+  let n = 0;
+  for (const p of packs) n += p.tuples.length;
+  return n;
+}

@@ -22,6 +22,7 @@
 // - Server ids: every binlog connection needs its own (two dumps with one id evict each other); a reader
 //   takes the id of one of the hub's subscribers that no live reader uses (there are never more readers
 //   than subscribers, so one is always free).
+import { rowCount } from "./rowsql.js";
 import type { BinlogStream, OpenStream, ReaderOptions, RowChange, Txn, XaParked } from "./reader.js";
 import { comparePos, type Position } from "./positions.js";
 
@@ -104,7 +105,7 @@ export function copyFor(t: Txn, inScope: (db: string, table: string) => boolean)
   }
   if (!kept) return { ...t };
   let rows = 0;
-  for (const c of kept) rows += c.rows.length;
+  for (const c of kept) rows += rowCount(c);
   return { ...t, changes: kept, rowCount: rows };
 }
 

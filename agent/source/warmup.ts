@@ -5,6 +5,7 @@
 // at 10-30x the warm CPU cost per transaction, just when a load starts (bench/results.md, "Start-up backlog").
 // Nothing here touches a server or the agent's state: the decoded rows and the SQL are dropped.
 import { Replayer } from "./binlog-replay.js";
+import { packedChange, rowsOf } from "./rowsql.js";
 import { WARMUP_EVENTS } from "./warmup-events.js";
 import { StatementBuilder, type Statement } from "../apply/sqlgen.js";
 import type { RowChange } from "./reader.js";
@@ -55,11 +56,13 @@ export async function warmUp(flavor: Flavor, txns = 3000, onBuilt?: (stmts: Stat
     };
     return { write: pair(t.writeMap, t.write), update: pair(t.updateMap, t.update), delete: pair(t.deleteMap, t.delete), meta: null as TableMeta | null };
   });
-  const r = await Replayer.create({ flavor });
+  // inserts read as SQL tuples, as the agent's readers read them (rowsql.ts)
+  const r = await Replayer.create({ flavor, pack: true });
   r.decode(bytes(ev.fde));
   let statements = 0;
   let done = 0;
   const where = () => "start-up warm-up";
+  let packedBuild = new StatementBuilder();
   while (done < txns) {
     const b = new StatementBuilder();
     // a target transaction of up to 100 source transactions, as the applier groups them under load
@@ -76,7 +79,9 @@ export async function warmUp(flavor: Flavor, txns = 3000, onBuilt?: (stmts: Stat
       // and over would exercise sqlgen's merging instead)
       const pk = meta.primaryKey[0];
       const keyed = (row: any) => ({ ...row, [pk]: done });
-      const first = out.rows[0];
+      // an insert read as SQL tuples: built as such too (the packed path, dropped), and as a row keyed as above
+      if (out.pack) packedBuild.add(packedChange({ op: "insert", db: out.db, table: out.table } as RowChange, out.pack), meta, where);
+      const first = out.pack ? rowsOf([out.pack])[0] : out.rows[0];
       const change: RowChange =
         out.kind === "update"
           ? { op: "update", db: out.db, table: out.table, rows: [keyed(first.after)], before: [keyed(first.before)] }
@@ -84,6 +89,8 @@ export async function warmUp(flavor: Flavor, txns = 3000, onBuilt?: (stmts: Stat
       b.add(change, meta, where);
     }
     const stmts = b.finish();
+    packedBuild.finish();
+    packedBuild = new StatementBuilder();
     statements += stmts.length;
     onBuilt?.(stmts);
     await new Promise<void>((res) => setImmediate(res));
