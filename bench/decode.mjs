@@ -7,9 +7,10 @@
 // the process's CPU time (and wall ns/row: on a shared machine the wall clock counts others' turns).
 // Usage (after `npx tsc -p tsconfig.json`): node bench/decode.mjs [--flavor mariadb|mysql] [--rows N]
 //   [--only zongji|per-value|compiled] [--repeat 3] [--small]
-//   [--build] (default: the 500-row transactions; --small: the single-row transactions, each with its table map;
+//   [--build] [--packed] (default: the 500-row transactions; --small: the single-row transactions, each with its table map;
 //   --build: decode, then build each 20,000 rows' SQL as the applier does and encode it: the agent's CPU per
-//   row in a catch-up without the servers)
+//   row in a catch-up without the servers; --packed: inserts read as SQL tuples, agent/source/rowsql.ts, as the
+//   agent's reader reads them)
 // Profile: node --cpu-prof --cpu-prof-dir=bench/results/prof-decode bench/decode.mjs --only per-value
 import { readFileSync } from "node:fs";
 import os from "node:os";
@@ -28,6 +29,7 @@ const { values: args } = parseArgs({
     small: { type: "boolean", default: false },
     build: { type: "boolean", default: false },
     "queue-mb": { type: "string", default: "16" },
+    packed: { type: "boolean", default: false },
   },
 });
 const here = dirname(fileURLToPath(import.meta.url));
@@ -66,6 +68,7 @@ const names = args.only ? [args.only] : args.build ? ["compiled"] : Object.keys(
 // target transaction's SQL (StatementBuilder, the table known to have no foreign key: a lane) and encode it
 // to bytes as mysql2 does before sending (Buffer.byteLength + write)
 const { StatementBuilder } = args.build ? await import("../dist/agent/apply/sqlgen.js") : {};
+const { packedChange } = await import("../dist/agent/source/rowsql.js");
 const cols = schemas[`zoo.${args.table}`].map((c) => c.COLUMN_NAME);
 const meta = {
   db: "zoo", table: args.table, columns: cols, writable: cols, writableSet: new Set(cols),
@@ -75,7 +78,7 @@ const meta = {
 const out = Buffer.alloc(8 << 20);
 
 async function run(name) {
-  const r = await Replayer.create({ flavor: args.flavor, schemas, ...decoders[name] });
+  const r = await Replayer.create({ flavor: args.flavor, schemas, ...decoders[name], pack: args.packed });
   let rows = 0;
   let sink = 0;
   let b = args.build ? new StatementBuilder() : null;
@@ -95,8 +98,8 @@ async function run(name) {
         if (b) {
           // the batch's rows stay alive until it is applied, and the queue holds the next transactions'
           // (decoded, up to apply.queueBytes of events: --queue-mb) until then
-          held.push(out.rows);
-          queue.push([out.rows, seq[i].length]);
+          held.push(out.pack ?? out.rows);
+          queue.push([out.pack ?? out.rows, seq[i].length]);
           queued += seq[i].length;
           while (queued > queueBytes) {
             queued -= queue[qHead][1];
@@ -106,7 +109,7 @@ async function run(name) {
             queue = queue.slice(qHead);
             qHead = 0;
           }
-          b.add({ op: "insert", db: "zoo", table: args.table, rows: out.rows }, meta, "bench");
+          b.add(out.pack ? packedChange({ op: "insert", db: "zoo", table: args.table }, out.pack) : { op: "insert", db: "zoo", table: args.table, rows: out.rows }, meta, "bench");
           // a target transaction of up to 20,000 rows (apply.maxRows)
           if (b.rows >= 20_000) sink ^= send(b);
         }
@@ -142,7 +145,7 @@ for (let k = 0; k < Number(args.repeat); k++) {
   }
 }
 const median = (a) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
-console.log(`${args.build ? "decode + build the SQL + encode it (--build); " : ""}flavor ${args.flavor}, table zoo.${args.table}, ${rowsPerPass} rows per pass, ${target.toLocaleString("en-US")} rows per run, median of ${args.repeat}${args.small ? ", single-row transactions (a table map per row)" : ""}`);
+console.log(`${args.build ? "decode + build the SQL + encode it (--build); " : ""}${args.packed ? "inserts packed (--packed); " : ""}flavor ${args.flavor}, table zoo.${args.table}, ${rowsPerPass} rows per pass, ${target.toLocaleString("en-US")} rows per run, median of ${args.repeat}${args.small ? ", single-row transactions (a table map per row)" : ""}`);
 console.log(`load average ${os.loadavg().map((x) => x.toFixed(1)).join(" ")} on ${os.cpus().length} cores; ns/row and rows/s of CPU time (wall ns/row beside)`);
 console.log("| decoder | CPU ns/row | rows/s (CPU) | vs per-value | wall ns/row |");
 console.log("|---|---:|---:|---:|---:|");

@@ -4,7 +4,7 @@
 // transaction too large to hold is applied in pieces into one open target transaction, and the next group is built
 // while the current one executes (build-ahead, plain streaming only). It reaches the replica, the queue, the
 // checkpoint and the snapshot through a narrow port (ApplierPort), so it is tested on fakes (test/unit/applier).
-import { packsOf, rowOf } from "../source/rowsql.js";
+import { packedKeys, packsOf } from "../source/rowsql.js";
 import type { Conn } from "../db.js";
 import { isTransient } from "../db.js";
 import { isWriterLost } from "../bookkeeping.js";
@@ -805,8 +805,11 @@ export function laneKeys(stmts: Statement[], batch: Txn[], schema: { peek(db: st
       if (!set) keys.set(name, (set = new Set()));
       const packs = packsOf(ch);
       if (packs) {
-        for (const p of packs) for (let i = 0; i < p.starts.length; i++) set.add(rowKeyId(meta.primaryKey, rowOf(p, i)));
-      } else for (const r of ch.rows) set.add(rowKeyId(meta.primaryKey, r));
+        // rows read as SQL tuples (source/rowsql.ts): their keys decoded without keeping the rows
+        for (const p of packs) for (let i = 0; i < p.starts.length; i++) packedKeys(p, i, meta.primaryKey, set);
+        continue;
+      }
+      for (const r of ch.rows) set.add(rowKeyId(meta.primaryKey, r));
       if (ch.before) for (const r of ch.before) set.add(rowKeyId(meta.primaryKey, r));
     }
   }

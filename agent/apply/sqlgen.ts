@@ -9,7 +9,7 @@ import { ApplyError } from "../errors.js";
 import { rowKeyId } from "../keys.js";
 import { escapeValue } from "../literals.js";
 import { ENUM_ERROR } from "../source/rowdecode.js";
-import { packedFits, packsOf, rowCount, rowOf, type Pack } from "../source/rowsql.js";
+import { beforeOf, packedFits, packsOf, rowCount, rowOf, sameKeyPacked, type Pack } from "../source/rowsql.js";
 
 export { escapeValue };
 
@@ -200,6 +200,17 @@ function writableTypes(meta: TableMeta): (string | undefined)[] {
   let t = WRITABLE_TYPES.get(meta);
   if (!t) WRITABLE_TYPES.set(meta, (t = meta.writable.map((c) => meta.types.get(c))));
   return t;
+}
+
+/** the index of each key column in meta.writable, or null when one is not writable (cached per TableMeta) */
+const KEY_INDEXES = new WeakMap<TableMeta, number[] | null>();
+function keyIndexes(meta: TableMeta): number[] | null {
+  let k = KEY_INDEXES.get(meta);
+  if (k === undefined) {
+    const idx = meta.primaryKey.map((c) => meta.writable.indexOf(c));
+    KEY_INDEXES.set(meta, (k = idx.length > 0 && idx.every((i) => i >= 0) ? idx : null));
+  }
+  return k;
 }
 
 const INTEGER_TYPES = new Set(["tinyint", "smallint", "mediumint", "int", "integer", "bigint"]);
@@ -559,6 +570,7 @@ export class StatementBuilder {
       this.#flush();
       this.#flags = flags;
     }
+    if (this.#addPacked(change, meta, flags, where)) return;
     if (change.op !== "insert") {
       // a row image without the whole key (a session's binlog_row_image=NOBLOB on a table whose key the
       // replica defines differently, or an image that left key columns out) cannot locate its row
@@ -575,19 +587,6 @@ export class StatementBuilder {
       }
     }
     const noFk = change.noFkChecks === true;
-    // inserted rows read as SQL tuples (rowsql.ts), where the replica's table takes them as they are
-    const packs = change.op === "insert" ? packsOf(change) : undefined;
-    if (packs && packs.every((p) => packedFits(p.plan, meta.writable, meta.types, meta))) {
-      this.rows += rowCount(change);
-      const lane = laneTable(meta);
-      for (const p of packs) {
-        for (let i = 0; i < p.tuples.length; i++) {
-          if (lane) this.#lanePacked(meta, flags, p, i);
-          else this.#upsertPacked(meta, p, i, noFk);
-        }
-      }
-      return;
-    }
     this.rows += change.rows.length;
     if (laneTable(meta)) {
       // foreign key checks (noFk) concern no row of a table without foreign keys
@@ -611,6 +610,35 @@ export class StatementBuilder {
       return;
     }
     this.#sequential(change, meta, where, noFk);
+  }
+
+  /**
+   * add() of an insert or update whose rows were read as SQL tuples (rowsql.ts) while they fit the replica's table
+   * (its writable columns are the row image's, in order, and hold the key): the statements the rows would give,
+   * from the tuples. A row whose key changed, or an update of a table with another unique key, is decoded and
+   * takes the rows' path. False (nothing done) for any other change.
+   */
+  #addPacked(change: RowChange, meta: TableMeta, flags: number, where: Where): boolean {
+    if (change.op !== "insert" && change.op !== "update") return false;
+    const packs = packsOf(change);
+    if (!packs) return false;
+    for (const p of packs) if (!packedFits(p.plan, meta.writable, meta.types, meta)) return false;
+    const keyIdx = keyIndexes(meta);
+    if (!keyIdx) return false;
+    this.rows += rowCount(change);
+    const noFk = change.noFkChecks === true;
+    const lane = laneTable(meta);
+    for (const p of packs) {
+      for (let i = 0; i < p.tuples.length; i++) {
+        if (p.update && (!sameKeyPacked(p, i, keyIdx, meta.primaryKey, sameKey) || (!lane && meta.hasSecondaryUnique))) {
+          // the rows' path for this row (a key update, or an UPDATE that another unique key must not turn into an upsert)
+          if (lane) this.#flushLane(meta);
+          this.#sequential({ op: "update", db: change.db, table: change.table, rows: [rowOf(p, i)], before: [beforeOf(p, i)] }, meta, where, noFk);
+        } else if (lane) this.#lanePacked(meta, flags, p, i);
+        else this.#upsertPacked(meta, p, i, noFk);
+      }
+    }
+    return true;
   }
 
   /** the change's rows in statements in their order, consecutive rows of one table and kind merged */

@@ -549,8 +549,12 @@ export class BinlogReader implements BinlogStream {
     // an insert read as SQL tuples (rowsql.ts): its rows are decoded only if something reads them
     const pack: Pack | undefined = ev[PACKED];
     if (this.#split || !last || last.op !== op || last.db !== db || last.table !== table || !!last.noFkChecks !== noFk || (last.flags ?? 0) !== flags) {
-      last = pack ? packedChange({ op, db, table } as RowChange, pack) : { op, db, table, rows: [] };
-      last.before = op === "update" ? [] : undefined;
+      if (!pack) last = { op, db, table, rows: [], before: op === "update" ? [] : undefined };
+      else {
+        last = packedChange({ op, db, table } as RowChange, pack);
+        // (an update's before images are the pack's too)
+        if (op !== "update") last.before = undefined;
+      }
       if (noFk) last.noFkChecks = true;
       if (flags) last.flags = flags;
       t.changes.push(last);
@@ -563,7 +567,10 @@ export class BinlogReader implements BinlogStream {
       const packs = packsOf(last);
       if (packs) packs.push(pack);
       // the change's rows were read already: these join them as rows
-      else for (const r of rowsOf([pack])) last.rows.push(r);
+      else {
+        for (const r of rowsOf([pack])) last.rows.push(r);
+        if (pack.update) for (const r of rowsOf([pack], true)) last.before!.push(r);
+      }
       this.#packed(t, pack, ev);
       return;
     }

@@ -271,6 +271,9 @@ export function installExactRows(): Promise<void> {
     // (rowsql.ts's Lit[]; rowsql.ts imports this module, so its types are not named here)
     let packLits: any[] | null = null;
     const sql = new rowsql.SqlText();
+    /** an updated row's column spans in its before and after images (rowsql.ts writeTuple, sameColumns) */
+    let spansA = new Int32Array(64);
+    let spansB = new Int32Array(64);
     const EMPTY = Buffer.alloc(0);
     const cursor: Cursor = { buf: EMPTY, pos: 0, parser: null };
     /** where the row being read starts */
@@ -290,7 +293,11 @@ export function installExactRows(): Promise<void> {
         }
         image1 = codec.imageOf(ev.columns_present_bitmap, plan.names.length, plan);
         image2 = ev.columns_present_bitmap2 ? codec.imageOf(ev.columns_present_bitmap2, plan.names.length, plan) : null;
-        packLits = ev._zongji[PACK] && ev instanceof rows.WriteRows && image1.full ? rowsql.litsOf(plan) : null;
+        packLits = ev._zongji[PACK] && image1.full && (ev instanceof rows.WriteRows || (ev instanceof rows.UpdateRows && image2?.full)) ? rowsql.litsOf(plan) : null;
+        if (packLits && spansA.length < 2 * packLits.length) {
+          spansA = new Int32Array(2 * packLits.length);
+          spansB = new Int32Array(2 * packLits.length);
+        }
       }
       cursor.buf = parser._buffer;
       cursor.pos = parser._offset;
@@ -323,6 +330,13 @@ export function installExactRows(): Promise<void> {
         cursor.buf = EMPTY;
       }
     };
+    /** the tuple written, as one flat string */
+    const takeTuple = (): string => {
+      const tuple = sql.take(0);
+      // a row of many megabytes grew the buffer: the next rows do not keep it
+      if (sql.buf.length > 1 << 20) sql.buf = Buffer.allocUnsafe(1 << 16);
+      return tuple;
+    };
     const base = Object.getPrototypeOf(rows.WriteRows.prototype);
     const single = base._fetchOneRow;
     const pair = rows.UpdateRows.prototype._fetchOneRow;
@@ -336,9 +350,7 @@ export function installExactRows(): Promise<void> {
         sql.reset();
         rowsql.writeTuple(packLits, image1, cursor, sql);
         end(this, parser);
-        const tuple = sql.take(0);
-        // a row of many megabytes grew the buffer: the next rows do not keep it
-        if (sql.buf.length > 1 << 20) sql.buf = Buffer.allocUnsafe(1 << 16);
+        const tuple = takeTuple();
         let pack = this[PACKED];
         if (!pack) this[PACKED] = pack = { plan, img: image1, buf, starts: [], tuples: [], lenient: null };
         if (sql.lenient) (pack.lenient ??= []).push(pack.tuples.length);
@@ -360,6 +372,25 @@ export function installExactRows(): Promise<void> {
         return { before, after };
       }
       begin(this, parser);
+      if (packLits) {
+        // the after image as its SQL tuple; the before image only read for its columns' spans (a key that changed
+        // is told from them: sqlgen.ts decodes the row only where they differ)
+        const start = cursor.pos;
+        const buf = cursor.buf;
+        sql.reset();
+        rowsql.writeTuple(packLits, image1, cursor, sql, spansA);
+        sql.reset();
+        rowsql.writeTuple(packLits, image2!, cursor, sql, spansB);
+        end(this, parser);
+        const tuple = takeTuple();
+        let pack = this[PACKED];
+        if (!pack) this[PACKED] = pack = { plan, img: image2, buf, starts: [], tuples: [], lenient: null, update: { before: image1, same: [] } };
+        if (sql.lenient) (pack.lenient ??= []).push(pack.tuples.length);
+        pack.update.same.push(rowsql.sameColumns(buf, spansA, spansB, packLits.length));
+        pack.starts.push(start);
+        pack.tuples.push(tuple);
+        return tuple;
+      }
       const before = codec.readRow(plan, image1, cursor);
       const after = codec.readRow(plan, image2!, cursor);
       end(this, parser);

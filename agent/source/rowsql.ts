@@ -13,6 +13,7 @@
 import { isUtf8 } from "node:buffer";
 import { escapeValue } from "../literals.js";
 import { ENUM_ERROR } from "./rowdecode.js";
+import { rowKeyId } from "../keys.js";
 import { readRow, type Cursor, type Image, type TablePlan } from "./rowcodec.js";
 
 /** the SQL text being written: bytes (ASCII and UTF-8), grown as needed, reused from row to row */
@@ -256,8 +257,11 @@ export function litsOf(plan: TablePlan): Lit[] | null {
   return lits;
 }
 
-/** one full-image row at the cursor written as `(v1,v2,…)` (every column present) */
-export function writeTuple(lits: Lit[], img: Image, c: Cursor, w: SqlText): void {
+/**
+ * One full-image row at the cursor written as `(v1,v2,…)` (every column present). With `spans`, column i's
+ * bytes in the image are spans[2i]…spans[2i+1] (-1, -1 for NULL).
+ */
+export function writeTuple(lits: Lit[], img: Image, c: Cursor, w: SqlText, spans?: Int32Array): void {
   const b = c.buf;
   const nulls = c.pos;
   c.pos = nulls + img.nullBytes;
@@ -271,10 +275,35 @@ export function writeTuple(lits: Lit[], img: Image, c: Cursor, w: SqlText): void
     if ((b[nulls + (i >> 3)] & (1 << (i & 7))) !== 0) {
       w.room(4);
       w.len += (w.buf as unknown as Fast).latin1Write("NULL", w.len);
+      if (spans) spans[2 * i] = spans[2 * i + 1] = -1;
+    } else if (spans) {
+      spans[2 * i] = c.pos;
+      lits[i](c, w);
+      spans[2 * i + 1] = c.pos;
     } else lits[i](c, w);
   }
   w.room(1);
   w.buf[w.len++] = 0x29;
+}
+
+/**
+ * The columns (of the first 30) whose bytes are the same in two images of a row (spans as writeTuple
+ * records them), as bits: equal bytes decode to equal values, so a key whose columns all have their bit is
+ * unchanged (sameKeyPacked). A column past the 30th never has its bit.
+ */
+export function sameColumns(buf: Buffer, a: Int32Array, b: Int32Array, n: number): number {
+  let bits = 0;
+  for (let i = 0; i < n && i < 30; i++) {
+    const s = a[2 * i];
+    const e = a[2 * i + 1];
+    const t = b[2 * i];
+    if (s === -1 || t === -1) {
+      if (s === t) bits |= 1 << i;
+      continue;
+    }
+    if (e - s === b[2 * i + 1] - t && buf.compare(buf, t, t + (e - s), s, e) === 0) bits |= 1 << i;
+  }
+  return bits;
 }
 
 /**
@@ -290,24 +319,43 @@ export interface Pack {
   tuples: string[];
   /** the indexes of the rows that hold the ENUM error value (their statement runs under a lenient sql_mode), if any */
   lenient: number[] | null;
+  /**
+   * an update's pack: `starts` are where each row's before image starts (its after image follows it), `img`
+   * is the after image's and the tuples are the after images'; per row, sameColumns of its two images
+   */
+  update?: { before: Image; same: number[] };
 }
 
-/** the row objects of packs, as the unpacked path decodes them (rowcodec.ts readRow) */
-export function rowsOf(packs: readonly Pack[]): Record<string, unknown>[] {
+/** the row objects of packs, as the unpacked path decodes them (rowcodec.ts readRow): an update's after images, or with `before` its before images */
+export function rowsOf(packs: readonly Pack[], before = false): Record<string, unknown>[] {
   const out: Record<string, unknown>[] = [];
   for (const p of packs) {
-    const c: Cursor = { buf: p.buf, pos: 0, parser: null };
-    for (const s of p.starts) {
-      c.pos = s;
-      out.push(readRow(p.plan, p.img, c));
-    }
+    for (let i = 0; i < p.starts.length; i++) out.push(before ? beforeOf(p, i) : rowOf(p, i));
   }
   return out;
 }
 
-/** row i of a pack, decoded */
+/** row i of a pack, decoded (an update's after image) */
 export function rowOf(p: Pack, i: number): Record<string, unknown> {
-  return readRow(p.plan, p.img, { buf: p.buf, pos: p.starts[i], parser: null });
+  const c: Cursor = { buf: p.buf, pos: p.starts[i], parser: null };
+  if (p.update) readRow(p.plan, p.update.before, c);
+  return readRow(p.plan, p.img, c);
+}
+
+/** the before image of row i of an update's pack, decoded */
+export function beforeOf(p: Pack, i: number): Record<string, unknown> {
+  return readRow(p.plan, p.update!.before, { buf: p.buf, pos: p.starts[i], parser: null });
+}
+
+/**
+ * Row i of an update's pack keeps its key (sqlgen.ts sameKey of its before and after rows): from the bytes
+ * where every key column's are the same in both images, else from the decoded rows (`sameKey`).
+ */
+export function sameKeyPacked(p: Pack, i: number, keyIdx: readonly number[], pk: readonly string[], sameKey: (pk: readonly string[], a: Record<string, unknown>, b: Record<string, unknown>) => boolean): boolean {
+  const same = p.update!.same[i];
+  let all = true;
+  for (const k of keyIdx) if (k >= 30 || (same & (1 << k)) === 0) all = false;
+  return all || sameKey(pk, beforeOf(p, i), rowOf(p, i));
 }
 
 /** whether a table's packed tuples are what the builder writes for the replica's table: the same writable columns in the same order, YEAR where the source has YEAR */
@@ -324,6 +372,21 @@ export function packedFits(plan: TablePlan, writable: readonly string[], types: 
     byMeta.set(meta, fits);
   }
   return fits;
+}
+
+/** the key identities (keys.ts rowKeyId) of row i of a pack added to `set`: an update's before and after keys */
+export function packedKeys(p: Pack, i: number, pk: readonly string[], set: Set<string>): void {
+  const after = rowOf(p, i);
+  set.add(rowKeyId(pk, after));
+  if (!p.update) return;
+  const same = p.update.same[i];
+  for (const k of pk) {
+    const c = p.plan.names.indexOf(k);
+    if (c < 0 || c >= 30 || (same & (1 << c)) === 0) {
+      set.add(rowKeyId(pk, beforeOf(p, i)));
+      return;
+    }
+  }
 }
 
 /** the packs of a RowChange whose rows were not read yet (packedChange) */
@@ -343,17 +406,27 @@ export function packedChange<T extends object>(change: T, pack: Pack): T & { row
   const ch = change as unknown as Packable;
   const packs = [pack];
   ch[PACKS] = packs;
-  const settle = (rows: Record<string, unknown>[]) => {
-    ch[PACKS] = undefined;
-    Object.defineProperty(ch, "rows", { value: rows, writable: true, enumerable: true, configurable: true });
-    return rows;
+  // an update's before images are decoded with its after images (the two arrays go together)
+  const keys = pack.update ? (["rows", "before"] as const) : (["rows"] as const);
+  const settle = (set?: { key: "rows" | "before"; value: Record<string, unknown>[] }) => {
+    if (ch[PACKS] !== undefined) {
+      ch[PACKS] = undefined;
+      const decoded = { rows: rowsOf(packs), before: pack.update ? rowsOf(packs, true) : undefined };
+      for (const k of keys) Object.defineProperty(ch, k, { value: decoded[k], writable: true, enumerable: true, configurable: true });
+    }
+    if (set) (ch as any)[set.key] = set.value;
   };
-  Object.defineProperty(ch, "rows", {
-    enumerable: true,
-    configurable: true,
-    get: () => settle(rowsOf(packs)),
-    set: (rows: Record<string, unknown>[]) => settle(rows),
-  });
+  for (const k of keys) {
+    Object.defineProperty(ch, k, {
+      enumerable: true,
+      configurable: true,
+      get: () => {
+        settle();
+        return (ch as any)[k];
+      },
+      set: (value: Record<string, unknown>[]) => settle({ key: k, value }),
+    });
+  }
   return ch as unknown as T & { rows: Record<string, unknown>[] };
 }
 

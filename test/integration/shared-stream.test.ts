@@ -37,7 +37,8 @@ beforeAll(async () => {
   [src, ...reps] = await startServers([{ name: "ss-src" }, { name: "ss-r1" }, { name: "ss-r2" }, { name: "ss-r3" }]);
   await src.query("CREATE DATABASE shop");
   await src.query("CREATE TABLE shop.t (id INT PRIMARY KEY, v VARCHAR(255) NOT NULL)");
-  // a small queue, so the blocked replica fills it (and its slack) with a few hundred transactions
+  // a small queue, so the blocked replica fills it (and its slack) with a few hundred transactions (600 of 10 rows:
+  // inserts read as SQL tuples count fewer bytes than rows did, and 400 left the slack unfilled)
   // stuckSeconds 3: the watchdog reports a blocked applier within the test's time
   const cfg = makeConfig(src, reps, { apply: { maxRows: 20_000, maxBytes: 64 << 10, queueBytes: 1 << 20, sharedStream: true, stuckSeconds: 3 } });
   agent = new AgentProcess(writeConfig(cfg));
@@ -62,7 +63,7 @@ describe(`shared binlog stream (${flavor})`, () => {
       // block r3: its applier waits for the table lock, its queue fills
       blocker = await reps[2].connect();
       await blocker.query("LOCK TABLES shop.t WRITE");
-      await write(1000, 400, 10);
+      await write(1000, 600, 10);
       // the other two keep up while r3 is blocked
       await waitCaughtUp(src, reps[0], "test", 60_000);
       await waitCaughtUp(src, reps[1], "test", 60_000);
@@ -104,7 +105,7 @@ describe(`shared binlog stream (${flavor})`, () => {
     const want = await checksums(src, tables);
     for (const r of reps) expect(await checksums(r, tables)).toEqual(want);
     const [n] = await reps[2].query<any[]>("SELECT COUNT(*) AS n FROM shop.t");
-    expect(Number(n.n)).toBe(100 + 4000 + 100);
+    expect(Number(n.n)).toBe(100 + 6000 + 100);
     expect(await binlogDumps()).toBe(1);
   }, 300_000);
 
@@ -226,7 +227,7 @@ describe(`shared binlog stream (${flavor})`, () => {
     blocker = await reps[0].connect();
     await blocker.query("LOCK TABLES shop.t WRITE");
     try {
-      await write(5_000_000, 400, 10);
+      await write(5_000_000, 600, 10);
       await waitCaughtUp(src, reps[1], "test", 90_000);
       await waitCaughtUp(src, reps[2], "test", 90_000);
       await a.waitForLog((l) => /back-pressure lost/.test(l.msg ?? ""), 30_000);

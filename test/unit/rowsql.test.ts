@@ -11,7 +11,9 @@ import { describe, expect, it } from "vitest";
 import { replayWith, splitBinlog, type RowsChange } from "../../dev/binlog-replay.js";
 import { ENUM_ERROR } from "../../agent/source/rowdecode.js";
 import { escapeValue } from "../../agent/literals.js";
-import { litsOf, packedFits, rowOf, rowsOf, SqlText, writeTuple, type Pack } from "../../agent/source/rowsql.js";
+import { beforeOf, litsOf, packedChange, packedFits, packsOf, rowOf, rowsOf, SqlText, writeTuple, type Pack } from "../../agent/source/rowsql.js";
+import { StatementBuilder } from "../../agent/apply/sqlgen.js";
+import type { TableMeta } from "../../agent/tables.js";
 import { imageOf, type Cursor } from "../../agent/source/rowcodec.js";
 
 const fixtures = join(dirname(fileURLToPath(import.meta.url)), "..", "fixtures", "binlog");
@@ -48,6 +50,7 @@ for (const flavor of ["mariadb", "mysql"] as const) {
         expect(packed.changes.length).toBe(plain.changes.length);
         let rows = 0;
         for (const [p, q] of pairs) {
+          if (q.pack?.update) continue;
           if (!q.pack) {
             expect(q.rows).toEqual(p.rows);
             continue;
@@ -68,13 +71,93 @@ for (const flavor of ["mariadb", "mysql"] as const) {
         expect(rows).toBeGreaterThan(300);
       });
 
+      it("writes an updated row's after image as the builder writes it, keeps both images, and tells unchanged columns only where the values are equal", () => {
+        let rows = 0;
+        let keptKey = 0;
+        for (const [p, q] of pairs) {
+          if (!q.pack?.update) continue;
+          expect(p.kind).toBe("update");
+          const pack = q.pack;
+          const n = pack.plan.names.length;
+          for (let j = 0; j < p.rows.length; j++) {
+            const { before, after } = p.rows[j];
+            expect(pack.tuples[j], `${q.db}.${q.table} row ${j}`).toBe(reference(pack, after));
+            expect(rowTags(rowOf(pack, j))).toEqual(rowTags(after));
+            expect(rowTags(beforeOf(pack, j))).toEqual(rowTags(before));
+            const same = pack.update.same[j];
+            for (let i = 0; i < Math.min(n, 30); i++) {
+              const name = pack.plan.names[i];
+              const equal = tag(before[name]) === tag(after[name]);
+              // a bit only where the values are equal
+              if (same & (1 << i)) expect(equal, `${q.table}.${name}`).toBe(true);
+            }
+            if (same & 1) keptKey++;
+          }
+          expect(rowsOf([pack], true).map(rowTags)).toEqual(p.rows.map((r) => rowTags(r.before)));
+          rows += p.rows.length;
+        }
+        expect(rows).toBeGreaterThan(50);
+        expect(keptKey).toBeGreaterThan(10);
+      });
+
+      it("builds the same statements from packed changes as from their rows: lanes and sequential upserts, key updates, merges across changes", () => {
+        const metaOf = (db: string, table: string, lane: boolean, keyCol: number): TableMeta => {
+          const cols: any[] = schemas[`${db}.${table}`];
+          const columns = cols.map((c) => String(c.COLUMN_NAME));
+          const types = new Map(cols.map((c) => [String(c.COLUMN_NAME), String(c.COLUMN_TYPE).toLowerCase().split(/[ (]/)[0]]));
+          return { db, table, columns, writable: columns, writableSet: new Set(columns), types, primaryKey: [columns[Math.min(keyCol, columns.length - 1)]], hasSecondaryUnique: !lane, selfReferencing: false, foreignKeys: false } as unknown as TableMeta;
+        };
+        const op = (k: string) => (k === "write" ? "insert" : k);
+        const asRows = (c: RowsChange) =>
+          c.kind === "update" ? { op: "update" as const, db: c.db, table: c.table, rows: c.rows.map((r) => r.after), before: c.rows.map((r) => r.before) } : { op: op(c.kind) as "insert" | "delete", db: c.db, table: c.table, rows: c.rows };
+        const asPacked = (c: RowsChange) => (c.pack ? packedChange({ op: op(c.kind), db: c.db, table: c.table } as any, c.pack) : asRows(c));
+        const build = (changes: any[], metas: Map<string, TableMeta>): string[] => {
+          const out: string[] = [];
+          let b = new StatementBuilder();
+          for (const ch of changes) {
+            try {
+              b.add(ch, metas.get(`${ch.db}.${ch.table}`)!, "test");
+            } catch (e) {
+              out.push(...b.finish().map((st) => st.sql), `error: ${(e as Error).message}`);
+              b = new StatementBuilder();
+            }
+          }
+          return [...out, ...b.finish().map((st) => `${st.sql}${st.fallback ? ` | ${st.fallback}` : ""}${st.lane ? " (lane)" : ""}${st.relaxFk ? " (no fk)" : ""}${st.relaxChecks ? " (no checks)" : ""} ${st.rows}`)];
+        };
+        let packedChanges = 0;
+        let keyUpdates = 0;
+        // the key the first column, or the second (which updates change: key updates)
+        for (const [lane, keyCol] of [[true, 0], [false, 0], [true, 1], [false, 1]] as const) {
+          const metas = new Map<string, TableMeta>();
+          for (const [p] of pairs) if (!metas.has(`${p.db}.${p.table}`) && schemas[`${p.db}.${p.table}`]) metas.set(`${p.db}.${p.table}`, metaOf(p.db, p.table, lane, keyCol));
+          for (const [p, q] of pairs) {
+            const k = metas.get(`${p.db}.${p.table}`)?.primaryKey[0];
+            if (q.pack?.update && k) keyUpdates += p.rows.filter((r) => tag(r.before[k]) !== tag(r.after[k])).length;
+          }
+          const used = pairs.filter(([p]) => metas.has(`${p.db}.${p.table}`));
+          // each change on its own, then every change of a table in one target transaction
+          for (const [p, q] of used) {
+            const a = build([asRows(p)], metas);
+            const packedOne = asPacked(q);
+            if (packsOf(packedOne)) packedChanges++;
+            expect(build([packedOne], metas), `${p.db}.${p.table} ${p.kind}`).toEqual(a);
+          }
+          for (const name of metas.keys()) {
+            const mine = used.filter(([p]) => `${p.db}.${p.table}` === name);
+            expect(build(mine.map(([, q]) => asPacked(q)), metas), name).toEqual(build(mine.map(([p]) => asRows(p)), metas));
+          }
+        }
+        expect(packedChanges).toBeGreaterThan(100);
+        expect(keyUpdates).toBeGreaterThan(10);
+      });
+
       it("packs the write events it can, and only those: every column compiled, a full image", () => {
         const writes = pairs.filter(([p]) => p.kind === "write");
         const packedWrites = writes.filter(([, q]) => q.pack);
         expect(packedWrites.length).toBeGreaterThan(writes.length / 2);
         // MINIMAL/NOBLOB images and tables with columns only the per-value path reads stay rows
         expect(packedWrites.length).toBeLessThan(writes.length);
-        for (const [p, q] of pairs) if (p.kind !== "write") expect(q.pack).toBeUndefined();
+        for (const [p, q] of pairs) if (p.kind === "delete") expect(q.pack).toBeUndefined();
         const text = packedWrites.flatMap(([, q]) => q.pack!.tuples).join("\n");
         // what the byte paths and the value path write: escapes, hex, charset-tagged bytes, NULL, YEAR 0000, -0
         for (const s of ["\\'", "\\\\", "\\0", "\\n", "X'", "NULL", ",0,"]) expect(text).toContain(s);
