@@ -9,7 +9,7 @@ import { ApplyError } from "../errors.js";
 import { rowKeyId } from "../keys.js";
 import { escapeValue } from "../literals.js";
 import { ENUM_ERROR } from "../source/rowdecode.js";
-import { beforeOf, packedFits, packsOf, rowCount, rowOf, sameKeyPacked, type Pack } from "../source/rowsql.js";
+import { beforeOf, packedFits, packedKeyId, packsOf, rowCount, rowOf, sameKeyPacked, type Pack } from "../source/rowsql.js";
 
 export { escapeValue };
 
@@ -388,7 +388,7 @@ export class StatementBuilder {
   #lanePacked(meta: TableMeta, flags: number, p: Pack, i: number): void {
     const lane = this.#lane(meta, flags);
     if (lane.dels.size || lane.upKeys) {
-      const key = rowKeyId(meta.primaryKey, rowOf(p, i));
+      const key = packedKeyId(p, i, meta.primaryKey);
       lane.dels.delete(key);
       lane.upKeys?.add(key);
     }
@@ -401,7 +401,7 @@ export class StatementBuilder {
   #laneDelete(meta: TableMeta, flags: number, row: Row): void {
     const key = rowKeyId(meta.primaryKey, row);
     let lane = this.#lane(meta, flags);
-    if (!lane.upKeys && lane.upRows.length) lane.upKeys = new Set(lane.upRows.map((r, j) => rowKeyId(meta.primaryKey, lane.upIdx[j] < 0 ? (r as Row) : rowOf(r as Pack, lane.upIdx[j]))));
+    if (!lane.upKeys && lane.upRows.length) lane.upKeys = new Set(lane.upRows.map((r, j) => lane.upIdx[j] < 0 ? rowKeyId(meta.primaryKey, r as Row) : packedKeyId(r as Pack, lane.upIdx[j], meta.primaryKey)));
     if (lane.upKeys?.has(key)) {
       // an upsert of this key before it: that upsert runs first, as written (see Lane)
       this.#flushLane(meta);

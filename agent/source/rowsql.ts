@@ -374,19 +374,56 @@ export function packedFits(plan: TablePlan, writable: readonly string[], types: 
   return fits;
 }
 
-/** the key identities (keys.ts rowKeyId) of row i of a pack added to `set`: an update's before and after keys */
+/**
+ * The key columns' values of a full image at `pos` (the columns up to the last key column read, the rest not),
+ * as a row of those columns only; null when a key column is not in the image.
+ */
+function keyRow(p: Pack, img: Image, pos: number, pk: readonly string[]): Record<string, unknown> | null {
+  const names = p.plan.names;
+  let last = -1;
+  for (const k of pk) {
+    const i = names.indexOf(k);
+    if (i < 0) return null;
+    if (i > last) last = i;
+  }
+  const c: Cursor = { buf: p.buf, pos: pos + img.nullBytes, parser: null };
+  const row: Record<string, unknown> = {};
+  for (let i = 0; i <= last; i++) {
+    const v = (p.buf[pos + (i >> 3)] & (1 << (i & 7))) !== 0 ? null : p.plan.decoders[i](c);
+    if (pk.includes(names[i])) row[names[i]] = v;
+  }
+  return row;
+}
+
+/**
+ * The key identities (keys.ts rowKeyId) of row i of a pack added to `set`: an update's before and after keys.
+ * Only the columns up to the key's are decoded: an insert's and an unchanged key's from the image that starts
+ * the row (an unchanged key has the same bytes in both images), a changed one's from both rows.
+ */
 export function packedKeys(p: Pack, i: number, pk: readonly string[], set: Set<string>): void {
-  const after = rowOf(p, i);
-  set.add(rowKeyId(pk, after));
-  if (!p.update) return;
-  const same = p.update.same[i];
+  const row = keyKept(p, i, pk) ? keyRow(p, p.update ? p.update.before : p.img, p.starts[i], pk) : null;
+  if (row) {
+    set.add(rowKeyId(pk, row));
+    return;
+  }
+  set.add(rowKeyId(pk, rowOf(p, i)));
+  if (p.update) set.add(rowKeyId(pk, beforeOf(p, i)));
+}
+
+/** the key identity of row i of a pack (an update's after image), decoding only the columns up to the key's where it can */
+export function packedKeyId(p: Pack, i: number, pk: readonly string[]): string {
+  const row = keyKept(p, i, pk) ? keyRow(p, p.update ? p.update.before : p.img, p.starts[i], pk) : null;
+  return rowKeyId(pk, row ?? rowOf(p, i));
+}
+
+/** an insert, or an update whose key columns have the same bytes in both images */
+function keyKept(p: Pack, i: number, pk: readonly string[]): boolean {
+  if (!p.update) return true;
   for (const k of pk) {
     const c = p.plan.names.indexOf(k);
-    if (c < 0 || c >= 30 || (same & (1 << c)) === 0) {
-      set.add(rowKeyId(pk, beforeOf(p, i)));
-      return;
-    }
+    if (c < 0 || c >= 30 || (p.update.same[i] & (1 << c)) === 0) return false;
   }
+  return true;
 }
 
 /** the packs of a RowChange whose rows were not read yet (packedChange) */

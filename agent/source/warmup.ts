@@ -5,7 +5,7 @@
 // at 10-30x the warm CPU cost per transaction, just when a load starts (bench/results.md, "Start-up backlog").
 // Nothing here touches a server or the agent's state: the decoded rows and the SQL are dropped.
 import { Replayer } from "./binlog-replay.js";
-import { packedChange, rowsOf } from "./rowsql.js";
+import { beforeOf, packedChange, rowOf } from "./rowsql.js";
 import { WARMUP_EVENTS } from "./warmup-events.js";
 import { StatementBuilder, type Statement } from "../apply/sqlgen.js";
 import type { RowChange } from "./reader.js";
@@ -56,7 +56,7 @@ export async function warmUp(flavor: Flavor, txns = 3000, onBuilt?: (stmts: Stat
     };
     return { write: pair(t.writeMap, t.write), update: pair(t.updateMap, t.update), delete: pair(t.deleteMap, t.delete), meta: null as TableMeta | null };
   });
-  // inserts read as SQL tuples, as the agent's readers read them (rowsql.ts)
+  // inserts and updates read as SQL tuples, as the agent's readers read them (rowsql.ts)
   const r = await Replayer.create({ flavor, pack: true });
   r.decode(bytes(ev.fde));
   let statements = 0;
@@ -79,9 +79,10 @@ export async function warmUp(flavor: Flavor, txns = 3000, onBuilt?: (stmts: Stat
       // and over would exercise sqlgen's merging instead)
       const pk = meta.primaryKey[0];
       const keyed = (row: any) => ({ ...row, [pk]: done });
-      // an insert read as SQL tuples: built as such too (the packed path, dropped), and as a row keyed as above
-      if (out.pack) packedBuild.add(packedChange({ op: "insert", db: out.db, table: out.table } as RowChange, out.pack), meta, where);
-      const first = out.pack ? rowsOf([out.pack])[0] : out.rows[0];
+      // an insert or update read as SQL tuples: built as such too (the packed path, dropped), and as a row keyed as above
+      const pack = out.pack;
+      if (pack) packedBuild.add(packedChange({ op: pack.update ? "update" : "insert", db: out.db, table: out.table } as RowChange, pack), meta, where);
+      const first = !pack ? out.rows[0] : pack.update ? { before: beforeOf(pack, 0), after: rowOf(pack, 0) } : rowOf(pack, 0);
       const change: RowChange =
         out.kind === "update"
           ? { op: "update", db: out.db, table: out.table, rows: [keyed(first.after)], before: [keyed(first.before)] }

@@ -11,7 +11,8 @@ import { describe, expect, it } from "vitest";
 import { replayWith, splitBinlog, type RowsChange } from "../../dev/binlog-replay.js";
 import { ENUM_ERROR } from "../../agent/source/rowdecode.js";
 import { escapeValue } from "../../agent/literals.js";
-import { beforeOf, litsOf, packedChange, packedFits, packsOf, rowOf, rowsOf, SqlText, writeTuple, type Pack } from "../../agent/source/rowsql.js";
+import { beforeOf, litsOf, packedChange, packedFits, packedKeyId, packedKeys, packsOf, rowCount, rowOf, rowsOf, SqlText, writeTuple, type Pack } from "../../agent/source/rowsql.js";
+import { rowKeyId } from "../../agent/keys.js";
 import { StatementBuilder } from "../../agent/apply/sqlgen.js";
 import type { TableMeta } from "../../agent/tables.js";
 import { imageOf, type Cursor } from "../../agent/source/rowcodec.js";
@@ -84,7 +85,7 @@ for (const flavor of ["mariadb", "mysql"] as const) {
             expect(pack.tuples[j], `${q.db}.${q.table} row ${j}`).toBe(reference(pack, after));
             expect(rowTags(rowOf(pack, j))).toEqual(rowTags(after));
             expect(rowTags(beforeOf(pack, j))).toEqual(rowTags(before));
-            const same = pack.update.same[j];
+            const same = pack.update!.same[j];
             for (let i = 0; i < Math.min(n, 30); i++) {
               const name = pack.plan.names[i];
               const equal = tag(before[name]) === tag(after[name]);
@@ -151,6 +152,26 @@ for (const flavor of ["mariadb", "mysql"] as const) {
         expect(keyUpdates).toBeGreaterThan(10);
       });
 
+      it("tells a packed row's keys as the decoded rows' (packedKeys, packedKeyId), on keys the updates keep and change", () => {
+        let n = 0;
+        for (const [p, q] of pairs) {
+          if (!q.pack) continue;
+          const names = q.pack.plan.names;
+          for (const pk of [[names[0]], names.slice(0, 2), [names[names.length - 1]]]) {
+            for (let j = 0; j < p.rows.length; j++) {
+              const after = q.pack.update ? p.rows[j].after : p.rows[j];
+              const want = new Set([rowKeyId(pk, after), ...(q.pack.update ? [rowKeyId(pk, p.rows[j].before)] : [])]);
+              const got = new Set<string>();
+              packedKeys(q.pack, j, pk, got);
+              expect(got).toEqual(want);
+              expect(packedKeyId(q.pack, j, pk)).toBe(rowKeyId(pk, after));
+              n++;
+            }
+          }
+        }
+        expect(n).toBeGreaterThan(500);
+      });
+
       it("packs the write events it can, and only those: every column compiled, a full image", () => {
         const writes = pairs.filter(([p]) => p.kind === "write");
         const packedWrites = writes.filter(([, q]) => q.pack);
@@ -208,6 +229,33 @@ describe("the byte paths on random bytes", async () => {
         expect(w.take(0), `${kind} ${bytes.toString("hex")}`).toBe(escapeValue(v, plan.columns[col].type === YEAR ? "year" : "varchar"));
       }
     }
+  });
+
+  it("a packed change decodes its rows when first read (spread, JSON, a write), counts them without decoding, and an update's before images with them", () => {
+    const ins = packed.changes.find((c) => c.pack && !c.pack.update && c.rows.length > 1)!;
+    const upd = packed.changes.find((c) => c.pack?.update)!;
+    const make = (c: RowsChange) => packedChange({ op: c.pack!.update ? "update" : "insert", db: c.db, table: c.table } as any, c.pack!);
+    const a = make(ins);
+    expect(rowCount(a)).toBe(ins.rows.length);
+    expect(packsOf(a)).toHaveLength(1);
+    expect(Object.keys(a)).toEqual(["op", "db", "table", "rows"]);
+    const spread = { ...a };
+    expect(packsOf(a)).toBeUndefined();
+    expect(spread.rows.map(rowTags)).toEqual(rowsOf([ins.pack!]).map(rowTags));
+    expect(a.rows).toBe(spread.rows);
+    const b = make(ins);
+    expect(JSON.parse(JSON.stringify(b)).rows).toHaveLength(ins.rows.length);
+    const c = make(ins);
+    c.rows = [];
+    expect(packsOf(c)).toBeUndefined();
+    expect(c.rows).toEqual([]);
+    const u = make(upd) as any;
+    expect(Object.keys(u)).toEqual(["op", "db", "table", "rows", "before"]);
+    const before = u.before;
+    expect(packsOf(u)).toBeUndefined();
+    expect(before.map(rowTags)).toEqual(rowsOf([upd.pack!], true).map(rowTags));
+    expect(u.rows.map(rowTags)).toEqual(rowsOf([upd.pack!]).map(rowTags));
+    expect(rowCount(u)).toBe(upd.rows.length);
   });
 
   it("a tuple grows the buffer it is written to, and packedFits wants the replica's columns in the source's order and YEAR alike", () => {
