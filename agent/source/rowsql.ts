@@ -44,6 +44,66 @@ export class SqlText {
     this.len += (this.buf as unknown as Fast).utf8Write(s, this.len);
   }
 
+  /**
+   * A string as escapeValue writes it (not YEAR): quoted, the nine characters mysql.escape escapes escaped.
+   * Characters below 0x80 are written here; a string with others is written from escapeValue's text.
+   */
+  quoted(v: string): void {
+    const n0 = this.len;
+    this.room(2 * v.length + 2);
+    const o = this.buf;
+    let n = n0;
+    o[n++] = 0x27;
+    for (let i = 0; i < v.length; i++) {
+      const x = v.charCodeAt(i);
+      if (x >= 0x80) {
+        this.len = n0;
+        this.text(escapeValue(v, undefined));
+        return;
+      }
+      const e = ESC[x];
+      if (e !== 0) {
+        o[n++] = 0x5c;
+        o[n++] = e;
+      } else o[n++] = x;
+    }
+    o[n++] = 0x27;
+    this.len = n;
+  }
+
+  /** an integer of at most 31 bits and its sign, as String() writes it */
+  int(v: number): void {
+    this.room(12);
+    const o = this.buf;
+    let n = this.len;
+    if (v < 0) {
+      o[n++] = 0x2d;
+      v = -v;
+    }
+    if (v < 10) o[n++] = 0x30 + v;
+    else {
+      let digits = 0;
+      for (let t = v; t > 0; t = (t / 10) | 0) digits++;
+      n += digits;
+      for (let i = n - 1; v > 0; i--) {
+        const q = (v / 10) | 0;
+        o[i] = 0x30 + (v - q * 10);
+        v = q;
+      }
+    }
+    this.len = n;
+  }
+
+  /** a value as escapeValue writes it (type: "year" or undefined, see columnLit) */
+  value(v: unknown, type: string | undefined): void {
+    if (typeof v === "string" && type === undefined) this.quoted(v);
+    else if (typeof v === "number" && (v | 0) === v && !Object.is(v, -0) && type === undefined) this.int(v);
+    else {
+      if (v === ENUM_ERROR) this.lenient = true;
+      this.text(escapeValue(v, type));
+    }
+  }
+
   /** the text written since `from`, as one flat string */
   take(from: number): string {
     return (this.buf as unknown as Fast).utf8Slice(from, this.len);
@@ -79,14 +139,19 @@ function lengthAt(b: Buffer, p: number, lengthSize: number): number {
   return lengthSize === 1 ? b[p] : lengthSize === 2 ? b[p] | (b[p + 1] << 8) : b.readUIntLE(p, lengthSize);
 }
 
-/** 'text' from bytes that are the text's own UTF-8 (ASCII specials escaped, as escapeString does) */
-function quoted(w: SqlText, b: Buffer, start: number, end: number): void {
+/**
+ * 'text' from bytes that are the text's own UTF-8 (ASCII specials escaped, as escapeString does); returns the
+ * bytes OR-ed together (below 0x80: ASCII, nothing to check)
+ */
+function quoted(w: SqlText, b: Buffer, start: number, end: number): number {
   w.room(2 * (end - start) + 2);
   const o = w.buf;
   let n = w.len;
+  let all = 0;
   o[n++] = 0x27;
   for (let i = start; i < end; i++) {
     const x = b[i];
+    all |= x;
     const e = ESC[x];
     if (e !== 0) {
       o[n++] = 0x5c;
@@ -95,6 +160,7 @@ function quoted(w: SqlText, b: Buffer, start: number, end: number): void {
   }
   o[n++] = 0x27;
   w.len = n;
+  return all;
 }
 
 /** X'hex' of bytes, then `pad` zero bytes (escapeValue of a Buffer; '' when empty) */
@@ -125,11 +191,7 @@ function hexOf(w: SqlText, b: Buffer, start: number, end: number, pad = 0): void
 
 /** the literal through the decoded value (every column that has no byte path here, and the byte paths' exceptions) */
 function viaValue(decode: (c: Cursor) => unknown, type: string | undefined): Lit {
-  return (c, w) => {
-    const v = decode(c);
-    if (v === ENUM_ERROR) w.lenient = true;
-    w.text(escapeValue(v, type));
-  };
+  return (c, w) => w.value(decode(c), type);
 }
 
 /**
@@ -155,11 +217,8 @@ function columnLit(plan: TablePlan, i: number): Lit {
     case "i32": {
       if (column.type !== TINY && column.type !== SHORT && column.type !== INT24 && column.type !== LONG) break;
       // a number (never -0: the decoders build integers with | and -): its decimal digits
-      return (c, w) => {
-        const s = "" + (decode(c) as number);
-        w.room(s.length);
-        w.len += (w.buf as unknown as Fast).latin1Write(s, w.len);
-      };
+      if (kind === "u32") return (c, w) => w.value(decode(c), undefined);
+      return (c, w) => w.int(decode(c) as number);
     }
     case "utf8":
       return (c, w) => {
@@ -168,13 +227,14 @@ function columnLit(plan: TablePlan, i: number): Lit {
         const start = p + lengthSize;
         const end = start + lengthAt(b, p, lengthSize);
         // valid UTF-8 is what the decoder keeps as the string of these bytes (a U+FFFD that round-trips
-        // included); other bytes become a charset-tagged Buffer: through the value
-        if (isUtf8(b.subarray(start, end))) {
+        // included); other bytes become a charset-tagged Buffer: through the value. ASCII needs no check.
+        const n0 = w.len;
+        if (quoted(w, b, start, end) < 0x80 || isUtf8(b.subarray(start, end))) {
           c.pos = end;
-          quoted(w, b, start, end);
-        } else {
-          w.text(escapeValue(decode(c), type));
+          return;
         }
+        w.len = n0;
+        w.value(decode(c), type);
       };
     case "latin1":
     case "ascii": {
@@ -189,7 +249,7 @@ function columnLit(plan: TablePlan, i: number): Lit {
         for (let i = start; i < end; i++) {
           const x = b[i];
           if (x >= 0x80 && x < hi) {
-            w.text(escapeValue(decode(c), type));
+            w.value(decode(c), type);
             return;
           }
         }
@@ -274,7 +334,12 @@ export function writeTuple(lits: Lit[], img: Image, c: Cursor, w: SqlText, spans
     }
     if ((b[nulls + (i >> 3)] & (1 << (i & 7))) !== 0) {
       w.room(4);
-      w.len += (w.buf as unknown as Fast).latin1Write("NULL", w.len);
+      const o = w.buf;
+      o[w.len] = 0x4e;
+      o[w.len + 1] = 0x55;
+      o[w.len + 2] = 0x4c;
+      o[w.len + 3] = 0x4c;
+      w.len += 4;
       if (spans) spans[2 * i] = spans[2 * i + 1] = -1;
     } else if (spans) {
       spans[2 * i] = c.pos;
