@@ -142,8 +142,8 @@ export interface ReaderOptions {
    */
   streamBytes?: number;
   /**
-   * inserted rows of a whole image are read as SQL tuples (rowsql.ts: written straight from the row image; the
-   * RowChange decodes its row objects only when something reads them); `DATASYNC_PACK_ROWS=0` turns it off
+   * inserted and updated rows of whole images are read as SQL tuples (rowsql.ts: written straight from the row image;
+   * the RowChange decodes its row objects only when something reads them); `DATASYNC_PACK_ROWS=0` turns it off
    */
   packRows?: boolean;
   /** whether the consumer takes pieces now (it does not while a snapshot copies: chunk watermarks need whole transactions) */
@@ -546,7 +546,7 @@ export class BinlogReader implements BinlogStream {
     // the other checks the writing session ran with (unique, MariaDB CHECK constraints)
     const flags = Number(ev.flags ?? 0) & (ROWS_RELAXED_UNIQUE_CHECKS | ROWS_NO_CHECK_CONSTRAINT_CHECKS);
     let last = t.changes[t.changes.length - 1];
-    // an insert read as SQL tuples (rowsql.ts): its rows are decoded only if something reads them
+    // an insert or update read as SQL tuples (rowsql.ts): its rows are decoded only if something reads them
     const pack: Pack | undefined = ev[PACKED];
     if (this.#split || !last || last.op !== op || last.db !== db || last.table !== table || !!last.noFkChecks !== noFk || (last.flags ?? 0) !== flags) {
       if (!pack) last = { op, db, table, rows: [], before: op === "update" ? [] : undefined };
@@ -590,10 +590,14 @@ export class BinlogReader implements BinlogStream {
     if (this.#o.streamBytes && t.bytes >= this.#o.streamBytes) this.#maybeHandPart(t, ev.nextPosition > 0 ? ev.nextPosition : undefined);
   }
 
-  /** a packed insert's rows counted into the transaction (the tuples' text stands for the rows' size) */
+  /**
+   * a packed event's rows counted into the transaction: a row holds its tuple and its image(s) in the event's buffer
+   * (an update's two images, and its before row if decoded), about the tuple's length each
+   */
   #packed(t: Txn, pack: Pack, ev: any): void {
     let bytes = 0;
     for (const s of pack.tuples) bytes += 120 + 2 * s.length;
+    if (pack.update) bytes *= 1.5;
     t.bytes += bytes;
     t.rowCount += pack.tuples.length;
     if (this.#o.streamBytes && t.bytes >= this.#o.streamBytes) this.#maybeHandPart(t, ev.nextPosition > 0 ? ev.nextPosition : undefined);
