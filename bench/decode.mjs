@@ -109,7 +109,7 @@ async function run(name) {
             queue = queue.slice(qHead);
             qHead = 0;
           }
-          b.add(out.pack ? packedChange({ op: "insert", db: "zoo", table: args.table }, out.pack) : { op: "insert", db: "zoo", table: args.table, rows: out.rows }, meta, "bench");
+          b.add(out.pack ? packedChange("zoo", args.table, out.pack) : { op: "insert", db: "zoo", table: args.table, rows: out.rows }, meta, "bench");
           // a target transaction of up to 20,000 rows (apply.maxRows)
           if (b.rows >= 20_000) sink ^= send(b);
         }

@@ -550,11 +550,7 @@ export class BinlogReader implements BinlogStream {
     const pack: Pack | undefined = ev[PACKED];
     if (this.#split || !last || last.op !== op || last.db !== db || last.table !== table || !!last.noFkChecks !== noFk || (last.flags ?? 0) !== flags) {
       if (!pack) last = { op, db, table, rows: [], before: op === "update" ? [] : undefined };
-      else {
-        last = packedChange({ op, db, table } as RowChange, pack);
-        // (an update's before images are the pack's too)
-        if (op !== "update") last.before = undefined;
-      }
+      else last = packedChange(db, table, pack) as RowChange;
       if (noFk) last.noFkChecks = true;
       if (flags) last.flags = flags;
       t.changes.push(last);

@@ -425,7 +425,19 @@ export function sameKeyPacked(p: Pack, i: number, keyIdx: readonly number[], pk:
 
 /** whether a table's packed tuples are what the builder writes for the replica's table: the same writable columns in the same order, YEAR where the source has YEAR */
 const FITS = new WeakMap<TablePlan, WeakMap<object, boolean>>();
+let lastFitPlan: TablePlan | null = null;
+let lastFitMeta: object | null = null;
+let lastFit = false;
 export function packedFits(plan: TablePlan, writable: readonly string[], types: ReadonlyMap<string, string>, meta: object): boolean {
+  // (the same table one change after another: the last answer)
+  if (plan === lastFitPlan && meta === lastFitMeta) return lastFit;
+  lastFitPlan = plan;
+  lastFitMeta = meta;
+  lastFit = fits(plan, writable, types, meta);
+  return lastFit;
+}
+
+function fits(plan: TablePlan, writable: readonly string[], types: ReadonlyMap<string, string>, meta: object): boolean {
   let byMeta = FITS.get(plan);
   if (!byMeta) FITS.set(plan, (byMeta = new WeakMap()));
   let fits = byMeta.get(meta);
@@ -496,40 +508,73 @@ const PACKS = Symbol("datasync.packs");
 
 interface Packable {
   rows: Record<string, unknown>[];
-  [PACKS]?: Pack[];
+  [PACKS]?: Pack[] | undefined;
+}
+
+/** a packed change's rows (and an update's before images) decoded, as plain data properties from now on */
+function settle(ch: Packable & { op: string }): void {
+  const packs = ch[PACKS];
+  if (packs === undefined) return;
+  ch[PACKS] = undefined;
+  const prop = (value: Record<string, unknown>[]) => ({ value, writable: true, enumerable: true, configurable: true });
+  Object.defineProperty(ch, "rows", prop(rowsOf(packs)));
+  if (ch.op === "update") Object.defineProperty(ch, "before", prop(rowsOf(packs, true)));
+}
+
+export interface PackedChange {
+  op: "insert" | "update";
+  db: string;
+  table: string;
+  rows: Record<string, unknown>[];
+  before?: Record<string, unknown>[];
 }
 
 /**
- * Makes `change` (an insert's RowChange without rows) carry packed rows: its `rows` is an enumerable property
- * that decodes them when first read (then it is a plain array, as everywhere else: spread and JSON copy it),
- * and a write to it replaces them. The builder takes the tuples without reading `rows` (packsOf).
+ * A RowChange (an insert, or an update) carrying packed rows: its `rows` (and an update's `before`) is an
+ * enumerable accessor that decodes them when first read (then it is a plain array, as everywhere else: spread and
+ * JSON copy it), and a write to it replaces them. The builder takes the tuples without reading `rows` (packsOf).
+ * Object literals with their accessors (one shape each, no closure per change: a single-row transaction makes one).
  */
-export function packedChange<T extends object>(change: T, pack: Pack): T & { rows: Record<string, unknown>[] } {
-  const ch = change as unknown as Packable;
-  const packs = [pack];
-  ch[PACKS] = packs;
-  // an update's before images are decoded with its after images (the two arrays go together)
-  const keys = pack.update ? (["rows", "before"] as const) : (["rows"] as const);
-  const settle = (set?: { key: "rows" | "before"; value: Record<string, unknown>[] }) => {
-    if (ch[PACKS] !== undefined) {
-      ch[PACKS] = undefined;
-      const decoded = { rows: rowsOf(packs), before: pack.update ? rowsOf(packs, true) : undefined };
-      for (const k of keys) Object.defineProperty(ch, k, { value: decoded[k], writable: true, enumerable: true, configurable: true });
-    }
-    if (set) (ch as any)[set.key] = set.value;
-  };
-  for (const k of keys) {
-    Object.defineProperty(ch, k, {
-      enumerable: true,
-      configurable: true,
-      get: () => {
-        settle();
-        return (ch as any)[k];
+export function packedChange(db: string, table: string, pack: Pack): PackedChange {
+  if (pack.update) {
+    return {
+      op: "update",
+      db,
+      table,
+      get rows(): Record<string, unknown>[] {
+        settle(this as any);
+        return this.rows;
       },
-      set: (value: Record<string, unknown>[]) => settle({ key: k, value }),
-    });
+      set rows(v: Record<string, unknown>[]) {
+        settle(this as any);
+        this.rows = v;
+      },
+      get before(): Record<string, unknown>[] | undefined {
+        settle(this as any);
+        return this.before;
+      },
+      set before(v: Record<string, unknown>[] | undefined) {
+        settle(this as any);
+        this.before = v;
+      },
+      [PACKS]: [pack],
+    } as PackedChange;
   }
-  return ch as unknown as T & { rows: Record<string, unknown>[] };
+  return {
+    op: "insert",
+    db,
+    table,
+    get rows(): Record<string, unknown>[] {
+      settle(this as any);
+      return this.rows;
+    },
+    set rows(v: Record<string, unknown>[]) {
+      settle(this as any);
+      this.rows = v;
+    },
+    before: undefined,
+    [PACKS]: [pack],
+  } as PackedChange;
 }
 
 /** the packs of a change whose rows nothing has read yet, else undefined */

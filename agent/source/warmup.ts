@@ -81,7 +81,7 @@ export async function warmUp(flavor: Flavor, txns = 3000, onBuilt?: (stmts: Stat
       const keyed = (row: any) => ({ ...row, [pk]: done });
       // an insert or update read as SQL tuples: built as such too (the packed path, dropped), and as a row keyed as above
       const pack = out.pack;
-      if (pack) packedBuild.add(packedChange({ op: pack.update ? "update" : "insert", db: out.db, table: out.table } as RowChange, pack), meta, where);
+      if (pack) packedBuild.add(packedChange(out.db, out.table, pack), meta, where);
       const first = !pack ? out.rows[0] : pack.update ? { before: beforeOf(pack, 0), after: rowOf(pack, 0) } : rowOf(pack, 0);
       const change: RowChange =
         out.kind === "update"
