@@ -25,11 +25,12 @@ import { PurgedPositionError } from "../errors.js";
 import type { TableFilter } from "../rules.js";
 import type { Position } from "./positions.js";
 import { BinlogReader, xaOpenAt, type BinlogStream, type ReaderOptions, type XaParked } from "./reader.js";
-import { packParked, unpackParked, unpackTxn, type PackedParked, type PackedTxn } from "./thread-codec.js";
+import { packContext, packParked, unpackParked, unpackTxn, type PackContext, type PackedParked, type PackedTxn } from "./thread-codec.js";
+import { installExactRows } from "./rowdecode.js";
 
 /** what the worker starts with (workerData) */
 export interface ReaderThreadInit {
-  opts: Pick<ReaderOptions, "serverId" | "flavor" | "start" | "databases" | "streamBytes">;
+  opts: Pick<ReaderOptions, "serverId" | "flavor" | "start" | "databases" | "streamBytes" | "packRows">;
   xaParked?: PackedParked;
   source: Endpoint;
   scope: TableFilter;
@@ -140,6 +141,8 @@ export class ReaderThread implements BinlogStream {
   #ack = 0;
   #ackQueued = false;
   #stoppedWait: (() => void) | null = null;
+  /** the table shapes of packed rows received from this reader's worker (thread-codec.ts) */
+  #packs: PackContext = packContext();
 
   constructor(o: ReaderOptions, t: ReaderThreadOptions) {
     this.#o = o;
@@ -158,9 +161,15 @@ export class ReaderThread implements BinlogStream {
   }
 
   start(): Promise<void> {
+    // packed rows from the worker are decoded here when read (thread-codec.ts): the decoders must be installed
+    return installExactRows().then(() => this.#startWorker());
+  }
+
+  #startWorker(): Promise<void> {
     const o = this.#o;
     const init: ReaderThreadInit = {
-      opts: { serverId: o.serverId, flavor: o.flavor, start: o.start, databases: o.databases, streamBytes: o.streamBytes },
+      // packed rows (rowsql.ts) are read on the worker and cross as packs (thread-codec.ts PackContext)
+      opts: { serverId: o.serverId, flavor: o.flavor, start: o.start, databases: o.databases, streamBytes: o.streamBytes, packRows: o.packRows },
       xaParked: o.xaParked ? packParked(o.xaParked) : undefined,
       source: this.#t.source,
       scope: this.#t.scope,
@@ -263,9 +272,9 @@ export class ReaderThread implements BinlogStream {
 
   /** hands one transaction to the consumer, as the reader's state stood right after it */
   #hand(m: TxnMessage): void {
-    const t = unpackTxn(m.p);
+    const t = unpackTxn(m.p, this.#packs);
     this.lastRead = m.lastRead;
-    if (m.xa) this.#xa = unpackParked(m.xa);
+    if (m.xa) this.#xa = unpackParked(m.xa, this.#packs);
     this.#ack += t.bytes;
     if (!this.#ackQueued) {
       this.#ackQueued = true;
