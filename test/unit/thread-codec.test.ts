@@ -120,3 +120,79 @@ describe("threadedReaders", () => {
     await c.stop();
   });
 });
+
+describe("packed rows across the threads (rowsql.ts packs)", async () => {
+  const { readFileSync } = await import("node:fs");
+  const { join } = await import("node:path");
+  const { replayWith, splitBinlog } = await import("../../dev/binlog-replay.js");
+  const { packContext, takeBytes } = await import("../../agent/source/thread-codec.js");
+  const bytesOf = (ctx: any) => {
+    const b = takeBytes(ctx);
+    return b ? Buffer.from(b) : undefined;
+  };
+  const { packedChange, packsOf, rowsOf } = await import("../../agent/source/rowsql.js");
+  const dir = join(import.meta.dirname, "..", "fixtures", "binlog");
+  const events = splitBinlog(readFileSync(join(dir, "mysql.binlog")));
+  const schemas = JSON.parse(readFileSync(join(dir, "mysql.schemas.json"), "utf8"));
+  const { changes } = await replayWith(events, { flavor: "mysql", schemas, pack: true });
+  const packed = changes.filter((c) => c.pack);
+  const tag = (v: unknown) => (Buffer.isBuffer(v) ? `buf:${(v as any).charset ?? "-"}:${v.toString("hex")}` : typeof v === "symbol" ? String(v) : `${typeof v}:${Object.is(v, -0) ? "-0" : String(v)}`);
+  const rowTags = (r: Record<string, unknown>) => Object.entries(r).map(([k, v]) => [k, tag(v)]);
+  const txnOf = (cs: typeof packed): Txn => ({
+    pos: { file: "binlog.000001", pos: 4, gtid: null },
+    ts: 1,
+    readAt: 1,
+    rowCount: 0,
+    bytes: 100,
+    changes: cs.map((c) => {
+      const ch: any = packedChange(c.db, c.table, c.pack!);
+      ch.flags = 2;
+      return ch;
+    }),
+  });
+
+  it("cross as packs with a shared context: tuples, the rows they decode to, an update's before images; a table shape described once", () => {
+    expect(packed.length).toBeGreaterThan(100);
+    expect(packed.some((c) => c.pack!.update)).toBe(true);
+    const send = packContext();
+    const recv = packContext();
+    const first = JSON.stringify(packTxn(txnOf(packed), send));
+    const bin1 = bytesOf(send);
+    // the rows' bytes go beside the text, not in it
+    expect(bin1!.length).toBeGreaterThan(1000);
+    expect(first).not.toContain(packed[0].pack!.buf.toString("base64", packed[0].pack!.starts[0], packed[0].pack!.end));
+    const t = unpackTxn(JSON.parse(first), recv, bin1);
+    expect(t.changes).toHaveLength(packed.length);
+    t.changes.forEach((ch, i) => {
+      const p = packsOf(ch)!;
+      expect(p).toHaveLength(1);
+      expect(p[0].tuples).toEqual(packed[i].pack!.tuples);
+      expect(ch.flags).toBe(2);
+      expect(ch.op).toBe(packed[i].pack!.update ? "update" : "insert");
+      expect(rowsOf(p).map(rowTags)).toEqual(rowsOf([packed[i].pack!]).map(rowTags));
+      if (packed[i].pack!.update) expect(rowsOf(p, true).map(rowTags)).toEqual(rowsOf([packed[i].pack!], true).map(rowTags));
+      // and read as rows, the very rows
+      expect(ch.rows.map(rowTags)).toEqual(rowsOf([packed[i].pack!]).map(rowTags));
+    });
+    // the same table shapes again: numbered, not described
+    const again = JSON.stringify(packTxn(txnOf(packed), send));
+    const bin2 = bytesOf(send);
+    expect(bytesOf(send)).toBeUndefined();
+    expect(again.length).toBeLessThan(first.length);
+    expect(again).not.toContain('"d":');
+    const t2 = unpackTxn(JSON.parse(again), recv, bin2);
+    expect(packsOf(t2.changes[0])![0].tuples).toEqual(packed[0].pack!.tuples);
+    expect(t2.changes[5].rows.map(rowTags)).toEqual(rowsOf([packed[5].pack!]).map(rowTags));
+    // a receiver that never saw the description cannot guess it, nor read rows without their bytes
+    expect(() => unpackTxn(JSON.parse(again), packContext(), bin2)).toThrow(/without describing it/);
+    expect(() => unpackTxn(JSON.parse(again), recv)).toThrow(/without their bytes/);
+  });
+
+  it("without a context, a packed change crosses as its rows", () => {
+    const t = unpackTxn(JSON.parse(JSON.stringify(packTxn(txnOf(packed.slice(0, 20))))));
+    t.changes.forEach((ch, i) => {
+      expect(packsOf(ch)).toBeUndefined();
+      expect(ch.rows.map(rowTags)).toEqual(rowsOf([packed[i].pack!]).map(rowTags));
+    });
+  });
+});
