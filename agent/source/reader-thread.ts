@@ -25,12 +25,11 @@ import { PurgedPositionError } from "../errors.js";
 import type { TableFilter } from "../rules.js";
 import type { Position } from "./positions.js";
 import { BinlogReader, xaOpenAt, type BinlogStream, type ReaderOptions, type XaParked } from "./reader.js";
-import { packContext, packParked, unpackParked, unpackTxn, type PackContext, type PackedParked, type PackedTxn } from "./thread-codec.js";
-import { installExactRows } from "./rowdecode.js";
+import { packParked, unpackParked, unpackTxn, type PackedParked, type PackedTxn } from "./thread-codec.js";
 
 /** what the worker starts with (workerData) */
 export interface ReaderThreadInit {
-  opts: Pick<ReaderOptions, "serverId" | "flavor" | "start" | "databases" | "streamBytes" | "packRows">;
+  opts: Pick<ReaderOptions, "serverId" | "flavor" | "start" | "databases" | "streamBytes">;
   xaParked?: PackedParked;
   source: Endpoint;
   scope: TableFilter;
@@ -66,12 +65,10 @@ interface TxnMessage {
   lastRead: Position;
   at: number;
   xa?: PackedParked;
-  /** the bytes of the packed rows of its batch (thread-codec.ts takeBytes) */
-  bin?: Buffer;
 }
 
 export type ToMain =
-  | { t: "txns"; j: string; xas?: PackedParked[]; bin?: ArrayBuffer }
+  | { t: "txns"; j: string; xas?: PackedParked[] }
   | { t: "status" | "started"; lastRead: Position; at: number }
   | { t: "canStream" }
   | { t: "tableInfo"; id: number; db: string; table: string }
@@ -143,8 +140,6 @@ export class ReaderThread implements BinlogStream {
   #ack = 0;
   #ackQueued = false;
   #stoppedWait: (() => void) | null = null;
-  /** the table shapes of packed rows received from this reader's worker (thread-codec.ts) */
-  #packs: PackContext = packContext();
 
   constructor(o: ReaderOptions, t: ReaderThreadOptions) {
     this.#o = o;
@@ -163,15 +158,9 @@ export class ReaderThread implements BinlogStream {
   }
 
   start(): Promise<void> {
-    // packed rows from the worker are decoded here when read (thread-codec.ts): the decoders must be installed
-    return installExactRows().then(() => this.#startWorker());
-  }
-
-  #startWorker(): Promise<void> {
     const o = this.#o;
     const init: ReaderThreadInit = {
-      // packed rows (rowsql.ts) are read on the worker and cross as packs (thread-codec.ts PackContext)
-      opts: { serverId: o.serverId, flavor: o.flavor, start: o.start, databases: o.databases, streamBytes: o.streamBytes, packRows: o.packRows },
+      opts: { serverId: o.serverId, flavor: o.flavor, start: o.start, databases: o.databases, streamBytes: o.streamBytes },
       xaParked: o.xaParked ? packParked(o.xaParked) : undefined,
       source: this.#t.source,
       scope: this.#t.scope,
@@ -225,10 +214,9 @@ export class ReaderThread implements BinlogStream {
     switch (m.t) {
       case "txns": {
         const list = JSON.parse(m.j) as TxnItem[];
-        const bin = m.bin ? Buffer.from(m.bin) : undefined;
         for (const i of list) {
           if (this.#stopped) return;
-          const x: TxnMessage = { p: i.p, lastRead: i.l ?? i.p.t.pos, at: i.a, xa: i.x === undefined ? undefined : m.xas![i.x], bin };
+          const x: TxnMessage = { p: i.p, lastRead: i.l ?? i.p.t.pos, at: i.a, xa: i.x === undefined ? undefined : m.xas![i.x] };
           if (x.at > this.lastEventAt) this.lastEventAt = x.at;
           if (this.#paused || this.#held.length) this.#held.push(x);
           else this.#hand(x);
@@ -275,9 +263,9 @@ export class ReaderThread implements BinlogStream {
 
   /** hands one transaction to the consumer, as the reader's state stood right after it */
   #hand(m: TxnMessage): void {
-    const t = unpackTxn(m.p, this.#packs, m.bin);
+    const t = unpackTxn(m.p);
     this.lastRead = m.lastRead;
-    if (m.xa) this.#xa = unpackParked(m.xa, this.#packs, m.bin);
+    if (m.xa) this.#xa = unpackParked(m.xa);
     this.#ack += t.bytes;
     if (!this.#ackQueued) {
       this.#ackQueued = true;

@@ -9,7 +9,7 @@ import { parentPort, workerData } from "node:worker_threads";
 import { connectionOptions } from "../db.js";
 import { makeTableFilter } from "../rules.js";
 import { BinlogReader, type ReaderOptions, type Txn } from "./reader.js";
-import { packContext, packParked, packTxn, takeBytes, unpackParked, type PackedParked } from "./thread-codec.js";
+import { packParked, packTxn, unpackParked, type PackedParked } from "./thread-codec.js";
 import type { FromMain, ReaderThreadInit, ToMain, TxnItem } from "./reader-thread.js";
 
 /** a batch is posted at once when it holds this many bytes of transactions */
@@ -39,13 +39,10 @@ function flush(): void {
   // one JSON text for the batch (thread-codec.ts says why not structured clone)
   const m: ToMain = { t: "txns", j: JSON.stringify(batch) };
   if (xas.length) m.xas = xas;
-  // the packed rows' bytes of this batch, moved (not copied) to the main thread
-  const bin = takeBytes(packs);
-  if (bin) m.bin = bin;
   batch = [];
   xas = [];
   batchBytes = 0;
-  port.postMessage(m, bin ? [bin] : []);
+  port.postMessage(m);
 }
 
 /** every other message goes after the transactions read before it */
@@ -61,15 +58,13 @@ function errorOf(e: any): ToMain {
   };
 }
 
-/** the table shapes described to the main thread so far (packed rows cross as packs: thread-codec.ts) */
-const packs = packContext();
 const o: ReaderOptions = {
   ...init.opts,
   xaParked: init.xaParked ? unpackParked(init.xaParked) : undefined,
   connection: connectionOptions(init.source, "source") as any,
   inScope: makeTableFilter(init.scope),
   onTxn: (t: Txn) => {
-    const m: TxnItem = { p: packTxn(t, packs), a: reader.lastEventAt };
+    const m: TxnItem = { p: packTxn(t), a: reader.lastEventAt };
     // the reader's position after the transaction is nearly always the transaction's own (one object)
     if (reader.lastRead !== t.pos) m.l = reader.lastRead;
     // (a parked transaction does not change once parked; what changes is which are parked and when one committed:
@@ -79,7 +74,7 @@ const o: ReaderOptions = {
       let sig = "";
       for (const [xid, p] of xa) sig += `${xid}\u0000${p.committedAt ? `${p.committedAt.file}:${p.committedAt.pos}` : ""}\u0001`;
       if (sig !== xaSent) {
-        m.x = xas.push(packParked(xa, packs)) - 1;
+        m.x = xas.push(packParked(xa)) - 1;
         xaSent = sig;
       }
     }

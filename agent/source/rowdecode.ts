@@ -219,15 +219,6 @@ export function compiledKinds(tablemap: any): string[] | undefined {
 }
 
 let installed: Promise<void> | null = null;
-
-/** compiles a table map entry described in JSON (another thread's: thread-codec.ts), once installExactRows has resolved */
-let compileDescribed: ((tm: { parentSchema: string; tableName: string; columns: any[]; columnSchemas: any[] | undefined }) => TablePlan) | null = null;
-
-/** A plan compiled here from a table map entry's columns and schemas (a packed change from the reader thread). */
-export function planFromDescription(tm: { parentSchema: string; tableName: string; columns: any[]; columnSchemas: any[] | undefined }): TablePlan {
-  if (!compileDescribed) throw new Error("internal: the exact row decoding is not installed (installExactRows)");
-  return compileDescribed(tm);
-}
 let ready = false;
 
 /** the exact decoding is installed (installExactRows has resolved) */
@@ -255,9 +246,6 @@ export function installExactRows(): Promise<void> {
       jsonToText: json.jsonToText,
       convertBigInts: json.convertBigInts,
     };
-    // the agent's reader options (reader.ts), which compileTable's fast decoders assume (fastOptions)
-    const readerZongji = { connection: { config: { dateStrings: true, timezone: "Z", supportBigNumbers: true, bigNumberStrings: true, jsonStrings: true, decimalNumbers: false } } };
-    compileDescribed = (tm) => codec.compileTable(tm, readerZongji, codecLib);
     const planOf = (zongji: any, tm: any): TablePlan => {
       const known = tm.columns[PLAN];
       if (known && known.schemas === tm.columnSchemas) return known.plan;
@@ -361,12 +349,10 @@ export function installExactRows(): Promise<void> {
         const buf = cursor.buf;
         sql.reset();
         rowsql.writeTuple(packLits, image1, cursor, sql);
-        const stop = cursor.pos;
         end(this, parser);
         const tuple = takeTuple();
         let pack = this[PACKED];
-        if (!pack) this[PACKED] = pack = { plan, img: image1, buf, starts: [], tuples: [], lenient: null, end: 0 };
-        pack.end = stop;
+        if (!pack) this[PACKED] = pack = { plan, img: image1, buf, starts: [], tuples: [], lenient: null };
         if (sql.lenient) (pack.lenient ??= []).push(pack.tuples.length);
         pack.starts.push(start);
         pack.tuples.push(tuple);
@@ -395,12 +381,10 @@ export function installExactRows(): Promise<void> {
         rowsql.writeTuple(packLits, image1, cursor, sql, spansA);
         sql.reset();
         rowsql.writeTuple(packLits, image2!, cursor, sql, spansB);
-        const stop = cursor.pos;
         end(this, parser);
         const tuple = takeTuple();
         let pack = this[PACKED];
-        if (!pack) this[PACKED] = pack = { plan, img: image2, buf, starts: [], tuples: [], lenient: null, end: 0, update: { before: image1, same: [] } };
-        pack.end = stop;
+        if (!pack) this[PACKED] = pack = { plan, img: image2, buf, starts: [], tuples: [], lenient: null, update: { before: image1, same: [] } };
         if (sql.lenient) (pack.lenient ??= []).push(pack.tuples.length);
         pack.update.same.push(rowsql.sameColumns(buf, spansA, spansB, packLits.length));
         pack.starts.push(start);

@@ -384,8 +384,6 @@ export interface Pack {
   tuples: string[];
   /** the indexes of the rows that hold the ENUM error value (their statement runs under a lenient sql_mode), if any */
   lenient: number[] | null;
-  /** where the last row ends in `buf` */
-  end: number;
   /**
    * an update's pack: `starts` are where each row's before image starts (its after image follows it), `img`
    * is the after image's and the tuples are the after images'; per row, sameColumns of its two images

@@ -11,129 +11,11 @@
 // The transaction itself is never changed (a parked XA transaction is sent again later): a row with such a value is
 // copied. Any other kind of value is refused with an error, so nothing arrives changed without a word. Outside the
 // rows, a DDL's raw statement bytes are the one Buffer (the rest of a transaction is JSON-safe by its type).
-//
-// Packed rows (rowsql.ts: inserts and updates read as SQL tuples) cross as packs, not rows, when the two sides share
-// a context (PackContext: the reader thread and its ReaderThread): the tuples, the rows' bytes (in an ArrayBuffer
-// transferred with the batch's message: takeBytes) and starts, and
-// the table's columns and schemas the first time a table shape is sent, from which the receiving thread compiles the
-// same decoders (rowdecode.ts planFromDescription) to decode the rows if something reads them. Without a context, a
-// packed change crosses as its rows.
 import type { Row, RowChange, Txn, XaParked } from "./reader.js";
-import { ENUM_ERROR, planFromDescription, type CharsetBuffer } from "./rowdecode.js";
-import type { TablePlan } from "./rowcodec.js";
-import { imageOf } from "./rowcodec.js";
-import { packedChange, packsOf, type Pack } from "./rowsql.js";
+import { ENUM_ERROR, type CharsetBuffer } from "./rowdecode.js";
 
-const BUF = 0, ENUM = 1, BIG = 2, NUM = 3, DATE = 4, UNDEF = 5, RAW = 6, PACKS = 7;
-type Kind = typeof BUF | typeof ENUM | typeof BIG | typeof NUM | typeof DATE | typeof UNDEF | typeof RAW | typeof PACKS;
-
-/**
- * One direction between two threads: the sender numbers the table shapes it has described (sent), the receiver
- * keeps what it compiled from them (plans). Its life is the pair of threads' (a new reader thread, a new context).
- */
-export interface PackContext {
-  sent: WeakMap<TablePlan, number>;
-  next: number;
-  plans: Map<number, TablePlan>;
-  /** the sender's rows' bytes since the last takeBytes (views of the events' buffers), and their length */
-  chunks: Buffer[];
-  length: number;
-}
-
-export function packContext(): PackContext {
-  return { sent: new WeakMap(), next: 1, plans: new Map(), chunks: [], length: 0 };
-}
-
-/**
- * The rows' bytes of the packs packed since the last call, in one ArrayBuffer of their own (transferred with the
- * message that carries those packs: no base64 copy in the text), or null when there are none.
- */
-export function takeBytes(ctx: PackContext): ArrayBuffer | null {
-  if (ctx.length === 0) return null;
-  const out = new Uint8Array(ctx.length);
-  let at = 0;
-  for (const c of ctx.chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  ctx.chunks = [];
-  ctx.length = 0;
-  return out.buffer;
-}
-
-/** a pack as it crosses: its table shape's number (and description, the first time), its bytes' place in the message's bytes (takeBytes), starts, tuples */
-interface WirePack {
-  i: number;
-  d?: { parentSchema: string; tableName: string; columns: unknown[]; columnSchemas: unknown[] | undefined };
-  o: number;
-  n: number;
-  s: number[];
-  t: string[];
-  l: number[] | null;
-  u?: number[];
-}
-
-/** a packed change as it crosses (its rows stay packed): the change's fields and its packs */
-interface WireChange {
-  op: "insert" | "update";
-  db: string;
-  table: string;
-  rows: [];
-  flags?: number;
-  noFkChecks?: boolean;
-  w: WirePack[];
-}
-
-/**
- * whether JSON keeps v as the receiving side reads it: jsonSafe, except that a property whose value is undefined
- * (zongji leaves a column's `metadata` undefined) may be dropped, since a missing property reads as undefined too
- */
-function describable(v: unknown): boolean {
-  if (typeof v !== "object" || v === null) return jsonSafe(v);
-  if (!plainObject(v)) return false;
-  if (Array.isArray(v)) return v.every((x) => x !== undefined && describable(x));
-  for (const k in v) {
-    const x = (v as Record<string, unknown>)[k];
-    if (x !== undefined && !describable(x)) return false;
-  }
-  return true;
-}
-
-function wirePack(p: Pack, ctx: PackContext): WirePack | null {
-  let i = ctx.sent.get(p.plan);
-  let d: WirePack["d"];
-  if (i === undefined) {
-    const tm = p.plan.tablemap;
-    d = { parentSchema: tm.parentSchema, tableName: tm.tableName, columns: p.plan.columns, columnSchemas: p.plan.schemas };
-    // (zongji's column objects and INFORMATION_SCHEMA rows are plain data; anything else crosses as rows)
-    if (!describable(d)) return null;
-    i = ctx.next++;
-    ctx.sent.set(p.plan, i);
-  }
-  const from = p.starts[0];
-  const bytes = p.buf.subarray(from, p.end);
-  const w: WirePack = { i, o: ctx.length, n: bytes.length, s: p.starts.map((x) => x - from), t: p.tuples, l: p.lenient };
-  ctx.chunks.push(bytes);
-  ctx.length += bytes.length;
-  if (d) w.d = d;
-  if (p.update) w.u = p.update.same;
-  return w;
-}
-
-function packOfWire(w: WirePack, ctx: PackContext, bin: Buffer | undefined): Pack {
-  let plan = ctx.plans.get(w.i);
-  if (!plan) {
-    if (!w.d) throw new Error(`internal: the reader thread sent packed rows of table shape ${w.i} without describing it`);
-    plan = planFromDescription(w.d as any);
-    ctx.plans.set(w.i, plan);
-  }
-  if (!bin || w.o + w.n > bin.length) throw new Error("internal: packed rows arrived without their bytes");
-  const buf = bin.subarray(w.o, w.o + w.n);
-  const img = imageOf(Buffer.alloc((plan.names.length + 7) >> 3, 0xff), plan.names.length, plan);
-  const pack: Pack = { plan, img, buf, starts: w.s, tuples: w.t, lenient: w.l, end: buf.length };
-  if (w.u) pack.update = { before: img, same: w.u };
-  return pack;
-}
+const BUF = 0, ENUM = 1, BIG = 2, NUM = 3, DATE = 4, UNDEF = 5, RAW = 6;
+type Kind = typeof BUF | typeof ENUM | typeof BIG | typeof NUM | typeof DATE | typeof UNDEF | typeof RAW;
 
 /** a value to put back: change index, 0 rows / 1 before, row index, column, kind, and a Buffer's charset */
 type Fix = [number, 0 | 1, number, string, Kind, (string | null)?];
@@ -174,32 +56,13 @@ function refuse(v: unknown, col: string): never {
   throw new Error(`the binlog reader thread cannot hand over the value of ${col} (${what.trim()}); set apply.readerThread: false`);
 }
 
-/** what crosses to the other thread for `t`, ready for JSON.stringify (t itself is not changed); with `ctx`, packed rows stay packed */
-export function packTxn(t: Txn, ctx?: PackContext): PackedTxn {
+/** what crosses to the other thread for `t`, ready for JSON.stringify (t itself is not changed) */
+export function packTxn(t: Txn): PackedTxn {
   let fixes: Fix[] | undefined;
   const ch = t.changes;
   /** copies made of the changes (copy on write, per change) */
   let changes: RowChange[] | null = null;
   for (let c = 0; c < ch.length; c++) {
-    const packs = ctx ? packsOf(ch[c]) : undefined;
-    if (packs && ctx) {
-      const wire: WirePack[] = [];
-      for (const p of packs) {
-        const w = wirePack(p, ctx);
-        if (!w) break;
-        wire.push(w);
-      }
-      if (wire.length === packs.length) {
-        const x = ch[c];
-        const wc: WireChange = { op: x.op as "insert" | "update", db: x.db, table: x.table, rows: [], w: wire };
-        if (x.flags !== undefined) wc.flags = x.flags;
-        if (x.noFkChecks !== undefined) wc.noFkChecks = x.noFkChecks;
-        changes ??= ch.slice();
-        changes[c] = wc as unknown as RowChange;
-        (fixes ??= []).push([c, 0, 0, "", PACKS]);
-        continue;
-      }
-    }
     for (let which = 0 as 0 | 1; which < 2; which++) {
       const rows = which === 0 ? ch[c].rows : ch[c].before;
       if (!rows) continue;
@@ -274,21 +137,10 @@ export function packTxn(t: Txn, ctx?: PackContext): PackedTxn {
 }
 
 /** the transaction as the sending thread had it (p, fresh from JSON.parse or structured clone, is used in place) */
-export function unpackTxn(p: PackedTxn, ctx?: PackContext, bin?: Buffer): Txn {
+export function unpackTxn(p: PackedTxn): Txn {
   const t = p.t;
   if (!p.f) return t;
   for (const [c, which, r, k, kind, cs] of p.f) {
-    if (kind === PACKS) {
-      const wc = t.changes[c] as unknown as WireChange;
-      if (!ctx) throw new Error("internal: packed rows arrived without the reader thread's context");
-      const packs = wc.w.map((w) => packOfWire(w, ctx, bin));
-      const change = packedChange(wc.db, wc.table, packs[0]) as RowChange;
-      for (let i = 1; i < packs.length; i++) packsOf(change)!.push(packs[i]);
-      if (wc.flags !== undefined) change.flags = wc.flags;
-      if (wc.noFkChecks !== undefined) change.noFkChecks = wc.noFkChecks;
-      t.changes[c] = change;
-      continue;
-    }
     if (kind === RAW) {
       t.ddl!.raw = Buffer.from(t.ddl!.raw as unknown as string, "base64");
       continue;
@@ -324,10 +176,10 @@ export function unpackTxn(p: PackedTxn, ctx?: PackContext, bin?: Buffer): Txn {
 
 export type PackedParked = [string, Omit<XaParked, "txn"> & { txn: PackedTxn }][];
 
-export function packParked(m: ReadonlyMap<string, XaParked> | undefined, ctx?: PackContext): PackedParked {
-  return [...(m ?? [])].map(([xid, p]) => [xid, { ...p, txn: packTxn(p.txn, ctx) }]);
+export function packParked(m: ReadonlyMap<string, XaParked> | undefined): PackedParked {
+  return [...(m ?? [])].map(([xid, p]) => [xid, { ...p, txn: packTxn(p.txn) }]);
 }
 
-export function unpackParked(a: PackedParked, ctx?: PackContext, bin?: Buffer): Map<string, XaParked> {
-  return new Map(a.map(([xid, p]) => [xid, { ...p, txn: unpackTxn(p.txn, ctx, bin) }]));
+export function unpackParked(a: PackedParked): Map<string, XaParked> {
+  return new Map(a.map(([xid, p]) => [xid, { ...p, txn: unpackTxn(p.txn) }]));
 }

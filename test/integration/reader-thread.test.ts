@@ -13,7 +13,6 @@ import { makeTableFilter } from "../../dist/agent/rules.js";
 import { BinlogReader, type BinlogStream, type ReaderOptions, type Txn } from "../../dist/agent/source/reader.js";
 import { ReaderThread } from "../../dist/agent/source/reader-thread.js";
 import { ENUM_ERROR } from "../../dist/agent/source/rowdecode.js";
-import { packsOf } from "../../dist/agent/source/rowsql.js";
 import { comparePos, type Position } from "../../dist/agent/source/positions.js";
 import { defaultFlavor, startServers, type TestServer } from "../support/servers.js";
 import { AgentProcess, binlogStatus, checksums, endpoint, makeConfig, waitCaughtUp, writeConfig } from "../support/agent.js";
@@ -112,8 +111,6 @@ function norm(v: unknown): unknown {
 
 interface Read {
   txns: Txn[];
-  /** per transaction and change, the SQL tuples of its packed rows (rowsql.ts) as handed over, or null */
-  tuples: (string[] | null)[][];
   xaParked: unknown;
   lastRead: Position;
   pauses: number;
@@ -122,7 +119,6 @@ interface Read {
 
 async function readAll(make: (o: ReaderOptions) => BinlogStream, serverId: number): Promise<Read> {
   const txns: Txn[] = [];
-  const tuples: (string[] | null)[][] = [];
   let pauses = 0;
   let asks = 0;
   let fail: Error | null = null;
@@ -136,13 +132,10 @@ async function readAll(make: (o: ReaderOptions) => BinlogStream, serverId: numbe
     databases: ["shop"],
     inScope: makeTableFilter({ databases: ["shop"] }),
     streamBytes: 64 << 10,
-    // inserts and updates read as SQL tuples, as the agent's readers do (on the thread: crossing as packs)
-    packRows: true,
     // no pieces at the first question of every three (as a snapshot in progress would answer)
     canStream: () => ++asks % 3 !== 1,
     onTxn: (t) => {
       txns.push(t);
-      tuples.push(t.changes.map((c) => packsOf(c)?.flatMap((p) => p.tuples) ?? null));
       if (comparePos(t.pos, end) >= 0 && t.stream !== "part") finish();
       // full every 3rd transaction; the consumer takes again 5 ms later
       if (txns.length % 3 === 0) {
@@ -159,7 +152,7 @@ async function readAll(make: (o: ReaderOptions) => BinlogStream, serverId: numbe
   });
   await stream.start();
   await done;
-  const out: Read = { txns, tuples, xaParked: norm(stream.xaParked), lastRead: stream.lastRead, pauses, asks };
+  const out: Read = { txns, xaParked: norm(stream.xaParked), lastRead: stream.lastRead, pauses, asks };
   await stream.stop();
   if (fail) throw fail;
   return out;
@@ -184,10 +177,6 @@ describe(`reader thread (${flavor})`, () => {
     expect(here.asks).toBeGreaterThan(1);
 
     expect(there.txns.length).toBe(here.txns.length);
-    // packed rows cross as packs: the same tuples, where the main thread's reader packed them
-    const packedChanges = here.tuples.flat().filter((x) => x !== null).length;
-    expect(packedChanges).toBeGreaterThan(5);
-    expect(there.tuples).toEqual(here.tuples);
     expect(norm(there.txns)).toEqual(norm(here.txns));
     expect(there.xaParked).toEqual(here.xaParked);
     expect(there.lastRead).toEqual(here.lastRead);
