@@ -131,6 +131,8 @@ class Shared {
   headKey: string;
   /** the last thing handed over was a piece of an unfinished transaction */
   midStream = false;
+  /** the position after the last whole transaction handed over, where tryMerge last looked (null before any) */
+  boundaryKey: string | null = null;
   dead = false;
   started: Promise<void> | null = null;
   ready = false;
@@ -193,6 +195,7 @@ class Shared {
     const boundary = !t.stream || t.stream === "last";
     if (boundary) this.ringKeys.set(key, this.ringBase + this.ring.length - 1);
     if (boundary || t.stream === "abort") this.headKey = key;
+    this.boundaryKey = boundary ? key : null;
     while (this.ring.length > 1 && (this.ring.length > this.hub.ringEntries || this.ringBytes > this.hub.slackFor(this.opts))) {
       const old = this.ring.shift()!;
       this.ringBytes -= old.bytes;
@@ -438,6 +441,10 @@ class Sub implements BinlogStream {
       if (!this.full) this.goOwn();
       return;
     }
+    // full when its own reader handed over the transaction where it could rejoin (StreamHub.tryMerge looks when a
+    // reader hands one over): it looks again now, or with no more writes it would keep a reader of its own
+    const g = this.group;
+    if (g && this.ready && this.hub.sharing && g.boundaryKey !== null && g.boundaryKey === positionKey(this.lastTaken)) this.hub.tryMerge(g, g.boundaryKey);
     this.group?.wake();
   }
 
