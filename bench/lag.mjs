@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { loadavg, cpus } from "node:os";
 import {
   startServers, prepareOrders, orderInsert, orderUpdate, masterStatus, writeCheckpoint, changeMaster, slaveStatus, executed,
-  startAgent, waitCheckpoints, CheckpointPoller, allIdentical, mb, log, now, sleep, scrapeLag, replCmd, clientBinary,
+  startAgent, waitCheckpoints, CheckpointPoller, allIdentical, mb, log, now, sleep, settle, scrapeLag, replCmd, clientBinary,
 } from "./lib.mjs";
 import { goalMet, perSecondMax, positionReached, round, summarize } from "./stats.mjs";
 
@@ -31,14 +31,18 @@ export async function installHeartbeatLog(rep) {
 
 /** Inserts a new heartbeat row (id = a counter, ts = NOW(6)) on the source every `ms` milliseconds until stopped. */
 export function startProbe(src, ms = 100) {
-  const p = { sent: 0, errors: 0, stopped: false, t0: Date.now() / 1000 };
+  const p = { sent: 0, errors: 0, stopped: false, t0: Date.now() / 1000, commitMs: [] };
   p.done = (async () => {
     const c = await src.connect();
     const t0 = now();
     try {
       while (!p.stopped) {
         try {
+          const q0 = Date.now();
           await c.query("INSERT INTO bench.heartbeat (id, ts) VALUES (?, NOW(6))", [++p.sent]);
+          // the source's own time to insert and commit each heartbeat: part of the end-to-end lag (measured from
+          // the row's NOW(6)) that no replica can shorten
+          p.commitMs.push({ t: q0 / 1000, ms: Date.now() - q0 });
         } catch {
           p.errors++;
         }
@@ -402,6 +406,14 @@ export async function runSysbench(ctx, tag) {
       }
       await sleep(2000);
     }
+    // the measured run starts on quiet servers, as the catch-up phases do: right after prepare and the dump copy
+    // the source and the replicas still flush the loaded pages for seconds (bench/results.md "Settled phases")
+    let settledSeconds = null;
+    if (!opt["no-settle"]) {
+      const q = await settle(servers);
+      settledSeconds = round(q.seconds, 1);
+      log(`${tag}: servers ${q.quiet ? "quiet" : "still busy"} after ${q.seconds.toFixed(1)} s, before sysbench`);
+    }
     const load = loadavg()[0];
     probe = startProbe(src, 100);
     await sleep(1000);
@@ -440,11 +452,12 @@ export async function runSysbench(ctx, tag) {
     const agentLag = inRun(await readLag(agentRep));
     const nativeLag = native ? inRun(await readLag(native)) : null;
     const a = lagStats(agentLag);
+    const commit = lagStats(inRun(probe.commitMs));
     const n = nativeLag ? lagStats(nativeLag) : null;
     const names = Array.from({ length: tables }, (_, i) => `bench.sbtest${i + 1}`);
     const identical = await allIdentical(servers, [...names, "bench.heartbeat"], tag);
     const ratio = n && a.p99 ? round(n.p99 / a.p99, 2) : null;
-    log(`${tag}: ${achieved} tx/s; lag ms agent p50 ${a.p50} p99 ${a.p99} max ${a.max}${n ? `; native p50 ${n.p50} p99 ${n.p99} max ${n.max}` : ""}`);
+    log(`${tag}: ${achieved} tx/s; lag ms agent p50 ${a.p50} p99 ${a.p99} max ${a.max}${n ? `; native p50 ${n.p50} p99 ${n.p99} max ${n.max}` : ""}; the source's own insert-and-commit of a heartbeat p99 ${commit.p99} max ${commit.max}`);
     return {
       scenario: "sysbench",
       description: `sysbench oltp_write_only --rate=${rate} for ${seconds} s (${tables} tables × ${tableSize.toLocaleString("en-US")} rows), ${native ? "agent and native replica at the same time" : "the agent's replica alone"}`,
@@ -460,6 +473,7 @@ export async function runSysbench(ctx, tag) {
       },
       lagMs: { agent: a, native: n },
       heartbeatsSent: probe.sent,
+      sourceCommitMs: commit,
       agentMetricLagSeconds: summarize(metricLag.filter(Number.isFinite)),
       sysbench: { rateTarget: rate, txPerSec: achieved, threads, seconds, tables, tableSize, latencyP95Ms: lat ? Number(lat[1]) : null },
       peakRssMb,
