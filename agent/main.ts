@@ -1,5 +1,6 @@
 // Main is the only wiring: it checks the source (fatal at start), starts one ReplicaSync per replica,
 // polls the source's binlog end (the heartbeat behind lag), serves HTTP, and stops cleanly on signals.
+import { TRACE } from "./apply/applier.js";
 import type { Config } from "./config.js";
 import { baseServerId, redactConfig } from "./config.js";
 import { binlogStatus, connect, type Conn } from "./db.js";
@@ -141,6 +142,15 @@ export class Agent {
         (w) => this.log.info(w, "warm-up done"),
         (err) => this.log.warn({ err: err?.message }, "warm-up failed; the agent runs without it"),
       );
+    }
+    if (TRACE) {
+      // with DATASYNC_TRACE_BATCHES: the times the event loop was held over 30 ms (a stall that is the agent's, not a server's)
+      let last = Date.now();
+      setInterval(() => {
+        const t = Date.now();
+        if (t - last > 40) process.stderr.write(`at=${t % 100000} event loop held ${t - last - 10} ms\n`);
+        last = t;
+      }, 10).unref();
     }
     // one writer per group and replica: a standby's pipelines wait for the locks (no binlog connection)
     this.#writer = new GroupWriter(cfg, this.log, this.metrics, undefined, (c, i) => proveDistinctServer(c, cfg, i, facts));

@@ -474,6 +474,7 @@ export async function runSysbench(ctx, tag) {
       lagMs: { agent: a, native: n },
       heartbeatsSent: probe.sent,
       sourceCommitMs: commit,
+      settledSeconds,
       agentMetricLagSeconds: summarize(metricLag.filter(Number.isFinite)),
       sysbench: { rateTarget: rate, txPerSec: achieved, threads, seconds, tables, tableSize, latencyP95Ms: lat ? Number(lat[1]) : null },
       peakRssMb,

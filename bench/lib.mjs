@@ -166,7 +166,7 @@ export async function allIdentical(servers, tables, tag) {
 function cpuTicks() {
   try {
     const f = readFileSync("/proc/stat", "utf8").split("\n", 1)[0].trim().split(/\s+/).slice(1, 9).map(Number);
-    return { total: f.reduce((a, x) => a + x, 0), steal: f[7] ?? 0 };
+    return { total: f.reduce((a, x) => a + x, 0), steal: f[7] ?? 0, idle: (f[3] ?? 0) + (f[4] ?? 0) };
   } catch {
     return null;
   }
@@ -206,17 +206,27 @@ export function cpuSeconds(pid) {
  * pages and purging for seconds after its last statement; the next timed phase must not share the cores with that.
  * Returns the seconds waited and whether the servers got quiet.
  */
-export async function settle(servers, { maxMs = 90_000, quietCpu = 0.05 } = {}) {
+export async function settle(servers, { maxMs = 90_000, quietCpu = 0.05, quietMachine = 0.4 } = {}) {
   const pids = servers.map(serverPid).filter((p) => p !== null);
   const total = () => pids.reduce((a, p) => a + (cpuSeconds(p) || 0), 0);
+  // the whole machine too (under `quietMachine` busy cores, steal aside): what the previous scenario left running
+  // (servers shutting down, their datadirs removed and written back) shares the cores with the next timed phase
+  const busy = () => {
+    const t = cpuTicks();
+    return t ? (t.total - t.idle - t.steal) / CLK_TCK : null;
+  };
   const t0 = now();
   let prev = total();
+  let prevBusy = busy();
   for (;;) {
     await sleep(1000);
     const cur = total();
-    if (cur - prev < quietCpu) return { seconds: (now() - t0) / 1000, quiet: true };
+    const curBusy = busy();
+    const machineQuiet = curBusy === null || prevBusy === null || curBusy - prevBusy < quietMachine;
+    if (cur - prev < quietCpu && machineQuiet) return { seconds: (now() - t0) / 1000, quiet: true };
     if (now() - t0 >= maxMs) return { seconds: (now() - t0) / 1000, quiet: false };
     prev = cur;
+    prevBusy = curBusy;
   }
 }
 
