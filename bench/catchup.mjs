@@ -86,7 +86,7 @@ export async function runCatchup(ctx, name, tag) {
     const quiet = async (phase) => {
       if (opt["no-settle"]) return null;
       const q = await settle([src, native, agentRep]);
-      log(`${tag}: servers ${q.quiet ? "quiet" : "still busy"} after ${q.seconds.toFixed(1)} s, before the ${phase}`);
+      log(`${tag}: servers ${q.quiet ? "quiet" : "still busy"} after ${q.seconds.toFixed(1)} s (${q.dirtyMb ?? "?"} MB of dirty pages synced first), before the ${phase}`);
       return round(q.seconds, 1);
     };
     const others = (list) => {

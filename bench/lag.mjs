@@ -412,7 +412,7 @@ export async function runSysbench(ctx, tag) {
     if (!opt["no-settle"]) {
       const q = await settle(servers);
       settledSeconds = round(q.seconds, 1);
-      log(`${tag}: servers ${q.quiet ? "quiet" : "still busy"} after ${q.seconds.toFixed(1)} s, before sysbench`);
+      log(`${tag}: servers ${q.quiet ? "quiet" : "still busy"} after ${q.seconds.toFixed(1)} s (${q.dirtyMb ?? "?"} MB of dirty pages synced first), before sysbench`);
     }
     const load = loadavg()[0];
     probe = startProbe(src, 100);

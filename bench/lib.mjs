@@ -2,7 +2,7 @@
 // process with RSS/CPU sampling, checkpoints, native replication set-up, checksums. See bench/README.md.
 // Every server helper follows the flavor of the TestServer it is given (MariaDB or MySQL, `--flavor`).
 /* global fetch, AbortSignal */
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { createInterface } from "node:readline";
 import { readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, dirname } from "node:path";
@@ -188,6 +188,17 @@ export function stealMeter() {
   };
 }
 
+/** the page cache's dirty and under-writeback MB (/proc/meminfo), null where unreadable */
+export function dirtyMb() {
+  try {
+    const t = readFileSync("/proc/meminfo", "utf8");
+    const kb = (k) => Number(new RegExp(`^${k}:\\s+(\\d+)`, "m").exec(t)?.[1] ?? 0);
+    return Math.round((kb("Dirty") + kb("Writeback")) / 1024);
+  } catch {
+    return null;
+  }
+}
+
 const CLK_TCK = 100;
 /** CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat. */
 export function cpuSeconds(pid) {
@@ -216,6 +227,10 @@ export async function settle(servers, { maxMs = 90_000, quietCpu = 0.05, quietMa
     return t ? (t.total - t.idle - t.steal) / CLK_TCK : null;
   };
   const t0 = now();
+  // and the disk: the page cache the previous phases dirtied (gigabytes of datadirs) is written back first, so the
+  // timed phase's own writes and fsyncs do not queue behind it
+  const d0 = dirtyMb();
+  spawnSync("sync", { timeout: maxMs });
   let prev = total();
   let prevBusy = busy();
   for (;;) {
@@ -223,8 +238,8 @@ export async function settle(servers, { maxMs = 90_000, quietCpu = 0.05, quietMa
     const cur = total();
     const curBusy = busy();
     const machineQuiet = curBusy === null || prevBusy === null || curBusy - prevBusy < quietMachine;
-    if (cur - prev < quietCpu && machineQuiet) return { seconds: (now() - t0) / 1000, quiet: true };
-    if (now() - t0 >= maxMs) return { seconds: (now() - t0) / 1000, quiet: false };
+    if (cur - prev < quietCpu && machineQuiet) return { seconds: (now() - t0) / 1000, quiet: true, dirtyMb: d0 };
+    if (now() - t0 >= maxMs) return { seconds: (now() - t0) / 1000, quiet: false, dirtyMb: d0 };
     prev = cur;
     prevBusy = curBusy;
   }
